@@ -1,0 +1,138 @@
+//! The events a running sync yields.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{CommitId, DiffCounts, ErrorReport, RepoKey, SourceNotice, SyncId, SyncRecord};
+
+/// The phases of a sync, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Resolve the branch head and open the run.
+    Prepare,
+    /// Compare the commit's tree with the stored index.
+    Scan,
+    /// Fetch changed content, extract, embed and stage entries.
+    Import,
+    /// Activate everything in one atomic switch.
+    Finalize,
+}
+
+/// Progress of the import phase. Every field only grows during a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Blobs imported so far.
+    pub files_done: u64,
+    /// Blobs to import.
+    pub files_total: u64,
+    /// Bytes imported so far.
+    pub bytes_done: u64,
+    /// Bytes to import.
+    pub bytes_total: u64,
+}
+
+/// What the stream of a sync yields.
+///
+/// A run yields exactly one [`Started`](SyncEvent::Started) first, the
+/// [`Phase`](SyncEvent::Phase)s in order, progress that only grows, and exactly one
+/// terminal event last: [`Completed`](SyncEvent::Completed),
+/// [`Failed`](SyncEvent::Failed) or [`Cancelled`](SyncEvent::Cancelled).
+///
+/// Events serialize to JSON objects tagged by `"event"`, ready to forward as
+/// Server-Sent Events:
+///
+/// ```
+/// use sync_core::{Phase, SyncEvent};
+/// let json = serde_json::to_string(&SyncEvent::Phase { phase: Phase::Scan })?;
+/// assert_eq!(json, r#"{"event":"phase","phase":"scan"}"#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SyncEvent {
+    /// The sync started.
+    Started {
+        /// The repository.
+        repo: RepoKey,
+        /// The branch asked for; `None` for the default branch.
+        branch: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A phase began.
+    Phase {
+        /// Which.
+        phase: Phase,
+    },
+    /// The run was opened in the store.
+    Prepared {
+        /// The run's id.
+        sync_id: SyncId,
+        /// The branch being synced.
+        branch: String,
+        /// Its head commit.
+        commit: CommitId,
+        /// The run before it.
+        previous: Option<SyncId>,
+    },
+    /// The tree was compared with the stored index.
+    Scanned {
+        /// What changed, by class.
+        counts: DiffCounts,
+        /// Blobs whose content will be fetched.
+        to_fetch: u64,
+        /// Their total size.
+        bytes_to_fetch: u64,
+        /// The head and settings equal the last completed run's, so the tree was not read.
+        unchanged_head: bool,
+    },
+    /// Import progress.
+    Progress(Progress),
+    /// The source is waiting for a rate limit, or retrying.
+    Source(SourceNotice),
+    /// The run completed; its state is now the active state.
+    Completed {
+        /// The finished run.
+        record: Box<SyncRecord>,
+    },
+    /// The run failed; the active state is as it was before.
+    Failed {
+        /// The run, if it was opened.
+        sync_id: Option<SyncId>,
+        /// What went wrong.
+        error: ErrorReport,
+    },
+    /// The run was cancelled; the active state is as it was before.
+    Cancelled {
+        /// The run, if it was opened.
+        sync_id: Option<SyncId>,
+    },
+}
+
+impl SyncEvent {
+    /// Whether this is the last event of a run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed { .. } | Self::Failed { .. } | Self::Cancelled { .. }
+        )
+    }
+
+    /// The event's tag, as in its JSON (`"started"`, `"phase"`, …); handy as an SSE event
+    /// name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Started { .. } => "started",
+            Self::Phase { .. } => "phase",
+            Self::Prepared { .. } => "prepared",
+            Self::Scanned { .. } => "scanned",
+            Self::Progress(_) => "progress",
+            Self::Source(_) => "source",
+            Self::Completed { .. } => "completed",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled { .. } => "cancelled",
+        }
+    }
+}

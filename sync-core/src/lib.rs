@@ -1,0 +1,46 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod diff;
+mod embed;
+mod error;
+mod event;
+mod extract;
+mod id;
+mod memory;
+mod model;
+mod path;
+mod policy;
+mod source;
+mod store;
+mod syncer;
+mod tree;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use diff::{Change, DiffCounts, TreeDiff, diff, diff_all};
+pub use embed::{Embedder, Embedding, HashEmbedder};
+pub use error::{BoxError, Error, ErrorKind, ErrorReport, Result};
+pub use event::{Phase, Progress, SyncEvent};
+pub use extract::{Chunk, Extractor, LineChunker, WholeFile};
+pub use id::{BlobId, CommitId, ContentHash, SyncId};
+pub use memory::{MemoryFile, MemorySource, MemoryStore};
+pub use model::{
+    DEFAULT_TENANT, EntryQuery, EntryStatus, MemoryEntry, NewEntry, RepoKey, SearchHit,
+    SyncRecord, SyncStats, SyncStatus,
+};
+pub use path::RepoPath;
+pub use policy::{BINARY_SNIFF_LEN, DEFAULT_MAX_FILE_SIZE, FilePolicy, PolicySpec};
+pub use source::{Blob, RepoSource, SourceNotice, report_notice};
+pub use store::{
+    Capabilities, ChangeSet, FileChange, NewEmbedding, RunStart, StageBatch, SyncRun, SyncStore,
+    SyncStoreExt, busy_message, lost_lease_message, validate_start,
+};
+pub use syncer::{SyncOptions, SyncStream, Syncer};
+pub use tree::{Branch, EntryKind, FileIndex, IndexedFile, SkipReason, Tree, TreeEntry};
+
+/// Re-exported so implementors of [`RepoSource`], [`SyncStore`] and [`Embedder`] use the
+/// same macro version.
+pub use async_trait::async_trait;

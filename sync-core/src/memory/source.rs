@@ -1,0 +1,269 @@
+//! The in-memory reference source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::{
+    BlobId, Blob, Branch, CommitId, EntryKind, Error, RepoPath, RepoSource, Tree, TreeEntry,
+};
+
+/// One file of a [`MemorySource`] commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryFile {
+    path: RepoPath,
+    data: Bytes,
+    kind: Option<EntryKind>,
+}
+
+impl MemoryFile {
+    /// A regular file.
+    pub fn file(path: impl AsRef<[u8]>, data: impl Into<Bytes>) -> Result<Self, Error> {
+        Self::new(path, data, EntryKind::File)
+    }
+
+    /// A file of the given kind; a symlink's data is its target.
+    pub fn new(
+        path: impl AsRef<[u8]>,
+        data: impl Into<Bytes>,
+        kind: EntryKind,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            path: RepoPath::new(path)?,
+            data: data.into(),
+            kind: Some(kind),
+        })
+    }
+
+    /// A submodule entry: present in the commit, never indexed, counted.
+    pub fn submodule(path: impl AsRef<[u8]>) -> Result<Self, Error> {
+        Ok(Self {
+            path: RepoPath::new(path)?,
+            data: Bytes::new(),
+            kind: None,
+        })
+    }
+
+    /// The path.
+    pub fn path(&self) -> &RepoPath {
+        &self.path
+    }
+
+    /// The content.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The kind; `None` for a submodule.
+    pub fn kind(&self) -> Option<EntryKind> {
+        self.kind
+    }
+}
+
+/// A [`RepoSource`] whose commits are built in memory: the reference source, used by the
+/// conformance suite and in examples. Blob ids are git's, computed from the content.
+///
+/// Each [`commit`](MemorySource::commit) takes the full set of files of the new commit and
+/// moves the branch to it.
+///
+/// ```
+/// use sync_core::{MemoryFile, MemorySource, EntryKind};
+/// let source = MemorySource::new("demo");
+/// let c1 = source.commit("main", [("README.md", "hello\n")])?;
+/// let c2 = source.commit_files("main", vec![
+///     MemoryFile::file("README.md", "hello again\n")?,
+///     MemoryFile::new("run.sh", "#!/bin/sh\n", EntryKind::Executable)?,
+///     MemoryFile::new("docs", "README.md", EntryKind::Symlink)?,
+/// ])?;
+/// assert_ne!(c1, c2);
+/// assert_eq!(source.tree_of(&c2).unwrap().len(), 3);
+/// # Ok::<(), sync_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct MemorySource {
+    name: String,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    default_branch: String,
+    branches: BTreeMap<String, CommitId>,
+    commits: HashMap<CommitId, (Tree, Vec<MemoryFile>)>,
+    blobs: HashMap<BlobId, Bytes>,
+    made: u64,
+}
+
+impl MemorySource {
+    /// An empty repository named `name`, whose default branch is `main`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            inner: RwLock::new(Inner {
+                default_branch: "main".to_owned(),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Commits regular files given as `(path, content)` pairs to `branch`.
+    pub fn commit<P, C>(
+        &self,
+        branch: &str,
+        files: impl IntoIterator<Item = (P, C)>,
+    ) -> Result<CommitId, Error>
+    where
+        P: AsRef<[u8]>,
+        C: Into<Bytes>,
+    {
+        let files = files
+            .into_iter()
+            .map(|(p, c)| MemoryFile::file(p, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commit_files(branch, files)
+    }
+
+    /// Commits the given files to `branch`, creating it if needed.
+    pub fn commit_files(&self, branch: &str, files: Vec<MemoryFile>) -> Result<CommitId, Error> {
+        if branch.is_empty() {
+            return Err(Error::invalid_input("the branch name is empty"));
+        }
+        let mut entries = Vec::with_capacity(files.len());
+        let mut submodules = 0;
+        let mut blobs = Vec::new();
+        for f in &files {
+            let Some(kind) = f.kind else {
+                submodules += 1;
+                continue;
+            };
+            let blob = BlobId::for_content(&f.data);
+            entries.push(TreeEntry::new(
+                f.path.clone(),
+                blob,
+                f.data.len() as u64,
+                kind,
+            ));
+            blobs.push((blob, f.data.clone()));
+        }
+        let tree = Tree::new(entries)?.with_submodules(submodules);
+
+        let mut inner = self.write();
+        inner.made += 1;
+        let mut hasher = sha1_smol::Sha1::new();
+        hasher.update(format!("memory commit {} {} {}\n", self.name, inner.made, branch).as_bytes());
+        for e in tree.entries() {
+            hasher.update(e.path.as_bytes());
+            hasher.update(e.blob.as_bytes());
+            hasher.update(&[e.kind as u8]);
+        }
+        let id = CommitId::from_bytes(hasher.digest().bytes());
+        inner.blobs.extend(blobs);
+        inner.commits.insert(id, (tree, files));
+        inner.branches.insert(branch.to_owned(), id);
+        Ok(id)
+    }
+
+    /// Points `branch` at an existing commit.
+    pub fn set_branch(&self, branch: &str, commit: CommitId) -> Result<(), Error> {
+        let mut inner = self.write();
+        if !inner.commits.contains_key(&commit) {
+            return Err(Error::not_found(format!(
+                "commit {commit} not found in `{}`",
+                self.identity()
+            )));
+        }
+        inner.branches.insert(branch.to_owned(), commit);
+        Ok(())
+    }
+
+    /// Makes `branch` the default branch.
+    pub fn set_default_branch(&self, branch: &str) {
+        self.write().default_branch = branch.to_owned();
+    }
+
+    /// The tree of a commit: the oracle the conformance suite compares the store with.
+    pub fn tree_of(&self, commit: &CommitId) -> Option<Tree> {
+        self.read().commits.get(commit).map(|(t, _)| t.clone())
+    }
+
+    /// The files of a commit, to build the next commit from.
+    pub fn files_of(&self, commit: &CommitId) -> Option<Vec<MemoryFile>> {
+        self.read().commits.get(commit).map(|(_, f)| f.clone())
+    }
+}
+
+#[async_trait]
+impl RepoSource for MemorySource {
+    fn identity(&self) -> String {
+        format!("memory:{}", self.name)
+    }
+
+    async fn branches(&self) -> Result<Vec<Branch>, Error> {
+        Ok(self
+            .read()
+            .branches
+            .iter()
+            .map(|(name, commit)| Branch {
+                name: name.clone(),
+                commit: *commit,
+            })
+            .collect())
+    }
+
+    async fn default_branch(&self) -> Result<String, Error> {
+        Ok(self.read().default_branch.clone())
+    }
+
+    async fn head(&self, branch: &str) -> Result<CommitId, Error> {
+        self.read().branches.get(branch).copied().ok_or_else(|| {
+            Error::not_found(format!(
+                "branch `{branch}` not found in `{}`",
+                self.identity()
+            ))
+        })
+    }
+
+    async fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
+        self.tree_of(commit).ok_or_else(|| {
+            Error::not_found(format!(
+                "commit {commit} not found in `{}`",
+                self.identity()
+            ))
+        })
+    }
+
+    fn contents(
+        &self,
+        _commit: &CommitId,
+        wanted: Vec<TreeEntry>,
+    ) -> BoxStream<'_, Result<Blob, Error>> {
+        stream::iter(wanted)
+            .map(move |e| {
+                let data = self.read().blobs.get(&e.blob).cloned().ok_or_else(|| {
+                    Error::not_found(format!(
+                        "blob {} of `{}` not found in `{}`",
+                        e.blob,
+                        e.path,
+                        self.identity()
+                    ))
+                })?;
+                Ok(Blob {
+                    path: e.path,
+                    id: e.blob,
+                    data,
+                })
+            })
+            .boxed()
+    }
+}

@@ -1,0 +1,146 @@
+//! Where trees and contents come from.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::{BlobId, Branch, CommitId, Error, RepoPath, Tree, TreeEntry};
+
+/// The content of one blob, fetched for one of the paths that hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// The path it was requested for.
+    pub path: RepoPath,
+    /// Its id, as the tree says.
+    pub id: BlobId,
+    /// Its bytes.
+    pub data: Bytes,
+}
+
+/// A repository the pipeline reads from: a local git repository, GitHub, or the in-memory
+/// reference source.
+///
+/// # Contract
+///
+/// * [`tree`](RepoSource::tree) returns every blob of the commit (files, executables,
+///   symlinks) with git's blob ids and sizes, never submodules (count them with
+///   [`Tree::with_submodules`]). The same commit gives the same tree from every source.
+/// * [`contents`](RepoSource::contents) yields one [`Blob`] per wanted entry, in any order,
+///   and nothing else. The pipeline re-hashes every blob and rejects one whose content does
+///   not match its id, so a source may stream without checking; checking early gives a
+///   better error.
+/// * A source chooses how to batch and how many requests it keeps in flight; the pipeline
+///   pulls from the stream only as fast as it can import, so memory stays bounded.
+/// * Errors use the kinds of [`Error`]: an unknown branch is [`Error::NotFound`] naming
+///   the branch and the repository.
+/// * Waits the caller should know of (rate limits, retries) are reported with
+///   [`report_notice`] while the source awaits.
+///
+/// Implementations use [`async_trait`]; `Arc<dyn RepoSource>` is what the pipeline holds.
+#[async_trait]
+pub trait RepoSource: Send + Sync + Debug {
+    /// A stable identity of the repository, used as its [`RepoKey`](crate::RepoKey)
+    /// source: `git:/abs/path`, `github:owner/name`, `memory:name`.
+    fn identity(&self) -> String;
+
+    /// Every branch with its head commit, sorted by name.
+    async fn branches(&self) -> Result<Vec<Branch>, Error>;
+
+    /// The branch the repository considers its default (`HEAD`).
+    async fn default_branch(&self) -> Result<String, Error>;
+
+    /// The commit a branch points at.
+    async fn head(&self, branch: &str) -> Result<CommitId, Error>;
+
+    /// The flattened tree of a commit.
+    async fn tree(&self, commit: &CommitId) -> Result<Tree, Error>;
+
+    /// The contents of the wanted entries of a commit's tree.
+    fn contents(
+        &self,
+        commit: &CommitId,
+        wanted: Vec<TreeEntry>,
+    ) -> BoxStream<'_, Result<Blob, Error>>;
+}
+
+macro_rules! forward_source {
+    ($wrapper:ty) => {
+        #[async_trait]
+        impl<T: RepoSource + ?Sized> RepoSource for $wrapper {
+            fn identity(&self) -> String {
+                (**self).identity()
+            }
+            async fn branches(&self) -> Result<Vec<Branch>, Error> {
+                (**self).branches().await
+            }
+            async fn default_branch(&self) -> Result<String, Error> {
+                (**self).default_branch().await
+            }
+            async fn head(&self, branch: &str) -> Result<CommitId, Error> {
+                (**self).head(branch).await
+            }
+            async fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
+                (**self).tree(commit).await
+            }
+            fn contents(
+                &self,
+                commit: &CommitId,
+                wanted: Vec<TreeEntry>,
+            ) -> BoxStream<'_, Result<Blob, Error>> {
+                (**self).contents(commit, wanted)
+            }
+        }
+    };
+}
+
+forward_source!(Arc<T>);
+forward_source!(Box<T>);
+
+/// Something a source wants the caller to know while it waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SourceNotice {
+    /// A rate limit was hit; the source waits until `until` before its next request.
+    RateLimited {
+        /// When the limit resets.
+        until: DateTime<Utc>,
+        /// Which limit (e.g. `core`, `secondary`).
+        resource: String,
+    },
+    /// A request failed transiently and is tried again after a delay.
+    Retrying {
+        /// The attempt about to be made, from 2.
+        attempt: u32,
+        /// The delay before it, in milliseconds.
+        delay_ms: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+tokio::task_local! {
+    static NOTICES: mpsc::UnboundedSender<SourceNotice>;
+}
+
+/// Reports a notice to the sync that is awaiting the calling source method; it reaches the
+/// caller as a [`SyncEvent`](crate::SyncEvent). Outside a sync it does nothing.
+///
+/// Call it from the future the pipeline awaits (not from a task the source spawned).
+pub fn report_notice(notice: SourceNotice) {
+    let _ = NOTICES.try_with(|tx| tx.send(notice));
+}
+
+/// Runs `fut` with notices routed to `tx`.
+pub(crate) async fn with_notices<F: Future>(
+    tx: mpsc::UnboundedSender<SourceNotice>,
+    fut: F,
+) -> F::Output {
+    NOTICES.scope(tx, fut).await
+}

@@ -1,0 +1,393 @@
+//! Where the file index, runs and memory entries are kept.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CommitId, ContentHash, Embedding, EntryQuery, Error, FileIndex, IndexedFile, MemoryEntry,
+    NewEntry, RepoKey, RepoPath, SearchHit, SyncId, SyncRecord, SyncStats, SyncStatus,
+};
+
+/// What a store supports beyond the required behaviour. The conformance suite branches on
+/// it instead of each store copying tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`SyncStore::search`] works.
+    pub vector_search: bool,
+    /// Tenants are isolated by the database itself (row-level security), not only by the
+    /// store's queries.
+    pub row_level_security: bool,
+    /// Several processes may use the same store at once; the history rules hold across
+    /// them.
+    pub multi_process: bool,
+}
+
+impl Capabilities {
+    /// Sets [`Capabilities::vector_search`].
+    #[must_use]
+    pub fn with_vector_search(mut self, yes: bool) -> Self {
+        self.vector_search = yes;
+        self
+    }
+
+    /// Sets [`Capabilities::row_level_security`].
+    #[must_use]
+    pub fn with_row_level_security(mut self, yes: bool) -> Self {
+        self.row_level_security = yes;
+        self
+    }
+
+    /// Sets [`Capabilities::multi_process`].
+    #[must_use]
+    pub fn with_multi_process(mut self, yes: bool) -> Self {
+        self.multi_process = yes;
+        self
+    }
+}
+
+/// What [`SyncStore::begin`] needs to open a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStart {
+    /// The repository.
+    pub repo: RepoKey,
+    /// The branch being synced.
+    pub branch: String,
+    /// Its head commit.
+    pub commit: CommitId,
+    /// See [`SyncRecord::fingerprint`].
+    pub fingerprint: String,
+    /// How long the run holds the repository without renewing. A running run whose lease
+    /// has expired is marked [`SyncStatus::Abandoned`] by the next `begin`.
+    pub lease: Duration,
+}
+
+/// A run opened by [`SyncStore::begin`], handed back to the store's other calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    /// The run's id.
+    pub id: SyncId,
+    /// The repository.
+    pub repo: RepoKey,
+    /// The branch being synced.
+    pub branch: String,
+    /// Its head commit.
+    pub commit: CommitId,
+    /// The run before it in the chain.
+    pub previous: Option<SyncId>,
+    /// See [`SyncRecord::fingerprint`].
+    pub fingerprint: String,
+    /// The lease length.
+    pub lease: Duration,
+    /// When it began.
+    pub started_at: DateTime<Utc>,
+}
+
+/// An embedding computed during a run, stored once per model and content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEmbedding {
+    /// The model.
+    pub model: String,
+    /// The hash of the embedded text.
+    pub content_hash: ContentHash,
+    /// The vector.
+    pub embedding: Embedding,
+}
+
+/// One batch for [`SyncStore::stage`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageBatch {
+    /// Entries of files this run adds or changes.
+    pub entries: Vec<NewEntry>,
+    /// Embeddings computed for them that the store did not know.
+    pub embeddings: Vec<NewEmbedding>,
+}
+
+impl StageBatch {
+    /// Whether the batch has nothing in it.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.embeddings.is_empty()
+    }
+}
+
+/// How one path changes at [`SyncStore::commit`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum FileChange {
+    /// A new version of the path (added, modified or processed again): the path's active
+    /// entries are superseded and the entries this run staged for it become active. A file
+    /// with a [`skip`](IndexedFile::skip) reason has none.
+    Upsert(IndexedFile),
+    /// The path is gone: its version is closed and its entries superseded.
+    Delete(RepoPath),
+    /// The content of `from` moved to `to.entry.path`: `from` is closed and its entries
+    /// superseded; `to` is indexed and gets copies of those entries, written by this run.
+    /// No content travels.
+    Rename {
+        /// The old path.
+        from: RepoPath,
+        /// The new file.
+        to: IndexedFile,
+    },
+    /// Same content, new metadata (the executable bit): a new file version, entries kept.
+    Retype(IndexedFile),
+}
+
+impl FileChange {
+    /// The path this change leaves in the index, if any.
+    pub fn new_path(&self) -> Option<&RepoPath> {
+        match self {
+            Self::Upsert(f) | Self::Retype(f) | Self::Rename { to: f, .. } => Some(&f.entry.path),
+            Self::Delete(_) => None,
+        }
+    }
+}
+
+/// Everything [`SyncStore::commit`] applies in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSet {
+    /// The changes, at most one per path.
+    pub changes: Vec<FileChange>,
+}
+
+/// Persistent state of synced repositories: runs, the versioned file index, memory entries
+/// and embeddings.
+///
+/// # Contract
+///
+/// The conformance suite in [`testkit`](crate#testkit) checks every point below; a store is
+/// done when it passes.
+///
+/// * **Runs form one chain per repository.** [`begin`](Self::begin) links the new run to
+///   the repository's latest run through a unique `previous`. A second `begin` while a run
+///   holds an unexpired lease fails with [`Error::Conflict`]; a running run whose lease
+///   expired is marked [`SyncStatus::Abandoned`] first. Racing `begin`s: exactly one wins.
+/// * **Staging is invisible and idempotent.** Staged entries are not returned by
+///   [`entries`](Self::entries) or [`search`](Self::search); staging the same path and
+///   ordinal again replaces it.
+/// * **Commit is atomic.** [`commit`](Self::commit) applies the [`ChangeSet`], activates
+///   the staged entries of upserted paths, supersedes replaced ones and completes the run,
+///   all or nothing. It fails with [`Error::Conflict`] if the run no longer holds the
+///   repository, and with [`Error::InvalidInput`] if the change set does not fit the
+///   active index; either way nothing changes.
+/// * **Abort discards.** [`abort`](Self::abort) ends a running run as failed or cancelled
+///   and drops its staged entries; the active state is untouched. Aborting an ended run
+///   does nothing.
+/// * **History is append-only.** Superseded entries, closed file versions and embeddings
+///   are kept. [`restore`](Self::restore) appends a completed run whose active state equals
+///   the state right after the target run.
+/// * **Defaults are active-only.** `entries` and `search` return active entries unless the
+///   query asks for history.
+/// * **Tenants are separate.** Nothing of one tenant is visible through a key of another.
+///
+/// Implementations use [`async_trait`] and must not block the async runtime.
+#[async_trait]
+pub trait SyncStore: Send + Sync + Debug {
+    /// What this store supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Opens a run (see the contract).
+    async fn begin(&self, start: RunStart) -> Result<SyncRun, Error>;
+
+    /// Extends the run's lease by its length from now. Fails with [`Error::Conflict`] if
+    /// the run no longer holds the repository.
+    async fn renew(&self, run: &SyncRun) -> Result<(), Error>;
+
+    /// The repository's most recent completed run.
+    async fn last_completed(&self, repo: &RepoKey) -> Result<Option<SyncRecord>, Error>;
+
+    /// The active file index.
+    async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error>;
+
+    /// The stored embeddings of `model` for the given content hashes; hashes without one
+    /// are absent from the map.
+    async fn known_embeddings(
+        &self,
+        repo: &RepoKey,
+        model: &str,
+        hashes: &[ContentHash],
+    ) -> Result<HashMap<ContentHash, Embedding>, Error>;
+
+    /// Stages a batch of entries and new embeddings for a running run.
+    async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error>;
+
+    /// Applies the change set and completes the run, atomically. `stats` are recorded
+    /// with [`SyncStats::entries_superseded`] and [`SyncStats::entries_written`] filled in by
+    /// the store.
+    async fn commit(
+        &self,
+        run: &SyncRun,
+        changes: ChangeSet,
+        stats: SyncStats,
+    ) -> Result<SyncRecord, Error>;
+
+    /// Ends a running run as [`SyncStatus::Failed`] or [`SyncStatus::Cancelled`] with a
+    /// reason, discarding what it staged.
+    async fn abort(&self, run: &SyncRun, status: SyncStatus, reason: &str) -> Result<(), Error>;
+
+    /// One run of the repository.
+    async fn run(&self, repo: &RepoKey, id: SyncId) -> Result<SyncRecord, Error>;
+
+    /// The repository's runs, newest first.
+    async fn history(&self, repo: &RepoKey, limit: usize) -> Result<Vec<SyncRecord>, Error>;
+
+    /// Makes the active state equal to the state right after the completed run `to`,
+    /// recorded as a new completed run. Fails with [`Error::Conflict`] while a sync runs.
+    async fn restore(&self, repo: &RepoKey, to: SyncId) -> Result<SyncRecord, Error>;
+
+    /// Memory entries matching the query, ordered by path bytes and ordinal.
+    async fn entries(
+        &self,
+        repo: &RepoKey,
+        query: &EntryQuery,
+    ) -> Result<Vec<MemoryEntry>, Error>;
+
+    /// The `k` active entries whose embeddings are closest to `vector` by cosine
+    /// similarity, closest first. Stores without
+    /// [`vector_search`](Capabilities::vector_search) fail with [`Error::Unsupported`].
+    async fn search(
+        &self,
+        repo: &RepoKey,
+        vector: &Embedding,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let _ = (repo, vector, k);
+        Err(Error::unsupported(format!(
+            "{self:?} has no vector search; use a store whose capabilities include vector_search"
+        )))
+    }
+}
+
+macro_rules! forward_store {
+    ($wrapper:ty) => {
+        #[async_trait]
+        impl<T: SyncStore + ?Sized> SyncStore for $wrapper {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            async fn begin(&self, start: RunStart) -> Result<SyncRun, Error> {
+                (**self).begin(start).await
+            }
+            async fn renew(&self, run: &SyncRun) -> Result<(), Error> {
+                (**self).renew(run).await
+            }
+            async fn last_completed(&self, repo: &RepoKey) -> Result<Option<SyncRecord>, Error> {
+                (**self).last_completed(repo).await
+            }
+            async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error> {
+                (**self).file_index(repo).await
+            }
+            async fn known_embeddings(
+                &self,
+                repo: &RepoKey,
+                model: &str,
+                hashes: &[ContentHash],
+            ) -> Result<HashMap<ContentHash, Embedding>, Error> {
+                (**self).known_embeddings(repo, model, hashes).await
+            }
+            async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {
+                (**self).stage(run, batch).await
+            }
+            async fn commit(
+                &self,
+                run: &SyncRun,
+                changes: ChangeSet,
+                stats: SyncStats,
+            ) -> Result<SyncRecord, Error> {
+                (**self).commit(run, changes, stats).await
+            }
+            async fn abort(
+                &self,
+                run: &SyncRun,
+                status: SyncStatus,
+                reason: &str,
+            ) -> Result<(), Error> {
+                (**self).abort(run, status, reason).await
+            }
+            async fn run(&self, repo: &RepoKey, id: SyncId) -> Result<SyncRecord, Error> {
+                (**self).run(repo, id).await
+            }
+            async fn history(
+                &self,
+                repo: &RepoKey,
+                limit: usize,
+            ) -> Result<Vec<SyncRecord>, Error> {
+                (**self).history(repo, limit).await
+            }
+            async fn restore(&self, repo: &RepoKey, to: SyncId) -> Result<SyncRecord, Error> {
+                (**self).restore(repo, to).await
+            }
+            async fn entries(
+                &self,
+                repo: &RepoKey,
+                query: &EntryQuery,
+            ) -> Result<Vec<MemoryEntry>, Error> {
+                (**self).entries(repo, query).await
+            }
+            async fn search(
+                &self,
+                repo: &RepoKey,
+                vector: &Embedding,
+                k: usize,
+            ) -> Result<Vec<SearchHit>, Error> {
+                (**self).search(repo, vector, k).await
+            }
+        }
+    };
+}
+
+forward_store!(Arc<T>);
+forward_store!(Box<T>);
+
+/// Conveniences on every [`SyncStore`]. Implemented for all stores; do not implement it.
+#[async_trait]
+pub trait SyncStoreExt: SyncStore {
+    /// Every active entry of the repository.
+    async fn active_entries(&self, repo: &RepoKey) -> Result<Vec<MemoryEntry>, Error> {
+        self.entries(repo, &EntryQuery::active()).await
+    }
+
+    /// The repository's newest run of any status.
+    async fn latest_run(&self, repo: &RepoKey) -> Result<Option<SyncRecord>, Error> {
+        Ok(self.history(repo, 1).await?.into_iter().next())
+    }
+}
+
+impl<T: SyncStore + ?Sized> SyncStoreExt for T {}
+
+/// Checks a [`RunStart`] before a store opens the run, so every store rejects the same
+/// input the same way.
+pub fn validate_start(start: &RunStart) -> Result<(), Error> {
+    if start.branch.is_empty() {
+        return Err(Error::invalid_input("the branch name is empty"));
+    }
+    if start.lease.is_zero() {
+        return Err(Error::invalid_input(
+            "the lease must be longer than zero; the default is a minute",
+        ));
+    }
+    Ok(())
+}
+
+/// The message of the [`Error::Conflict`] a store returns when `begin` finds another run
+/// holding the repository.
+pub fn busy_message(repo: &RepoKey, running: SyncId, expires: DateTime<Utc>) -> String {
+    format!(
+        "`{repo}` is already being synced by run {running}; wait for it to finish, or for its lease to expire at {}",
+        expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// The message of the [`Error::Conflict`] a store returns when a run that no longer holds
+/// the repository tries to stage, renew or commit.
+pub fn lost_lease_message(run: SyncId, status: SyncStatus) -> String {
+    format!(
+        "run {run} is {status} and no longer holds the repository (its lease expired or it was ended); nothing of it was activated, start a new sync"
+    )
+}

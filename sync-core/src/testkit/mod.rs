@@ -1,0 +1,74 @@
+//! The store conformance suite, and wrappers that count calls and inject faults.
+//!
+//! Every store runs the same suite from its own `tests/`:
+//!
+//! ```ignore
+//! use std::sync::Arc;
+//! use sync_core::SyncStore;
+//!
+//! async fn new_store() -> Arc<dyn SyncStore> {
+//!     Arc::new(sync_core::MemoryStore::new())
+//! }
+//!
+//! sync_core::sync_store_conformance!(new_store);
+//! ```
+//!
+//! The macro expands to one `#[tokio::test]` per function below (the calling crate needs
+//! `tokio` with the `macros` and `rt-multi-thread` features as a dev-dependency). Each test
+//! opens its own store through the factory, so they run in parallel.
+//!
+//! | test | invariant of the design |
+//! |---|---|
+//! | [`exact_mirror`] | 1. exact mirror |
+//! | [`work_follows_change`] | 2. work follows change |
+//! | [`one_active_version`] | 3. one active version |
+//! | [`atomic_visibility`], [`fault_sweep_store`], [`fault_sweep_source`], [`cancellation_sweep`] | 4. atomic visibility |
+//! | [`linear_history`] | 5. linear history |
+//! | [`restore_is_new_run`] | 6. restore is a new run |
+//! | [`nothing_is_lost`] | 7. nothing is lost |
+//! | [`honest_events`] | 8. honest events |
+//! | [`tenant_isolation`], [`store_contract`], [`search_active_only`] | the store contract |
+
+mod fixture;
+mod suite;
+mod wrappers;
+
+pub use fixture::{
+    CHUNK_BYTES, DIMS, EntryKey, Harness, MAX_FILE_SIZE, STEPS, Snapshot, extractor, lib_rs,
+    options, policy, step_branch, step_files,
+};
+pub use suite::{
+    StoreFactory, atomic_visibility, cancellation_sweep, check_event_order, exact_mirror,
+    fault_sweep_source, fault_sweep_store, honest_events, linear_history, nothing_is_lost,
+    one_active_version, restore_is_new_run, search_active_only, store_contract,
+    tenant_isolation, work_follows_change,
+};
+pub use wrappers::{CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyStore};
+
+/// Expands to one `#[tokio::test]` per conformance test for a store factory (see the
+/// [module docs](crate::testkit)). The sweeps print how many fault points they covered.
+#[macro_export]
+macro_rules! sync_store_conformance {
+    ($factory:expr) => {
+        $crate::sync_store_conformance!(@each $factory;
+            exact_mirror, work_follows_change, one_active_version, atomic_visibility,
+            linear_history, restore_is_new_run, nothing_is_lost, honest_events,
+            tenant_isolation, store_contract, search_active_only);
+        $crate::sync_store_conformance!(@sweep $factory;
+            fault_sweep_store, fault_sweep_source, cancellation_sweep);
+    };
+    (@each $factory:expr; $($name:ident),*) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $crate::testkit::$name(&$factory).await;
+        }
+    )*};
+    (@sweep $factory:expr; $($name:ident),*) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[allow(clippy::print_stdout)]
+        async fn $name() {
+            let points = $crate::testkit::$name(&$factory).await;
+            println!("{}: swept {points} fault points", stringify!($name));
+        }
+    )*};
+}

@@ -1,0 +1,1126 @@
+//! The store conformance suite: one function per invariant of the design.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+
+use crate::{
+    Blob, ChangeSet, CommitId, EntryKind, EntryQuery, EntryStatus, Error, ErrorKind, FileChange,
+    HashEmbedder, IndexedFile, NewEntry, Phase, RepoKey, RepoPath, RepoSource, RunStart,
+    StageBatch, SyncEvent, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
+};
+
+use super::fixture::{DIMS, Harness, Snapshot, step_branch};
+use super::wrappers::{FaultMode, FaultPlan, FaultySource, FaultyStore};
+
+/// Makes a fresh, empty store for one test. Every call must return a store that shares
+/// nothing with the ones returned before (its own database, schema or file), so tests run
+/// in parallel.
+///
+/// Implemented for every `Fn() -> impl Future<Output = Arc<dyn SyncStore>>`, so an
+/// `async fn new_store() -> Arc<dyn SyncStore>` is a factory.
+pub trait StoreFactory: Send + Sync {
+    /// A fresh store.
+    fn open(&self) -> BoxFuture<'static, Arc<dyn SyncStore>>;
+}
+
+impl<F, Fut> StoreFactory for F
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: Future<Output = Arc<dyn SyncStore>> + Send + 'static,
+{
+    fn open(&self) -> BoxFuture<'static, Arc<dyn SyncStore>> {
+        Box::pin(self())
+    }
+}
+
+/// Invariant 1, **exact mirror**: after each sync of the history (edits, deletes, renames,
+/// an executable-bit flip, a retargeted symlink, binary and oversized files, a submodule,
+/// odd paths, an empty commit, a branch switch and back), the active index and entries are
+/// exactly the oracle's for that commit, and the stats count what the index holds.
+pub async fn exact_mirror(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    for step in [0, 1, 2, 3, 2, 4] {
+        let commit = h.commit(step);
+        let record = h
+            .syncer
+            .sync(Some(step_branch(step)))
+            .await
+            .unwrap_or_else(|e| panic!("sync of step {step} failed: {e}"));
+        let expected = h.expected(&commit);
+        let actual = h.snapshot().await;
+        assert_eq!(
+            actual.files, expected.files,
+            "step {step}: the active file index is not the commit's tree"
+        );
+        assert_eq!(
+            actual.entries, expected.entries,
+            "step {step}: the active entries are not the commit's"
+        );
+        let count = |reason| {
+            expected.files.iter().filter(|f| f.skip == Some(reason)).count() as u64
+        };
+        let stats = record.stats;
+        assert_eq!(stats.files, expected.files.len() as u64, "step {step}: stats.files");
+        assert_eq!(stats.skipped_too_large, count(crate::SkipReason::TooLarge), "step {step}");
+        assert_eq!(stats.skipped_binary, count(crate::SkipReason::Binary), "step {step}");
+        assert_eq!(stats.symlinks, count(crate::SkipReason::Symlink), "step {step}");
+        if step < 4 {
+            assert_eq!(stats.submodules, 1, "step {step}: the submodule is counted");
+            assert_eq!(stats.excluded, 1, "step {step}: vendor/dep.rs is excluded");
+        }
+    }
+}
+
+/// Invariant 2, **work follows change**: content fetches, staged entries and embeddings
+/// are proportional to what changed; re-syncing an unchanged head reads no tree, fetches
+/// nothing and stages nothing, and only appends a run record.
+pub async fn work_follows_change(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    let c0 = h.commit(0);
+    let first = h.syncer.sync(None).await.expect("first sync");
+    let expected = h.expected(&c0);
+    assert_eq!(
+        h.counted_source.blobs_read() as usize,
+        expected.blobs_to_fetch(),
+        "a first sync fetches each needed blob once (duplicates and skipped files excluded)"
+    );
+    assert_eq!(first.stats.blobs_fetched, h.counted_source.blobs_read());
+
+    // Step 1 changes three blobs that need content: src/lib.rs (one line), the new
+    // src/new.rs and notes/old-lib.rs (a copy of the old src/lib.rs). Renames, the mode
+    // flip, the retargeted symlink and the oversized edit need none.
+    let (blobs, texts, entries) = (
+        h.counted_source.blobs_read(),
+        h.embedder.texts(),
+        h.counted_store.staged_entries(),
+    );
+    let second = h.sync_step(1).await;
+    assert_eq!(h.counted_source.blobs_read() - blobs, 3, "blobs fetched for step 1");
+    assert_eq!(second.stats.renamed, 2, "two renames in step 1");
+    let lib_chunks = h
+        .store
+        .entries(h.repo(), &EntryQuery::path(RepoPath::new("src/lib.rs").unwrap()))
+        .await
+        .unwrap()
+        .len() as u64;
+    assert_eq!(
+        h.counted_store.staged_entries() - entries,
+        2 * lib_chunks + 1,
+        "entries staged for step 1: both versions of lib.rs and new.rs"
+    );
+    assert_eq!(
+        h.embedder.texts() - texts,
+        2,
+        "only the changed chunk of lib.rs and new.rs are embedded; the copy of old content is not"
+    );
+    assert_eq!(second.stats.embeddings_computed, 2);
+
+    // Step 2: a new commit with the same tree. The tree is read, nothing else.
+    let before = h.snapshot().await;
+    let (blobs, stages, trees) = (
+        h.counted_source.blobs_read(),
+        h.counted_store.stage_calls(),
+        h.counted_source.trees_read(),
+    );
+    let third = h.sync_step(2).await;
+    assert_eq!(h.counted_source.trees_read() - trees, 1);
+    assert_eq!(h.counted_source.blobs_read(), blobs, "an empty commit fetches nothing");
+    assert_eq!(h.counted_store.stage_calls(), stages, "an empty commit stages nothing");
+    assert_eq!(third.stats.entries_written, 0);
+    assert_eq!(third.stats.entries_superseded, 0);
+    assert_eq!(third.stats.unchanged, before.files.len() as u64);
+
+    // The same head again: not even the tree is read.
+    let writers = entry_writers(&h).await;
+    let runs = h.store.history(h.repo(), 100).await.unwrap().len();
+    let trees = h.counted_source.trees_read();
+    let fourth = h.syncer.sync(None).await.expect("no-op re-sync");
+    assert_eq!(h.counted_source.trees_read(), trees, "an unchanged head reads no tree");
+    assert_eq!(h.counted_source.blobs_read(), blobs, "an unchanged head fetches nothing");
+    assert_eq!(h.counted_store.stage_calls(), stages, "an unchanged head stages nothing");
+    assert_eq!(fourth.stats.entries_written + fourth.stats.entries_superseded, 0);
+    assert_eq!(fourth.stats.files, before.files.len() as u64);
+    assert_eq!(h.snapshot().await, before);
+    assert_eq!(entry_writers(&h).await, writers, "no entry was rewritten");
+    assert_eq!(
+        h.store.history(h.repo(), 100).await.unwrap().len(),
+        runs + 1,
+        "only a run record was added"
+    );
+}
+
+async fn entry_writers(h: &Harness) -> Vec<(RepoPath, u32, crate::SyncId)> {
+    h.store
+        .entries(h.repo(), &EntryQuery::active())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.path, e.ordinal, e.created_by))
+        .collect()
+}
+
+/// Invariant 3, **one active version**: each path's active entries come from exactly its
+/// indexed version; older versions are superseded (pointing at the run that replaced them)
+/// and kept; default queries return active entries only.
+pub async fn one_active_version(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    let r0 = h.sync_step(0).await;
+    let r1 = h.sync_step(1).await;
+    let r4 = h.sync_step(4).await;
+
+    let index = h.store.file_index(h.repo()).await.unwrap();
+    let active = h.store.entries(h.repo(), &EntryQuery::active()).await.unwrap();
+    for e in &active {
+        assert_eq!(e.status, EntryStatus::Active);
+        assert_eq!(e.superseded_by, None);
+        let file = index
+            .get(&e.path)
+            .unwrap_or_else(|| panic!("active entry for `{}` has no indexed file", e.path));
+        assert_eq!(e.blob, file.entry.blob, "`{}`: entry of another version", e.path);
+    }
+    let mut per_path: std::collections::BTreeMap<&RepoPath, Vec<u32>> = Default::default();
+    for e in &active {
+        per_path.entry(&e.path).or_default().push(e.ordinal);
+    }
+    for (path, ordinals) in per_path {
+        let want: Vec<u32> = (0..ordinals.len() as u32).collect();
+        assert_eq!(ordinals, want, "`{path}`: ordinals of one version, each once, in order");
+    }
+
+    let lib = RepoPath::new("src/lib.rs").unwrap();
+    let history = h
+        .store
+        .entries(
+            h.repo(),
+            &EntryQuery {
+                path: Some(lib.clone()),
+                include_superseded: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let superseded: Vec<_> = history
+        .iter()
+        .filter(|e| e.status == EntryStatus::Superseded)
+        .collect();
+    let by = |run| superseded.iter().filter(|e| e.superseded_by == Some(run)).count();
+    assert!(by(r1.id) > 0, "version 1 of lib.rs was superseded by the run of step 1");
+    assert!(by(r4.id) > 0, "version 2 of lib.rs was superseded by the run of step 4");
+    assert!(
+        superseded.iter().all(|e| e.created_by == r0.id || e.created_by == r1.id),
+        "superseded entries keep the run that wrote them"
+    );
+    assert_eq!(
+        history.iter().filter(|e| e.status == EntryStatus::Active).count(),
+        per_path_count(&active, &lib)
+    );
+
+    // Deleted files keep their entries as history, never in default queries.
+    let util = RepoPath::new("src/util.rs").unwrap();
+    assert!(h.store.entries(h.repo(), &EntryQuery::path(util.clone())).await.unwrap().is_empty());
+    let old_util = h
+        .store
+        .entries(
+            h.repo(),
+            &EntryQuery {
+                path: Some(util),
+                include_superseded: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!old_util.is_empty(), "a deleted file's entries are kept as superseded");
+    assert!(old_util.iter().all(|e| e.superseded_by == Some(r1.id)));
+
+    // Filters and paging.
+    let src = h
+        .store
+        .entries(
+            h.repo(),
+            &EntryQuery {
+                prefix: Some(RepoPath::new("src").unwrap()),
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!src.is_empty() && src.iter().all(|e| e.path.starts_with(b"src")));
+    let page = h
+        .store
+        .entries(
+            h.repo(),
+            &EntryQuery {
+                offset: 1,
+                limit: Some(2),
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page, active[1..3].to_vec(), "offset and limit page the ordered entries");
+
+    if h.store.capabilities().vector_search {
+        let query = HashEmbedder::new(DIMS).embed_one(&super::fixture::lib_rs(1));
+        let hits = h.store.search(h.repo(), &query, 100).await.unwrap();
+        assert!(!hits.is_empty());
+        let active_keys: HashSet<_> = active.iter().map(|e| (&e.path, e.ordinal, e.content_hash)).collect();
+        for hit in &hits {
+            assert_eq!(hit.entry.status, EntryStatus::Active, "search returns active entries only");
+            assert!(active_keys.contains(&(&hit.entry.path, hit.entry.ordinal, hit.entry.content_hash)));
+        }
+    }
+}
+
+fn per_path_count(entries: &[crate::MemoryEntry], path: &RepoPath) -> usize {
+    entries.iter().filter(|e| &e.path == path).count()
+}
+
+/// Invariant 4, **atomic visibility**: a reader polling during a sync sees the state
+/// before or after it, never a mix; a sync that fails on corrupt content or is cancelled
+/// leaves the active state exactly as it was, and the next sync converges.
+pub async fn atomic_visibility(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    h.sync_step(0).await;
+    let before = h.snapshot().await;
+    let c1 = h.commit(1);
+    let after = h.expected(&c1);
+
+    // A concurrent reader.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (store, repo) = (h.store.clone(), h.repo().clone());
+        let (before, after) = (before.clone(), after.clone());
+        let (stop, reads) = (stop.clone(), reads.clone());
+        tokio::spawn(async move {
+            loop {
+                let done = stop.load(Ordering::SeqCst);
+                let files = store.file_index(&repo).await.unwrap().into_files();
+                assert!(
+                    files == before.files || files == after.files,
+                    "a reader saw a file index that is neither before nor after the sync"
+                );
+                let seen = Snapshot::read(store.as_ref(), &repo).await.entries;
+                assert!(
+                    seen == before.entries || seen == after.entries,
+                    "a reader saw entries that are neither before nor after the sync"
+                );
+                reads.fetch_add(1, Ordering::SeqCst);
+                if done {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    h.syncer.sync(None).await.expect("sync of step 1");
+    stop.store(true, Ordering::SeqCst);
+    reader.await.expect("the reader saw only whole states");
+    assert!(reads.load(Ordering::SeqCst) >= 1);
+    assert_eq!(h.snapshot().await, after);
+
+    // Corrupt content: the sync fails, the state stays.
+    let c4 = h.commit(4);
+    let corrupt = Arc::new(CorruptingSource {
+        inner: h.source.clone(),
+    });
+    let syncer = h.syncer_over(corrupt, h.store.clone());
+    let err = syncer.sync(None).await.expect_err("corrupt content must fail the sync");
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert_eq!(h.snapshot().await, after, "a failed sync changed the active state");
+    let latest = h.store.history(h.repo(), 1).await.unwrap();
+    assert_eq!(latest[0].status, SyncStatus::Failed);
+    assert!(latest[0].error.as_deref().is_some_and(|e| e.contains("hashing to")));
+
+    // Cancelled after the scan: the state stays, the run says so.
+    let mut events = h.syncer.run(None);
+    while let Some(e) = events.next().await {
+        if matches!(e, SyncEvent::Scanned { .. }) {
+            events.cancel();
+        }
+        if e.is_terminal() {
+            assert!(matches!(e, SyncEvent::Cancelled { .. }), "{e:?}");
+        }
+    }
+    assert_eq!(h.snapshot().await, after, "a cancelled sync changed the active state");
+    assert_eq!(
+        h.store.history(h.repo(), 1).await.unwrap()[0].status,
+        SyncStatus::Cancelled
+    );
+
+    h.syncer.sync(None).await.expect("the next sync converges");
+    assert_eq!(h.snapshot().await, h.expected(&c4));
+}
+
+/// A source that returns wrong bytes for `src/lib.rs`.
+#[derive(Debug)]
+struct CorruptingSource {
+    inner: Arc<crate::MemorySource>,
+}
+
+#[async_trait::async_trait]
+impl RepoSource for CorruptingSource {
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
+    async fn branches(&self) -> Result<Vec<crate::Branch>, Error> {
+        self.inner.branches().await
+    }
+    async fn default_branch(&self) -> Result<String, Error> {
+        self.inner.default_branch().await
+    }
+    async fn head(&self, branch: &str) -> Result<CommitId, Error> {
+        self.inner.head(branch).await
+    }
+    async fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
+        self.inner.tree(commit).await
+    }
+    fn contents(
+        &self,
+        commit: &CommitId,
+        wanted: Vec<TreeEntry>,
+    ) -> futures::stream::BoxStream<'_, Result<Blob, Error>> {
+        self.inner
+            .contents(commit, wanted)
+            .map(|b| {
+                b.map(|mut blob| {
+                    if blob.path.as_bytes() == b"src/lib.rs" {
+                        let mut data = blob.data.to_vec();
+                        data[0] ^= 0x20;
+                        blob.data = data.into();
+                    }
+                    blob
+                })
+            })
+            .boxed()
+    }
+}
+
+/// Invariant 5, **linear history**: runs chain through a unique `previous`; racing
+/// `begin`s on one repository let exactly one win and give the others `Conflict`; racing
+/// syncs keep the chain linear; a run whose lease expired is marked abandoned and can no
+/// longer stage or commit.
+pub async fn linear_history(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    for step in [0, 1, 2] {
+        h.sync_step(step).await;
+    }
+    assert_chain(h.store.as_ref(), h.repo(), 3).await;
+
+    // Eight racing begins.
+    let start = RunStart {
+        repo: h.repo().clone(),
+        branch: "main".into(),
+        commit: h.source.head("main").await.unwrap(),
+        fingerprint: h.syncer.fingerprint(),
+        lease: Duration::from_secs(60),
+    };
+    let results = futures::future::join_all((0..8).map(|_| {
+        let (store, start) = (h.store.clone(), start.clone());
+        async move { store.begin(start).await }
+    }))
+    .await;
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one racing begin wins: {results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.kind(), ErrorKind::Conflict, "losers get Conflict: {r}");
+        assert!(r.to_string().contains("already being synced"), "{r}");
+    }
+    let winner = winners[0].clone();
+    let err = h.syncer.sync(None).await.expect_err("a sync while another runs");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    h.store
+        .abort(&winner, SyncStatus::Cancelled, "test")
+        .await
+        .unwrap();
+    assert_chain(h.store.as_ref(), h.repo(), 4).await;
+
+    // Eight racing syncs: each completes or loses with Conflict, the chain stays linear.
+    h.commit(4);
+    let outcomes = futures::future::join_all((0..8).map(|_| h.syncer.sync(None))).await;
+    let completed = outcomes.iter().filter(|r| r.is_ok()).count();
+    assert!(completed >= 1, "at least one racing sync completes");
+    for e in outcomes.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    }
+    // Losers of `begin` leave no run behind.
+    let chain = assert_chain(h.store.as_ref(), h.repo(), 4 + completed).await;
+    assert!(
+        chain
+            .iter()
+            .all(|r| matches!(r.status, SyncStatus::Completed | SyncStatus::Cancelled)),
+        "no run is left running"
+    );
+    assert_eq!(h.snapshot().await, h.expected(&h.source.head("main").await.unwrap()));
+
+    // A crashed run: its lease expires and the next begin marks it abandoned.
+    let crashed = h
+        .store
+        .begin(RunStart {
+            lease: Duration::from_millis(1),
+            ..start.clone()
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let next = h.store.begin(start.clone()).await.expect("an expired lease is taken over");
+    assert_eq!(next.previous, Some(crashed.id));
+    let record = h.store.run(h.repo(), crashed.id).await.unwrap();
+    assert_eq!(record.status, SyncStatus::Abandoned);
+    assert!(record.error.as_deref().is_some_and(|e| e.contains("lease")), "{record:?}");
+    assert!(record.finished_at.is_some());
+    let e = h.store.stage(&crashed, StageBatch::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "an abandoned run cannot stage: {e}");
+    let e = h
+        .store
+        .commit(&crashed, ChangeSet::default(), SyncStats::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "an abandoned run cannot commit: {e}");
+    let e = h.store.renew(&crashed).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "an abandoned run cannot renew: {e}");
+    h.store.abort(&crashed, SyncStatus::Failed, "late").await.unwrap();
+    assert_eq!(
+        h.store.run(h.repo(), crashed.id).await.unwrap().status,
+        SyncStatus::Abandoned,
+        "aborting an ended run changes nothing"
+    );
+    h.store.abort(&next, SyncStatus::Cancelled, "test").await.unwrap();
+}
+
+/// Checks the repository's runs form one chain, newest first, and returns them.
+async fn assert_chain(
+    store: &dyn SyncStore,
+    repo: &RepoKey,
+    len: usize,
+) -> Vec<crate::SyncRecord> {
+    let runs = store.history(repo, 1000).await.unwrap();
+    assert_eq!(runs.len(), len, "number of runs");
+    for pair in runs.windows(2) {
+        assert_eq!(pair[0].previous, Some(pair[1].id), "runs form one chain, newest first");
+        assert!(pair[0].id > pair[1].id, "ids grow along the chain");
+    }
+    assert_eq!(runs.last().and_then(|r| r.previous), None);
+    let distinct: HashSet<_> = runs.iter().map(|r| r.previous).collect();
+    assert_eq!(distinct.len(), runs.len(), "previous is unique");
+    let limited = store.history(repo, 2).await.unwrap();
+    assert_eq!(limited, runs[..2.min(runs.len())].to_vec(), "limit keeps the newest");
+    runs
+}
+
+/// Invariant 6, **restore is a new run**: restoring to run N makes the active state equal
+/// to the state right after N, recorded as a new completed run at the end of the chain;
+/// nothing earlier changes, and the next sync converges. Bad targets are refused clearly.
+pub async fn restore_is_new_run(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    let mut states = Vec::new();
+    let mut runs = Vec::new();
+    for step in [0, 1, 4] {
+        runs.push(h.sync_step(step).await);
+        states.push(h.snapshot().await);
+    }
+    let history_before = h.store.history(h.repo(), 100).await.unwrap();
+    let superseded_before = all_entries(&h).await.len();
+
+    let restored = h.store.restore(h.repo(), runs[0].id).await.expect("restore to run of step 0");
+    assert_eq!(restored.status, SyncStatus::Completed);
+    assert_eq!(restored.restored_from, Some(runs[0].id));
+    assert_eq!(restored.previous, Some(runs[2].id));
+    assert_eq!(restored.commit, runs[0].commit);
+    assert_eq!(restored.stats.files, states[0].files.len() as u64);
+    assert_eq!(h.snapshot().await, states[0], "restore gives the state after the run");
+
+    let history_after = h.store.history(h.repo(), 100).await.unwrap();
+    assert_eq!(&history_after[1..], &history_before[..], "earlier runs are unchanged");
+    assert!(all_entries(&h).await.len() >= superseded_before, "history is append-only");
+
+    // Restore over a restore, then to the restore itself.
+    let again = h.store.restore(h.repo(), runs[1].id).await.unwrap();
+    assert_eq!(h.snapshot().await, states[1]);
+    let third = h.store.restore(h.repo(), restored.id).await.unwrap();
+    assert_eq!(third.previous, Some(again.id));
+    assert_eq!(h.snapshot().await, states[0], "a restore run is itself restorable");
+    assert_chain(h.store.as_ref(), h.repo(), 6).await;
+
+    // The next sync of the head converges on it, fetching only what differs.
+    let record = h.syncer.sync(None).await.unwrap();
+    assert_eq!(h.snapshot().await, states[2]);
+    assert_eq!(record.previous, Some(third.id));
+
+    // Refusals.
+    let e = h.store.restore(h.repo(), crate::SyncId(i64::MAX)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let failed = h
+        .store
+        .begin(RunStart {
+            repo: h.repo().clone(),
+            branch: "main".into(),
+            commit: runs[2].commit,
+            fingerprint: String::new(),
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    let e = h.store.restore(h.repo(), runs[0].id).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "no restore while a sync runs: {e}");
+    h.store.abort(&failed, SyncStatus::Failed, "test").await.unwrap();
+    let e = h.store.restore(h.repo(), failed.id).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "only completed runs: {e}");
+    assert!(e.to_string().contains("failed"), "{e}");
+    assert_eq!(h.snapshot().await, states[2], "refused restores change nothing");
+}
+
+async fn all_entries(h: &Harness) -> Vec<crate::MemoryEntry> {
+    h.store
+        .entries(
+            h.repo(),
+            &EntryQuery {
+                include_superseded: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// Invariant 7, **nothing is lost**: every embedding ever computed is still in the store
+/// after syncs, renames, deletions and restores; entries that moved keep their embedding
+/// without it being computed again; every active entry carries the embedding of its text.
+pub async fn nothing_is_lost(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    let model = format!("hash-{DIMS}");
+    let reference = HashEmbedder::new(DIMS);
+    let mut seen = BTreeSet::new();
+    let mut runs = Vec::new();
+    for step in [0, 1, 3, 4] {
+        runs.push(h.sync_step(step).await);
+        check_embeddings(&h, &reference, &mut seen, &model).await;
+    }
+    let texts = h.embedder.texts();
+    h.store.restore(h.repo(), runs[0].id).await.unwrap();
+    check_embeddings(&h, &reference, &mut seen, &model).await;
+    let renamed = h.sync_step(1).await;
+    assert!(renamed.stats.renamed > 0);
+    check_embeddings(&h, &reference, &mut seen, &model).await;
+    assert_eq!(
+        h.embedder.texts(),
+        texts,
+        "texts embedded before are never embedded again, whatever moved or came back"
+    );
+    assert_eq!(renamed.stats.embeddings_computed, 0);
+}
+
+async fn check_embeddings(
+    h: &Harness,
+    reference: &HashEmbedder,
+    seen: &mut BTreeSet<crate::ContentHash>,
+    model: &str,
+) {
+    let active = h
+        .store
+        .entries(
+            h.repo(),
+            &EntryQuery {
+                with_embeddings: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    for e in &active {
+        let emb = e
+            .embedding
+            .as_ref()
+            .unwrap_or_else(|| panic!("active entry `{}`#{} has no embedding", e.path, e.ordinal));
+        assert_eq!(emb, &reference.embed_one(&e.content), "`{}`: wrong vector", e.path);
+        seen.insert(e.content_hash);
+    }
+    let hashes: Vec<_> = seen.iter().copied().collect();
+    let known = h.store.known_embeddings(h.repo(), model, &hashes).await.unwrap();
+    assert_eq!(known.len(), hashes.len(), "an embedding was lost");
+    let other = h.store.known_embeddings(h.repo(), "other-model", &hashes).await.unwrap();
+    assert!(other.is_empty(), "embeddings are kept per model");
+}
+
+/// Invariant 8, **honest events**: one `Started` first, phases in order, `Prepared` and
+/// `Scanned` in their phases, progress that only grows and ends complete, exactly one
+/// terminal event last, matching the store; every event round-trips through JSON. Failed
+/// and cancelled runs end the same way.
+pub async fn honest_events(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    h.commit(0);
+    let events: Vec<SyncEvent> = h.syncer.run(None).collect().await;
+    check_event_order(&events);
+    let Some(SyncEvent::Completed { record }) = events.last() else {
+        panic!("the last event is Completed: {events:?}");
+    };
+    assert_eq!(**record, h.store.run(h.repo(), record.id).await.unwrap());
+    let progress: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            SyncEvent::Progress(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    let last = progress.last().expect("progress is reported");
+    assert_eq!(last.files_done, last.files_total);
+    assert_eq!(last.bytes_done, last.bytes_total);
+    assert_eq!(last.files_done, record.stats.blobs_fetched);
+    for e in &events {
+        let json = serde_json::to_string(e).expect("events serialize");
+        let back: SyncEvent = serde_json::from_str(&json).expect("events deserialize");
+        assert_eq!(&back, e, "JSON round trip of {json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["event"], e.name());
+    }
+
+    // A failing run.
+    let events: Vec<SyncEvent> = h.syncer.run(Some("no-such-branch")).collect().await;
+    check_event_order(&events);
+    match events.last() {
+        Some(SyncEvent::Failed { sync_id: None, error }) => {
+            assert_eq!(error.kind, ErrorKind::NotFound);
+            assert!(error.message.contains("no-such-branch"), "{}", error.message);
+        }
+        other => panic!("a missing branch fails the run: {other:?}"),
+    }
+
+    // A cancelled run.
+    h.commit(1);
+    let mut stream = h.syncer.run(None);
+    let mut events = Vec::new();
+    while let Some(e) = stream.next().await {
+        if matches!(e, SyncEvent::Phase { phase: Phase::Import }) {
+            stream.cancel();
+        }
+        events.push(e);
+    }
+    check_event_order(&events);
+    let Some(SyncEvent::Cancelled { sync_id: Some(id) }) = events.last() else {
+        panic!("a cancelled run ends with Cancelled: {events:?}");
+    };
+    assert_eq!(h.store.run(h.repo(), *id).await.unwrap().status, SyncStatus::Cancelled);
+}
+
+/// Checks the order rules of one run's events.
+pub fn check_event_order(events: &[SyncEvent]) {
+    assert!(matches!(events.first(), Some(SyncEvent::Started { .. })), "Started first: {events:?}");
+    assert_eq!(events.iter().filter(|e| matches!(e, SyncEvent::Started { .. })).count(), 1);
+    let terminals = events.iter().filter(|e| e.is_terminal()).count();
+    assert_eq!(terminals, 1, "exactly one terminal event: {events:?}");
+    assert!(events.last().is_some_and(SyncEvent::is_terminal), "terminal event last");
+    let phases: Vec<Phase> = events
+        .iter()
+        .filter_map(|e| match e {
+            SyncEvent::Phase { phase } => Some(*phase),
+            _ => None,
+        })
+        .collect();
+    let all = [Phase::Prepare, Phase::Scan, Phase::Import, Phase::Finalize];
+    assert_eq!(phases, all[..phases.len()], "phases in order, each once: {phases:?}");
+    if matches!(events.last(), Some(SyncEvent::Completed { .. })) {
+        assert_eq!(phases, all, "a completed run went through every phase");
+    }
+    let mut phase = None;
+    let mut last = crate::Progress::default();
+    for e in events {
+        match e {
+            SyncEvent::Phase { phase: p } => phase = Some(*p),
+            SyncEvent::Prepared { .. } => assert_eq!(phase, Some(Phase::Prepare)),
+            SyncEvent::Scanned { .. } => assert_eq!(phase, Some(Phase::Scan)),
+            SyncEvent::Progress(p) => {
+                assert_eq!(phase, Some(Phase::Import));
+                assert!(
+                    p.files_done >= last.files_done
+                        && p.bytes_done >= last.bytes_done
+                        && p.files_done <= p.files_total
+                        && p.bytes_done <= p.bytes_total,
+                    "progress only grows and stays within its totals: {last:?} then {p:?}"
+                );
+                last = *p;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Invariant 4, for every store call: a sync whose `k`-th store call fails — before the
+/// store sees it, or after it acted but before the answer arrived — leaves the active
+/// state as it was (or, if the commit itself landed, reports completion honestly), never
+/// leaves a run holding the repository beyond its lease, and the next sync converges.
+/// Returns the number of fault points swept.
+pub async fn fault_sweep_store(factory: &impl StoreFactory) -> usize {
+    let points = count_calls(factory, |h| {
+        let plan = FaultPlan::count_only();
+        let store = Arc::new(FaultyStore::new(h.store.clone(), plan.clone()));
+        (h.syncer_over(h.source.clone(), store), plan)
+    })
+    .await;
+    let mut swept = 0;
+    for mode in [FaultMode::Before, FaultMode::After] {
+        for k in 1..=points {
+            sweep_one(factory, &format!("store call {k} ({mode:?})"), |h| {
+                let store = Arc::new(FaultyStore::new(h.store.clone(), FaultPlan::fail_at(k, mode)));
+                h.syncer_over(h.source.clone(), store)
+            })
+            .await;
+            swept += 1;
+        }
+    }
+    swept
+}
+
+/// Invariant 4, for every source call and every fetched blob: a sync whose `k`-th source
+/// interaction fails leaves the active state as it was, and the next sync converges.
+/// Returns the number of fault points swept.
+pub async fn fault_sweep_source(factory: &impl StoreFactory) -> usize {
+    let points = count_calls(factory, |h| {
+        let plan = FaultPlan::count_only();
+        let source = Arc::new(FaultySource::new(h.source.clone(), plan.clone()));
+        (h.syncer_over(source, h.store.clone()), plan)
+    })
+    .await;
+    for k in 1..=points {
+        sweep_one(factory, &format!("source call {k}"), |h| {
+            let source = Arc::new(FaultySource::new(
+                h.source.clone(),
+                FaultPlan::fail_at(k, FaultMode::Before),
+            ));
+            h.syncer_over(source, h.store.clone())
+        })
+        .await;
+    }
+    points as usize
+}
+
+/// Invariant 4, for every event: dropping the stream after its `k`-th event cancels the
+/// sync; the active state is as before (or, once the final switch began, as after), the
+/// run ends cancelled, and the next sync converges. Returns the number of points swept.
+pub async fn cancellation_sweep(factory: &impl StoreFactory) -> usize {
+    let h = Harness::new(factory.open().await);
+    h.sync_step(0).await;
+    h.commit(1);
+    let total = h.syncer.run(None).collect::<Vec<_>>().await.len();
+    for k in 1..total {
+        let h = Harness::new(factory.open().await);
+        h.sync_step(0).await;
+        let before = h.snapshot().await;
+        let c1 = h.commit(1);
+        let after = h.expected(&c1);
+        let mut stream = h.syncer.run(None);
+        for _ in 0..k {
+            stream.next().await.expect("the run has more events");
+        }
+        drop(stream);
+        let status = wait_until_ended(&h).await;
+        let state = h.snapshot().await;
+        match status {
+            SyncStatus::Completed => assert_eq!(state, after, "drop after event {k}"),
+            SyncStatus::Cancelled => assert_eq!(state, before, "drop after event {k}"),
+            other => panic!("drop after event {k}: the run ended {other}"),
+        }
+        h.syncer.sync(None).await.unwrap_or_else(|e| panic!("after drop at {k}: {e}"));
+        assert_eq!(h.snapshot().await, after, "drop after event {k}: no convergence");
+    }
+    total - 1
+}
+
+/// Waits (bounded) until the newest run has ended, returning its status.
+async fn wait_until_ended(h: &Harness) -> SyncStatus {
+    for _ in 0..1000 {
+        if let Some(run) = h.store.history(h.repo(), 1).await.unwrap().first()
+            && run.status.is_terminal()
+        {
+            return run.status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the run did not end within 10 s of its stream being dropped");
+}
+
+/// Counts the calls a clean sync of step 1 (after step 0) makes through a wrapper.
+async fn count_calls(
+    factory: &impl StoreFactory,
+    wrap: impl Fn(&Harness) -> (crate::Syncer, Arc<FaultPlan>),
+) -> u64 {
+    let h = Harness::new(factory.open().await);
+    h.sync_step(0).await;
+    h.commit(1);
+    let (syncer, plan) = wrap(&h);
+    syncer.sync(None).await.expect("a clean sync");
+    assert!(plan.calls() > 0);
+    plan.calls()
+}
+
+/// One point of a sweep: sync step 0 cleanly, sync step 1 through a faulty syncer, check,
+/// then converge.
+async fn sweep_one(factory: &impl StoreFactory, point: &str, faulty: impl Fn(&Harness) -> crate::Syncer) {
+    let h = Harness::new(factory.open().await);
+    h.sync_step(0).await;
+    let before = h.snapshot().await;
+    let c1 = h.commit(1);
+    let after = h.expected(&c1);
+    let lease = Duration::from_millis(300);
+    let syncer = faulty(&h).with_options(super::fixture::options().lease(lease));
+    let events: Vec<SyncEvent> = syncer.run(None).collect().await;
+    check_event_order(&events);
+    let state = h.snapshot().await;
+    match events.last() {
+        Some(SyncEvent::Completed { .. }) => {
+            assert_eq!(state, after, "{point}: completed but the state is not the commit's");
+        }
+        Some(SyncEvent::Failed { error, .. }) => {
+            assert_eq!(state, before, "{point}: failed ({}) but the state changed", error.message);
+        }
+        other => panic!("{point}: unexpected end {other:?}"),
+    }
+    let latest = h.store.history(h.repo(), 1).await.unwrap();
+    if latest.first().is_some_and(|r| r.status == SyncStatus::Running) {
+        // Only a lost answer to `begin` leaves a run the syncer never knew; its lease ends it.
+        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+    }
+    let record = h
+        .syncer
+        .sync(None)
+        .await
+        .unwrap_or_else(|e| panic!("{point}: the next sync did not converge: {e}"));
+    assert_eq!(record.status, SyncStatus::Completed);
+    assert_eq!(h.snapshot().await, after, "{point}: the next sync did not converge");
+}
+
+/// Tenants are separate: the same repository synced in two tenants of one store keeps two
+/// states, and nothing of one tenant is visible or restorable through the other's key.
+pub async fn tenant_isolation(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    let source = Arc::new(crate::MemorySource::new("shared"));
+    let alpha = Harness::with_source(store.clone(), source.clone(), Some("alpha"));
+    let beta = Harness::with_source(store.clone(), source.clone(), Some("beta"));
+    assert_eq!(alpha.repo().source(), beta.repo().source());
+
+    let run = alpha.sync_step(0).await;
+    let alpha_state = alpha.snapshot().await;
+    assert!(!alpha_state.entries.is_empty());
+    assert_eq!(beta.snapshot().await, Snapshot::default(), "beta sees nothing of alpha");
+    assert!(store.history(beta.repo(), 10).await.unwrap().is_empty());
+    assert!(store.last_completed(beta.repo()).await.unwrap().is_none());
+    let e = store.run(beta.repo(), run.id).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let e = store.restore(beta.repo(), run.id).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let hashes: Vec<_> = alpha_state.entries.iter().map(|e| e.content_hash).collect();
+    let model = format!("hash-{DIMS}");
+    assert!(
+        store.known_embeddings(beta.repo(), &model, &hashes).await.unwrap().is_empty(),
+        "beta sees none of alpha's embeddings"
+    );
+    if store.capabilities().vector_search {
+        let q = HashEmbedder::new(DIMS).embed_one("pub fn");
+        assert!(store.search(beta.repo(), &q, 10).await.unwrap().is_empty());
+    }
+
+    beta.sync_step(4).await;
+    assert_eq!(alpha.snapshot().await, alpha_state, "beta's sync left alpha alone");
+    assert_eq!(beta.snapshot().await, beta.expected(&source.head("main").await.unwrap()));
+    // Both tenants sync at once without conflict: the lock is per repository and tenant.
+    source.commit_files("main", super::fixture::step_files(1)).unwrap();
+    let (a, b) = tokio::join!(alpha.syncer.sync(None), beta.syncer.sync(None));
+    a.expect("alpha syncs while beta does");
+    b.expect("beta syncs while alpha does");
+}
+
+/// The store-level contract the pipeline relies on: input validation, staged entries
+/// invisible and idempotent, change sets checked against the index (and refused without a
+/// trace), abort discarding what was staged.
+pub async fn store_contract(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    let repo = RepoKey::new("memory:contract").unwrap();
+    let commit: CommitId = "1111111111111111111111111111111111111111".parse().unwrap();
+    let start = RunStart {
+        repo: repo.clone(),
+        branch: "main".into(),
+        commit,
+        fingerprint: "fp".into(),
+        lease: Duration::from_secs(60),
+    };
+    let e = store
+        .begin(RunStart {
+            branch: String::new(),
+            ..start.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = store
+        .begin(RunStart {
+            lease: Duration::ZERO,
+            ..start.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(store.history(&repo, 10).await.unwrap().is_empty(), "refused begins leave no run");
+
+    let path = RepoPath::new("a.rs").unwrap();
+    let file = |text: &str| {
+        IndexedFile::new(
+            TreeEntry::new(
+                path.clone(),
+                crate::BlobId::for_content(text.as_bytes()),
+                text.len() as u64,
+                EntryKind::File,
+            ),
+            None,
+        )
+    };
+    let entry = |ordinal: u32, text: &str, blob_text: &str| NewEntry {
+        path: path.clone(),
+        blob: crate::BlobId::for_content(blob_text.as_bytes()),
+        ordinal,
+        content: text.into(),
+        content_hash: crate::ContentHash::of(text),
+        start_line: 1,
+        end_line: 1,
+        model: None,
+    };
+
+    let run = store.begin(start.clone()).await.unwrap();
+    assert_eq!(run.previous, None);
+    store
+        .stage(&run, StageBatch {
+            entries: vec![entry(0, "draft", "v1"), entry(1, "tail", "v1")],
+            embeddings: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(
+        store.entries(&repo, &EntryQuery::active()).await.unwrap().is_empty(),
+        "staged entries are invisible"
+    );
+    store
+        .stage(&run, StageBatch {
+            entries: vec![entry(0, "final", "v1")],
+            embeddings: vec![],
+        })
+        .await
+        .unwrap();
+
+    // A change set that does not fit the index is refused and changes nothing.
+    let bad = ChangeSet {
+        changes: vec![FileChange::Upsert(file("v1")), FileChange::Delete(RepoPath::new("missing").unwrap())],
+    };
+    let e = store.commit(&run, bad, SyncStats::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("missing"), "{e}");
+    assert!(store.file_index(&repo).await.unwrap().is_empty());
+    assert_eq!(store.run(&repo, run.id).await.unwrap().status, SyncStatus::Running);
+
+    let good = ChangeSet {
+        changes: vec![FileChange::Upsert(file("v1"))],
+    };
+    let record = store.commit(&run, good.clone(), SyncStats::default()).await.unwrap();
+    assert_eq!(record.status, SyncStatus::Completed);
+    assert_eq!(record.stats.files, 1);
+    assert_eq!(record.stats.entries_written, 2);
+    let active = store.entries(&repo, &EntryQuery::active()).await.unwrap();
+    let texts: Vec<_> = active.iter().map(|e| (e.ordinal, e.content.as_str())).collect();
+    assert_eq!(texts, [(0, "final"), (1, "tail")], "re-staging replaced ordinal 0");
+    let e = store.commit(&run, good, SyncStats::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "a completed run cannot commit again");
+
+    // Abort discards staged entries.
+    let run2 = store.begin(start.clone()).await.unwrap();
+    assert_eq!(run2.previous, Some(run.id));
+    store
+        .stage(&run2, StageBatch {
+            entries: vec![entry(0, "discarded", "v2")],
+            embeddings: vec![],
+        })
+        .await
+        .unwrap();
+    let e = store.abort(&run2, SyncStatus::Completed, "no").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    store.abort(&run2, SyncStatus::Failed, "test failure").await.unwrap();
+    let ended = store.run(&repo, run2.id).await.unwrap();
+    assert_eq!(ended.status, SyncStatus::Failed);
+    assert_eq!(ended.error.as_deref(), Some("test failure"));
+    let run3 = store.begin(start.clone()).await.unwrap();
+    let record = store
+        .commit(
+            &run3,
+            ChangeSet {
+                changes: vec![FileChange::Upsert(file("v2"))],
+            },
+            SyncStats::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.stats.entries_written, 0, "the aborted run's entries are gone");
+    assert_eq!(record.stats.entries_superseded, 2);
+    assert!(store.entries(&repo, &EntryQuery::active()).await.unwrap().is_empty());
+    assert_eq!(store.last_completed(&repo).await.unwrap().map(|r| r.id), Some(run3.id));
+
+    // Renames copy entries without content; retypes keep them.
+    let run4 = store.begin(start.clone()).await.unwrap();
+    store
+        .stage(&run4, StageBatch {
+            entries: vec![entry(0, "again", "v3")],
+            embeddings: vec![],
+        })
+        .await
+        .unwrap();
+    store
+        .commit(&run4, ChangeSet { changes: vec![FileChange::Upsert(file("v3"))] }, SyncStats::default())
+        .await
+        .unwrap();
+    let run5 = store.begin(start.clone()).await.unwrap();
+    let moved = RepoPath::new("b/moved.rs").unwrap();
+    let mut to = file("v3");
+    to.entry.path = moved.clone();
+    to.entry.kind = EntryKind::Executable;
+    let record = store
+        .commit(&run5, ChangeSet { changes: vec![FileChange::Rename { from: path.clone(), to }] }, SyncStats::default())
+        .await
+        .unwrap();
+    assert_eq!((record.stats.entries_written, record.stats.entries_superseded), (1, 1));
+    let active = store.entries(&repo, &EntryQuery::active()).await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!((&active[0].path, active[0].content.as_str(), active[0].created_by), (&moved, "again", run5.id));
+    let index = store.file_index(&repo).await.unwrap();
+    assert_eq!(index.len(), 1);
+    assert_eq!(index.files()[0].entry.kind, EntryKind::Executable);
+
+    let e = store.run(&repo, crate::SyncId(i64::MAX)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+/// Vector search returns the closest active entries, best first, at most `k`; stores
+/// without the capability say so with `Unsupported`.
+pub async fn search_active_only(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    h.sync_step(0).await;
+    h.sync_step(1).await;
+    let probe = HashEmbedder::new(DIMS).embed_one("pub fn new_fn() {}\n");
+    if !h.store.capabilities().vector_search {
+        let e = h.store.search(h.repo(), &probe, 3).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        return;
+    }
+    let hits = h.store.search(h.repo(), &probe, 3).await.unwrap();
+    assert_eq!(hits.len(), 3, "k hits");
+    assert_eq!(hits[0].entry.path.as_bytes(), b"src/new.rs", "the identical text ranks first");
+    assert!((hits[0].score - 1.0).abs() < 1e-4, "cosine of identical vectors: {}", hits[0].score);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+    assert!(hits.iter().all(|h| h.entry.status == EntryStatus::Active));
+    // Text that only exists in superseded entries is not found as such.
+    let gone = HashEmbedder::new(DIMS).embed_one("pub fn util() -> u8 { 7 }\n");
+    let hits = h.store.search(h.repo(), &gone, 50).await.unwrap();
+    assert!(hits.iter().all(|h| h.entry.path.as_bytes() != b"src/util.rs"));
+    assert!(h.store.search(h.repo(), &probe, 0).await.unwrap().is_empty());
+}
