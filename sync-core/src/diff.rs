@@ -100,10 +100,7 @@ pub fn diff<'a, O: Borrow<TreeEntry>>(old: &'a [O], new: &'a [TreeEntry]) -> Tre
 }
 
 /// Like [`diff`], but also lists every unchanged path as [`Change::Unchanged`].
-pub fn diff_all<'a, O: Borrow<TreeEntry>>(
-    old: &'a [O],
-    new: &'a [TreeEntry],
-) -> TreeDiff<'a, O> {
+pub fn diff_all<'a, O: Borrow<TreeEntry>>(old: &'a [O], new: &'a [TreeEntry]) -> TreeDiff<'a, O> {
     diff_impl(old, new, true)
 }
 
@@ -284,7 +281,10 @@ mod tests {
         let old = vec![e("link", "target", EntryKind::Symlink)];
         let new = vec![f("file", "target")];
         let d = diff(&old, &new);
-        assert_eq!((d.counts.added, d.counts.deleted, d.counts.renamed), (1, 1, 0));
+        assert_eq!(
+            (d.counts.added, d.counts.deleted, d.counts.renamed),
+            (1, 1, 0)
+        );
     }
 
     #[test]

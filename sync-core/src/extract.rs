@@ -162,7 +162,10 @@ mod tests {
         let chunker = LineChunker::new(16);
         let chunks = chunker.extract(&path(), &text);
         assert_eq!(
-            chunks.iter().map(|c| c.content.as_str()).collect::<String>(),
+            chunks
+                .iter()
+                .map(|c| c.content.as_str())
+                .collect::<String>(),
             text
         );
         assert!(chunks.iter().all(|c| c.content.len() <= 16));

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod diff;
@@ -28,8 +29,8 @@ pub use extract::{Chunk, Extractor, LineChunker, WholeFile};
 pub use id::{BlobId, CommitId, ContentHash, SyncId};
 pub use memory::{MemoryFile, MemorySource, MemoryStore};
 pub use model::{
-    DEFAULT_TENANT, EntryQuery, EntryStatus, MemoryEntry, NewEntry, RepoKey, SearchHit,
-    SyncRecord, SyncStats, SyncStatus,
+    DEFAULT_TENANT, EntryQuery, EntryStatus, MemoryEntry, NewEntry, RepoKey, SearchHit, SyncRecord,
+    SyncStats, SyncStatus,
 };
 pub use path::RepoPath;
 pub use policy::{BINARY_SNIFF_LEN, DEFAULT_MAX_FILE_SIZE, FilePolicy, PolicySpec};
@@ -40,6 +41,11 @@ pub use store::{
 };
 pub use syncer::{SyncOptions, SyncStream, Syncer};
 pub use tree::{Branch, EntryKind, FileIndex, IndexedFile, SkipReason, Tree, TreeEntry};
+
+/// The workspace README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadme;
 
 /// Re-exported so implementors of [`RepoSource`], [`SyncStore`] and [`Embedder`] use the
 /// same macro version.

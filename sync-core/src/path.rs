@@ -72,8 +72,7 @@ impl RepoPath {
         if prefix.is_empty() {
             return true;
         }
-        self.0.starts_with(prefix)
-            && (self.0.len() == prefix.len() || self.0[prefix.len()] == b'/')
+        self.0.starts_with(prefix) && (self.0.len() == prefix.len() || self.0[prefix.len()] == b'/')
     }
 
     /// Heap bytes held by this path (for memory accounting).
@@ -207,7 +206,12 @@ mod tests {
 
     #[test]
     fn accepts_odd_but_legal_names() {
-        for ok in ["-leading-dash", "with space/ünïcødé.txt", ".hidden", "a/.b/..c"] {
+        for ok in [
+            "-leading-dash",
+            "with space/ünïcødé.txt",
+            ".hidden",
+            "a/.b/..c",
+        ] {
             assert_eq!(RepoPath::new(ok).unwrap().to_str(), Some(ok));
         }
     }

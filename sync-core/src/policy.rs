@@ -179,7 +179,9 @@ fn candidate(path: &RepoPath) -> globset::Candidate<'_> {
 
 #[cfg(not(unix))]
 fn candidate(path: &RepoPath) -> globset::Candidate<'static> {
-    globset::Candidate::new(std::path::PathBuf::from(path.to_string_lossy().into_owned()))
+    globset::Candidate::new(std::path::PathBuf::from(
+        path.to_string_lossy().into_owned(),
+    ))
 }
 
 #[cfg(test)]
@@ -230,7 +232,10 @@ mod tests {
     fn skips_before_fetch_for_symlinks_and_large_files() {
         let policy = FilePolicy::builder().max_file_size(10).build().unwrap();
         let entry = |size, kind| TreeEntry::new(p("f"), BlobId::for_content(b""), size, kind);
-        assert_eq!(policy.skip_without_content(&entry(10, EntryKind::File)), None);
+        assert_eq!(
+            policy.skip_without_content(&entry(10, EntryKind::File)),
+            None
+        );
         assert_eq!(
             policy.skip_without_content(&entry(11, EntryKind::Executable)),
             Some(SkipReason::TooLarge)

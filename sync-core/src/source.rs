@@ -42,7 +42,7 @@ pub struct Blob {
 /// * Waits the caller should know of (rate limits, retries) are reported with
 ///   [`report_notice`] while the source awaits.
 ///
-/// Implementations use [`async_trait`]; `Arc<dyn RepoSource>` is what the pipeline holds.
+/// Implementations use [`async_trait`](macro@async_trait); `Arc<dyn RepoSource>` is what the pipeline holds.
 #[async_trait]
 pub trait RepoSource: Send + Sync + Debug {
     /// A stable identity of the repository, used as its [`RepoKey`](crate::RepoKey)

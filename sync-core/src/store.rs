@@ -186,7 +186,7 @@ pub struct ChangeSet {
 ///   query asks for history.
 /// * **Tenants are separate.** Nothing of one tenant is visible through a key of another.
 ///
-/// Implementations use [`async_trait`] and must not block the async runtime.
+/// Implementations use [`async_trait`](macro@async_trait) and must not block the async runtime.
 #[async_trait]
 pub trait SyncStore: Send + Sync + Debug {
     /// What this store supports.
@@ -242,11 +242,7 @@ pub trait SyncStore: Send + Sync + Debug {
     async fn restore(&self, repo: &RepoKey, to: SyncId) -> Result<SyncRecord, Error>;
 
     /// Memory entries matching the query, ordered by path bytes and ordinal.
-    async fn entries(
-        &self,
-        repo: &RepoKey,
-        query: &EntryQuery,
-    ) -> Result<Vec<MemoryEntry>, Error>;
+    async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error>;
 
     /// The `k` active entries whose embeddings are closest to `vector` by cosine
     /// similarity, closest first. Stores without

@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::source::with_notices;
 use crate::{
-    diff, diff_all, Blob, BlobId, Change, ChangeSet, ContentHash, DiffCounts, Embedder, Error,
-    Extractor, FileChange, FilePolicy, IndexedFile, LineChunker, NewEmbedding, NewEntry, Phase,
-    Progress, RepoKey, RepoSource, RunStart, SkipReason, SourceNotice, StageBatch, SyncEvent,
-    SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore, TreeEntry,
+    Blob, BlobId, Change, ChangeSet, ContentHash, DiffCounts, Embedder, Error, Extractor,
+    FileChange, FilePolicy, IndexedFile, LineChunker, NewEmbedding, NewEntry, Phase, Progress,
+    RepoKey, RepoSource, RunStart, SkipReason, SourceNotice, StageBatch, SyncEvent, SyncRecord,
+    SyncRun, SyncStats, SyncStatus, SyncStore, TreeEntry, diff, diff_all,
 };
 
 /// Tuning of a [`Syncer`]. The defaults suit most repositories.
@@ -432,11 +432,35 @@ impl Driver {
     /// was opened, and the outcome.
     async fn work(&self) -> (Option<crate::SyncId>, Result<SyncRecord, Error>) {
         let s = &self.syncer;
-        let run = match cancellable(&self.cancel, self.prepare()).await {
+        let (branch, commit) = match cancellable(&self.cancel, self.resolve()).await {
+            Ok(head) => head,
+            Err(e) => return (None, Err(e)),
+        };
+        // `begin` is not cancelled midway: a run the store opened is always known, so it
+        // is always ended. A cancellation during it is seen by the next step.
+        let start = RunStart {
+            repo: s.repo.clone(),
+            branch,
+            commit,
+            fingerprint: s.fingerprint(),
+            lease: s.options.lease,
+        };
+        let run = match s.store.begin(start).await {
             Ok(run) => run,
             Err(e) => return (None, Err(e)),
         };
         let result = async {
+            // From here on the run exists: every way out, cancellation included, ends it.
+            cancellable(
+                &self.cancel,
+                self.emit.send(SyncEvent::Prepared {
+                    sync_id: run.id,
+                    branch: run.branch.clone(),
+                    commit: run.commit,
+                    previous: run.previous,
+                }),
+            )
+            .await?;
             let plan = cancellable(&self.cancel, async {
                 tokio::select! {
                     r = self.scan_and_import(&run) => r,
@@ -472,7 +496,8 @@ impl Driver {
         (Some(run.id), result)
     }
 
-    async fn prepare(&self) -> Result<SyncRun, Error> {
+    /// Resolves the branch head; cancellable.
+    async fn resolve(&self) -> Result<(String, crate::CommitId), Error> {
         let s = &self.syncer;
         self.emit
             .send(SyncEvent::Phase {
@@ -492,30 +517,14 @@ impl Driver {
             None => s.source.default_branch().await?,
         };
         let commit = s.source.head(&branch).await?;
-        let run = s
-            .store
-            .begin(RunStart {
-                repo: s.repo.clone(),
-                branch: branch.clone(),
-                commit,
-                fingerprint: s.fingerprint(),
-                lease: s.options.lease,
-            })
-            .await?;
-        self.emit
-            .send(SyncEvent::Prepared {
-                sync_id: run.id,
-                branch,
-                commit,
-                previous: run.previous,
-            })
-            .await?;
-        Ok(run)
+        Ok((branch, commit))
     }
 
     async fn scan_and_import(&self, run: &SyncRun) -> Result<Plan, Error> {
         let s = &self.syncer;
-        self.emit.send(SyncEvent::Phase { phase: Phase::Scan }).await?;
+        self.emit
+            .send(SyncEvent::Phase { phase: Phase::Scan })
+            .await?;
         let last = s.store.last_completed(&s.repo).await?;
         let mut plan = match &last {
             Some(last) if last.commit == run.commit && last.fingerprint == run.fingerprint => {
@@ -550,7 +559,9 @@ impl Driver {
                 }
             }
             _ => {
-                let reprocess = last.as_ref().is_some_and(|l| l.fingerprint != run.fingerprint);
+                let reprocess = last
+                    .as_ref()
+                    .is_some_and(|l| l.fingerprint != run.fingerprint);
                 let plan = self.scan(run, reprocess).await?;
                 self.emit
                     .send(SyncEvent::Scanned {
@@ -569,7 +580,11 @@ impl Driver {
                 plan
             }
         };
-        self.emit.send(SyncEvent::Phase { phase: Phase::Import }).await?;
+        self.emit
+            .send(SyncEvent::Phase {
+                phase: Phase::Import,
+            })
+            .await?;
         self.import(run, &mut plan).await?;
         Ok(plan)
     }
@@ -617,7 +632,8 @@ impl Driver {
                 Change::Added(new) => plan.upsert(new, &s.policy),
                 Change::Deleted(old) => {
                     plan.skips.add(old.skip, -1);
-                    plan.changes.push(FileChange::Delete(old.entry.path.clone()));
+                    plan.changes
+                        .push(FileChange::Delete(old.entry.path.clone()));
                 }
                 Change::Modified { old, new } => {
                     plan.skips.add(old.skip, -1);
@@ -685,7 +701,8 @@ impl Driver {
             progress.files_done += 1;
             progress.bytes_done += size;
             if pending.len() >= s.options.batch_size {
-                self.flush(run, &mut pending, &mut embedded, &mut plan.stats).await?;
+                self.flush(run, &mut pending, &mut embedded, &mut plan.stats)
+                    .await?;
                 self.emit.send(SyncEvent::Progress(progress)).await?;
             } else if progress.files_done % PROGRESS_EVERY == 0 {
                 self.emit.send(SyncEvent::Progress(progress)).await?;
@@ -699,13 +716,19 @@ impl Driver {
                 plan.waiting.len()
             )));
         }
-        self.flush(run, &mut pending, &mut embedded, &mut plan.stats).await?;
+        self.flush(run, &mut pending, &mut embedded, &mut plan.stats)
+            .await?;
         self.emit.send(SyncEvent::Progress(progress)).await?;
         Ok(())
     }
 
     /// Checks one fetched blob and turns it into entries for every path waiting for it.
-    fn accept(&self, plan: &mut Plan, blob: &Blob, pending: &mut Vec<NewEntry>) -> Result<(), Error> {
+    fn accept(
+        &self,
+        plan: &mut Plan,
+        blob: &Blob,
+        pending: &mut Vec<NewEntry>,
+    ) -> Result<(), Error> {
         let s = &self.syncer;
         let Some(waiting) = plan.waiting.remove(&blob.id) else {
             return Err(Error::corrupt(format!(
@@ -776,8 +799,10 @@ impl Driver {
                 let hashes: Vec<ContentHash> = fresh.iter().map(|(h, _)| *h).collect();
                 let known = s.store.known_embeddings(&s.repo, model, &hashes).await?;
                 stats.embeddings_reused += known.len() as u64;
-                let todo: Vec<(ContentHash, &str)> =
-                    fresh.into_iter().filter(|(h, _)| !known.contains_key(h)).collect();
+                let todo: Vec<(ContentHash, &str)> = fresh
+                    .into_iter()
+                    .filter(|(h, _)| !known.contains_key(h))
+                    .collect();
                 for batch in todo.chunks(s.options.embed_batch) {
                     let texts: Vec<&str> = batch.iter().map(|(_, t)| *t).collect();
                     let vectors = embedder

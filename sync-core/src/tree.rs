@@ -253,7 +253,10 @@ impl FileIndex {
         if !files.is_sorted_by(|a, b| a.entry.path <= b.entry.path) {
             files.sort_unstable_by(|a, b| a.entry.path.cmp(&b.entry.path));
         }
-        if let Some(w) = files.windows(2).find(|w| w[0].entry.path == w[1].entry.path) {
+        if let Some(w) = files
+            .windows(2)
+            .find(|w| w[0].entry.path == w[1].entry.path)
+        {
             return Err(Error::corrupt(format!(
                 "the stored index lists `{}` twice",
                 w[0].entry.path
@@ -294,7 +297,11 @@ impl FileIndex {
     pub fn memory_size(&self) -> usize {
         std::mem::size_of::<Self>()
             + (self.files.capacity() - self.files.len()) * std::mem::size_of::<IndexedFile>()
-            + self.files.iter().map(IndexedFile::memory_size).sum::<usize>()
+            + self
+                .files
+                .iter()
+                .map(IndexedFile::memory_size)
+                .sum::<usize>()
     }
 }
 
@@ -333,7 +340,10 @@ mod tests {
     #[test]
     fn git_modes_map_to_kinds() {
         assert_eq!(EntryKind::from_git_mode(0o100644), Some(EntryKind::File));
-        assert_eq!(EntryKind::from_git_mode(0o100755), Some(EntryKind::Executable));
+        assert_eq!(
+            EntryKind::from_git_mode(0o100755),
+            Some(EntryKind::Executable)
+        );
         assert_eq!(EntryKind::from_git_mode(0o120000), Some(EntryKind::Symlink));
         assert_eq!(EntryKind::from_git_mode(0o160000), None, "submodule");
         assert_eq!(EntryKind::from_git_mode(0o040000), None, "tree");
@@ -345,7 +355,11 @@ mod tests {
 
     #[test]
     fn skip_reason_round_trips() {
-        for r in [SkipReason::TooLarge, SkipReason::Binary, SkipReason::Symlink] {
+        for r in [
+            SkipReason::TooLarge,
+            SkipReason::Binary,
+            SkipReason::Symlink,
+        ] {
             assert_eq!(r.as_str().parse::<SkipReason>().unwrap(), r);
             assert_eq!(
                 serde_json::to_value(r).unwrap(),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::{
-    BlobId, Blob, Branch, CommitId, EntryKind, Error, RepoPath, RepoSource, Tree, TreeEntry,
+    Blob, BlobId, Branch, CommitId, EntryKind, Error, RepoPath, RepoSource, Tree, TreeEntry,
 };
 
 /// One file of a [`MemorySource`] commit.
@@ -161,7 +161,8 @@ impl MemorySource {
         let mut inner = self.write();
         inner.made += 1;
         let mut hasher = sha1_smol::Sha1::new();
-        hasher.update(format!("memory commit {} {} {}\n", self.name, inner.made, branch).as_bytes());
+        hasher
+            .update(format!("memory commit {} {} {}\n", self.name, inner.made, branch).as_bytes());
         for e in tree.entries() {
             hasher.update(e.path.as_bytes());
             hasher.update(e.blob.as_bytes());

@@ -87,7 +87,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied change: every mutation
         // is validated first and applied without fallible steps.
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -132,7 +134,10 @@ impl State {
             .filter(|r| r.record.repo == run.repo)
             .ok_or_else(|| Error::not_found(format!("run {} does not exist", run.id)))?;
         if row.record.status != SyncStatus::Running {
-            return Err(Error::conflict(lost_lease_message(run.id, row.record.status)));
+            return Err(Error::conflict(lost_lease_message(
+                run.id,
+                row.record.status,
+            )));
         }
         Ok(row)
     }
@@ -163,7 +168,9 @@ impl State {
                     stats: SyncStats::default(),
                 },
                 seq,
-                lease_expires: now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC),
+                lease_expires: now
+                    .checked_add_signed(lease)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
             },
         );
         id
@@ -216,7 +223,11 @@ impl RepoState {
     }
 
     /// Checks a change set against the active index without changing anything.
-    fn validate(&self, changes: &ChangeSet, staged: &BTreeMap<(RepoPath, u32), NewEntry>) -> Result<(), Error> {
+    fn validate(
+        &self,
+        changes: &ChangeSet,
+        staged: &BTreeMap<(RepoPath, u32), NewEntry>,
+    ) -> Result<(), Error> {
         let mut touched = HashSet::new();
         let mut upserted = HashSet::new();
         for change in &changes.changes {
@@ -230,7 +241,10 @@ impl RepoState {
                 FileChange::Delete(p) => (Some(p), None),
                 FileChange::Rename { from, to } => (Some(from), Some(&to.entry.path)),
                 FileChange::Retype(f) => {
-                    let current = self.active_files.get(&f.entry.path).map(|&r| &self.files[r]);
+                    let current = self
+                        .active_files
+                        .get(&f.entry.path)
+                        .map(|&r| &self.files[r]);
                     if current.is_none_or(|c| c.file.entry.blob != f.entry.blob) {
                         return Err(Error::invalid_input(format!(
                             "retype of `{}` does not match the active index (no such file with that blob)",
@@ -247,7 +261,9 @@ impl RepoState {
                     )));
                 }
                 if !touched.insert(p) {
-                    return Err(Error::invalid_input(format!("the change set touches `{p}` twice")));
+                    return Err(Error::invalid_input(format!(
+                        "the change set touches `{p}` twice"
+                    )));
                 }
             }
             if let Some(p) = new {
@@ -258,7 +274,9 @@ impl RepoState {
                     )));
                 }
                 if !touched.insert(p) {
-                    return Err(Error::invalid_input(format!("the change set touches `{p}` twice")));
+                    return Err(Error::invalid_input(format!(
+                        "the change set touches `{p}` twice"
+                    )));
                 }
             }
         }
@@ -271,7 +289,11 @@ impl RepoState {
     }
 
     /// Entry rows active right after the run at chain position `seq`, by path.
-    fn entries_at(&self, seq: usize, seqs: &HashMap<SyncId, usize>) -> BTreeMap<RepoPath, Vec<usize>> {
+    fn entries_at(
+        &self,
+        seq: usize,
+        seqs: &HashMap<SyncId, usize>,
+    ) -> BTreeMap<RepoPath, Vec<usize>> {
         let live = |created: SyncId, ended: Option<SyncId>| {
             seqs[&created] <= seq && ended.is_none_or(|e| seqs[&e] > seq)
         };
@@ -348,7 +370,9 @@ impl SyncStore for MemoryStore {
         let mut state = self.lock();
         let row = state.running(run)?;
         let lease = chrono::Duration::from_std(run.lease).unwrap_or(chrono::Duration::MAX);
-        row.lease_expires = now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        row.lease_expires = now
+            .checked_add_signed(lease)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         Ok(())
     }
 
@@ -385,7 +409,11 @@ impl SyncStore for MemoryStore {
         hashes: &[ContentHash],
     ) -> Result<HashMap<ContentHash, Embedding>, Error> {
         let state = self.lock();
-        let mut key = (repo.tenant().to_owned(), model.to_owned(), ContentHash::from_bytes([0; 32]));
+        let mut key = (
+            repo.tenant().to_owned(),
+            model.to_owned(),
+            ContentHash::from_bytes([0; 32]),
+        );
         Ok(hashes
             .iter()
             .filter_map(|h| {
@@ -427,7 +455,10 @@ impl SyncStore for MemoryStore {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.running(run)?;
-        let repo = state.repos.get_mut(&run.repo).expect("a running run's repository exists");
+        let repo = state
+            .repos
+            .get_mut(&run.repo)
+            .expect("a running run's repository exists");
         let mut staged = repo.staged.remove(&run.id).unwrap_or_default();
         if let Err(e) = repo.validate(&changes, &staged) {
             repo.staged.insert(run.id, staged);
@@ -493,7 +524,11 @@ impl SyncStore for MemoryStore {
             )));
         }
         let mut state = self.lock();
-        let Some(row) = state.runs.get_mut(&run.id).filter(|r| r.record.repo == run.repo) else {
+        let Some(row) = state
+            .runs
+            .get_mut(&run.id)
+            .filter(|r| r.record.repo == run.repo)
+        else {
             return Err(Error::not_found(format!("run {} does not exist", run.id)));
         };
         if row.record.status != SyncStatus::Running {
@@ -559,14 +594,17 @@ impl SyncStore for MemoryStore {
             lease: std::time::Duration::from_secs(1),
         };
         let id = state.append_run(&start, SyncStatus::Completed, now);
-        let seqs: HashMap<SyncId, usize> =
-            state.runs.iter().map(|(id, r)| (*id, r.seq)).collect();
+        let seqs: HashMap<SyncId, usize> = state.runs.iter().map(|(id, r)| (*id, r.seq)).collect();
         let r = state.repos.get_mut(repo).expect("appended above");
 
         let mut stats = SyncStats::default();
         let files_then = r.files_at(target_seq, &seqs);
         let now_paths: Vec<RepoPath> = r.active_files.keys().cloned().collect();
-        for path in now_paths.iter().chain(files_then.keys()).collect::<std::collections::BTreeSet<_>>() {
+        for path in now_paths
+            .iter()
+            .chain(files_then.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             let current = r.active_files.get(path).copied();
             let then = files_then.get(path).copied();
             if current == then {
@@ -598,7 +636,10 @@ impl SyncStore for MemoryStore {
                 continue;
             }
             stats.entries_superseded += r.supersede(&path, id).len() as u64;
-            let copies = then.iter().map(|&row| r.entries[row].entry.clone()).collect();
+            let copies = then
+                .iter()
+                .map(|&row| r.entries[row].entry.clone())
+                .collect();
             stats.entries_written += r.add_entries(&path, copies, id);
         }
         stats.files = r.active_files.len() as u64;
@@ -620,11 +661,7 @@ impl SyncStore for MemoryStore {
         Ok(row.record.clone())
     }
 
-    async fn entries(
-        &self,
-        repo: &RepoKey,
-        query: &EntryQuery,
-    ) -> Result<Vec<MemoryEntry>, Error> {
+    async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error> {
         let state = self.lock();
         let Some(r) = state.repo(repo) else {
             return Ok(Vec::new());
@@ -647,16 +684,25 @@ impl SyncStore for MemoryStore {
             r.active_entries
                 .iter()
                 .filter(|(path, _)| query.matches(path, EntryStatus::Active))
-                .flat_map(|(_, rows)| rows.iter().map(|&row| to_entry(&r.entries[row], EntryStatus::Active)))
+                .flat_map(|(_, rows)| {
+                    rows.iter()
+                        .map(|&row| to_entry(&r.entries[row], EntryStatus::Active))
+                })
                 .collect()
         };
         out.sort_by(|a, b| {
-            (&a.path, a.ordinal, a.status != EntryStatus::Active, a.created_by).cmp(&(
-                &b.path,
-                b.ordinal,
-                b.status != EntryStatus::Active,
-                b.created_by,
-            ))
+            (
+                &a.path,
+                a.ordinal,
+                a.status != EntryStatus::Active,
+                a.created_by,
+            )
+                .cmp(&(
+                    &b.path,
+                    b.ordinal,
+                    b.status != EntryStatus::Active,
+                    b.created_by,
+                ))
         });
         let mut out: Vec<MemoryEntry> = out
             .into_iter()
@@ -693,9 +739,11 @@ impl SyncStore for MemoryStore {
             .filter_map(|&row| {
                 let er = &r.entries[row];
                 let model = er.entry.model.clone()?;
-                let emb = state
-                    .embeddings
-                    .get(&(repo.tenant().to_owned(), model, er.entry.content_hash))?;
+                let emb = state.embeddings.get(&(
+                    repo.tenant().to_owned(),
+                    model,
+                    er.entry.content_hash,
+                ))?;
                 (emb.dimensions() == vector.dimensions()).then(|| {
                     let mut entry = to_entry(er, EntryStatus::Active);
                     entry.embedding = Some(emb.clone());
@@ -707,9 +755,9 @@ impl SyncStore for MemoryStore {
             })
             .collect();
         hits.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| (&a.entry.path, a.entry.ordinal).cmp(&(&b.entry.path, b.entry.ordinal)))
+            b.score.total_cmp(&a.score).then_with(|| {
+                (&a.entry.path, a.entry.ordinal).cmp(&(&b.entry.path, b.entry.ordinal))
+            })
         });
         hits.truncate(k);
         Ok(hits)

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::{
     BlobId, CommitId, ContentHash, EntryKind, EntryQuery, Extractor, FilePolicy, HashEmbedder,
-    IndexedFile, LineChunker, MemoryFile, MemorySource, RepoKey, RepoPath, RepoSource,
-    SkipReason, SyncOptions, SyncStore, Syncer,
+    IndexedFile, LineChunker, MemoryFile, MemorySource, RepoKey, RepoPath, RepoSource, SkipReason,
+    SyncOptions, SyncStore, Syncer,
 };
 
 use super::wrappers::{CountingEmbedder, FaultPlan, FaultySource, FaultyStore};
@@ -68,11 +68,18 @@ pub fn step_files(step: usize) -> Vec<MemoryFile> {
             f("README.md", readme),
             f("src/lib.rs", &lib_rs(1)),
             f("src/util.rs", "pub fn util() -> u8 { 7 }\n"),
-            k("scripts/run.sh", b"#!/bin/sh\necho run\n", EntryKind::Executable),
+            k(
+                "scripts/run.sh",
+                b"#!/bin/sh\necho run\n",
+                EntryKind::Executable,
+            ),
             k("link", b"README.md", EntryKind::Symlink),
             k("assets/logo.png", PNG, EntryKind::File),
             f("big.txt", &big("x")),
-            f("docs/with space/\u{fc}n\u{ef}c\u{f8}d\u{e9}.md", "# \u{dc}n\u{ef}c\u{f8}d\u{e9}\n"),
+            f(
+                "docs/with space/\u{fc}n\u{ef}c\u{f8}d\u{e9}.md",
+                "# \u{dc}n\u{ef}c\u{f8}d\u{e9}\n",
+            ),
             f("-leading-dash.txt", "dash\n"),
             f("vendor/dep.rs", "pub fn vendored() {}\n"),
             MemoryFile::submodule("third_party/lib").expect("valid"),
@@ -89,7 +96,10 @@ pub fn step_files(step: usize) -> Vec<MemoryFile> {
             k("link", b"src/lib.rs", EntryKind::Symlink),
             k("images/logo.png", PNG, EntryKind::File),
             f("big.txt", &big("y")),
-            f("docs/\u{fc}n\u{ef}c\u{f8}d\u{e9}.md", "# \u{dc}n\u{ef}c\u{f8}d\u{e9}\n"),
+            f(
+                "docs/\u{fc}n\u{ef}c\u{f8}d\u{e9}.md",
+                "# \u{dc}n\u{ef}c\u{f8}d\u{e9}\n",
+            ),
             f("-leading-dash.txt", "dash\n"),
             f("vendor/dep.rs", "pub fn vendored() { 2 }\n"),
             MemoryFile::submodule("third_party/lib").expect("valid"),
@@ -163,10 +173,20 @@ impl Snapshot {
         Snapshot { files, entries }
     }
 
-    /// What the store must hold after syncing a commit of `source`: the oracle.
+    /// What the store must hold after syncing a commit of `source` with the suite's
+    /// settings: the oracle.
     pub fn expected(source: &MemorySource, commit: &CommitId, model: Option<&str>) -> Snapshot {
-        let policy = policy();
-        let extractor = extractor();
+        Self::expected_with(source, commit, model, &policy(), &extractor())
+    }
+
+    /// The oracle for other settings.
+    pub fn expected_with(
+        source: &MemorySource,
+        commit: &CommitId,
+        model: Option<&str>,
+        policy: &FilePolicy,
+        extractor: &dyn Extractor,
+    ) -> Snapshot {
         let mut files = Vec::new();
         let mut entries = Vec::new();
         for m in source.files_of(commit).expect("commit exists") {
@@ -178,7 +198,7 @@ impl Snapshot {
             let size = m.data().len() as u64;
             let skip = if kind == EntryKind::Symlink {
                 Some(SkipReason::Symlink)
-            } else if size > MAX_FILE_SIZE {
+            } else if size > policy.max_file_size() {
                 Some(SkipReason::TooLarge)
             } else if FilePolicy::is_binary(m.data()) {
                 Some(SkipReason::Binary)

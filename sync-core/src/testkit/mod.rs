@@ -2,7 +2,7 @@
 //!
 //! Every store runs the same suite from its own `tests/`:
 //!
-//! ```ignore
+//! ```no_run
 //! use std::sync::Arc;
 //! use sync_core::SyncStore;
 //!
@@ -20,7 +20,7 @@
 //! | test | invariant of the design |
 //! |---|---|
 //! | [`exact_mirror`] | 1. exact mirror |
-//! | [`work_follows_change`] | 2. work follows change |
+//! | [`work_follows_change`], [`settings_change_reprocesses`] | 2. work follows change |
 //! | [`one_active_version`] | 3. one active version |
 //! | [`atomic_visibility`], [`fault_sweep_store`], [`fault_sweep_source`], [`cancellation_sweep`] | 4. atomic visibility |
 //! | [`linear_history`] | 5. linear history |
@@ -40,8 +40,8 @@ pub use fixture::{
 pub use suite::{
     StoreFactory, atomic_visibility, cancellation_sweep, check_event_order, exact_mirror,
     fault_sweep_source, fault_sweep_store, honest_events, linear_history, nothing_is_lost,
-    one_active_version, restore_is_new_run, search_active_only, store_contract,
-    tenant_isolation, work_follows_change,
+    one_active_version, restore_is_new_run, search_active_only, settings_change_reprocesses,
+    store_contract, tenant_isolation, work_follows_change,
 };
 pub use wrappers::{CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyStore};
 
@@ -51,7 +51,8 @@ pub use wrappers::{CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyS
 macro_rules! sync_store_conformance {
     ($factory:expr) => {
         $crate::sync_store_conformance!(@each $factory;
-            exact_mirror, work_follows_change, one_active_version, atomic_visibility,
+            exact_mirror, work_follows_change, settings_change_reprocesses, one_active_version,
+            atomic_visibility,
             linear_history, restore_is_new_run, nothing_is_lost, honest_events,
             tenant_isolation, store_contract, search_active_only);
         $crate::sync_store_conformance!(@sweep $factory;

@@ -62,13 +62,33 @@ pub async fn exact_mirror(factory: &impl StoreFactory) {
             "step {step}: the active entries are not the commit's"
         );
         let count = |reason| {
-            expected.files.iter().filter(|f| f.skip == Some(reason)).count() as u64
+            expected
+                .files
+                .iter()
+                .filter(|f| f.skip == Some(reason))
+                .count() as u64
         };
         let stats = record.stats;
-        assert_eq!(stats.files, expected.files.len() as u64, "step {step}: stats.files");
-        assert_eq!(stats.skipped_too_large, count(crate::SkipReason::TooLarge), "step {step}");
-        assert_eq!(stats.skipped_binary, count(crate::SkipReason::Binary), "step {step}");
-        assert_eq!(stats.symlinks, count(crate::SkipReason::Symlink), "step {step}");
+        assert_eq!(
+            stats.files,
+            expected.files.len() as u64,
+            "step {step}: stats.files"
+        );
+        assert_eq!(
+            stats.skipped_too_large,
+            count(crate::SkipReason::TooLarge),
+            "step {step}"
+        );
+        assert_eq!(
+            stats.skipped_binary,
+            count(crate::SkipReason::Binary),
+            "step {step}"
+        );
+        assert_eq!(
+            stats.symlinks,
+            count(crate::SkipReason::Symlink),
+            "step {step}"
+        );
         if step < 4 {
             assert_eq!(stats.submodules, 1, "step {step}: the submodule is counted");
             assert_eq!(stats.excluded, 1, "step {step}: vendor/dep.rs is excluded");
@@ -100,11 +120,18 @@ pub async fn work_follows_change(factory: &impl StoreFactory) {
         h.counted_store.staged_entries(),
     );
     let second = h.sync_step(1).await;
-    assert_eq!(h.counted_source.blobs_read() - blobs, 3, "blobs fetched for step 1");
+    assert_eq!(
+        h.counted_source.blobs_read() - blobs,
+        3,
+        "blobs fetched for step 1"
+    );
     assert_eq!(second.stats.renamed, 2, "two renames in step 1");
     let lib_chunks = h
         .store
-        .entries(h.repo(), &EntryQuery::path(RepoPath::new("src/lib.rs").unwrap()))
+        .entries(
+            h.repo(),
+            &EntryQuery::path(RepoPath::new("src/lib.rs").unwrap()),
+        )
         .await
         .unwrap()
         .len() as u64;
@@ -129,8 +156,16 @@ pub async fn work_follows_change(factory: &impl StoreFactory) {
     );
     let third = h.sync_step(2).await;
     assert_eq!(h.counted_source.trees_read() - trees, 1);
-    assert_eq!(h.counted_source.blobs_read(), blobs, "an empty commit fetches nothing");
-    assert_eq!(h.counted_store.stage_calls(), stages, "an empty commit stages nothing");
+    assert_eq!(
+        h.counted_source.blobs_read(),
+        blobs,
+        "an empty commit fetches nothing"
+    );
+    assert_eq!(
+        h.counted_store.stage_calls(),
+        stages,
+        "an empty commit stages nothing"
+    );
     assert_eq!(third.stats.entries_written, 0);
     assert_eq!(third.stats.entries_superseded, 0);
     assert_eq!(third.stats.unchanged, before.files.len() as u64);
@@ -140,10 +175,25 @@ pub async fn work_follows_change(factory: &impl StoreFactory) {
     let runs = h.store.history(h.repo(), 100).await.unwrap().len();
     let trees = h.counted_source.trees_read();
     let fourth = h.syncer.sync(None).await.expect("no-op re-sync");
-    assert_eq!(h.counted_source.trees_read(), trees, "an unchanged head reads no tree");
-    assert_eq!(h.counted_source.blobs_read(), blobs, "an unchanged head fetches nothing");
-    assert_eq!(h.counted_store.stage_calls(), stages, "an unchanged head stages nothing");
-    assert_eq!(fourth.stats.entries_written + fourth.stats.entries_superseded, 0);
+    assert_eq!(
+        h.counted_source.trees_read(),
+        trees,
+        "an unchanged head reads no tree"
+    );
+    assert_eq!(
+        h.counted_source.blobs_read(),
+        blobs,
+        "an unchanged head fetches nothing"
+    );
+    assert_eq!(
+        h.counted_store.stage_calls(),
+        stages,
+        "an unchanged head stages nothing"
+    );
+    assert_eq!(
+        fourth.stats.entries_written + fourth.stats.entries_superseded,
+        0
+    );
     assert_eq!(fourth.stats.files, before.files.len() as u64);
     assert_eq!(h.snapshot().await, before);
     assert_eq!(entry_writers(&h).await, writers, "no entry was rewritten");
@@ -152,6 +202,60 @@ pub async fn work_follows_change(factory: &impl StoreFactory) {
         runs + 1,
         "only a run record was added"
     );
+}
+
+/// Invariant 2, the other way round: when the file policy, the extractor or the embedding
+/// model changes, the same head is processed again (its previous result was made with other
+/// settings), and then stays a no-op until the settings change again.
+pub async fn settings_change_reprocesses(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    let head = h.commit(1);
+    h.syncer.sync(None).await.expect("first sync");
+
+    let policy = crate::FilePolicy::builder()
+        .exclude("vendor/**")
+        .max_file_size(1 << 20)
+        .build()
+        .unwrap();
+    let chunker = crate::LineChunker::new(100);
+    let other = h
+        .syncer_over(h.counted_source.clone(), h.counted_store.clone())
+        .with_policy(policy.clone())
+        .with_extractor(Arc::new(chunker));
+    assert_ne!(other.fingerprint(), h.syncer.fingerprint());
+    let record = other.sync(None).await.expect("sync with new settings");
+    assert!(
+        record.stats.blobs_fetched > 0,
+        "new settings reprocess the same head"
+    );
+    let model = format!("hash-{DIMS}");
+    let expected = Snapshot::expected_with(&h.source, &head, Some(&model), &policy, &chunker);
+    assert_eq!(
+        h.snapshot().await,
+        expected,
+        "the state follows the new settings"
+    );
+    assert!(
+        expected
+            .files
+            .iter()
+            .any(|f| f.entry.path.as_bytes() == b"big.txt" && f.skip.is_none()),
+        "a raised size limit gives the oversized file entries"
+    );
+
+    let trees = h.counted_source.trees_read();
+    other.sync(None).await.unwrap();
+    assert_eq!(
+        h.counted_source.trees_read(),
+        trees,
+        "unchanged settings and head: a no-op"
+    );
+
+    h.syncer
+        .sync(None)
+        .await
+        .expect("back to the suite's settings");
+    assert_eq!(h.snapshot().await, h.expected(&head));
 }
 
 async fn entry_writers(h: &Harness) -> Vec<(RepoPath, u32, crate::SyncId)> {
@@ -174,14 +278,22 @@ pub async fn one_active_version(factory: &impl StoreFactory) {
     let r4 = h.sync_step(4).await;
 
     let index = h.store.file_index(h.repo()).await.unwrap();
-    let active = h.store.entries(h.repo(), &EntryQuery::active()).await.unwrap();
+    let active = h
+        .store
+        .entries(h.repo(), &EntryQuery::active())
+        .await
+        .unwrap();
     for e in &active {
         assert_eq!(e.status, EntryStatus::Active);
         assert_eq!(e.superseded_by, None);
         let file = index
             .get(&e.path)
             .unwrap_or_else(|| panic!("active entry for `{}` has no indexed file", e.path));
-        assert_eq!(e.blob, file.entry.blob, "`{}`: entry of another version", e.path);
+        assert_eq!(
+            e.blob, file.entry.blob,
+            "`{}`: entry of another version",
+            e.path
+        );
     }
     let mut per_path: std::collections::BTreeMap<&RepoPath, Vec<u32>> = Default::default();
     for e in &active {
@@ -189,7 +301,10 @@ pub async fn one_active_version(factory: &impl StoreFactory) {
     }
     for (path, ordinals) in per_path {
         let want: Vec<u32> = (0..ordinals.len() as u32).collect();
-        assert_eq!(ordinals, want, "`{path}`: ordinals of one version, each once, in order");
+        assert_eq!(
+            ordinals, want,
+            "`{path}`: ordinals of one version, each once, in order"
+        );
     }
 
     let lib = RepoPath::new("src/lib.rs").unwrap();
@@ -209,21 +324,43 @@ pub async fn one_active_version(factory: &impl StoreFactory) {
         .iter()
         .filter(|e| e.status == EntryStatus::Superseded)
         .collect();
-    let by = |run| superseded.iter().filter(|e| e.superseded_by == Some(run)).count();
-    assert!(by(r1.id) > 0, "version 1 of lib.rs was superseded by the run of step 1");
-    assert!(by(r4.id) > 0, "version 2 of lib.rs was superseded by the run of step 4");
+    let by = |run| {
+        superseded
+            .iter()
+            .filter(|e| e.superseded_by == Some(run))
+            .count()
+    };
     assert!(
-        superseded.iter().all(|e| e.created_by == r0.id || e.created_by == r1.id),
+        by(r1.id) > 0,
+        "version 1 of lib.rs was superseded by the run of step 1"
+    );
+    assert!(
+        by(r4.id) > 0,
+        "version 2 of lib.rs was superseded by the run of step 4"
+    );
+    assert!(
+        superseded
+            .iter()
+            .all(|e| e.created_by == r0.id || e.created_by == r1.id),
         "superseded entries keep the run that wrote them"
     );
     assert_eq!(
-        history.iter().filter(|e| e.status == EntryStatus::Active).count(),
+        history
+            .iter()
+            .filter(|e| e.status == EntryStatus::Active)
+            .count(),
         per_path_count(&active, &lib)
     );
 
     // Deleted files keep their entries as history, never in default queries.
     let util = RepoPath::new("src/util.rs").unwrap();
-    assert!(h.store.entries(h.repo(), &EntryQuery::path(util.clone())).await.unwrap().is_empty());
+    assert!(
+        h.store
+            .entries(h.repo(), &EntryQuery::path(util.clone()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let old_util = h
         .store
         .entries(
@@ -236,7 +373,10 @@ pub async fn one_active_version(factory: &impl StoreFactory) {
         )
         .await
         .unwrap();
-    assert!(!old_util.is_empty(), "a deleted file's entries are kept as superseded");
+    assert!(
+        !old_util.is_empty(),
+        "a deleted file's entries are kept as superseded"
+    );
     assert!(old_util.iter().all(|e| e.superseded_by == Some(r1.id)));
 
     // Filters and paging.
@@ -264,16 +404,31 @@ pub async fn one_active_version(factory: &impl StoreFactory) {
         )
         .await
         .unwrap();
-    assert_eq!(page, active[1..3].to_vec(), "offset and limit page the ordered entries");
+    assert_eq!(
+        page,
+        active[1..3].to_vec(),
+        "offset and limit page the ordered entries"
+    );
 
     if h.store.capabilities().vector_search {
         let query = HashEmbedder::new(DIMS).embed_one(&super::fixture::lib_rs(1));
         let hits = h.store.search(h.repo(), &query, 100).await.unwrap();
         assert!(!hits.is_empty());
-        let active_keys: HashSet<_> = active.iter().map(|e| (&e.path, e.ordinal, e.content_hash)).collect();
+        let active_keys: HashSet<_> = active
+            .iter()
+            .map(|e| (&e.path, e.ordinal, e.content_hash))
+            .collect();
         for hit in &hits {
-            assert_eq!(hit.entry.status, EntryStatus::Active, "search returns active entries only");
-            assert!(active_keys.contains(&(&hit.entry.path, hit.entry.ordinal, hit.entry.content_hash)));
+            assert_eq!(
+                hit.entry.status,
+                EntryStatus::Active,
+                "search returns active entries only"
+            );
+            assert!(active_keys.contains(&(
+                &hit.entry.path,
+                hit.entry.ordinal,
+                hit.entry.content_hash
+            )));
         }
     }
 }
@@ -332,12 +487,24 @@ pub async fn atomic_visibility(factory: &impl StoreFactory) {
         inner: h.source.clone(),
     });
     let syncer = h.syncer_over(corrupt, h.store.clone());
-    let err = syncer.sync(None).await.expect_err("corrupt content must fail the sync");
+    let err = syncer
+        .sync(None)
+        .await
+        .expect_err("corrupt content must fail the sync");
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
-    assert_eq!(h.snapshot().await, after, "a failed sync changed the active state");
+    assert_eq!(
+        h.snapshot().await,
+        after,
+        "a failed sync changed the active state"
+    );
     let latest = h.store.history(h.repo(), 1).await.unwrap();
     assert_eq!(latest[0].status, SyncStatus::Failed);
-    assert!(latest[0].error.as_deref().is_some_and(|e| e.contains("hashing to")));
+    assert!(
+        latest[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("hashing to"))
+    );
 
     // Cancelled after the scan: the state stays, the run says so.
     let mut events = h.syncer.run(None);
@@ -349,7 +516,11 @@ pub async fn atomic_visibility(factory: &impl StoreFactory) {
             assert!(matches!(e, SyncEvent::Cancelled { .. }), "{e:?}");
         }
     }
-    assert_eq!(h.snapshot().await, after, "a cancelled sync changed the active state");
+    assert_eq!(
+        h.snapshot().await,
+        after,
+        "a cancelled sync changed the active state"
+    );
     assert_eq!(
         h.store.history(h.repo(), 1).await.unwrap()[0].status,
         SyncStatus::Cancelled
@@ -428,13 +599,21 @@ pub async fn linear_history(factory: &impl StoreFactory) {
     }))
     .await;
     let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-    assert_eq!(winners.len(), 1, "exactly one racing begin wins: {results:?}");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one racing begin wins: {results:?}"
+    );
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(r.kind(), ErrorKind::Conflict, "losers get Conflict: {r}");
         assert!(r.to_string().contains("already being synced"), "{r}");
     }
     let winner = winners[0].clone();
-    let err = h.syncer.sync(None).await.expect_err("a sync while another runs");
+    let err = h
+        .syncer
+        .sync(None)
+        .await
+        .expect_err("a sync while another runs");
     assert_eq!(err.kind(), ErrorKind::Conflict);
     h.store
         .abort(&winner, SyncStatus::Cancelled, "test")
@@ -458,7 +637,10 @@ pub async fn linear_history(factory: &impl StoreFactory) {
             .all(|r| matches!(r.status, SyncStatus::Completed | SyncStatus::Cancelled)),
         "no run is left running"
     );
-    assert_eq!(h.snapshot().await, h.expected(&h.source.head("main").await.unwrap()));
+    assert_eq!(
+        h.snapshot().await,
+        h.expected(&h.source.head("main").await.unwrap())
+    );
 
     // A crashed run: its lease expires and the next begin marks it abandoned.
     let crashed = h
@@ -470,48 +652,81 @@ pub async fn linear_history(factory: &impl StoreFactory) {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let next = h.store.begin(start.clone()).await.expect("an expired lease is taken over");
+    let next = h
+        .store
+        .begin(start.clone())
+        .await
+        .expect("an expired lease is taken over");
     assert_eq!(next.previous, Some(crashed.id));
     let record = h.store.run(h.repo(), crashed.id).await.unwrap();
     assert_eq!(record.status, SyncStatus::Abandoned);
-    assert!(record.error.as_deref().is_some_and(|e| e.contains("lease")), "{record:?}");
+    assert!(
+        record.error.as_deref().is_some_and(|e| e.contains("lease")),
+        "{record:?}"
+    );
     assert!(record.finished_at.is_some());
-    let e = h.store.stage(&crashed, StageBatch::default()).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Conflict, "an abandoned run cannot stage: {e}");
+    let e = h
+        .store
+        .stage(&crashed, StageBatch::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Conflict,
+        "an abandoned run cannot stage: {e}"
+    );
     let e = h
         .store
         .commit(&crashed, ChangeSet::default(), SyncStats::default())
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Conflict, "an abandoned run cannot commit: {e}");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Conflict,
+        "an abandoned run cannot commit: {e}"
+    );
     let e = h.store.renew(&crashed).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Conflict, "an abandoned run cannot renew: {e}");
-    h.store.abort(&crashed, SyncStatus::Failed, "late").await.unwrap();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Conflict,
+        "an abandoned run cannot renew: {e}"
+    );
+    h.store
+        .abort(&crashed, SyncStatus::Failed, "late")
+        .await
+        .unwrap();
     assert_eq!(
         h.store.run(h.repo(), crashed.id).await.unwrap().status,
         SyncStatus::Abandoned,
         "aborting an ended run changes nothing"
     );
-    h.store.abort(&next, SyncStatus::Cancelled, "test").await.unwrap();
+    h.store
+        .abort(&next, SyncStatus::Cancelled, "test")
+        .await
+        .unwrap();
 }
 
 /// Checks the repository's runs form one chain, newest first, and returns them.
-async fn assert_chain(
-    store: &dyn SyncStore,
-    repo: &RepoKey,
-    len: usize,
-) -> Vec<crate::SyncRecord> {
+async fn assert_chain(store: &dyn SyncStore, repo: &RepoKey, len: usize) -> Vec<crate::SyncRecord> {
     let runs = store.history(repo, 1000).await.unwrap();
     assert_eq!(runs.len(), len, "number of runs");
     for pair in runs.windows(2) {
-        assert_eq!(pair[0].previous, Some(pair[1].id), "runs form one chain, newest first");
+        assert_eq!(
+            pair[0].previous,
+            Some(pair[1].id),
+            "runs form one chain, newest first"
+        );
         assert!(pair[0].id > pair[1].id, "ids grow along the chain");
     }
     assert_eq!(runs.last().and_then(|r| r.previous), None);
     let distinct: HashSet<_> = runs.iter().map(|r| r.previous).collect();
     assert_eq!(distinct.len(), runs.len(), "previous is unique");
     let limited = store.history(repo, 2).await.unwrap();
-    assert_eq!(limited, runs[..2.min(runs.len())].to_vec(), "limit keeps the newest");
+    assert_eq!(
+        limited,
+        runs[..2.min(runs.len())].to_vec(),
+        "limit keeps the newest"
+    );
     runs
 }
 
@@ -529,24 +744,43 @@ pub async fn restore_is_new_run(factory: &impl StoreFactory) {
     let history_before = h.store.history(h.repo(), 100).await.unwrap();
     let superseded_before = all_entries(&h).await.len();
 
-    let restored = h.store.restore(h.repo(), runs[0].id).await.expect("restore to run of step 0");
+    let restored = h
+        .store
+        .restore(h.repo(), runs[0].id)
+        .await
+        .expect("restore to run of step 0");
     assert_eq!(restored.status, SyncStatus::Completed);
     assert_eq!(restored.restored_from, Some(runs[0].id));
     assert_eq!(restored.previous, Some(runs[2].id));
     assert_eq!(restored.commit, runs[0].commit);
     assert_eq!(restored.stats.files, states[0].files.len() as u64);
-    assert_eq!(h.snapshot().await, states[0], "restore gives the state after the run");
+    assert_eq!(
+        h.snapshot().await,
+        states[0],
+        "restore gives the state after the run"
+    );
 
     let history_after = h.store.history(h.repo(), 100).await.unwrap();
-    assert_eq!(&history_after[1..], &history_before[..], "earlier runs are unchanged");
-    assert!(all_entries(&h).await.len() >= superseded_before, "history is append-only");
+    assert_eq!(
+        &history_after[1..],
+        &history_before[..],
+        "earlier runs are unchanged"
+    );
+    assert!(
+        all_entries(&h).await.len() >= superseded_before,
+        "history is append-only"
+    );
 
     // Restore over a restore, then to the restore itself.
     let again = h.store.restore(h.repo(), runs[1].id).await.unwrap();
     assert_eq!(h.snapshot().await, states[1]);
     let third = h.store.restore(h.repo(), restored.id).await.unwrap();
     assert_eq!(third.previous, Some(again.id));
-    assert_eq!(h.snapshot().await, states[0], "a restore run is itself restorable");
+    assert_eq!(
+        h.snapshot().await,
+        states[0],
+        "a restore run is itself restorable"
+    );
     assert_chain(h.store.as_ref(), h.repo(), 6).await;
 
     // The next sync of the head converges on it, fetching only what differs.
@@ -555,7 +789,11 @@ pub async fn restore_is_new_run(factory: &impl StoreFactory) {
     assert_eq!(record.previous, Some(third.id));
 
     // Refusals.
-    let e = h.store.restore(h.repo(), crate::SyncId(i64::MAX)).await.unwrap_err();
+    let e = h
+        .store
+        .restore(h.repo(), crate::SyncId(i64::MAX))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     let failed = h
         .store
@@ -569,12 +807,27 @@ pub async fn restore_is_new_run(factory: &impl StoreFactory) {
         .await
         .unwrap();
     let e = h.store.restore(h.repo(), runs[0].id).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Conflict, "no restore while a sync runs: {e}");
-    h.store.abort(&failed, SyncStatus::Failed, "test").await.unwrap();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Conflict,
+        "no restore while a sync runs: {e}"
+    );
+    h.store
+        .abort(&failed, SyncStatus::Failed, "test")
+        .await
+        .unwrap();
     let e = h.store.restore(h.repo(), failed.id).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidInput, "only completed runs: {e}");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InvalidInput,
+        "only completed runs: {e}"
+    );
     assert!(e.to_string().contains("failed"), "{e}");
-    assert_eq!(h.snapshot().await, states[2], "refused restores change nothing");
+    assert_eq!(
+        h.snapshot().await,
+        states[2],
+        "refused restores change nothing"
+    );
 }
 
 async fn all_entries(h: &Harness) -> Vec<crate::MemoryEntry> {
@@ -639,13 +892,26 @@ async fn check_embeddings(
             .embedding
             .as_ref()
             .unwrap_or_else(|| panic!("active entry `{}`#{} has no embedding", e.path, e.ordinal));
-        assert_eq!(emb, &reference.embed_one(&e.content), "`{}`: wrong vector", e.path);
+        assert_eq!(
+            emb,
+            &reference.embed_one(&e.content),
+            "`{}`: wrong vector",
+            e.path
+        );
         seen.insert(e.content_hash);
     }
     let hashes: Vec<_> = seen.iter().copied().collect();
-    let known = h.store.known_embeddings(h.repo(), model, &hashes).await.unwrap();
+    let known = h
+        .store
+        .known_embeddings(h.repo(), model, &hashes)
+        .await
+        .unwrap();
     assert_eq!(known.len(), hashes.len(), "an embedding was lost");
-    let other = h.store.known_embeddings(h.repo(), "other-model", &hashes).await.unwrap();
+    let other = h
+        .store
+        .known_embeddings(h.repo(), "other-model", &hashes)
+        .await
+        .unwrap();
     assert!(other.is_empty(), "embeddings are kept per model");
 }
 
@@ -685,9 +951,16 @@ pub async fn honest_events(factory: &impl StoreFactory) {
     let events: Vec<SyncEvent> = h.syncer.run(Some("no-such-branch")).collect().await;
     check_event_order(&events);
     match events.last() {
-        Some(SyncEvent::Failed { sync_id: None, error }) => {
+        Some(SyncEvent::Failed {
+            sync_id: None,
+            error,
+        }) => {
             assert_eq!(error.kind, ErrorKind::NotFound);
-            assert!(error.message.contains("no-such-branch"), "{}", error.message);
+            assert!(
+                error.message.contains("no-such-branch"),
+                "{}",
+                error.message
+            );
         }
         other => panic!("a missing branch fails the run: {other:?}"),
     }
@@ -697,7 +970,12 @@ pub async fn honest_events(factory: &impl StoreFactory) {
     let mut stream = h.syncer.run(None);
     let mut events = Vec::new();
     while let Some(e) = stream.next().await {
-        if matches!(e, SyncEvent::Phase { phase: Phase::Import }) {
+        if matches!(
+            e,
+            SyncEvent::Phase {
+                phase: Phase::Import
+            }
+        ) {
             stream.cancel();
         }
         events.push(e);
@@ -706,16 +984,31 @@ pub async fn honest_events(factory: &impl StoreFactory) {
     let Some(SyncEvent::Cancelled { sync_id: Some(id) }) = events.last() else {
         panic!("a cancelled run ends with Cancelled: {events:?}");
     };
-    assert_eq!(h.store.run(h.repo(), *id).await.unwrap().status, SyncStatus::Cancelled);
+    assert_eq!(
+        h.store.run(h.repo(), *id).await.unwrap().status,
+        SyncStatus::Cancelled
+    );
 }
 
 /// Checks the order rules of one run's events.
 pub fn check_event_order(events: &[SyncEvent]) {
-    assert!(matches!(events.first(), Some(SyncEvent::Started { .. })), "Started first: {events:?}");
-    assert_eq!(events.iter().filter(|e| matches!(e, SyncEvent::Started { .. })).count(), 1);
+    assert!(
+        matches!(events.first(), Some(SyncEvent::Started { .. })),
+        "Started first: {events:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, SyncEvent::Started { .. }))
+            .count(),
+        1
+    );
     let terminals = events.iter().filter(|e| e.is_terminal()).count();
     assert_eq!(terminals, 1, "exactly one terminal event: {events:?}");
-    assert!(events.last().is_some_and(SyncEvent::is_terminal), "terminal event last");
+    assert!(
+        events.last().is_some_and(SyncEvent::is_terminal),
+        "terminal event last"
+    );
     let phases: Vec<Phase> = events
         .iter()
         .filter_map(|e| match e {
@@ -724,7 +1017,11 @@ pub fn check_event_order(events: &[SyncEvent]) {
         })
         .collect();
     let all = [Phase::Prepare, Phase::Scan, Phase::Import, Phase::Finalize];
-    assert_eq!(phases, all[..phases.len()], "phases in order, each once: {phases:?}");
+    assert_eq!(
+        phases,
+        all[..phases.len()],
+        "phases in order, each once: {phases:?}"
+    );
     if matches!(events.last(), Some(SyncEvent::Completed { .. })) {
         assert_eq!(phases, all, "a completed run went through every phase");
     }
@@ -767,7 +1064,10 @@ pub async fn fault_sweep_store(factory: &impl StoreFactory) -> usize {
     for mode in [FaultMode::Before, FaultMode::After] {
         for k in 1..=points {
             sweep_one(factory, &format!("store call {k} ({mode:?})"), |h| {
-                let store = Arc::new(FaultyStore::new(h.store.clone(), FaultPlan::fail_at(k, mode)));
+                let store = Arc::new(FaultyStore::new(
+                    h.store.clone(),
+                    FaultPlan::fail_at(k, mode),
+                ));
                 h.syncer_over(h.source.clone(), store)
             })
             .await;
@@ -814,35 +1114,62 @@ pub async fn cancellation_sweep(factory: &impl StoreFactory) -> usize {
         let before = h.snapshot().await;
         let c1 = h.commit(1);
         let after = h.expected(&c1);
+        let runs_before = h.store.history(h.repo(), 100).await.unwrap().len();
+        let holders = Arc::strong_count(&h.counted_store);
         let mut stream = h.syncer.run(None);
+        let mut finalizing = false;
         for _ in 0..k {
-            stream.next().await.expect("the run has more events");
+            let event = stream.next().await.expect("the run has more events");
+            finalizing |= matches!(
+                event,
+                SyncEvent::Phase {
+                    phase: Phase::Finalize
+                }
+            );
         }
         drop(stream);
-        let status = wait_until_ended(&h).await;
+        wait_until_released(&h.counted_store, holders).await;
+        let runs = h.store.history(h.repo(), 100).await.unwrap();
         let state = h.snapshot().await;
-        match status {
-            SyncStatus::Completed => assert_eq!(state, after, "drop after event {k}"),
-            SyncStatus::Cancelled => assert_eq!(state, before, "drop after event {k}"),
-            other => panic!("drop after event {k}: the run ended {other}"),
+        if runs.len() == runs_before {
+            assert_eq!(state, before, "drop after event {k}, before the run began");
+        } else {
+            if finalizing {
+                assert_eq!(
+                    runs[0].status,
+                    SyncStatus::Completed,
+                    "drop after event {k}: a run that announced its final switch completes it"
+                );
+            }
+            match runs[0].status {
+                SyncStatus::Completed => assert_eq!(state, after, "drop after event {k}"),
+                SyncStatus::Cancelled => assert_eq!(state, before, "drop after event {k}"),
+                other => panic!("drop after event {k}: the run ended {other}"),
+            }
         }
-        h.syncer.sync(None).await.unwrap_or_else(|e| panic!("after drop at {k}: {e}"));
-        assert_eq!(h.snapshot().await, after, "drop after event {k}: no convergence");
+        h.syncer
+            .sync(None)
+            .await
+            .unwrap_or_else(|e| panic!("after drop at {k}: {e}"));
+        assert_eq!(
+            h.snapshot().await,
+            after,
+            "drop after event {k}: no convergence"
+        );
     }
     total - 1
 }
 
-/// Waits (bounded) until the newest run has ended, returning its status.
-async fn wait_until_ended(h: &Harness) -> SyncStatus {
+/// Waits (bounded) until the sync task of a dropped stream has finished, which is when it
+/// releases its handle on the store.
+async fn wait_until_released<T>(handle: &Arc<T>, holders: usize) {
     for _ in 0..1000 {
-        if let Some(run) = h.store.history(h.repo(), 1).await.unwrap().first()
-            && run.status.is_terminal()
-        {
-            return run.status;
+        if Arc::strong_count(handle) <= holders {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("the run did not end within 10 s of its stream being dropped");
+    panic!("the sync task did not finish within 10 s of its stream being dropped");
 }
 
 /// Counts the calls a clean sync of step 1 (after step 0) makes through a wrapper.
@@ -861,7 +1188,11 @@ async fn count_calls(
 
 /// One point of a sweep: sync step 0 cleanly, sync step 1 through a faulty syncer, check,
 /// then converge.
-async fn sweep_one(factory: &impl StoreFactory, point: &str, faulty: impl Fn(&Harness) -> crate::Syncer) {
+async fn sweep_one(
+    factory: &impl StoreFactory,
+    point: &str,
+    faulty: impl Fn(&Harness) -> crate::Syncer,
+) {
     let h = Harness::new(factory.open().await);
     h.sync_step(0).await;
     let before = h.snapshot().await;
@@ -874,15 +1205,25 @@ async fn sweep_one(factory: &impl StoreFactory, point: &str, faulty: impl Fn(&Ha
     let state = h.snapshot().await;
     match events.last() {
         Some(SyncEvent::Completed { .. }) => {
-            assert_eq!(state, after, "{point}: completed but the state is not the commit's");
+            assert_eq!(
+                state, after,
+                "{point}: completed but the state is not the commit's"
+            );
         }
         Some(SyncEvent::Failed { error, .. }) => {
-            assert_eq!(state, before, "{point}: failed ({}) but the state changed", error.message);
+            assert_eq!(
+                state, before,
+                "{point}: failed ({}) but the state changed",
+                error.message
+            );
         }
         other => panic!("{point}: unexpected end {other:?}"),
     }
     let latest = h.store.history(h.repo(), 1).await.unwrap();
-    if latest.first().is_some_and(|r| r.status == SyncStatus::Running) {
+    if latest
+        .first()
+        .is_some_and(|r| r.status == SyncStatus::Running)
+    {
         // Only a lost answer to `begin` leaves a run the syncer never knew; its lease ends it.
         tokio::time::sleep(lease + Duration::from_millis(50)).await;
     }
@@ -892,7 +1233,11 @@ async fn sweep_one(factory: &impl StoreFactory, point: &str, faulty: impl Fn(&Ha
         .await
         .unwrap_or_else(|e| panic!("{point}: the next sync did not converge: {e}"));
     assert_eq!(record.status, SyncStatus::Completed);
-    assert_eq!(h.snapshot().await, after, "{point}: the next sync did not converge");
+    assert_eq!(
+        h.snapshot().await,
+        after,
+        "{point}: the next sync did not converge"
+    );
 }
 
 /// Tenants are separate: the same repository synced in two tenants of one store keeps two
@@ -907,7 +1252,11 @@ pub async fn tenant_isolation(factory: &impl StoreFactory) {
     let run = alpha.sync_step(0).await;
     let alpha_state = alpha.snapshot().await;
     assert!(!alpha_state.entries.is_empty());
-    assert_eq!(beta.snapshot().await, Snapshot::default(), "beta sees nothing of alpha");
+    assert_eq!(
+        beta.snapshot().await,
+        Snapshot::default(),
+        "beta sees nothing of alpha"
+    );
     assert!(store.history(beta.repo(), 10).await.unwrap().is_empty());
     assert!(store.last_completed(beta.repo()).await.unwrap().is_none());
     let e = store.run(beta.repo(), run.id).await.unwrap_err();
@@ -917,7 +1266,11 @@ pub async fn tenant_isolation(factory: &impl StoreFactory) {
     let hashes: Vec<_> = alpha_state.entries.iter().map(|e| e.content_hash).collect();
     let model = format!("hash-{DIMS}");
     assert!(
-        store.known_embeddings(beta.repo(), &model, &hashes).await.unwrap().is_empty(),
+        store
+            .known_embeddings(beta.repo(), &model, &hashes)
+            .await
+            .unwrap()
+            .is_empty(),
         "beta sees none of alpha's embeddings"
     );
     if store.capabilities().vector_search {
@@ -926,10 +1279,19 @@ pub async fn tenant_isolation(factory: &impl StoreFactory) {
     }
 
     beta.sync_step(4).await;
-    assert_eq!(alpha.snapshot().await, alpha_state, "beta's sync left alpha alone");
-    assert_eq!(beta.snapshot().await, beta.expected(&source.head("main").await.unwrap()));
+    assert_eq!(
+        alpha.snapshot().await,
+        alpha_state,
+        "beta's sync left alpha alone"
+    );
+    assert_eq!(
+        beta.snapshot().await,
+        beta.expected(&source.head("main").await.unwrap())
+    );
     // Both tenants sync at once without conflict: the lock is per repository and tenant.
-    source.commit_files("main", super::fixture::step_files(1)).unwrap();
+    source
+        .commit_files("main", super::fixture::step_files(1))
+        .unwrap();
     let (a, b) = tokio::join!(alpha.syncer.sync(None), beta.syncer.sync(None));
     a.expect("alpha syncs while beta does");
     b.expect("beta syncs while alpha does");
@@ -965,7 +1327,10 @@ pub async fn store_contract(factory: &impl StoreFactory) {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert!(store.history(&repo, 10).await.unwrap().is_empty(), "refused begins leave no run");
+    assert!(
+        store.history(&repo, 10).await.unwrap().is_empty(),
+        "refused begins leave no run"
+    );
 
     let path = RepoPath::new("a.rs").unwrap();
     let file = |text: &str| {
@@ -993,60 +1358,105 @@ pub async fn store_contract(factory: &impl StoreFactory) {
     let run = store.begin(start.clone()).await.unwrap();
     assert_eq!(run.previous, None);
     store
-        .stage(&run, StageBatch {
-            entries: vec![entry(0, "draft", "v1"), entry(1, "tail", "v1")],
-            embeddings: vec![],
-        })
+        .stage(
+            &run,
+            StageBatch {
+                entries: vec![entry(0, "draft", "v1"), entry(1, "tail", "v1")],
+                embeddings: vec![],
+            },
+        )
         .await
         .unwrap();
     assert!(
-        store.entries(&repo, &EntryQuery::active()).await.unwrap().is_empty(),
+        store
+            .entries(&repo, &EntryQuery::active())
+            .await
+            .unwrap()
+            .is_empty(),
         "staged entries are invisible"
     );
     store
-        .stage(&run, StageBatch {
-            entries: vec![entry(0, "final", "v1")],
-            embeddings: vec![],
-        })
+        .stage(
+            &run,
+            StageBatch {
+                entries: vec![entry(0, "final", "v1")],
+                embeddings: vec![],
+            },
+        )
         .await
         .unwrap();
 
     // A change set that does not fit the index is refused and changes nothing.
     let bad = ChangeSet {
-        changes: vec![FileChange::Upsert(file("v1")), FileChange::Delete(RepoPath::new("missing").unwrap())],
+        changes: vec![
+            FileChange::Upsert(file("v1")),
+            FileChange::Delete(RepoPath::new("missing").unwrap()),
+        ],
     };
-    let e = store.commit(&run, bad, SyncStats::default()).await.unwrap_err();
+    let e = store
+        .commit(&run, bad, SyncStats::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("missing"), "{e}");
     assert!(store.file_index(&repo).await.unwrap().is_empty());
-    assert_eq!(store.run(&repo, run.id).await.unwrap().status, SyncStatus::Running);
+    assert_eq!(
+        store.run(&repo, run.id).await.unwrap().status,
+        SyncStatus::Running
+    );
 
     let good = ChangeSet {
         changes: vec![FileChange::Upsert(file("v1"))],
     };
-    let record = store.commit(&run, good.clone(), SyncStats::default()).await.unwrap();
+    let record = store
+        .commit(&run, good.clone(), SyncStats::default())
+        .await
+        .unwrap();
     assert_eq!(record.status, SyncStatus::Completed);
     assert_eq!(record.stats.files, 1);
     assert_eq!(record.stats.entries_written, 2);
     let active = store.entries(&repo, &EntryQuery::active()).await.unwrap();
-    let texts: Vec<_> = active.iter().map(|e| (e.ordinal, e.content.as_str())).collect();
-    assert_eq!(texts, [(0, "final"), (1, "tail")], "re-staging replaced ordinal 0");
-    let e = store.commit(&run, good, SyncStats::default()).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Conflict, "a completed run cannot commit again");
+    let texts: Vec<_> = active
+        .iter()
+        .map(|e| (e.ordinal, e.content.as_str()))
+        .collect();
+    assert_eq!(
+        texts,
+        [(0, "final"), (1, "tail")],
+        "re-staging replaced ordinal 0"
+    );
+    let e = store
+        .commit(&run, good, SyncStats::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Conflict,
+        "a completed run cannot commit again"
+    );
 
     // Abort discards staged entries.
     let run2 = store.begin(start.clone()).await.unwrap();
     assert_eq!(run2.previous, Some(run.id));
     store
-        .stage(&run2, StageBatch {
-            entries: vec![entry(0, "discarded", "v2")],
-            embeddings: vec![],
-        })
+        .stage(
+            &run2,
+            StageBatch {
+                entries: vec![entry(0, "discarded", "v2")],
+                embeddings: vec![],
+            },
+        )
         .await
         .unwrap();
-    let e = store.abort(&run2, SyncStatus::Completed, "no").await.unwrap_err();
+    let e = store
+        .abort(&run2, SyncStatus::Completed, "no")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    store.abort(&run2, SyncStatus::Failed, "test failure").await.unwrap();
+    store
+        .abort(&run2, SyncStatus::Failed, "test failure")
+        .await
+        .unwrap();
     let ended = store.run(&repo, run2.id).await.unwrap();
     assert_eq!(ended.status, SyncStatus::Failed);
     assert_eq!(ended.error.as_deref(), Some("test failure"));
@@ -1061,22 +1471,43 @@ pub async fn store_contract(factory: &impl StoreFactory) {
         )
         .await
         .unwrap();
-    assert_eq!(record.stats.entries_written, 0, "the aborted run's entries are gone");
+    assert_eq!(
+        record.stats.entries_written, 0,
+        "the aborted run's entries are gone"
+    );
     assert_eq!(record.stats.entries_superseded, 2);
-    assert!(store.entries(&repo, &EntryQuery::active()).await.unwrap().is_empty());
-    assert_eq!(store.last_completed(&repo).await.unwrap().map(|r| r.id), Some(run3.id));
+    assert!(
+        store
+            .entries(&repo, &EntryQuery::active())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.last_completed(&repo).await.unwrap().map(|r| r.id),
+        Some(run3.id)
+    );
 
     // Renames copy entries without content; retypes keep them.
     let run4 = store.begin(start.clone()).await.unwrap();
     store
-        .stage(&run4, StageBatch {
-            entries: vec![entry(0, "again", "v3")],
-            embeddings: vec![],
-        })
+        .stage(
+            &run4,
+            StageBatch {
+                entries: vec![entry(0, "again", "v3")],
+                embeddings: vec![],
+            },
+        )
         .await
         .unwrap();
     store
-        .commit(&run4, ChangeSet { changes: vec![FileChange::Upsert(file("v3"))] }, SyncStats::default())
+        .commit(
+            &run4,
+            ChangeSet {
+                changes: vec![FileChange::Upsert(file("v3"))],
+            },
+            SyncStats::default(),
+        )
         .await
         .unwrap();
     let run5 = store.begin(start.clone()).await.unwrap();
@@ -1085,13 +1516,35 @@ pub async fn store_contract(factory: &impl StoreFactory) {
     to.entry.path = moved.clone();
     to.entry.kind = EntryKind::Executable;
     let record = store
-        .commit(&run5, ChangeSet { changes: vec![FileChange::Rename { from: path.clone(), to }] }, SyncStats::default())
+        .commit(
+            &run5,
+            ChangeSet {
+                changes: vec![FileChange::Rename {
+                    from: path.clone(),
+                    to,
+                }],
+            },
+            SyncStats::default(),
+        )
         .await
         .unwrap();
-    assert_eq!((record.stats.entries_written, record.stats.entries_superseded), (1, 1));
+    assert_eq!(
+        (
+            record.stats.entries_written,
+            record.stats.entries_superseded
+        ),
+        (1, 1)
+    );
     let active = store.entries(&repo, &EntryQuery::active()).await.unwrap();
     assert_eq!(active.len(), 1);
-    assert_eq!((&active[0].path, active[0].content.as_str(), active[0].created_by), (&moved, "again", run5.id));
+    assert_eq!(
+        (
+            &active[0].path,
+            active[0].content.as_str(),
+            active[0].created_by
+        ),
+        (&moved, "again", run5.id)
+    );
     let index = store.file_index(&repo).await.unwrap();
     assert_eq!(index.len(), 1);
     assert_eq!(index.files()[0].entry.kind, EntryKind::Executable);
@@ -1114,13 +1567,33 @@ pub async fn search_active_only(factory: &impl StoreFactory) {
     }
     let hits = h.store.search(h.repo(), &probe, 3).await.unwrap();
     assert_eq!(hits.len(), 3, "k hits");
-    assert_eq!(hits[0].entry.path.as_bytes(), b"src/new.rs", "the identical text ranks first");
-    assert!((hits[0].score - 1.0).abs() < 1e-4, "cosine of identical vectors: {}", hits[0].score);
-    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+    assert_eq!(
+        hits[0].entry.path.as_bytes(),
+        b"src/new.rs",
+        "the identical text ranks first"
+    );
+    assert!(
+        (hits[0].score - 1.0).abs() < 1e-4,
+        "cosine of identical vectors: {}",
+        hits[0].score
+    );
+    assert!(
+        hits.windows(2).all(|w| w[0].score >= w[1].score),
+        "best first"
+    );
     assert!(hits.iter().all(|h| h.entry.status == EntryStatus::Active));
     // Text that only exists in superseded entries is not found as such.
     let gone = HashEmbedder::new(DIMS).embed_one("pub fn util() -> u8 { 7 }\n");
     let hits = h.store.search(h.repo(), &gone, 50).await.unwrap();
-    assert!(hits.iter().all(|h| h.entry.path.as_bytes() != b"src/util.rs"));
-    assert!(h.store.search(h.repo(), &probe, 0).await.unwrap().is_empty());
+    assert!(
+        hits.iter()
+            .all(|h| h.entry.path.as_bytes() != b"src/util.rs")
+    );
+    assert!(
+        h.store
+            .search(h.repo(), &probe, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
-    Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedder, Embedding,
-    EntryQuery, Error, FileIndex, MemoryEntry, RepoKey, RepoSource, RunStart, SearchHit,
-    StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
+    Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedder, Embedding, EntryQuery,
+    Error, FileIndex, MemoryEntry, RepoKey, RepoSource, RunStart, SearchHit, StageBatch, SyncId,
+    SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
 };
 
 /// When an injected fault strikes relative to the wrapped call.
@@ -85,12 +85,14 @@ impl FaultPlan {
         )
     }
 
-    /// Runs `call` under the plan.
+    /// Runs `call` under the plan. Yields to the scheduler first, as real I/O would, so
+    /// that even an in-memory backend can be interrupted between calls.
     async fn guard<T>(
         &self,
         name: &'static str,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
+        tokio::task::yield_now().await;
         match self.tick(name) {
             None => call.await,
             Some(FaultMode::Before) => Err(self.error(name)),
@@ -262,7 +264,9 @@ impl<S: SyncStore> SyncStore for FaultyStore<S> {
     }
 
     async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error> {
-        self.plan.guard("file_index", self.inner.file_index(repo)).await
+        self.plan
+            .guard("file_index", self.inner.file_index(repo))
+            .await
     }
 
     async fn known_embeddings(
@@ -314,14 +318,12 @@ impl<S: SyncStore> SyncStore for FaultyStore<S> {
     }
 
     async fn restore(&self, repo: &RepoKey, to: SyncId) -> Result<SyncRecord, Error> {
-        self.plan.guard("restore", self.inner.restore(repo, to)).await
+        self.plan
+            .guard("restore", self.inner.restore(repo, to))
+            .await
     }
 
-    async fn entries(
-        &self,
-        repo: &RepoKey,
-        query: &EntryQuery,
-    ) -> Result<Vec<MemoryEntry>, Error> {
+    async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error> {
         self.plan
             .guard("entries", self.inner.entries(repo, query))
             .await
