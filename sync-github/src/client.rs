@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -118,13 +118,15 @@ struct Cached {
 
 /// The HTTP side of a source.
 pub(crate) struct Client {
-    crab: Octocrab,
+    crab: OnceLock<Octocrab>,
     api: ApiUrl,
     pub(crate) ctx: ErrorContext,
     secret: Option<SecretString>,
     limiter: Arc<Semaphore>,
     retry: RetryPolicy,
     max_rate_limit_wait: Duration,
+    /// Connect and read timeouts.
+    timeouts: (Duration, Duration),
     gate: Mutex<Option<DateTime<Utc>>>,
     rate: Mutex<Option<RateLimit>>,
     etags: Mutex<HashMap<String, Cached>>,
@@ -157,18 +159,6 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 
 impl Client {
     pub(crate) fn new(config: ClientConfig) -> Result<Self, Error> {
-        let bad = |what: &str, e: octocrab::Error| {
-            Error::invalid_input(format!(
-                "could not set up the GitHub client for {}: {what}: {}",
-                config.api.base,
-                redact(&e.to_string(), None)
-            ))
-        };
-        let mut builder = Octocrab::builder()
-            .base_uri(config.api.base.as_str())
-            .map_err(|e| bad("the API URL", e))?
-            .set_connect_timeout(Some(config.connect_timeout))
-            .set_read_timeout(Some(config.read_timeout));
         if let Some(token) = &config.token {
             let t = token.expose_secret();
             // octocrab panics on a token that is not a valid header value: refuse it here,
@@ -178,22 +168,50 @@ impl Client {
                     "the GitHub token is empty or has characters that cannot be sent in an HTTP header (spaces, control or non-ASCII characters); check how it was set",
                 ));
             }
-            builder = builder.personal_token(token.clone());
         }
-        let crab = builder.build().map_err(|e| bad("the HTTP client", e))?;
         Ok(Self {
-            crab,
+            crab: OnceLock::new(),
             api: config.api,
             ctx: config.ctx,
             secret: config.token,
             limiter: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             retry: config.retry,
             max_rate_limit_wait: config.max_rate_limit_wait,
+            timeouts: (config.connect_timeout, config.read_timeout),
             gate: Mutex::new(None),
             rate: Mutex::new(None),
             etags: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })
+    }
+
+    /// The octocrab client, built on first use: building it spawns a task, so it needs
+    /// the Tokio runtime the requests run on.
+    fn crab(&self) -> Result<&Octocrab, Error> {
+        if let Some(crab) = self.crab.get() {
+            return Ok(crab);
+        }
+        let bad = |what: &str, e: octocrab::Error| {
+            Error::invalid_input(format!(
+                "could not set up the GitHub client for {}: {what}: {}",
+                self.api.base,
+                redact(&e.to_string(), None)
+            ))
+        };
+        let mut builder = Octocrab::builder()
+            .base_uri(self.api.base.as_str())
+            .map_err(|e| bad("the API URL", e))?
+            .set_connect_timeout(Some(self.timeouts.0))
+            .set_read_timeout(Some(self.timeouts.1));
+        if let Some(token) = &self.secret {
+            builder = builder.personal_token(token.clone());
+        }
+        let crab = builder.build().map_err(|e| bad("the HTTP client", e))?;
+        // A concurrent first use may have won the race; either client will do.
+        let _ = self.crab.set(crab);
+        self.crab
+            .get()
+            .ok_or_else(|| Error::invalid_input("the GitHub client could not be set up"))
     }
 
     pub(crate) fn stats(&self) -> RequestStats {
@@ -280,7 +298,7 @@ impl Client {
             }
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let response = match self
-                .crab
+                .crab()?
                 ._get_with_headers(uri.clone(), Some(headers))
                 .await
             {

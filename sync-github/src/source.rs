@@ -63,6 +63,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 ///   [`SourceNotice::Retrying`](sync_core::SourceNotice::Retrying)).
 ///
 /// The token is never printed: not by `Debug`, errors, events or logs.
+///
+/// Building a source makes no request and needs no runtime. Its HTTP client is created on
+/// the first request, on the Tokio runtime that request runs on; use the source within
+/// that runtime.
 pub struct GitHubSource {
     owner: String,
     name: String,
@@ -239,7 +243,7 @@ impl GitHubSource {
             let listing = listing?;
             match (job.recursive, listing.truncated) {
                 (true, false) => {
-                    flat.absorb(&self.client.ctx, &target, &job.prefix, listing, None)?
+                    flat.absorb(&self.client.ctx, &target, &job.prefix, listing, None)?;
                 }
                 (true, true) => queue.push_back(Job {
                     recursive: false,
