@@ -198,6 +198,7 @@ pub struct FakeGitHub {
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    _home: Option<tempfile::TempDir>,
 }
 
 impl fmt::Debug for FakeGitHub {
@@ -227,15 +228,30 @@ impl Drop for FakeGitHub {
 impl FakeGitHub {
     /// Serves `repo` as `owner/name` on `127.0.0.1` at a free port.
     pub async fn start(repo: &TestRepo, owner: &str, name: &str) -> io::Result<Self> {
-        Self::serve(repo.path(), repo.home(), owner, name).await
+        Self::launch(repo.path(), repo.home().to_owned(), None, owner, name).await
     }
 
-    /// Serves the git repository at `repo_dir` (a work tree or a bare repository), running
-    /// `git` with `HOME` set to `home` and no system or global configuration.
-    pub async fn serve(repo_dir: &Path, home: &Path, owner: &str, name: &str) -> io::Result<Self> {
+    /// Serves the git repository at `repo_dir` (a work tree or a bare repository) as
+    /// `owner/name`, running `git` with a private `HOME` and no system or global
+    /// configuration. Use it to serve a repository some other test code built.
+    pub async fn serve(repo_dir: &Path, owner: &str, name: &str) -> io::Result<Self> {
+        let home = tempfile::Builder::new()
+            .prefix("sync-github-home-")
+            .tempdir()?;
+        std::fs::write(home.path().join(".gitconfig"), "")?;
+        Self::launch(repo_dir, home.path().to_owned(), Some(home), owner, name).await
+    }
+
+    async fn launch(
+        repo_dir: &Path,
+        home: PathBuf,
+        home_dir: Option<tempfile::TempDir>,
+        owner: &str,
+        name: &str,
+    ) -> io::Result<Self> {
         let shared = Arc::new(Shared {
             repo_dir: repo_dir.to_owned(),
-            home: home.to_owned(),
+            home,
             owner: owner.to_owned(),
             name: name.to_owned(),
             id: 4_242,
@@ -272,6 +288,7 @@ impl FakeGitHub {
             shared,
             shutdown: Some(tx),
             task: Some(task),
+            _home: home_dir,
         })
     }
 

@@ -210,3 +210,31 @@ async fn request_counts_for_a_few_thousand_files() {
         initial.stats.blobs_fetched
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_repository_served_by_path_gives_the_same_index() {
+    let (repo, commit) = repo_with(120);
+    let bare = tempfile::tempdir().unwrap();
+    let bare_path = bare.path().join("hello.git");
+    repo.git([
+        "clone".as_ref(),
+        "-q".as_ref(),
+        "--bare".as_ref(),
+        repo.path().as_os_str(),
+        bare_path.as_os_str(),
+    ])
+    .unwrap();
+    let from_work_tree = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
+    let from_bare = FakeGitHub::serve(&bare_path, OWNER, NAME).await.unwrap();
+
+    let mut indexes = Vec::new();
+    for github in [&from_work_tree, &from_bare] {
+        let store = Arc::new(MemoryStore::new());
+        let syncer = syncer(source(github), store.clone());
+        let record = sync(&syncer, Some("main")).await.result.unwrap();
+        assert_eq!(record.commit, commit);
+        indexes.push(index(&store, syncer.repo()).await);
+    }
+    assert_eq!(indexes[0], indexes[1]);
+    assert_mirror(&indexes[1], &repo.tree(&commit).unwrap());
+}
