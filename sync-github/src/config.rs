@@ -142,7 +142,7 @@ impl fmt::Debug for GitHubSourceBuilder {
         f.debug_struct("GitHubSourceBuilder")
             .field("owner", &self.owner)
             .field("name", &self.name)
-            .field("api_url", &self.api_url)
+            .field("api_url", &without_userinfo(&self.api_url))
             .field("token", &token)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_rate_limit_wait", &self.max_rate_limit_wait)
@@ -251,6 +251,16 @@ impl GitHubSourceBuilder {
     }
 }
 
+/// A URL with any `user:password@` replaced by `***@`, for printing.
+fn without_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// Checks an owner or repository name: GitHub allows ASCII letters, digits, `-`, `_`
 /// and `.`.
 pub(crate) fn validate_name(what: &str, value: &str) -> Result<(), Error> {
@@ -297,8 +307,6 @@ pub(crate) fn parse_slug(slug: &str) -> Result<(String, String), Error> {
 pub(crate) struct ApiUrl {
     /// `scheme://authority/prefix`, for messages and octocrab.
     pub(crate) base: String,
-    /// `https` or `http`.
-    pub(crate) scheme: String,
     /// `host[:port]`.
     pub(crate) authority: String,
     /// `` or `/api/v3`.
@@ -336,7 +344,6 @@ impl ApiUrl {
         let prefix = uri.path().trim_end_matches('/').to_owned();
         Ok(Self {
             base: format!("{scheme}://{authority}{prefix}"),
-            scheme: scheme.to_owned(),
             authority: authority.as_str().to_owned(),
             prefix,
         })
@@ -380,6 +387,26 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(ApiUrl::parse("ftp://x").is_err());
         assert!(ApiUrl::parse("https://x/?a=b").is_err());
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let b = GitHubSourceBuilder::new("o", "r")
+            .api_url("https://user:hunter2@ghe.example.com/api/v3")
+            .token("ghp_secret_value");
+        let text = format!("{b:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("ghp_secret"),
+            "{text}"
+        );
+        assert!(
+            text.contains("https://***@ghe.example.com/api/v3"),
+            "{text}"
+        );
+        assert_eq!(
+            without_userinfo("http://127.0.0.1:1/x"),
+            "http://127.0.0.1:1/x"
+        );
     }
 
     #[test]

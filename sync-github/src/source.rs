@@ -275,7 +275,7 @@ impl GitHubSource {
     }
 
     async fn fetch_blob(&self, id: BlobId, path: String) -> Result<Bytes, Error> {
-        let target = Target::Blob(id, path);
+        let target = Target::Blob(id, path.clone());
         let req = Request {
             path: format!("{}/git/blobs/{id}", self.repo_path()),
             accept: RAW,
@@ -291,9 +291,6 @@ impl GitHubSource {
         {
             return Ok(decoded);
         }
-        let Target::Blob(_, path) = target else {
-            unreachable!("the target was built above")
-        };
         Err(Error::corrupt(format!(
             "the content GitHub sent for `{path}` in `{}` ({} bytes, hashing to {}) is not blob {id} as the tree says; nothing was stored",
             self.repo(),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sync_core::{MemoryStore, SyncStore};
+use sync_core::{MemoryStore, RepoSource, SyncStore};
 use sync_github::testkit::{FakeGitHub, Route};
 
 use crate::support::*;
@@ -139,7 +139,10 @@ async fn default_branch_is_read_from_the_repository() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enterprise_api_prefix_is_kept() {
     let (repo, commit) = repo_with(80);
+    repo.branch("dev", &commit).unwrap();
+    repo.branch("release/1", &commit).unwrap();
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
+    github.set_page_size(1);
     let source = Arc::new(
         builder(&github)
             .api_url(github.enterprise_api_url())
@@ -147,6 +150,9 @@ async fn enterprise_api_prefix_is_kept() {
             .unwrap(),
     );
     assert!(source.api_url().ends_with("/api/v3"));
+    let branches = source.branches().await.unwrap();
+    assert_eq!(branches.len(), 3);
+    assert_eq!(github.count(Route::Branches), 3, "one page each");
     let store = Arc::new(MemoryStore::new());
     let syncer = syncer(source, store.clone());
     sync(&syncer, None).await.result.unwrap();
