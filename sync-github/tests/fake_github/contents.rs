@@ -207,3 +207,32 @@ async fn corrupted_tarball_never_yields_wrong_content() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_itself_rejects_content_that_does_not_hash_to_its_blob() {
+    let (repo, commit) = repo_with(10);
+    let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
+    let source = source(&github);
+    let tree = repo.tree(&commit).unwrap();
+    let readme = tree
+        .get(&RepoPath::new("README.md").unwrap())
+        .unwrap()
+        .clone();
+
+    github.inject(Some(Route::Blob), 1, Reply::CorruptBody);
+    let got: Vec<_> = source
+        .contents(&commit, vec![readme.clone()])
+        .collect()
+        .await;
+    assert_eq!(got.len(), 1);
+    let err = got.into_iter().next().unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains(&readme.blob.to_string()), "{err}");
+
+    // Through the tarball: every path of a damaged archive either checks out or is
+    // fetched again; nothing wrong is ever yielded.
+    let many = Arc::new(builder(&github).tarball_threshold(0).build().unwrap());
+    github.inject(Some(Route::Codeload), 1, Reply::CorruptBody);
+    let got = collect(&many, &commit, tree.entries().to_vec()).await;
+    assert_eq!(got.len(), tree.len());
+}
