@@ -1,0 +1,12 @@
+//! `GitHubSource` against a local fake GitHub serving real git repositories: exact
+//! mirrors, request counts, truncation, pagination, rate limits, retries, 304s, corrupt
+//! content and every error case.
+
+mod branches;
+mod contents;
+mod errors;
+mod limits;
+mod secrets;
+mod support;
+mod sync;
+mod tree;
