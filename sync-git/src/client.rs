@@ -14,14 +14,32 @@ const MAX_TREE_DEPTH: usize = 4096;
 /// How many existing branches an unknown-branch error lists.
 const BRANCHES_IN_ERRORS: usize = 5;
 
-/// The blocking half of a [`GitSource`](crate::GitSource): a thread-local repository and
-/// the identity used in messages.
+/// Trees with at least this many blobs have their sizes read by several threads.
+const PARALLEL_SIZES_FROM: usize = 4096;
+
+/// The blocking half of a [`GitSource`](crate::GitSource): a thread-local repository, the
+/// shared one it came from (for more threads) and the identity used in messages.
 pub(crate) struct Client<'a> {
-    pub(crate) repo: gix::Repository,
-    pub(crate) identity: &'a str,
+    shared: &'a gix::ThreadSafeRepository,
+    repo: gix::Repository,
+    identity: &'a str,
+    threads: usize,
 }
 
-impl Client<'_> {
+impl<'a> Client<'a> {
+    pub(crate) fn new(
+        shared: &'a gix::ThreadSafeRepository,
+        identity: &'a str,
+        threads: usize,
+    ) -> Self {
+        Self {
+            shared,
+            repo: shared.to_thread_local(),
+            identity,
+            threads,
+        }
+    }
+
     /// Every local branch with its (peeled) head commit, sorted by name.
     pub(crate) fn branches(&self) -> Result<Vec<Branch>, Error> {
         let what = || format!("listing the branches of `{}`", self.identity);
@@ -169,7 +187,7 @@ impl Client<'_> {
                 .tree_id()
                 .map_err(|e| from_gix(e, format!("reading the tree of commit {commit}")))?
         };
-        Walk {
+        let (mut entries, submodules) = Walk {
             odb,
             hash,
             identity: self.identity,
@@ -178,7 +196,53 @@ impl Client<'_> {
             entries: Vec::new(),
             submodules: 0,
         }
-        .run(root)
+        .run(root)?;
+        self.sizes(&mut entries)?;
+        Ok(Tree::new(entries)?.with_submodules(submodules))
+    }
+
+    /// Fills in the size of every entry from its object header, on several threads for
+    /// large trees (each with its own thread-local repository).
+    fn sizes(&self, entries: &mut [TreeEntry]) -> Result<(), Error> {
+        let threads = if entries.len() < PARALLEL_SIZES_FROM {
+            1
+        } else {
+            self.threads
+                .min(entries.len() / (PARALLEL_SIZES_FROM / 2))
+                .max(1)
+        };
+        if threads == 1 {
+            return sizes(&self.repo.objects, self.identity, entries);
+        }
+        let chunk = entries.len().div_ceil(threads);
+        let (shared, identity) = (self.shared, self.identity);
+        std::thread::scope(|scope| {
+            let mut chunks = entries.chunks_mut(chunk);
+            let first = chunks.next().unwrap_or_default();
+            let workers: Vec<_> = chunks
+                .map(|part| {
+                    scope.spawn(move || {
+                        let repo = shared.to_thread_local();
+                        sizes(&repo.objects, identity, part)
+                    })
+                })
+                .collect();
+            let mut result = sizes(&self.repo.objects, self.identity, first);
+            for worker in workers {
+                let outcome = worker.join().unwrap_or_else(|_| {
+                    Err(Error::Backend {
+                        backend: crate::error::BACKEND,
+                        message:
+                            "a thread reading object sizes panicked; this is a bug in sync-git"
+                                .to_owned(),
+                        retryable: false,
+                        source: None,
+                    })
+                });
+                result = result.and(outcome);
+            }
+            result
+        })
     }
 
     /// Reads one blob into `buf` and returns a copy of its bytes.
@@ -249,8 +313,7 @@ struct Frame {
 /// depth-first walk yields full paths in byte order, so the result needs no sorting.
 ///
 /// Buffers are pooled per depth and the path is built in one reused buffer; each entry
-/// allocates only its [`RepoPath`]. Sizes come from object headers, never from reading
-/// blobs.
+/// allocates only its [`RepoPath`]. Sizes are filled in afterwards by [`sizes`].
 struct Walk<'a> {
     odb: &'a gix::OdbHandle,
     hash: gix::hash::Kind,
@@ -262,7 +325,7 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn run(mut self, root: ObjectId) -> Result<Tree, Error> {
+    fn run(mut self, root: ObjectId) -> Result<(Vec<TreeEntry>, u64), Error> {
         let mut stack = vec![self.frame(&root, 0)?];
         while let Some(top) = stack.last_mut() {
             if top.pos >= top.buf.len() {
@@ -322,8 +385,6 @@ impl Walk<'_> {
                     let kind = EntryKind::from_git_mode(canonical).ok_or_else(|| {
                         Error::corrupt(format!("unexpected git mode {canonical:o}"))
                     })?;
-                    let id = entry.oid;
-                    let size = self.size(id)?;
                     let path = RepoPath::new(&self.path).map_err(|e| {
                         Error::corrupt(format!(
                             "a tree of `{}` holds a path git itself refuses: {e}",
@@ -331,13 +392,13 @@ impl Walk<'_> {
                         ))
                     })?;
                     self.entries
-                        .push(TreeEntry::new(path, blob_id(id)?, size, kind));
+                        .push(TreeEntry::new(path, blob_id(entry.oid)?, 0, kind));
                 }
                 // Submodules (160000) and whatever git would read as one.
                 _ => self.submodules += 1,
             }
         }
-        Ok(Tree::new(self.entries)?.with_submodules(self.submodules))
+        Ok((self.entries, self.submodules))
     }
 
     /// Loads tree `id` into a pooled buffer.
@@ -376,18 +437,28 @@ impl Walk<'_> {
         Ok(Frame { buf, pos: 0, base })
     }
 
-    /// The size of blob `id`, from its object header.
-    fn size(&self, id: &gix::oid) -> Result<u64, Error> {
+    fn tree_context(&self, id: &gix::oid) -> String {
+        let at = if self.path.is_empty() {
+            "the root tree".to_owned()
+        } else {
+            format!("tree `{}`", String::from_utf8_lossy(&self.path))
+        };
+        format!("reading {at} ({id}) of `{}`", self.identity)
+    }
+}
+
+/// Fills in the size of each entry from its object header (never reading the blob).
+fn sizes(odb: &gix::OdbHandle, identity: &str, entries: &mut [TreeEntry]) -> Result<(), Error> {
+    for entry in entries {
+        let id = oid(entry.blob.as_bytes());
         let what = || {
             format!(
-                "reading the header of blob {id} of `{}` in `{}`",
-                String::from_utf8_lossy(&self.path),
-                self.identity
+                "reading the header of blob {} of `{}` in `{identity}`",
+                entry.blob, entry.path
             )
         };
-        let header = self
-            .odb
-            .try_header(id)
+        let header = odb
+            .try_header(&id)
             .map_err(|e| from_gix(e, what()))?
             .ok_or_else(|| {
                 Error::not_found(format!(
@@ -402,15 +473,7 @@ impl Walk<'_> {
                 header.kind
             )));
         }
-        Ok(header.size)
+        entry.size = header.size;
     }
-
-    fn tree_context(&self, id: &gix::oid) -> String {
-        let at = if self.path.is_empty() {
-            "the root tree".to_owned()
-        } else {
-            format!("tree `{}`", String::from_utf8_lossy(&self.path))
-        };
-        format!("reading {at} ({id}) of `{}`", self.identity)
-    }
+    Ok(())
 }

@@ -10,6 +10,9 @@ use crate::GitSource;
 /// default.
 pub const DEFAULT_READ_AHEAD: usize = 32;
 
+/// The most threads a [`GitSource`] uses by default to read object sizes.
+pub const MAX_THREADS: usize = 8;
+
 /// Options for opening a [`GitSource`]; start from [`GitSource::builder`].
 ///
 /// ```
@@ -19,6 +22,7 @@ pub const DEFAULT_READ_AHEAD: usize = 32;
 /// let source = GitSource::builder(dir.path())
 ///     .discover(false) // the path must be the repository itself
 ///     .read_ahead(8)
+///     .threads(2)
 ///     .open()?;
 /// assert!(source.identity_path().is_absolute());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -29,6 +33,7 @@ pub struct GitSourceBuilder {
     pub(crate) path: PathBuf,
     pub(crate) discover: bool,
     pub(crate) read_ahead: usize,
+    pub(crate) threads: Option<usize>,
 }
 
 impl GitSourceBuilder {
@@ -37,6 +42,7 @@ impl GitSourceBuilder {
             path: path.to_owned(),
             discover: true,
             read_ahead: DEFAULT_READ_AHEAD,
+            threads: None,
         }
     }
 
@@ -53,6 +59,14 @@ impl GitSourceBuilder {
     /// stream is at most this many blobs.
     pub fn read_ahead(mut self, blobs: usize) -> Self {
         self.read_ahead = blobs.max(1);
+        self
+    }
+
+    /// How many threads read object sizes when [`tree`](sync_core::RepoSource::tree)
+    /// lists a large tree (at least 1). By default, the available parallelism, at most
+    /// [`MAX_THREADS`].
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
         self
     }
 

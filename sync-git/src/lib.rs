@@ -12,5 +12,5 @@ mod source;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
-pub use config::{DEFAULT_READ_AHEAD, GitSourceBuilder};
+pub use config::{DEFAULT_READ_AHEAD, GitSourceBuilder, MAX_THREADS};
 pub use source::GitSource;

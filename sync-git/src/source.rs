@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
-use crate::config::GitSourceBuilder;
+use crate::config::{GitSourceBuilder, MAX_THREADS};
 use crate::error::{from_gix, join};
 
 /// A [`RepoSource`] over a local git repository, bare or not, read with
@@ -37,6 +37,7 @@ pub struct GitSource {
     identity: String,
     bare: bool,
     read_ahead: usize,
+    threads: usize,
 }
 
 impl fmt::Debug for GitSource {
@@ -45,6 +46,7 @@ impl fmt::Debug for GitSource {
             .field("identity", &self.identity)
             .field("bare", &self.bare)
             .field("read_ahead", &self.read_ahead)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +123,11 @@ impl GitSource {
             identity,
             bare,
             read_ahead: options.read_ahead,
+            threads: options.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(1, std::num::NonZero::get)
+                    .min(MAX_THREADS)
+            }),
         })
     }
 
@@ -149,12 +156,8 @@ impl GitSource {
     {
         let repo = self.repo.clone();
         let identity = self.identity.clone();
-        let run = move || {
-            f(&Client {
-                repo: repo.to_thread_local(),
-                identity: &identity,
-            })
-        };
+        let threads = self.threads;
+        let run = move || f(&Client::new(&repo, &identity, threads));
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => handle
                 .spawn_blocking(run)
@@ -219,10 +222,7 @@ fn start_reader(
 ) -> BoxStream<'static, Result<Blob, Error>> {
     let (tx, rx) = mpsc::channel(read_ahead);
     let read = move || {
-        let client = Client {
-            repo: repo.to_thread_local(),
-            identity: &identity,
-        };
+        let client = Client::new(&repo, &identity, 1);
         let mut buf = Vec::new();
         for entry in wanted {
             let blob = client.read(entry, &mut buf);

@@ -474,19 +474,57 @@ async fn sha256_repositories_are_unsupported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn synthetic_repository_matches_git() {
-    let repo = testkit::synthetic_repo(3000);
-    let source = GitSource::open(repo.path()).unwrap();
+async fn large_tree_matches_git_with_any_number_of_threads() {
+    let files = 10_000;
+    let repo = testkit::synthetic_repo(files);
+    let source = GitSource::builder(repo.path()).threads(3).open().unwrap();
     assert!(source.is_bare());
     let commit = source
         .head(&source.default_branch().await.unwrap())
         .await
         .unwrap();
     let tree = check_commit(&source, repo.path(), &commit, "synthetic").await;
-    assert_eq!(tree.len(), 3000);
+    assert_eq!(tree.len(), files);
     assert_eq!(
         tree.entries()[0].path,
         path(&testkit::synthetic_path(0)),
         "paths as generated"
     );
+    let single = GitSource::builder(repo.path()).threads(1).open().unwrap();
+    assert_eq!(single.tree(&commit).await.unwrap(), tree);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_work_tree_has_its_own_identity_and_head() {
+    let (repo, steps) = standard_history();
+    let linked = repo.temp_dir().join("linked");
+    let at = steps[1].commit.to_hex();
+    repo.git([
+        "worktree",
+        "add",
+        "-q",
+        "-b",
+        "side",
+        linked.to_str().unwrap(),
+        &at,
+    ]);
+    let source = GitSource::open(linked.join("src")).unwrap();
+    assert_eq!(
+        source.identity(),
+        format!("git:{}", std::fs::canonicalize(&linked).unwrap().display())
+    );
+    assert_ne!(
+        source.identity(),
+        GitSource::open(repo.path()).unwrap().identity()
+    );
+    assert_eq!(source.default_branch().await.unwrap(), "side");
+    let names: Vec<_> = source
+        .branches()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["feature", "main", "side"], "branches are shared");
+    check_commit(&source, repo.path(), &steps[1].commit, "linked").await;
 }
