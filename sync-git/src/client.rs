@@ -219,15 +219,30 @@ impl<'a> Client<'a> {
         std::thread::scope(|scope| {
             let mut chunks = entries.chunks_mut(chunk);
             let first = chunks.next().unwrap_or_default();
-            let workers: Vec<_> = chunks
-                .map(|part| {
-                    scope.spawn(move || {
+            let mut inline = Vec::new();
+            let mut workers = Vec::new();
+            for part in chunks {
+                // A part whose thread cannot be started is read on this thread.
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let started = std::thread::Builder::new()
+                    .name("sync-git-sizes".to_owned())
+                    .spawn_scoped(scope, move || {
+                        let Ok(part) = rx.recv() else { return Ok(()) };
                         let repo = shared.to_thread_local();
                         sizes(&repo.objects, identity, part)
-                    })
-                })
-                .collect();
+                    });
+                match started {
+                    Ok(worker) => {
+                        let _ = tx.send(part);
+                        workers.push(worker);
+                    }
+                    Err(_) => inline.push(part),
+                }
+            }
             let mut result = sizes(&self.repo.objects, self.identity, first);
+            for part in inline {
+                result = result.and_then(|()| sizes(&self.repo.objects, self.identity, part));
+            }
             for worker in workers {
                 let outcome = worker.join().unwrap_or_else(|_| {
                     Err(Error::Backend {
