@@ -1,0 +1,494 @@
+//! Blocking reads of one repository with gix: references, the recursive tree of a commit,
+//! blob contents. Everything here runs on a blocking thread, never on the async runtime.
+
+use bytes::Bytes;
+use gix::ObjectId;
+use gix::objs::{CommitRefIter, Find, FindHeader, Kind, TreeRefIter};
+use sync_core::{Blob, BlobId, Branch, CommitId, EntryKind, Error, RepoPath, Tree, TreeEntry};
+
+use crate::error::from_gix;
+
+/// Trees nested deeper than this are refused as corrupt, like git's `core.maxTreeDepth`.
+const MAX_TREE_DEPTH: usize = 4096;
+
+/// How many existing branches an unknown-branch error lists.
+const BRANCHES_IN_ERRORS: usize = 5;
+
+/// Trees with at least this many blobs have their sizes read by several threads.
+const PARALLEL_SIZES_FROM: usize = 4096;
+
+/// The blocking half of a [`GitSource`](crate::GitSource): a thread-local repository, the
+/// shared one it came from (for more threads) and the identity used in messages.
+pub(crate) struct Client<'a> {
+    shared: &'a gix::ThreadSafeRepository,
+    repo: gix::Repository,
+    identity: &'a str,
+    threads: usize,
+}
+
+impl<'a> Client<'a> {
+    pub(crate) fn new(
+        shared: &'a gix::ThreadSafeRepository,
+        identity: &'a str,
+        threads: usize,
+    ) -> Self {
+        Self {
+            shared,
+            repo: shared.to_thread_local(),
+            identity,
+            threads,
+        }
+    }
+
+    /// Every local branch with its (peeled) head commit, sorted by name.
+    pub(crate) fn branches(&self) -> Result<Vec<Branch>, Error> {
+        let what = || format!("listing the branches of `{}`", self.identity);
+        let refs = self.repo.references().map_err(|e| from_gix(e, what()))?;
+        let iter = refs
+            .local_branches()
+            .and_then(|i| i.peeled())
+            .map_err(|e| from_gix(e, what()))?;
+        let mut branches = Vec::new();
+        for reference in iter {
+            let reference = reference.map_err(|e| from_gix(e, what()))?;
+            let Some(name) = branch_name(reference.name().as_bstr()) else {
+                tracing::warn!(
+                    reference = %reference.name().as_bstr(),
+                    repository = self.identity,
+                    "skipping a branch whose name is not UTF-8"
+                );
+                continue;
+            };
+            let id = reference.try_id().ok_or_else(|| {
+                Error::corrupt(format!(
+                    "branch `{name}` of `{}` does not resolve to an object",
+                    self.identity
+                ))
+            })?;
+            branches.push(Branch {
+                name: name.to_owned(),
+                commit: commit_id(id.detach())?,
+            });
+        }
+        branches.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(branches)
+    }
+
+    /// The branch `HEAD` points at.
+    pub(crate) fn default_branch(&self) -> Result<String, Error> {
+        let head = self
+            .repo
+            .head()
+            .map_err(|e| from_gix(e, format!("reading HEAD of `{}`", self.identity)))?;
+        match head.kind {
+            gix::head::Kind::Symbolic(reference) => {
+                let full = reference.name.as_bstr();
+                branch_name(full).map(str::to_owned).ok_or_else(|| {
+                    Error::not_found(format!(
+                        "HEAD of `{}` points at `{full}`, which is not a local branch; pass the branch to sync",
+                        self.identity
+                    ))
+                })
+            }
+            gix::head::Kind::Unborn(name) => Err(Error::not_found(format!(
+                "HEAD of `{}` points at `{}`, which has no commit yet; commit to it or pass another branch to sync",
+                self.identity,
+                name.as_bstr()
+            ))),
+            gix::head::Kind::Detached { target, .. } => Err(Error::not_found(format!(
+                "HEAD of `{}` is detached at {target}, so there is no default branch; pass the branch to sync",
+                self.identity
+            ))),
+        }
+    }
+
+    /// The commit the local branch `branch` points at.
+    pub(crate) fn head(&self, branch: &str) -> Result<CommitId, Error> {
+        let short = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+        if short.is_empty() {
+            return Err(Error::invalid_input("the branch name is empty"));
+        }
+        let full = format!("refs/heads/{short}");
+        let found = match self.repo.try_find_reference(full.as_str()) {
+            Ok(found) => found,
+            Err(e) if e.is_validation() => {
+                return Err(Error::invalid_input(format!(
+                    "`{}` is not a valid branch name: {}",
+                    branch.escape_debug(),
+                    crate::error::chain(&e)
+                )));
+            }
+            Err(e) => {
+                return Err(from_gix(
+                    e,
+                    format!("looking up branch `{short}` in `{}`", self.identity),
+                ));
+            }
+        };
+        let Some(mut reference) = found else {
+            return Err(self.unknown_branch(short));
+        };
+        let id = reference.peel_to_id().map_err(|e| {
+            from_gix(
+                e,
+                format!("resolving branch `{short}` of `{}`", self.identity),
+            )
+        })?;
+        commit_id(id.detach())
+    }
+
+    fn unknown_branch(&self, branch: &str) -> Error {
+        let hint = match self.branches() {
+            Ok(branches) if branches.is_empty() => "it has no branches yet".to_owned(),
+            Ok(branches) => {
+                let names: Vec<_> = branches
+                    .iter()
+                    .take(BRANCHES_IN_ERRORS)
+                    .map(|b| format!("`{}`", b.name))
+                    .collect();
+                let more = branches.len().saturating_sub(BRANCHES_IN_ERRORS);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("its branches are {}{more}", names.join(", "))
+            }
+            Err(_) => "its branches could not be listed".to_owned(),
+        };
+        Error::not_found(format!(
+            "branch `{branch}` not found in `{}`; {hint}",
+            self.identity
+        ))
+    }
+
+    /// The flattened recursive tree of `commit`.
+    pub(crate) fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
+        let odb = &self.repo.objects;
+        let hash = self.repo.object_hash();
+        let mut buf = Vec::new();
+        let root = {
+            let data = odb
+                .try_find(&oid(commit.as_bytes()), &mut buf)
+                .map_err(|e| from_gix(e, format!("reading commit {commit}")))?
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "commit {commit} not found in `{}`; fetch it or pass a commit of this repository",
+                        self.identity
+                    ))
+                })?;
+            if data.kind != Kind::Commit {
+                return Err(Error::invalid_input(format!(
+                    "{commit} is a {} in `{}`, not a commit",
+                    data.kind, self.identity
+                )));
+            }
+            CommitRefIter::from_bytes(data.data, hash)
+                .tree_id()
+                .map_err(|e| from_gix(e, format!("reading the tree of commit {commit}")))?
+        };
+        let (mut entries, submodules) = Walk {
+            odb,
+            hash,
+            identity: self.identity,
+            pool: vec![buf],
+            path: Vec::with_capacity(256),
+            entries: Vec::new(),
+            submodules: 0,
+        }
+        .run(root)?;
+        self.sizes(&mut entries)?;
+        Ok(Tree::new(entries)?.with_submodules(submodules))
+    }
+
+    /// Fills in the size of every entry from its object header, on several threads for
+    /// large trees (each with its own thread-local repository).
+    fn sizes(&self, entries: &mut [TreeEntry]) -> Result<(), Error> {
+        let threads = if entries.len() < PARALLEL_SIZES_FROM {
+            1
+        } else {
+            self.threads
+                .min(entries.len() / (PARALLEL_SIZES_FROM / 2))
+                .max(1)
+        };
+        if threads == 1 {
+            return sizes(&self.repo.objects, self.identity, entries);
+        }
+        let chunk = entries.len().div_ceil(threads);
+        let (shared, identity) = (self.shared, self.identity);
+        std::thread::scope(|scope| {
+            let mut chunks = entries.chunks_mut(chunk);
+            let first = chunks.next().unwrap_or_default();
+            let mut inline = Vec::new();
+            let mut workers = Vec::new();
+            for part in chunks {
+                // A part whose thread cannot be started is read on this thread.
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let started = std::thread::Builder::new()
+                    .name("sync-git-sizes".to_owned())
+                    .spawn_scoped(scope, move || {
+                        let Ok(part) = rx.recv() else { return Ok(()) };
+                        let repo = shared.to_thread_local();
+                        sizes(&repo.objects, identity, part)
+                    });
+                match started {
+                    Ok(worker) => {
+                        let _ = tx.send(part);
+                        workers.push(worker);
+                    }
+                    Err(_) => inline.push(part),
+                }
+            }
+            let mut result = sizes(&self.repo.objects, self.identity, first);
+            for part in inline {
+                result = result.and_then(|()| sizes(&self.repo.objects, self.identity, part));
+            }
+            for worker in workers {
+                let outcome = worker.join().unwrap_or_else(|_| {
+                    Err(Error::Backend {
+                        backend: crate::error::BACKEND,
+                        message:
+                            "a thread reading object sizes panicked; this is a bug in sync-git"
+                                .to_owned(),
+                        retryable: false,
+                        source: None,
+                    })
+                });
+                result = result.and(outcome);
+            }
+            result
+        })
+    }
+
+    /// Reads one blob into `buf` and returns a copy of its bytes.
+    pub(crate) fn blob(&self, entry: &TreeEntry, buf: &mut Vec<u8>) -> Result<Bytes, Error> {
+        let data = self
+            .repo
+            .objects
+            .try_find(&oid(entry.blob.as_bytes()), buf)
+            .map_err(|e| {
+                from_gix(
+                    e,
+                    format!("reading blob {} of `{}`", entry.blob, entry.path),
+                )
+            })?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "blob {} of `{}` not found in `{}`",
+                    entry.blob, entry.path, self.identity
+                ))
+            })?;
+        if data.kind != Kind::Blob {
+            return Err(Error::corrupt(format!(
+                "{} of `{}` is a {} in `{}`, not a blob",
+                entry.blob, entry.path, data.kind, self.identity
+            )));
+        }
+        Ok(Bytes::copy_from_slice(data.data))
+    }
+
+    /// Reads one wanted entry as a [`Blob`].
+    pub(crate) fn read(&self, entry: TreeEntry, buf: &mut Vec<u8>) -> Result<Blob, Error> {
+        let data = self.blob(&entry, buf)?;
+        Ok(Blob {
+            path: entry.path,
+            id: entry.blob,
+            data,
+        })
+    }
+}
+
+/// `main` for `refs/heads/main`; `None` for other references and non-UTF-8 names.
+fn branch_name(full: &[u8]) -> Option<&str> {
+    full.strip_prefix(b"refs/heads/")
+        .and_then(|s| std::str::from_utf8(s).ok())
+}
+
+fn oid(bytes: &[u8; 20]) -> ObjectId {
+    ObjectId::Sha1(*bytes)
+}
+
+fn commit_id(id: ObjectId) -> Result<CommitId, Error> {
+    CommitId::from_slice(id.as_slice())
+}
+
+fn blob_id(id: &gix::oid) -> Result<BlobId, Error> {
+    BlobId::from_slice(id.as_bytes())
+}
+
+/// One tree being listed: its bytes, where the next entry starts, and the length of its
+/// directory prefix in the path buffer.
+struct Frame {
+    buf: Vec<u8>,
+    pos: usize,
+    base: usize,
+}
+
+/// A depth-first walk over a commit's trees. Git orders tree entries so that a
+/// depth-first walk yields full paths in byte order, so the result needs no sorting.
+///
+/// Buffers are pooled per depth and the path is built in one reused buffer; each entry
+/// allocates only its [`RepoPath`]. Sizes are filled in afterwards by [`sizes`].
+struct Walk<'a> {
+    odb: &'a gix::OdbHandle,
+    hash: gix::hash::Kind,
+    identity: &'a str,
+    pool: Vec<Vec<u8>>,
+    path: Vec<u8>,
+    entries: Vec<TreeEntry>,
+    submodules: u64,
+}
+
+impl Walk<'_> {
+    fn run(mut self, root: ObjectId) -> Result<(Vec<TreeEntry>, u64), Error> {
+        let mut stack = vec![self.frame(&root, 0)?];
+        while let Some(top) = stack.last_mut() {
+            if top.pos >= top.buf.len() {
+                if let Some(done) = stack.pop() {
+                    self.pool.push(done.buf);
+                }
+                continue;
+            }
+            let rest = &top.buf[top.pos..];
+            let mut iter = TreeRefIter::from_bytes(rest, self.hash);
+            let entry = match iter.next() {
+                Some(Ok(entry)) => entry,
+                Some(Err(e)) => {
+                    return Err(from_gix(
+                        e,
+                        format!(
+                            "parsing a tree under `{}` in `{}`",
+                            String::from_utf8_lossy(&self.path[..top.base]),
+                            self.identity
+                        ),
+                    ));
+                }
+                None => {
+                    top.pos = top.buf.len();
+                    continue;
+                }
+            };
+            top.pos += iter.offset_to_next_entry(rest);
+            self.path.truncate(top.base);
+            if top.base > 0 {
+                self.path.push(b'/');
+            }
+            self.path.extend_from_slice(entry.filename);
+            let mode = u32::from(entry.mode.value());
+            match mode & 0o170000 {
+                0o040000 => {
+                    let id = entry.oid.to_owned();
+                    if stack.len() >= MAX_TREE_DEPTH {
+                        return Err(Error::corrupt(format!(
+                            "trees of `{}` are nested deeper than {MAX_TREE_DEPTH} levels at `{}`",
+                            self.identity,
+                            String::from_utf8_lossy(&self.path)
+                        )));
+                    }
+                    let base = self.path.len();
+                    let frame = self.frame(&id, base)?;
+                    stack.push(frame);
+                }
+                0o100000 | 0o120000 => {
+                    // Git's own canonical modes: a regular file is executable or not by its
+                    // owner's execute bit (`100664` and the like read as `100644`).
+                    let canonical = match mode & 0o170000 {
+                        0o120000 => 0o120000,
+                        _ if mode & 0o100 != 0 => 0o100755,
+                        _ => 0o100644,
+                    };
+                    let kind = EntryKind::from_git_mode(canonical).ok_or_else(|| {
+                        Error::corrupt(format!("unexpected git mode {canonical:o}"))
+                    })?;
+                    let path = RepoPath::new(&self.path).map_err(|e| {
+                        Error::corrupt(format!(
+                            "a tree of `{}` holds a path git itself refuses: {e}",
+                            self.identity
+                        ))
+                    })?;
+                    self.entries
+                        .push(TreeEntry::new(path, blob_id(entry.oid)?, 0, kind));
+                }
+                // Submodules (160000) and whatever git would read as one.
+                _ => self.submodules += 1,
+            }
+        }
+        Ok((self.entries, self.submodules))
+    }
+
+    /// Loads tree `id` into a pooled buffer.
+    fn frame(&mut self, id: &ObjectId, base: usize) -> Result<Frame, Error> {
+        let mut buf = self.pool.pop().unwrap_or_default();
+        let (kind, len) = {
+            let data = self
+                .odb
+                .try_find(id, &mut buf)
+                .map_err(|e| from_gix(e, self.tree_context(id)))?
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "{}: the object is missing (an incomplete or partial clone?)",
+                        self.tree_context(id)
+                    ))
+                })?;
+            (data.kind, data.data.len())
+        };
+        if kind != Kind::Tree {
+            return Err(Error::corrupt(format!(
+                "{}: it is a {kind}, not a tree",
+                self.tree_context(id)
+            )));
+        }
+        if buf.len() != len {
+            // The object database handed out bytes that are not the whole buffer (never the
+            // case for loose and packed objects today); read them again as an owned copy.
+            let owned = self
+                .odb
+                .try_find(id, &mut buf)
+                .map_err(|e| from_gix(e, self.tree_context(id)))?
+                .map(|data| data.data.to_vec())
+                .unwrap_or_default();
+            buf = owned;
+        }
+        Ok(Frame { buf, pos: 0, base })
+    }
+
+    fn tree_context(&self, id: &gix::oid) -> String {
+        let at = if self.path.is_empty() {
+            "the root tree".to_owned()
+        } else {
+            format!("tree `{}`", String::from_utf8_lossy(&self.path))
+        };
+        format!("reading {at} ({id}) of `{}`", self.identity)
+    }
+}
+
+/// Fills in the size of each entry from its object header (never reading the blob).
+fn sizes(odb: &gix::OdbHandle, identity: &str, entries: &mut [TreeEntry]) -> Result<(), Error> {
+    for entry in entries {
+        let id = oid(entry.blob.as_bytes());
+        let what = || {
+            format!(
+                "reading the header of blob {} of `{}` in `{identity}`",
+                entry.blob, entry.path
+            )
+        };
+        let header = odb
+            .try_header(&id)
+            .map_err(|e| from_gix(e, what()))?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "{}: the object is missing (an incomplete or partial clone?)",
+                    what()
+                ))
+            })?;
+        if header.kind != Kind::Blob {
+            return Err(Error::corrupt(format!(
+                "{}: it is a {}, not a blob",
+                what(),
+                header.kind
+            )));
+        }
+        entry.size = header.size;
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The sync pipeline end to end over a `GitSource`: after every commit of a real history,
+//! the store's file index is exactly `git ls-tree -r -l` of that commit.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use sync_core::{
+    EntryQuery, FilePolicy, IndexedFile, MemoryStore, RepoSource, SkipReason, SyncStatus,
+    SyncStore, Syncer,
+};
+use sync_git::GitSource;
+use sync_git::testkit::{self, Step, standard_history};
+
+/// The index a sync with the default policy must leave for `step`: every blob of
+/// `git ls-tree`, with the reason it has no entries.
+fn expected_index(repo: &Path, step: &Step) -> Vec<IndexedFile> {
+    let tree = testkit::expected_tree(repo, &step.commit);
+    let ids: Vec<_> = tree.entries().iter().map(|e| e.blob).collect();
+    let contents = testkit::cat_blobs(repo, &ids);
+    let policy = FilePolicy::default();
+    tree.into_entries()
+        .into_iter()
+        .zip(contents)
+        .map(|(entry, data)| {
+            let skip = if entry.kind == sync_core::EntryKind::Symlink {
+                Some(SkipReason::Symlink)
+            } else if entry.size > policy.max_file_size() {
+                Some(SkipReason::TooLarge)
+            } else if FilePolicy::is_binary(&data) {
+                Some(SkipReason::Binary)
+            } else {
+                None
+            };
+            IndexedFile::new(entry, skip)
+        })
+        .collect()
+}
+
+/// Syncs every step in order through a branch moved to each commit, checking the index
+/// after each; returns the store.
+async fn sync_history(source: GitSource, repo: &Path, steps: &[Step]) -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    let syncer = Syncer::new(Arc::new(source), store.clone()).unwrap();
+    let mut kinds_seen = HashSet::new();
+    for step in steps {
+        let mut update = testkit::git_command(repo, &repo.join("unused-home"));
+        update.args(["update-ref", "refs/heads/sync", &step.commit.to_hex()]);
+        testkit::run(update, None);
+        let record = syncer.sync(Some("sync")).await.unwrap();
+        assert_eq!(record.status, SyncStatus::Completed, "{}", step.label);
+        assert_eq!(record.commit, step.commit, "{}", step.label);
+
+        let expected = expected_index(repo, step);
+        let index = store.file_index(syncer.repo()).await.unwrap();
+        assert_eq!(
+            index.files(),
+            expected.as_slice(),
+            "index after `{}`",
+            step.label
+        );
+        kinds_seen.extend(expected.iter().map(|f| f.skip));
+
+        let tree = testkit::expected_tree(repo, &step.commit);
+        assert_eq!(record.stats.submodules, tree.submodules(), "{}", step.label);
+
+        // Active entries come only from files that have content, at their current blob.
+        let entries = store
+            .entries(syncer.repo(), &EntryQuery::active())
+            .await
+            .unwrap();
+        for entry in &entries {
+            let file = index.get(&entry.path).expect("an indexed path");
+            assert_eq!(file.skip, None, "{} has entries", entry.path);
+            assert_eq!(file.entry.blob, entry.blob, "{}", entry.path);
+        }
+        let with_entries: BTreeSet<_> = entries.iter().map(|e| &e.path).collect();
+        assert!(
+            with_entries.contains(&sync_core::RepoPath::new("src/lib.rs").unwrap()),
+            "{}",
+            step.label
+        );
+    }
+    // The history exercised every skip reason and plain files.
+    assert_eq!(
+        kinds_seen,
+        HashSet::from([
+            None,
+            Some(SkipReason::Binary),
+            Some(SkipReason::Symlink),
+            Some(SkipReason::TooLarge)
+        ])
+    );
+
+    // Syncing the same commit again reads no blob.
+    let again = syncer.sync(Some("sync")).await.unwrap();
+    assert_eq!(again.stats.blobs_fetched, 0);
+    assert_eq!(
+        again.stats.added + again.stats.modified + again.stats.deleted,
+        0
+    );
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncing_every_commit_mirrors_ls_tree() {
+    let (repo, steps) = standard_history();
+    let source = GitSource::open(repo.path()).unwrap();
+    sync_history(source, repo.path(), &steps).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_clone_and_work_tree_sync_to_the_same_index() {
+    let (repo, steps) = standard_history();
+    repo.gc();
+    let bare = repo.clone_bare("mirror.git");
+
+    let work = GitSource::open(repo.path()).unwrap();
+    let work_key = sync_core::RepoKey::new(work.identity()).unwrap();
+    let work_store = sync_history(work, repo.path(), &steps).await;
+
+    let mirror = GitSource::open(&bare).unwrap();
+    let mirror_key = sync_core::RepoKey::new(mirror.identity()).unwrap();
+    assert_ne!(work_key, mirror_key, "two repositories, two identities");
+    let mirror_store = sync_history(mirror, &bare, &steps).await;
+
+    assert_eq!(
+        work_store.file_index(&work_key).await.unwrap(),
+        mirror_store.file_index(&mirror_key).await.unwrap()
+    );
+}
