@@ -59,7 +59,7 @@ impl Embedding {
 
     /// Reads values written by [`Embedding::to_le_bytes`].
     pub fn from_le_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(Error::corrupt(format!(
                 "a stored embedding has {} bytes, not a multiple of 4",
                 bytes.len()

@@ -704,7 +704,7 @@ impl Driver {
                 self.flush(run, &mut pending, &mut embedded, &mut plan.stats)
                     .await?;
                 self.emit.send(SyncEvent::Progress(progress)).await?;
-            } else if progress.files_done % PROGRESS_EVERY == 0 {
+            } else if progress.files_done.is_multiple_of(PROGRESS_EVERY) {
                 self.emit.send(SyncEvent::Progress(progress)).await?;
             }
         }
