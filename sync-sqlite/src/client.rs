@@ -104,8 +104,8 @@ macro_rules! run_columns {
 
 fn record_from_row(row: &Row<'_>, repo: &RepoKey) -> Result<SyncRecord, Error> {
     let what = "reading a run";
-    let commit = CommitId::from_slice(blob(row, 2, what)?)
-        .map_err(|e| corrupt_value("commit id", e))?;
+    let commit =
+        CommitId::from_slice(blob(row, 2, what)?).map_err(|e| corrupt_value("commit id", e))?;
     let status: String = row.get(3).db(what)?;
     let stats: String = row.get(10).db(what)?;
     Ok(SyncRecord {
@@ -147,13 +147,11 @@ fn run_record(conn: &Connection, repo: &RepoKey, id: SyncId) -> Result<SyncRecor
 /// The last run of the chain: its id and position.
 fn chain_end(tx: &Transaction<'_>, repo_id: i64) -> Result<Option<(i64, i64)>, Error> {
     let what = "finding the end of the history";
-    tx.prepare_cached(
-        "SELECT id, seq FROM runs WHERE repository_id = ?1 ORDER BY seq DESC LIMIT 1",
-    )
-    .db(what)?
-    .query_row([repo_id], |r| Ok((r.get(0)?, r.get(1)?)))
-    .optional()
-    .db(what)
+    tx.prepare_cached("SELECT id, seq FROM runs WHERE repository_id = ?1 ORDER BY seq DESC LIMIT 1")
+        .db(what)?
+        .query_row([repo_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .db(what)
 }
 
 /// Ends the repository's running run if its lease has expired; fails with the busy
@@ -274,9 +272,10 @@ fn check_running(conn: &Connection, run: &SyncRun) -> Result<i64, Error> {
              WHERE r.id = ?1 AND p.tenant = ?2 AND p.source = ?3",
         )
         .db(what)?
-        .query_row(params![run.id.0, run.repo.tenant(), run.repo.source()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            params![run.id.0, run.repo.tenant(), run.repo.source()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
         .db(what)?;
     let Some((repo_id, status)) = found else {
@@ -362,9 +361,7 @@ pub(crate) fn history(
             " FROM runs WHERE repository_id = ?1 ORDER BY seq DESC LIMIT ?2"
         ))
         .db(what)?;
-    let mut rows = stmt
-        .query(params![repo_id, int(limit as u64)])
-        .db(what)?;
+    let mut rows = stmt.query(params![repo_id, int(limit as u64)]).db(what)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().db(what)? {
         out.push(record_from_row(row, repo)?);
@@ -391,17 +388,15 @@ pub(crate) fn abort(
         Err(Error::Conflict { .. }) => return Ok(()),
         Err(e) => return Err(e),
     }
-    tx.prepare_cached(
-        "UPDATE runs SET status = ?2, finished_at_us = ?3, error = ?4 WHERE id = ?1",
-    )
-    .db(what)?
-    .execute(params![
-        run.id.0,
-        status.as_str(),
-        now().timestamp_micros(),
-        reason
-    ])
-    .db(what)?;
+    tx.prepare_cached("UPDATE runs SET status = ?2, finished_at_us = ?3, error = ?4 WHERE id = ?1")
+        .db(what)?
+        .execute(params![
+            run.id.0,
+            status.as_str(),
+            now().timestamp_micros(),
+            reason
+        ])
+        .db(what)?;
     discard_staged(&tx, run.id.0)?;
     tx.commit().db(what)
 }
@@ -476,7 +471,7 @@ pub(crate) fn known_embeddings(
     Ok(out)
 }
 
-pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {
+pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) -> Result<(), Error> {
     let what = "staging entries";
     let tx = immediate(conn, what)?;
     let repo_id = check_running(&tx, run)?;
@@ -564,7 +559,9 @@ impl Apply<'_, '_> {
                  WHERE repository_id = ?1 AND path = ?2 AND removed_by IS NULL",
             )
             .db(what)?;
-        let mut rows = stmt.query(params![self.repo_id, path.as_bytes()]).db(what)?;
+        let mut rows = stmt
+            .query(params![self.repo_id, path.as_bytes()])
+            .db(what)?;
         match rows.next().db(what)? {
             Some(row) => Ok(Some(blob_id(blob(row, 0, what)?)?)),
             None => Ok(None),
@@ -853,7 +850,11 @@ const ENTRIES_AT: &str = "SELECT e.id, e.path FROM entries e \
 const ENTRIES_NOW: &str = "SELECT id, path FROM entries \
      WHERE repository_id = ?1 AND status = 'active' ORDER BY path, ordinal";
 
-pub(crate) fn restore(conn: &mut Connection, repo: &RepoKey, to: SyncId) -> Result<SyncRecord, Error> {
+pub(crate) fn restore(
+    conn: &mut Connection,
+    repo: &RepoKey,
+    to: SyncId,
+) -> Result<SyncRecord, Error> {
     let what = "restoring";
     let now = now();
     let tx = immediate(conn, what)?;
@@ -1055,9 +1056,7 @@ pub(crate) fn entries(
     }
     if let (Some(prefix), Some(below), Some(after)) = (&prefix, &below, &after) {
         // Component-wise: the prefix itself, or anything under `prefix/` (`0` follows `/`).
-        sql.push_str(
-            " AND (e.path = :prefix OR (e.path >= :below AND e.path < :after))",
-        );
+        sql.push_str(" AND (e.path = :prefix OR (e.path >= :below AND e.path < :after))");
         args.push((":prefix", prefix));
         args.push((":below", below));
         args.push((":after", after));
@@ -1206,7 +1205,9 @@ pub(crate) fn search(
     for c in winners {
         let mut rows = stmt.query([c.id]).db(what)?;
         let Some(row) = rows.next().db(what)? else {
-            return Err(Error::corrupt("a search hit vanished within its transaction"));
+            return Err(Error::corrupt(
+                "a search hit vanished within its transaction",
+            ));
         };
         let mut entry = entry_from_row(row, false)?;
         entry.embedding = Some(c.vector);

@@ -198,7 +198,10 @@ mod tests {
             ("sqlite://:memory:", "in-memory"),
             (":memory:", "in-memory"),
             ("sqlite://db.sqlite?mode=rwc", "query parameters"),
-            ("postgres://user:secret@host/db", "`postgres://…` is not a SQLite"),
+            (
+                "postgres://user:secret@host/db",
+                "`postgres://…` is not a SQLite",
+            ),
         ] {
             let e = SqliteConfig::parse(input).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{input}");

@@ -107,7 +107,10 @@ mod tests {
 
         let unique = map_sqlite(failure(ffi::SQLITE_CONSTRAINT_UNIQUE), "opening a run");
         assert_eq!(unique.kind(), ErrorKind::Conflict);
-        assert!(unique.to_string().starts_with("opening a run: "), "{unique}");
+        assert!(
+            unique.to_string().starts_with("opening a run: "),
+            "{unique}"
+        );
 
         let check = map_sqlite(failure(ffi::SQLITE_CONSTRAINT_CHECK), "staging");
         assert_eq!(check.kind(), ErrorKind::Backend);

@@ -65,7 +65,8 @@ pub(crate) fn migrate(conn: &mut Connection, busy_timeout: Duration) -> Result<(
         if version(conn)? == LATEST_VERSION {
             return Ok(());
         }
-        let busy = matches!(&err, rusqlite_migration::Error::RusqliteError { err, .. } if is_busy(err));
+        let busy =
+            matches!(&err, rusqlite_migration::Error::RusqliteError { err, .. } if is_busy(err));
         if busy && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
             continue;

@@ -66,7 +66,11 @@ impl SqliteStore {
             .prefix("sync-sqlite-")
             .tempdir()
             .map_err(|e| {
-                Error::backend(BACKEND, "creating a temporary directory for the database", e)
+                Error::backend(
+                    BACKEND,
+                    "creating a temporary directory for the database",
+                    e,
+                )
             })?;
         let mut store = SqliteConfig::new(dir.path().join("sync.db")).open().await?;
         store._temp = Some(dir);
@@ -137,7 +141,9 @@ impl SyncStore for SqliteStore {
 
     async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {
         let run = run.clone();
-        self.pool.write(move |c| client::stage(c, &run, batch)).await
+        self.pool
+            .write(move |c| client::stage(c, &run, &batch))
+            .await
     }
 
     async fn commit(
@@ -173,7 +179,9 @@ impl SyncStore for SqliteStore {
 
     async fn restore(&self, repo: &RepoKey, to: SyncId) -> Result<SyncRecord, Error> {
         let repo = repo.clone();
-        self.pool.write(move |c| client::restore(c, &repo, to)).await
+        self.pool
+            .write(move |c| client::restore(c, &repo, to))
+            .await
     }
 
     async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error> {

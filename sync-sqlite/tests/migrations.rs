@@ -51,7 +51,10 @@ fn write_v1_database(path: &std::path::Path, c1: CommitId, c2: CommitId, fingerp
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1, "the database starts at the first schema version");
+    assert_eq!(
+        version, 1,
+        "the database starts at the first schema version"
+    );
 
     let tx = conn.transaction().unwrap();
     tx.execute(
@@ -102,10 +105,30 @@ fn write_v1_database(path: &std::path::Path, c1: CommitId, c2: CommitId, fingerp
         .unwrap();
     }
     let files = [
-        OldFile { path: "a.rs", text: A, added_by: 1, removed_by: None },
-        OldFile { path: "b.rs", text: B1, added_by: 1, removed_by: Some(2) },
-        OldFile { path: "b.rs", text: B2, added_by: 2, removed_by: None },
-        OldFile { path: "c.rs", text: C, added_by: 2, removed_by: None },
+        OldFile {
+            path: "a.rs",
+            text: A,
+            added_by: 1,
+            removed_by: None,
+        },
+        OldFile {
+            path: "b.rs",
+            text: B1,
+            added_by: 1,
+            removed_by: Some(2),
+        },
+        OldFile {
+            path: "b.rs",
+            text: B2,
+            added_by: 2,
+            removed_by: None,
+        },
+        OldFile {
+            path: "c.rs",
+            text: C,
+            added_by: 2,
+            removed_by: None,
+        },
     ];
     let embedder = HashEmbedder::new(DIMS);
     for f in &files {
@@ -221,7 +244,11 @@ async fn a_first_version_database_upgrades_without_losing_anything() {
         .find(|e| e.status == EntryStatus::Superseded)
         .expect("the superseded version of b.rs is kept");
     assert_eq!(
-        (old_b.path.as_bytes(), old_b.content.as_str(), old_b.superseded_by),
+        (
+            old_b.path.as_bytes(),
+            old_b.content.as_str(),
+            old_b.superseded_by
+        ),
         (&b"b.rs"[..], B1, Some(SyncId(2)))
     );
     // Every embedding, with its vector.
@@ -245,7 +272,10 @@ async fn a_first_version_database_upgrades_without_losing_anything() {
         "every embedding survives the upgrade"
     );
     // Search works over the upgraded embeddings.
-    let hits = store.search(&repo, &embedder.embed_one(C), 2).await.unwrap();
+    let hits = store
+        .search(&repo, &embedder.embed_one(C), 2)
+        .await
+        .unwrap();
     assert_eq!(hits[0].entry.path.as_bytes(), b"c.rs");
     assert!((hits[0].score - 1.0).abs() < 1e-5);
 
@@ -261,13 +291,20 @@ async fn a_first_version_database_upgrades_without_losing_anything() {
     let record = s.sync(None).await.unwrap();
     assert_eq!(record.previous, Some(SyncId(2)));
     assert_eq!(
-        (record.stats.added, record.stats.deleted, record.stats.unchanged),
+        (
+            record.stats.added,
+            record.stats.deleted,
+            record.stats.unchanged
+        ),
         (1, 1, 2)
     );
     assert_eq!(counted.blobs_read(), 1, "only d.rs is fetched");
     assert_eq!(record.stats.embeddings_computed, 0);
     assert_eq!(record.stats.embeddings_reused, 1);
-    assert_eq!(record.stats.files, 3, "the file count carried over the upgrade");
+    assert_eq!(
+        record.stats.files, 3,
+        "the file count carried over the upgrade"
+    );
     oracle_syncer.sync(None).await.unwrap();
     let state_c3 = Snapshot::read(oracle.as_ref(), oracle_syncer.repo()).await;
     assert_eq!(Snapshot::read(store.as_ref(), &repo).await, state_c3);

@@ -79,7 +79,9 @@ fn runtime() -> tokio::runtime::Runtime {
 /// The child's part. Every line it prints is one step of the protocol.
 fn child(db: &Path, lease: Duration) {
     let rt = runtime();
-    let store = rt.block_on(SqliteStore::open(db)).expect("the child opens the database");
+    let store = rt
+        .block_on(SqliteStore::open(db))
+        .expect("the child opens the database");
     let mut stdin = BufReader::new(std::io::stdin());
     let mut out = std::io::stdout();
     let mut line = String::new();
@@ -90,7 +92,9 @@ fn child(db: &Path, lease: Duration) {
     let start = RunStart {
         repo: repo(),
         branch: "main".into(),
-        commit: "2222222222222222222222222222222222222222".parse::<CommitId>().unwrap(),
+        commit: "2222222222222222222222222222222222222222"
+            .parse::<CommitId>()
+            .unwrap(),
         fingerprint: "fp".into(),
         lease,
     };
@@ -152,7 +156,11 @@ impl Proc {
     fn recv(&mut self) -> String {
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
-        assert!(!line.is_empty(), "the child ended early: {:?}", self.child.try_wait());
+        assert!(
+            !line.is_empty(),
+            "the child ended early: {:?}",
+            self.child.try_wait()
+        );
         line.trim_end().to_owned()
     }
 
@@ -179,10 +187,7 @@ fn race(db: &Path, lease_ms: u64) -> [(Proc, String); 2] {
         1,
         "exactly one process wins: {outcomes:?}"
     );
-    let loser = outcomes
-        .iter()
-        .find(|o| !o.starts_with("won "))
-        .unwrap();
+    let loser = outcomes.iter().find(|o| !o.starts_with("won ")).unwrap();
     assert!(
         loser.starts_with("conflict ") && loser.contains("already being synced"),
         "the other gets Conflict with the busy message: {loser}"
