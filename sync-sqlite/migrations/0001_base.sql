@@ -1,6 +1,9 @@
 -- Schema version 1: repositories, runs, the versioned file index, memory entries and
 -- embeddings. Nothing is ever deleted from these tables except the staged entries of a run
 -- that ended without completing.
+--
+-- Enumerations are checked with `=` and `OR`, not `IN (...)`: SQLite builds a temporary
+-- table for an `IN` list each time it checks a row, which would dominate bulk writes.
 
 -- One synced repository: its tenant and its source identity (`git:/abs/path`, ...).
 CREATE TABLE repositories (
@@ -20,8 +23,9 @@ CREATE TABLE runs (
     previous_sync_id INTEGER UNIQUE REFERENCES runs (id),
     branch           TEXT NOT NULL,
     commit_id        BLOB NOT NULL CHECK (length(commit_id) = 20),
-    status           TEXT NOT NULL
-                     CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'abandoned')),
+    status           TEXT NOT NULL CHECK (
+                         status = 'running' OR status = 'completed' OR status = 'failed'
+                         OR status = 'cancelled' OR status = 'abandoned'),
     restored_from    INTEGER REFERENCES runs (id),
     fingerprint      TEXT NOT NULL,
     started_at_us    INTEGER NOT NULL,
@@ -46,8 +50,9 @@ CREATE TABLE files (
     path          BLOB NOT NULL,
     blob_id       BLOB NOT NULL CHECK (length(blob_id) = 20),
     size          INTEGER NOT NULL CHECK (size >= 0),
-    kind          TEXT NOT NULL CHECK (kind IN ('file', 'executable', 'symlink')),
-    skip          TEXT CHECK (skip IN ('too_large', 'binary', 'symlink')),
+    kind          TEXT NOT NULL
+                  CHECK (kind = 'file' OR kind = 'executable' OR kind = 'symlink'),
+    skip          TEXT CHECK (skip = 'too_large' OR skip = 'binary' OR skip = 'symlink'),
     added_by      INTEGER NOT NULL REFERENCES runs (id),
     removed_by    INTEGER REFERENCES runs (id)
 );
@@ -66,7 +71,8 @@ CREATE TABLE entries (
     start_line    INTEGER NOT NULL,
     end_line      INTEGER NOT NULL,
     model         TEXT,
-    status        TEXT NOT NULL CHECK (status IN ('staged', 'active', 'superseded')),
+    status        TEXT NOT NULL
+                  CHECK (status = 'staged' OR status = 'active' OR status = 'superseded'),
     created_by    INTEGER NOT NULL REFERENCES runs (id),
     superseded_by INTEGER REFERENCES runs (id),
     CHECK ((status = 'superseded') = (superseded_by IS NOT NULL))
@@ -75,11 +81,15 @@ CREATE TABLE entries (
 CREATE UNIQUE INDEX entries_staged ON entries (created_by, path, ordinal) WHERE status = 'staged';
 CREATE UNIQUE INDEX entries_active ON entries (repository_id, path, ordinal) WHERE status = 'active';
 
--- Embeddings, once per tenant, model and content hash: little-endian f32 values.
+-- Embeddings, once per tenant, model and content hash: little-endian f32 values. A rowid
+-- table, so a vector of a few hundred dimensions sits in the row's page (an index b-tree,
+-- as WITHOUT ROWID would use, spills it to overflow pages and makes scans several times
+-- slower).
 CREATE TABLE embeddings (
+    id           INTEGER PRIMARY KEY,
     tenant       TEXT NOT NULL,
     model        TEXT NOT NULL,
     content_hash BLOB NOT NULL CHECK (length(content_hash) = 32),
     vector       BLOB NOT NULL CHECK (length(vector) % 4 = 0),
-    PRIMARY KEY (tenant, model, content_hash)
-) WITHOUT ROWID;
+    UNIQUE (tenant, model, content_hash)
+);

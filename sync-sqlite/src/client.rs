@@ -193,6 +193,7 @@ fn take_over(
     .execute(params![id, now.timestamp_micros(), reason])
     .db(what)?;
     discard_staged(tx, id)?;
+    tracing::warn!(sync_id = id, repo = %repo, "a run's lease expired; marked it abandoned");
     Ok(())
 }
 
@@ -623,22 +624,6 @@ impl Apply<'_, '_> {
         Ok(())
     }
 
-    /// Activates what this run staged for `path`.
-    fn activate(&mut self, path: &RepoPath) -> Result<(), Error> {
-        let what = "activating staged entries";
-        let n = self
-            .tx
-            .prepare_cached(
-                "UPDATE entries SET status = 'active' \
-                 WHERE created_by = ?1 AND path = ?2 AND status = 'staged'",
-            )
-            .db(what)?
-            .execute(params![self.run_id, path.as_bytes()])
-            .db(what)?;
-        self.written += n as u64;
-        Ok(())
-    }
-
     /// Copies the active entries of `from` to the new file `to`, written by this run.
     fn copy_entries(&mut self, from: &RepoPath, to: &TreeEntry) -> Result<(), Error> {
         let what = "carrying entries over a rename";
@@ -671,9 +656,6 @@ impl Apply<'_, '_> {
                 self.close_file(path)?;
                 self.supersede(path)?;
                 self.add_file(file)?;
-                if file.skip.is_none() {
-                    self.activate(path)?;
-                }
             }
             FileChange::Delete(path) => {
                 self.close_file(path)?;
@@ -755,25 +737,41 @@ pub(crate) fn commit(
         delta: 0,
     };
     let mut touched = HashSet::with_capacity(changes.changes.len());
+    let mut upserted: HashSet<&[u8]> = HashSet::new();
     for change in &changes.changes {
         apply.check(change, &mut touched)?;
         apply.apply(change)?;
+        if let FileChange::Upsert(f) = change
+            && f.skip.is_none()
+        {
+            upserted.insert(f.entry.path.as_bytes());
+        }
     }
-    // Everything staged must have been activated by an upsert of its path.
-    let leftover: Option<Vec<u8>> = tx
+    // What was staged becomes active, all at once; it must all belong to upserted files.
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT DISTINCT path FROM entries WHERE created_by = ?1 AND status = 'staged'",
+            )
+            .db(what)?;
+        let mut rows = stmt.query([run.id.0]).db(what)?;
+        while let Some(row) = rows.next().db(what)? {
+            let path = blob(row, 0, what)?;
+            if !upserted.contains(path) {
+                return Err(Error::invalid_input(format!(
+                    "entries were staged for `{}`, which the change set does not upsert as a file with entries",
+                    String::from_utf8_lossy(path)
+                )));
+            }
+        }
+    }
+    apply.written += tx
         .prepare_cached(
-            "SELECT path FROM entries WHERE created_by = ?1 AND status = 'staged' LIMIT 1",
+            "UPDATE entries SET status = 'active' WHERE created_by = ?1 AND status = 'staged'",
         )
         .db(what)?
-        .query_row([run.id.0], |r| r.get(0))
-        .optional()
-        .db(what)?;
-    if let Some(path) = leftover {
-        return Err(Error::invalid_input(format!(
-            "entries were staged for `{}`, which the change set does not upsert as a file with entries",
-            String::from_utf8_lossy(&path)
-        )));
-    }
+        .execute([run.id.0])
+        .db("activating staged entries")? as u64;
     let files: i64 = tx
         .prepare_cached(
             "UPDATE repositories SET active_files = active_files + ?2 WHERE id = ?1 \

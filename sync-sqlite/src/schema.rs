@@ -57,7 +57,16 @@ pub(crate) fn migrate(conn: &mut Connection, busy_timeout: Duration) -> Result<(
     let deadline = Instant::now() + busy_timeout;
     loop {
         let err = match migrations.to_latest(conn) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                if found < LATEST_VERSION {
+                    tracing::info!(
+                        from = found,
+                        to = LATEST_VERSION,
+                        "migrated the database schema"
+                    );
+                }
+                return Ok(());
+            }
             Err(e) => e,
         };
         // Another process may have migrated between our reading the version and taking the
