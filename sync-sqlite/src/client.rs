@@ -569,8 +569,8 @@ impl Apply<'_, '_> {
         }
     }
 
-    /// Closes the active version of `path`, if any.
-    fn close_file(&mut self, path: &RepoPath) -> Result<(), Error> {
+    /// Closes the active version of `path`; whether there was one.
+    fn close_file(&mut self, path: &RepoPath) -> Result<bool, Error> {
         let what = "closing a file version";
         let n = self
             .tx
@@ -582,7 +582,7 @@ impl Apply<'_, '_> {
             .execute(params![self.repo_id, path.as_bytes(), self.run_id])
             .db(what)?;
         self.delta -= n as i64;
-        Ok(())
+        Ok(n > 0)
     }
 
     fn add_file(&mut self, file: &IndexedFile) -> Result<(), Error> {
@@ -649,21 +649,33 @@ impl Apply<'_, '_> {
         Ok(())
     }
 
+    /// Applies one change. Entries are only ever active for an active file, so a path
+    /// without an active version has no entries to supersede.
     fn apply(&mut self, change: &FileChange) -> Result<(), Error> {
+        let not_active = |p: &RepoPath| {
+            Error::invalid_input(format!(
+                "the change set removes `{p}`, which is not in the active index"
+            ))
+        };
         match change {
             FileChange::Upsert(file) => {
                 let path = &file.entry.path;
-                self.close_file(path)?;
-                self.supersede(path)?;
+                if self.close_file(path)? {
+                    self.supersede(path)?;
+                }
                 self.add_file(file)?;
             }
             FileChange::Delete(path) => {
-                self.close_file(path)?;
+                if !self.close_file(path)? {
+                    return Err(not_active(path));
+                }
                 self.supersede(path)?;
             }
             FileChange::Rename { from, to } => {
                 self.copy_entries(from, &to.entry)?;
-                self.close_file(from)?;
+                if !self.close_file(from)? {
+                    return Err(not_active(from));
+                }
                 self.supersede(from)?;
                 self.add_file(to)?;
             }
@@ -675,8 +687,9 @@ impl Apply<'_, '_> {
         Ok(())
     }
 
-    /// Checks one change against the index as the changes before it left it. Paths touched
-    /// earlier are refused, so for every other path that is the index before the commit.
+    /// Checks one change against the index as the changes before it left it (a failure
+    /// rolls the whole commit back). Paths touched earlier are refused, so for every other
+    /// path that is the index before the commit.
     fn check<'a>(
         &self,
         change: &'a FileChange,
@@ -693,13 +706,6 @@ impl Apply<'_, '_> {
                     "the change set touches `{p}` twice"
                 )));
             }
-        }
-        if let Some(p) = old
-            && self.active_blob(p)?.is_none()
-        {
-            return Err(Error::invalid_input(format!(
-                "the change set removes `{p}`, which is not in the active index"
-            )));
         }
         match change {
             FileChange::Rename { to, .. } if self.active_blob(&to.entry.path)?.is_some() => {

@@ -217,12 +217,12 @@ fn parent() {
 
     // A winner killed while holding the repository: the other process is refused until the
     // lease expires; then the next begin marks the dead run abandoned and takes over.
-    let [(mut winner, won), (loser, _)] = race(&db, 2_000);
+    let [(mut winner, won), (loser, _)] = race(&db, 4_000);
     let killed = won_id(&won);
     winner.child.kill().unwrap();
     winner.child.wait().unwrap();
     loser.finish();
-    std::thread::sleep(Duration::from_millis(2_300));
+    std::thread::sleep(Duration::from_millis(4_500));
     let [(winner, won), (loser, _)] = race(&db, 60_000);
     winners.push(won_id(&won));
     loser.finish();
