@@ -1,0 +1,205 @@
+//! [`SqliteStore`]: the [`SyncStore`] implementation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use sync_core::{
+    Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, Error, FileIndex, MemoryEntry,
+    RepoKey, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus,
+    SyncStore,
+};
+use tempfile::TempDir;
+
+use crate::SqliteConfig;
+use crate::client;
+use crate::error::BACKEND;
+use crate::pool::Pool;
+
+/// A [`SyncStore`] in one SQLite database file: the embedded default store.
+///
+/// * Runs, the versioned file index, memory entries and embeddings live in tables whose
+///   constraints enforce the history rules themselves: one chain of runs per repository
+///   (`previous_sync_id` is unique) and at most one running run per repository and tenant.
+/// * The database is in WAL mode: readers (a small pool of connections) see the state
+///   before or after each commit and are never blocked by a sync. Writes go through one
+///   connection in immediate transactions; other processes using the same file wait up to
+///   the busy timeout, and a second sync of a repository, in this process or another,
+///   fails with [`Error::Conflict`].
+/// * Every call runs on tokio's blocking threads, never on the async runtime's workers.
+/// * The schema is migrated forward when the file is opened; migrations only add.
+///
+/// See the [crate documentation](crate) for an example.
+pub struct SqliteStore {
+    pool: Pool,
+    path: PathBuf,
+    /// A directory removed with the store (see [`SqliteStore::temporary`]). Declared last,
+    /// so the connections close first.
+    _temp: Option<TempDir>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database at `path` with the default settings.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        SqliteConfig::new(path.as_ref()).open().await
+    }
+
+    /// Opens the database named by a `sqlite://PATH` URL or a plain path (see
+    /// [`SqliteConfig::parse`]).
+    pub async fn connect(url_or_path: &str) -> Result<Self, Error> {
+        SqliteConfig::parse(url_or_path)?.open().await
+    }
+
+    /// A store in a new temporary directory, deleted when the store is dropped: for tests,
+    /// demos and one-off runs.
+    pub async fn temporary() -> Result<Self, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("sync-sqlite-")
+            .tempdir()
+            .map_err(|e| {
+                Error::backend(
+                    BACKEND,
+                    "creating a temporary directory for the database",
+                    e,
+                )
+            })?;
+        let mut store = SqliteConfig::new(dir.path().join("sync.db")).open().await?;
+        store._temp = Some(dir);
+        Ok(store)
+    }
+
+    pub(crate) async fn with_config(config: SqliteConfig) -> Result<Self, Error> {
+        let path = config.path().to_path_buf();
+        let pool = tokio::task::spawn_blocking(move || Pool::open(&config))
+            .await
+            .map_err(|e| Error::backend(BACKEND, "the task opening the database failed", e))??;
+        Ok(Self {
+            pool,
+            path,
+            _temp: None,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl SyncStore for SqliteStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .with_vector_search(true)
+            .with_multi_process(true)
+    }
+
+    async fn begin(&self, start: RunStart) -> Result<SyncRun, Error> {
+        self.pool.write(move |c| client::begin(c, start)).await
+    }
+
+    async fn renew(&self, run: &SyncRun) -> Result<(), Error> {
+        let run = run.clone();
+        self.pool.write(move |c| client::renew(c, &run)).await
+    }
+
+    async fn last_completed(&self, repo: &RepoKey) -> Result<Option<SyncRecord>, Error> {
+        let repo = repo.clone();
+        self.pool
+            .read(move |c| client::last_completed(c, &repo))
+            .await
+    }
+
+    async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error> {
+        let repo = repo.clone();
+        self.pool.read(move |c| client::file_index(c, &repo)).await
+    }
+
+    async fn known_embeddings(
+        &self,
+        repo: &RepoKey,
+        model: &str,
+        hashes: &[ContentHash],
+    ) -> Result<HashMap<ContentHash, Embedding>, Error> {
+        if hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let (repo, model, hashes) = (repo.clone(), model.to_owned(), hashes.to_vec());
+        self.pool
+            .read(move |c| client::known_embeddings(c, &repo, &model, &hashes))
+            .await
+    }
+
+    async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {
+        let run = run.clone();
+        self.pool
+            .write(move |c| client::stage(c, &run, &batch))
+            .await
+    }
+
+    async fn commit(
+        &self,
+        run: &SyncRun,
+        changes: ChangeSet,
+        stats: SyncStats,
+    ) -> Result<SyncRecord, Error> {
+        let run = run.clone();
+        self.pool
+            .write(move |c| client::commit(c, &run, &changes, stats))
+            .await
+    }
+
+    async fn abort(&self, run: &SyncRun, status: SyncStatus, reason: &str) -> Result<(), Error> {
+        let (run, reason) = (run.clone(), reason.to_owned());
+        self.pool
+            .write(move |c| client::abort(c, &run, status, &reason))
+            .await
+    }
+
+    async fn run(&self, repo: &RepoKey, id: SyncId) -> Result<SyncRecord, Error> {
+        let repo = repo.clone();
+        self.pool.read(move |c| client::run(c, &repo, id)).await
+    }
+
+    async fn history(&self, repo: &RepoKey, limit: usize) -> Result<Vec<SyncRecord>, Error> {
+        let repo = repo.clone();
+        self.pool
+            .read(move |c| client::history(c, &repo, limit))
+            .await
+    }
+
+    async fn restore(&self, repo: &RepoKey, to: SyncId) -> Result<SyncRecord, Error> {
+        let repo = repo.clone();
+        self.pool
+            .write(move |c| client::restore(c, &repo, to))
+            .await
+    }
+
+    async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error> {
+        let (repo, query) = (repo.clone(), query.clone());
+        self.pool
+            .read(move |c| client::entries(c, &repo, &query))
+            .await
+    }
+
+    async fn search(
+        &self,
+        repo: &RepoKey,
+        vector: &Embedding,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let (repo, vector) = (repo.clone(), vector.clone());
+        self.pool
+            .read(move |c| client::search(c, &repo, &vector, k))
+            .await
+    }
+}

@@ -1,0 +1,312 @@
+//! What is particular to the SQLite store: the file, its settings, the constraints of its
+//! schema, locking between connections, and error mapping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use sync_core::testkit::Snapshot;
+use sync_core::{
+    ChangeSet, CommitId, EntryQuery, ErrorKind, HashEmbedder, MemorySource, RepoKey, RunStart,
+    SyncStats, SyncStatus, SyncStore, Syncer,
+};
+use sync_sqlite::{SqliteConfig, SqliteStore};
+
+fn start(repo: &RepoKey) -> RunStart {
+    RunStart {
+        repo: repo.clone(),
+        branch: "main".into(),
+        commit: "3333333333333333333333333333333333333333"
+            .parse::<CommitId>()
+            .unwrap(),
+        fingerprint: "fp".into(),
+        lease: Duration::from_secs(60),
+    }
+}
+
+fn demo_source() -> Arc<MemorySource> {
+    let source = Arc::new(MemorySource::new("demo"));
+    source
+        .commit(
+            "main",
+            [
+                ("README.md", "# Demo\n\nA small repository.\n"),
+                ("src/lib.rs", "pub fn answer() -> u32 { 42 }\n"),
+                ("src/util.rs", "pub fn helper() {}\n"),
+            ],
+        )
+        .unwrap();
+    source
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_creates_a_wal_database_at_the_latest_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    assert!(!path.exists());
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(path.exists(), "open creates the file");
+    assert_eq!(store.path(), path);
+    let caps = store.capabilities();
+    assert!(caps.vector_search && caps.multi_process && !caps.row_level_security);
+
+    let raw = Connection::open(&path).unwrap();
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let tables: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for t in ["embeddings", "entries", "files", "repositories", "runs"] {
+        assert!(tables.iter().any(|n| n == t), "{t} in {tables:?}");
+    }
+    assert!(format!("{store:?}").contains("new.db"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_reopening_through_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kept.db");
+    let source = demo_source();
+    let before = {
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let syncer = Syncer::new(source.clone(), store.clone())
+            .unwrap()
+            .with_embedder(Arc::new(HashEmbedder::new(32)));
+        let record = syncer.sync(None).await.unwrap();
+        assert_eq!(record.stats.added, 3);
+        Snapshot::read(store.as_ref(), syncer.repo()).await
+    };
+    assert_eq!(before.files.len(), 3);
+
+    let url = format!("sqlite://{}", path.display());
+    let store = Arc::new(SqliteStore::connect(&url).await.unwrap());
+    let syncer = Syncer::new(source.clone(), store.clone())
+        .unwrap()
+        .with_embedder(Arc::new(HashEmbedder::new(32)));
+    assert_eq!(Snapshot::read(store.as_ref(), syncer.repo()).await, before);
+    let again = syncer.sync(None).await.unwrap();
+    assert_eq!(
+        again.stats.blobs_fetched, 0,
+        "a reopened store re-syncs as a no-op"
+    );
+    assert_eq!(again.stats.unchanged, 3);
+    let embedded = store
+        .entries(
+            syncer.repo(),
+            &EntryQuery {
+                with_embeddings: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(embedded.iter().all(|e| e.embedding.is_some()));
+}
+
+/// Several connections create and migrate the same new file at once (as processes
+/// starting together do): all of them open it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_opens_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("contended.db");
+    let opens = futures::future::join_all((0..6).map(|_| SqliteStore::open(&path))).await;
+    for store in opens {
+        let store = store.unwrap();
+        let repo = RepoKey::new("git:/x").unwrap();
+        assert!(store.history(&repo, 1).await.unwrap().is_empty());
+    }
+}
+
+/// The history rules hold in the database itself, whoever writes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_enforces_the_history_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let repo = RepoKey::new("git:/rules").unwrap();
+    let first = store.begin(start(&repo)).await.unwrap();
+    store
+        .commit(&first, ChangeSet::default(), SyncStats::default())
+        .await
+        .unwrap();
+    let running = store.begin(start(&repo)).await.unwrap();
+    let other_tenant = repo.clone().with_tenant("other").unwrap();
+    store
+        .begin(start(&other_tenant))
+        .await
+        .expect("the lock is per tenant and repository");
+
+    let raw = Connection::open(&path).unwrap();
+    raw.execute("PRAGMA foreign_keys = ON", []).unwrap();
+    let insert = |seq: i64, previous: Option<i64>, status: &str| {
+        raw.execute(
+            "INSERT INTO runs (repository_id, seq, previous_sync_id, branch, commit_id, status, \
+             fingerprint, started_at_us, lease_expires_us) \
+             SELECT id, ?1, ?2, 'main', zeroblob(20), ?3, 'fp', 0, 0 FROM repositories \
+             WHERE tenant = 'default' AND source = 'git:/rules'",
+            params![seq, previous, status],
+        )
+    };
+    let unique = |r: rusqlite::Result<usize>| {
+        let e = r.expect_err("the database refuses it");
+        assert!(e.to_string().contains("UNIQUE"), "{e}");
+    };
+    // A second running run of the repository.
+    unique(insert(2, Some(running.id.0), "running"));
+    // A fork of the chain: another run after the same predecessor.
+    unique(insert(2, Some(first.id.0), "failed"));
+    // Another run at the same place in the chain.
+    unique(insert(0, None, "failed"));
+    let e = insert(3, None, "failed").expect_err("only the first run has no predecessor");
+    assert!(e.to_string().contains("CHECK"), "{e}");
+    let e = insert(3, Some(running.id.0), "paused").expect_err("statuses are checked");
+    assert!(e.to_string().contains("CHECK"), "{e}");
+    // Two active versions of one path.
+    let file = |path: &str, added_by: i64| {
+        raw.execute(
+            "INSERT INTO files (repository_id, path, blob_id, size, kind, added_by) \
+             SELECT id, ?1, zeroblob(20), 1, 'file', ?2 FROM repositories \
+             WHERE tenant = 'default' AND source = 'git:/rules'",
+            params![path.as_bytes(), added_by],
+        )
+    };
+    file("a.rs", first.id.0).unwrap();
+    unique(file("a.rs", first.id.0));
+    let e = file("b.rs", i64::MAX).expect_err("file versions point at real runs");
+    assert!(e.to_string().contains("FOREIGN KEY"), "{e}");
+    assert_eq!(
+        store.run(&repo, running.id).await.unwrap().status,
+        SyncStatus::Running
+    );
+}
+
+/// Readers are not blocked by a writer (WAL); a write blocked past the busy timeout by
+/// another connection fails with a retryable error that says so, and succeeds once the
+/// lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_proceed_while_another_connection_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let store = SqliteConfig::new(&path)
+        .busy_timeout(Duration::from_millis(200))
+        .open()
+        .await
+        .unwrap();
+    let repo = RepoKey::new("git:/locked").unwrap();
+    let run = store.begin(start(&repo)).await.unwrap();
+    store
+        .commit(&run, ChangeSet::default(), SyncStats::default())
+        .await
+        .unwrap();
+
+    let mut other = Connection::open(&path).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    tx.execute("UPDATE runs SET error = 'held' WHERE id = ?1", [run.id.0])
+        .unwrap();
+
+    // Reads see the last commit, without waiting.
+    let history = store.history(&repo, 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].error, None, "the uncommitted write is invisible");
+    assert!(store.file_index(&repo).await.unwrap().is_empty());
+
+    let e = store.begin(start(&repo)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("busy timeout"), "{e}");
+    assert!(std::error::Error::source(&e).is_some());
+
+    tx.commit().unwrap();
+    let next = store
+        .begin(start(&repo))
+        .await
+        .expect("the lock is free again");
+    assert_eq!(next.previous, Some(run.id));
+    assert_eq!(
+        store.history(&repo, 10).await.unwrap()[1].error.as_deref(),
+        Some("held")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_failures_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = SqliteStore::open(dir.path().join("missing/dir/x.db"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backend);
+    assert!(e.to_string().contains("directory exists"), "{e}");
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    let e = SqliteStore::open(&garbage).await.unwrap_err();
+    assert!(e.to_string().contains("not a SQLite database"), "{e}");
+
+    let newer = dir.path().join("newer.db");
+    Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let e = SqliteStore::open(&newer).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(e.to_string().contains("newer sync-sqlite"), "{e}");
+
+    let e = SqliteStore::connect("postgres://u:pw@h/db")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(!e.to_string().contains("pw"), "{e}");
+}
+
+/// Search ranks by cosine over active entries with vectors of the query's size only, and
+/// breaks ties by path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_ranks_and_skips_other_dimensions() {
+    let store = Arc::new(SqliteStore::temporary().await.unwrap());
+    let source = Arc::new(MemorySource::new("search"));
+    source
+        .commit(
+            "main",
+            [
+                ("a.txt", "alpha beta\n"),
+                ("b.txt", "alpha beta\n"),
+                ("c.txt", "gamma delta\n"),
+                ("d.txt", "alpha gamma\n"),
+            ],
+        )
+        .unwrap();
+    let small = Syncer::new(source.clone(), store.clone())
+        .unwrap()
+        .with_embedder(Arc::new(HashEmbedder::new(8)));
+    small.sync(None).await.unwrap();
+    let embedder = HashEmbedder::new(8);
+    let hits = store
+        .search(small.repo(), &embedder.embed_one("alpha beta"), 3)
+        .await
+        .unwrap();
+    let paths: Vec<_> = hits.iter().map(|h| h.entry.path.to_string()).collect();
+    assert_eq!(&paths[..2], ["a.txt", "b.txt"], "equal scores by path");
+    assert_eq!(paths[2], "d.txt");
+    assert!(hits[0].entry.embedding.is_some());
+    let wrong = HashEmbedder::new(9).embed_one("alpha beta");
+    assert!(
+        store
+            .search(small.repo(), &wrong, 3)
+            .await
+            .unwrap()
+            .is_empty(),
+        "vectors of another size are not compared"
+    );
+}
