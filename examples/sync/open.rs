@@ -1,0 +1,41 @@
+//! Opening the source and the store named on the command line.
+
+use std::sync::Arc;
+
+use sync_core::{Error, RepoKey, RepoSource, SyncStore};
+
+use crate::{DbArg, SourceSpec};
+
+/// Opens the repository named by `spec`.
+pub(crate) fn source(spec: &SourceSpec) -> Result<Arc<dyn RepoSource>, Error> {
+    let path = spec.path();
+    let source = sync_git::GitSource::open(&path)
+        .map_err(|e| e.context(format!("opening the repository at `{}`", path.display())))?;
+    Ok(Arc::new(source))
+}
+
+/// Opens the store named by `--db`. Commands that only read (`create` false) refuse to
+/// create an empty database where none exists.
+pub(crate) async fn store(db: &DbArg, create: bool) -> Result<Arc<dyn SyncStore>, Error> {
+    let config = sync_sqlite::SqliteConfig::parse(&db.db)?;
+    if !create && !config.path().exists() {
+        return Err(Error::not_found(format!(
+            "there is no store at `{}`: run `sync run` first, or pass --db",
+            config.path().display()
+        )));
+    }
+    let store = config
+        .open()
+        .await
+        .map_err(|e| e.context(format!("opening the store `{}`", db.db)))?;
+    Ok(Arc::new(store))
+}
+
+/// The key the repository is kept under.
+pub(crate) fn repo_key(source: &dyn RepoSource, db: &DbArg) -> Result<RepoKey, Error> {
+    let key = RepoKey::new(source.identity())?;
+    match &db.tenant {
+        Some(t) => key.with_tenant(t.as_str()),
+        None => Ok(key),
+    }
+}
