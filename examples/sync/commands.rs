@@ -20,18 +20,20 @@ const INTERRUPTED: u8 = 130;
 pub(crate) async fn dispatch(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Run(args) => run(args).await,
-        Command::Ls { source, db } => ls(&SourceSpec(source), &db).await,
+        Command::Ls { source, db } => ls(&SourceSpec::new(source), &db).await,
         Command::History {
             source,
             db,
             json,
             limit,
-        } => history(&SourceSpec(source), &db, json, limit).await,
+        } => history(&SourceSpec::new(source), &db, json, limit).await,
         Command::Restore { args, db } => {
             let (source, id) = split_optional_source(&args);
             restore(&source, &db, id.parse()?).await
         }
-        Command::Branches { source } => branches(&SourceSpec(source)).await,
+        Command::Branches { source, api } => {
+            branches(&SourceSpec::new(source).with_api_url(api.api_url)).await
+        }
         Command::Search { args, db, k } => {
             let (source, query) = split_optional_source(&args);
             search(&source, &db, query, k).await
@@ -42,14 +44,16 @@ pub(crate) async fn dispatch(command: Command) -> Result<ExitCode, Error> {
 /// `[SOURCE] VALUE`: one argument is the value, two are the source and the value.
 fn split_optional_source(args: &[String]) -> (SourceSpec, &str) {
     match args {
-        [source, value] => (SourceSpec(source.clone()), value),
-        [value] => (SourceSpec(".".to_owned()), value),
-        _ => (SourceSpec(".".to_owned()), ""),
+        [source, value] => (SourceSpec::new(source.as_str()), value),
+        [value] => (SourceSpec::new("."), value),
+        _ => (SourceSpec::new("."), ""),
     }
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode, Error> {
-    let source = open::source(&SourceSpec(args.source.clone()))?;
+    let source = open::source(
+        &SourceSpec::new(args.source.as_str()).with_api_url(args.api.api_url.clone()),
+    )?;
     let store = open::store(&args.db, true).await?;
     let mut policy = FilePolicy::builder().max_file_size(args.max_file_size);
     for glob in &args.include {

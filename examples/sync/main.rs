@@ -2,16 +2,18 @@
 //!
 //! ```text
 //! sync run      [SOURCE] [--branch B] [--db DB] [--json] [--include GLOB]... [--exclude GLOB]...
-//!                        [--max-file-size BYTES] [--embedder hash[:DIMS]]
+//!                        [--max-file-size BYTES] [--embedder hash[:DIMS]] [--api-url URL]
 //! sync ls       [SOURCE] [--db DB]
 //! sync history  [SOURCE] [--db DB] [--json]
 //! sync restore  [SOURCE] SYNC_ID [--db DB]
-//! sync branches [SOURCE]
+//! sync branches [SOURCE] [--api-url URL]
 //! sync search   [SOURCE] QUERY [--db DB] [-k N]
 //! ```
 //!
-//! `SOURCE` is a local git repository (a path, default `.`, or `git:PATH`). `DB` is a SQLite
-//! file (a path or `sqlite://PATH`, default `./project-sync.db`). Build it with
+//! `SOURCE` is a local git repository (a path, default `.`, or `git:PATH`) or a GitHub
+//! repository (`github:OWNER/NAME`, token from `GITHUB_TOKEN`, `--api-url` for GitHub
+//! Enterprise). `DB` is a SQLite file (a path or `sqlite://PATH`, default
+//! `./project-sync.db`). Build it with
 //! `cargo build --release --examples`; it lands in `target/release/examples/sync`.
 
 // A command line prints: that is its job.
@@ -51,7 +53,8 @@ enum Command {
     Run(RunArgs),
     /// Print the active file index: path, blob id, size and kind, tab-separated, by path.
     Ls {
-        /// The repository (a path or `git:PATH`; default: the current directory).
+        /// The repository (a path, `git:PATH` or `github:OWNER/NAME`; default: the current
+        /// directory).
         #[arg(default_value = ".")]
         source: String,
         #[command(flatten)]
@@ -59,7 +62,8 @@ enum Command {
     },
     /// List the repository's runs, newest first.
     History {
-        /// The repository (a path or `git:PATH`; default: the current directory).
+        /// The repository (a path, `git:PATH` or `github:OWNER/NAME`; default: the current
+        /// directory).
         #[arg(default_value = ".")]
         source: String,
         #[command(flatten)]
@@ -82,9 +86,12 @@ enum Command {
     },
     /// List the repository's branches; the default one is marked with `*`.
     Branches {
-        /// The repository (a path or `git:PATH`; default: the current directory).
+        /// The repository (a path, `git:PATH` or `github:OWNER/NAME`; default: the current
+        /// directory).
         #[arg(default_value = ".")]
         source: String,
+        #[command(flatten)]
+        api: ApiArg,
     },
     /// Search the active entries by similarity to a query.
     Search {
@@ -101,9 +108,12 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The repository (a path or `git:PATH`; default: the current directory).
+    /// The repository (a path, `git:PATH` or `github:OWNER/NAME`; default: the current
+    /// directory).
     #[arg(default_value = ".")]
     source: String,
+    #[command(flatten)]
+    api: ApiArg,
     /// The branch to sync (default: the repository's default branch).
     #[arg(long, short)]
     branch: Option<String>,
@@ -136,12 +146,43 @@ struct RunArgs {
 
 /// Where a repository given on the command line is.
 #[derive(Debug, Clone)]
-pub(crate) struct SourceSpec(pub(crate) String);
+pub(crate) struct SourceSpec {
+    spec: String,
+    /// The GitHub API base URL, for `github:` sources.
+    api_url: Option<String>,
+}
 
 impl SourceSpec {
-    fn path(&self) -> PathBuf {
-        PathBuf::from(self.0.strip_prefix("git:").unwrap_or(&self.0))
+    pub(crate) fn new(spec: impl Into<String>) -> Self {
+        Self {
+            spec: spec.into(),
+            api_url: None,
+        }
     }
+
+    pub(crate) fn with_api_url(mut self, url: Option<String>) -> Self {
+        self.api_url = url;
+        self
+    }
+
+    /// `OWNER/NAME` of a `github:OWNER/NAME` source.
+    fn github_slug(&self) -> Option<&str> {
+        self.spec.strip_prefix("github:")
+    }
+
+    /// The path of a local repository (`git:PATH` or a plain path).
+    fn path(&self) -> PathBuf {
+        PathBuf::from(self.spec.strip_prefix("git:").unwrap_or(&self.spec))
+    }
+}
+
+/// Where GitHub's API is, for `github:` sources.
+#[derive(Debug, Clone, Args)]
+struct ApiArg {
+    /// GitHub's API base URL, for `github:OWNER/NAME` sources (GitHub Enterprise:
+    /// `https://HOST/api/v3`). The token comes from `GITHUB_TOKEN`.
+    #[arg(long, env = "GITHUB_API_URL", value_name = "URL")]
+    api_url: Option<String>,
 }
 
 fn main() -> ExitCode {

@@ -6,8 +6,16 @@ use sync_core::{Error, RepoKey, RepoSource, SyncStore};
 
 use crate::{DbArg, SourceSpec};
 
-/// Opens the repository named by `spec`.
+/// Opens the repository named by `spec`: `github:OWNER/NAME` on GitHub (token from
+/// `GITHUB_TOKEN`), anything else a local git repository.
 pub(crate) fn source(spec: &SourceSpec) -> Result<Arc<dyn RepoSource>, Error> {
+    if let Some(slug) = spec.github_slug() {
+        let mut builder = sync_github::GitHubSource::from_slug(slug)?;
+        if let Some(url) = &spec.api_url {
+            builder = builder.api_url(url.as_str());
+        }
+        return Ok(Arc::new(builder.build()?));
+    }
     let path = spec.path();
     let source = sync_git::GitSource::open(&path)
         .map_err(|e| e.context(format!("opening the repository at `{}`", path.display())))?;
