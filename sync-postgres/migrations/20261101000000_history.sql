@@ -44,6 +44,7 @@ CREATE TABLE sync_runs (
     CONSTRAINT sync_runs_previous_key UNIQUE (previous_sync_id),
     CONSTRAINT sync_runs_seq_key UNIQUE (repository_id, seq),
     CONSTRAINT sync_runs_repository_id_key UNIQUE (repository_id, id),
+    CONSTRAINT sync_runs_tenant_id_key UNIQUE (tenant, repository_id, id),
     CONSTRAINT sync_runs_root_check CHECK ((seq = 0) = (previous_sync_id IS NULL)),
     CONSTRAINT sync_runs_repository_fkey
         FOREIGN KEY (tenant, repository_id) REFERENCES sync_repositories (tenant, id),
@@ -69,10 +70,9 @@ CREATE TABLE sync_files (
     skip           text            CHECK (skip IN ('too_large', 'binary', 'symlink')),
     added_by       bigint NOT NULL,
     removed_by     bigint,
-    CONSTRAINT sync_files_repository_fkey
-        FOREIGN KEY (tenant, repository_id) REFERENCES sync_repositories (tenant, id),
+    -- One check covers the run, its repository and the tenant (runs reference both).
     CONSTRAINT sync_files_added_by_fkey
-        FOREIGN KEY (repository_id, added_by) REFERENCES sync_runs (repository_id, id),
+        FOREIGN KEY (tenant, repository_id, added_by) REFERENCES sync_runs (tenant, repository_id, id),
     CONSTRAINT sync_files_removed_by_fkey
         FOREIGN KEY (repository_id, removed_by) REFERENCES sync_runs (repository_id, id)
 );
@@ -101,10 +101,9 @@ CREATE TABLE sync_entries (
     superseded_by  bigint,
     CONSTRAINT sync_entries_superseded_check
         CHECK ((status = 'superseded') = (superseded_by IS NOT NULL)),
-    CONSTRAINT sync_entries_repository_fkey
-        FOREIGN KEY (tenant, repository_id) REFERENCES sync_repositories (tenant, id),
+    -- One check per staged row covers the run, its repository and the tenant.
     CONSTRAINT sync_entries_created_by_fkey
-        FOREIGN KEY (repository_id, created_by) REFERENCES sync_runs (repository_id, id),
+        FOREIGN KEY (tenant, repository_id, created_by) REFERENCES sync_runs (tenant, repository_id, id),
     CONSTRAINT sync_entries_superseded_by_fkey
         FOREIGN KEY (repository_id, superseded_by) REFERENCES sync_runs (repository_id, id)
 );
