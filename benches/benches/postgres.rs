@@ -63,10 +63,12 @@ fn selected(group: &str) -> bool {
             filters.push(arg);
         }
     }
+    // Criterion matches its filter as a regular expression against whole benchmark ids;
+    // a group is selected if the filter matches its name or names one of its benchmarks.
     filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| group.contains(f.as_str()) || f.starts_with(group))
+        || filters.iter().any(|f| {
+            f.starts_with(group) || regex::Regex::new(f).is_ok_and(|re| re.is_match(group))
+        })
 }
 
 fn admin_options() -> Option<PgConnectOptions> {
