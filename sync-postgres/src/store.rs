@@ -452,27 +452,11 @@ impl SyncStore for PgStore {
         let what = format!("staging entries of run {}", run.id);
         let mut tx = self.tx(tenant, &what).await?;
         let repo_id = self.held(&mut tx, run, Lock::Share, &what).await?;
-        // Embeddings are content-addressed and never deleted, so they need not wait for
-        // the run: they are written on a second connection while the entries are, and
-        // kept even if the run never completes (a later run reuses them).
-        let embeddings = async {
-            if batch.embeddings.is_empty() {
-                return Ok(());
-            }
-            let mut side = self.tx(tenant, &what).await?;
-            client::insert_embeddings(&mut side, tenant, batch.embeddings, &what).await?;
-            client::commit(side, &what).await
-        };
-        let entries = async {
-            let entries = last_per_key(batch.entries);
-            for chunk in entries.chunks(STAGE_CHUNK) {
-                client::stage_entries(&mut tx, tenant, repo_id, run.id.0, chunk, &what).await?;
-            }
-            Ok::<_, Error>(())
-        };
-        let (embedded, staged) = futures::future::join(embeddings, entries).await;
-        embedded?;
-        staged?;
+        client::insert_embeddings(&mut tx, tenant, batch.embeddings, &what).await?;
+        let entries = last_per_key(batch.entries);
+        for chunk in entries.chunks(STAGE_CHUNK) {
+            client::stage_entries(&mut tx, tenant, repo_id, run.id.0, chunk, &what).await?;
+        }
         client::commit(tx, &what).await
     }
 
