@@ -23,13 +23,9 @@ pub(crate) mod code {
 }
 
 /// The SQLSTATE of a database error, if it is one.
-pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<&str> {
+pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
     match e {
-        sqlx::Error::Database(db) => db.code().map(|c| match c {
-            std::borrow::Cow::Borrowed(s) => s,
-            // sqlx's Postgres errors always borrow their code; an owned one is unexpected.
-            std::borrow::Cow::Owned(_) => "",
-        }),
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
         _ => None,
     }
 }
@@ -45,7 +41,7 @@ pub(crate) fn constraint(e: &sqlx::Error) -> Option<&str> {
 /// Maps a driver error met while doing `what` (e.g. "staging entries of run 7") into the
 /// kind a caller can act on, keeping the driver error as the source.
 pub(crate) fn map(what: &str, e: sqlx::Error) -> Error {
-    let state = sqlstate(&e).map(str::to_owned);
+    let state = sqlstate(&e);
     match state.as_deref() {
         Some(code::UNIQUE_VIOLATION) => Error::conflict(format!(
             "{what}: a concurrent change won the race ({}); read the current state and try again",
@@ -137,11 +133,14 @@ fn database_message(e: &sqlx::Error) -> String {
 pub(crate) fn migrate(e: MigrateError) -> Error {
     match e {
         MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => {
-            let missing_vector = sqlstate(&inner) == Some(code::INSUFFICIENT_PRIVILEGE)
-                || sqlstate(&inner) == Some(code::UNDEFINED_FILE);
-            if missing_vector {
+            let state = sqlstate(&inner);
+            let refused = matches!(
+                state.as_deref(),
+                Some(code::INSUFFICIENT_PRIVILEGE | code::UNDEFINED_FILE)
+            );
+            if refused {
                 map(
-                    "migrating the schema (the `vector` extension must be created by a superuser: `CREATE EXTENSION vector` in this database)",
+                    "migrating the schema (the role must be allowed to create tables in the database, and the `vector` extension must exist or be created by a superuser: `CREATE EXTENSION vector`)",
                     inner,
                 )
             } else {

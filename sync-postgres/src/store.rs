@@ -157,7 +157,7 @@ impl PgStore {
     /// The error for a failed insert of a run: a unique violation means another run got
     /// the repository (or the next place in its chain) first.
     async fn lost_race(&self, repo: &RepoKey, e: sqlx::Error, what: &str) -> Error {
-        if error::sqlstate(&e) != Some(code::UNIQUE_VIOLATION) {
+        if error::sqlstate(&e).as_deref() != Some(code::UNIQUE_VIOLATION) {
             return error::map(what, e);
         }
         let constraint = error::constraint(&e)
