@@ -109,7 +109,8 @@ impl Server {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let name = format!(
-            "sync_test_{secs}_{}_{}",
+            "sync_test_{secs}_{}_{}_{}",
+            host_tag(),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
@@ -161,17 +162,32 @@ impl Server {
     }
 }
 
-/// Drops test databases left behind by test processes that are gone.
+/// A short tag of this machine, so that test processes on other machines sharing the
+/// server keep their databases.
+fn host_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // FNV-1a, 32 bits.
+    let hash = host.trim().bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{hash:08x}")
+}
+
+/// Drops test databases left behind by test processes of this machine that are gone
+/// (`sync_test_<secs>_<host>_<pid>_<n>`).
 async fn drop_stale_databases(admin: &mut PgConnection) {
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'sync\\_test\\_%'")
             .fetch_all(&mut *admin)
             .await
             .unwrap_or_default();
+    let host = host_tag();
     for name in names {
-        let pid = name.split('_').nth(3).and_then(|p| p.parse::<u32>().ok());
+        let parts: Vec<&str> = name.split('_').collect();
+        let ours = parts.get(3) == Some(&host.as_str());
+        let pid = parts.get(4).and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-        if !alive {
+        if ours && !alive {
             let _ = admin
                 .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
                 .await;

@@ -224,3 +224,31 @@ async fn any_text_round_trips() {
     store.close().await;
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_create_tables_is_told_so() {
+    let Some(server) = common::server("a_role_that_may_not_create_tables") else {
+        return;
+    };
+    let db = server.database().await;
+    let mut admin = db.admin().await;
+    sqlx::Executor::execute(
+        &mut admin,
+        "DO $$ BEGIN CREATE ROLE sync_test_guest LOGIN PASSWORD 'sync-test-guest'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .await
+    .unwrap();
+    let e = PgStore::connect_with(
+        db.app
+            .clone()
+            .username("sync_test_guest")
+            .password("sync-test-guest"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains("migrating the schema"), "{e}");
+    assert!(e.to_string().contains("create tables"), "{e}");
+    db.drop().await;
+}
