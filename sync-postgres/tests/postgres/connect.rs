@@ -1,0 +1,254 @@
+//! Connecting: credentials never leak, migrations run once however many connect, a store
+//! that may not migrate checks the schema, a store pinned to a tenant refuses others, and
+//! any text round-trips.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sync_core::{
+    BlobId, ChangeSet, ContentHash, EntryKind, EntryQuery, ErrorKind, FileChange, IndexedFile,
+    NewEntry, RepoKey, RepoPath, RunStart, StageBatch, SyncStats, SyncStore, TreeEntry,
+};
+use sync_postgres::PgStore;
+
+use crate::common;
+use crate::support::{small_history, sync, syncer};
+
+fn error_chain(e: &sync_core::Error) -> String {
+    let mut text = format!("{e} {e:?}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_unauthorized_and_never_shown() {
+    let Some(server) = common::server("a_wrong_password_is_unauthorized") else {
+        return;
+    };
+    let db = server.database().await;
+    let secret = "not-the-password-4711";
+    let e = PgStore::connect_with(db.app.clone().password(secret))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(!error_chain(&e).contains(secret), "{}", error_chain(&e));
+
+    let url = format!(
+        "postgres://{}:{secret}@{}:{}/{}",
+        common::APP_ROLE,
+        db.app.get_host(),
+        db.app.get_port(),
+        db.name
+    );
+    let e = PgStore::connect(&url).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(!error_chain(&e).contains(secret), "{}", error_chain(&e));
+
+    let store = db.store().await;
+    let debug = format!("{store:?}");
+    assert!(
+        debug.contains(&db.name) && debug.contains(common::APP_ROLE),
+        "{debug}"
+    );
+    assert!(
+        !debug.contains("sync-test-app"),
+        "the password is not in {debug}"
+    );
+    store.close().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_migrate_once() {
+    let Some(server) = common::server("concurrent_connects_migrate_once") else {
+        return;
+    };
+    let db = server.database().await;
+    let opened = futures::future::join_all((0..4).map(|_| db.store())).await;
+    let again = db.store().await;
+    let mut admin = db.admin().await;
+    let (applied, indexes): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM _sqlx_migrations), \
+                (SELECT count(*) FROM pg_indexes WHERE indexname = 'sync_entries_search_16')",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .count();
+    assert_eq!(applied as usize, files, "each migration applied once");
+    assert_eq!(indexes, 1);
+    for store in opened.iter().chain([&again]) {
+        store.close().await;
+    }
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_may_not_migrate_checks_the_schema() {
+    let Some(server) = common::server("a_store_that_may_not_migrate") else {
+        return;
+    };
+    let db = server.database().await;
+    let e = PgStore::connect_with(db.app.clone())
+        .migrate(false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(
+        e.to_string().contains("history"),
+        "names the missing migrations: {e}"
+    );
+    db.store().await.close().await;
+    let store = PgStore::connect_with(db.app.clone())
+        .migrate(false)
+        .dimensions(16)
+        .await
+        .expect("a migrated schema is accepted");
+    store.close().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_pinned_to_a_tenant_refuses_the_others() {
+    let Some(server) = common::server("a_store_pinned_to_a_tenant") else {
+        return;
+    };
+    let db = server.database().await;
+    let pinned: Arc<dyn SyncStore> = Arc::new(
+        PgStore::connect_with(db.app.clone())
+            .dimensions(16)
+            .tenant("alpha")
+            .await
+            .unwrap(),
+    );
+    let source = small_history("pinned");
+    sync(&syncer(source.clone(), pinned.clone(), "alpha")).await;
+    let e = syncer(source, pinned.clone(), "beta")
+        .sync(None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains("alpha"), "{e}");
+    let beta = RepoKey::new("memory:pinned")
+        .unwrap()
+        .with_tenant("beta")
+        .unwrap();
+    let e = pinned.history(&beta, 10).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_text_round_trips() {
+    let Some(server) = common::server("any_text_round_trips") else {
+        return;
+    };
+    let db = server.database().await;
+    let store = db.store().await;
+    let repo = RepoKey::new("git:/odd path/ünïcödé")
+        .unwrap()
+        .with_tenant("t-1.a_b")
+        .unwrap();
+    let run = store
+        .begin(RunStart {
+            repo: repo.clone(),
+            branch: "feature/ß".into(),
+            commit: "5555555555555555555555555555555555555555".parse().unwrap(),
+            fingerprint: "fp".into(),
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    let path = RepoPath::new(b"bin/\xff\xfe-not-utf8.txt").unwrap();
+    let texts = [
+        "a NUL \0 inside",
+        "emoji 🦀 and 'quotes' \"too\"",
+        "",
+        "\\x00 not hex",
+    ];
+    let blob = BlobId::for_content(b"odd");
+    let entries: Vec<NewEntry> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| NewEntry {
+            path: path.clone(),
+            blob,
+            ordinal: i as u32,
+            content: (*t).to_owned(),
+            content_hash: ContentHash::of(t),
+            start_line: u32::MAX - 1,
+            end_line: u32::MAX,
+            model: None,
+        })
+        .collect();
+    store
+        .stage(
+            &run,
+            StageBatch {
+                entries,
+                embeddings: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .commit(
+            &run,
+            ChangeSet {
+                changes: vec![FileChange::Upsert(IndexedFile::new(
+                    TreeEntry::new(path.clone(), blob, u64::from(u32::MAX) * 4, EntryKind::File),
+                    None,
+                ))],
+            },
+            SyncStats::default(),
+        )
+        .await
+        .unwrap();
+    let back = store.entries(&repo, &EntryQuery::active()).await.unwrap();
+    let got: Vec<&str> = back.iter().map(|e| e.content.as_str()).collect();
+    assert_eq!(got, texts);
+    assert!(
+        back.iter()
+            .all(|e| e.path == path && e.end_line == u32::MAX)
+    );
+    let index = store.file_index(&repo).await.unwrap();
+    assert_eq!(index.files()[0].entry.size, u64::from(u32::MAX) * 4);
+    let history = store.history(&repo, 1).await.unwrap();
+    assert_eq!(history[0].branch, "feature/ß");
+    store.close().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_create_tables_is_told_so() {
+    let Some(server) = common::server("a_role_that_may_not_create_tables") else {
+        return;
+    };
+    let db = server.database().await;
+    let mut admin = db.admin().await;
+    sqlx::Executor::execute(
+        &mut admin,
+        "DO $$ BEGIN CREATE ROLE sync_test_guest LOGIN PASSWORD 'sync-test-guest'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .await
+    .unwrap();
+    let e = PgStore::connect_with(
+        db.app
+            .clone()
+            .username("sync_test_guest")
+            .password("sync-test-guest"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains("migrating the schema"), "{e}");
+    assert!(e.to_string().contains("create tables"), "{e}");
+    db.drop().await;
+}

@@ -1,0 +1,13 @@
+//! Tests of sync-postgres against a real PostgreSQL beyond the conformance suite:
+//! migrations, the database's own history rules under racing processes, row-level
+//! security, the vector index, and connecting.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod connect;
+mod history;
+mod migrations;
+mod rls;
+mod search;
+mod support;

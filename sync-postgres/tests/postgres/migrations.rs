@@ -1,0 +1,425 @@
+//! Migrations are forward-only and additive: none drops a table or a column, and a
+//! database filled at the first migration keeps every row and every vector through the
+//! upgrade to the latest.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Executor, Row};
+use sync_core::{Embedding, EntryQuery, RepoKey, SyncStatus, SyncStore};
+
+use crate::common::{self, DIMS};
+
+/// The statements of a migration that drop, rename, rewrite or delete data.
+fn destructive_statements(sql: &str) -> Vec<String> {
+    // Strip comments and string literals, then look at each statement in upper case.
+    let mut clean = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+                clean.push('\n');
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+                clean.push(' ');
+            }
+            '\'' => {
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                }
+                clean.push_str("''");
+            }
+            c => clean.push(c),
+        }
+    }
+    clean
+        .split(';')
+        .map(|s| {
+            s.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_uppercase()
+        })
+        .filter(|s| {
+            let words: Vec<&str> = s
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .collect();
+            let has = |seq: &[&str]| words.windows(seq.len()).any(|w| w == seq);
+            let drops_data = [
+                "TABLE",
+                "COLUMN",
+                "SCHEMA",
+                "DATABASE",
+                "EXTENSION",
+                "TYPE",
+                "OWNED",
+                "VIEW",
+                "MATERIALIZED",
+            ]
+            .iter()
+            .any(|what| has(&["DROP", what]));
+            // `ALTER TABLE t DROP c` drops a column even without the word COLUMN.
+            let alter_drop = words.starts_with(&["ALTER", "TABLE"])
+                && words.windows(2).any(|w| {
+                    w[0] == "DROP"
+                        && !["CONSTRAINT", "DEFAULT", "NOT", "EXPRESSION", "IDENTITY"]
+                            .contains(&w[1])
+                });
+            let rewrites = has(&["RENAME"])
+                || has(&["TRUNCATE"])
+                || has(&["DELETE", "FROM"])
+                || (has(&["ALTER", "COLUMN"]) && (has(&["TYPE"]) || has(&["SET", "DATA", "TYPE"])));
+            drops_data || alter_drop || rewrites
+        })
+        .collect()
+}
+
+fn migration_files() -> BTreeMap<String, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    std::fs::read_dir(&dir)
+        .expect("the migrations directory")
+        .map(|e| {
+            let path = e.expect("a directory entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (
+                name,
+                std::fs::read_to_string(&path).expect("a readable migration"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn no_migration_drops_a_table_or_a_column() {
+    let files = migration_files();
+    assert!(
+        files.len() >= 3,
+        "the schema has several migrations: {files:?}"
+    );
+    for (name, sql) in &files {
+        let (version, rest) = name.split_once('_').expect("<timestamp>_<name>.sql");
+        assert!(
+            version.len() == 14 && version.bytes().all(|b| b.is_ascii_digit()),
+            "{name}: versions are timestamps"
+        );
+        assert!(
+            rest.ends_with(".sql") && !rest.ends_with(".down.sql") && !rest.ends_with(".up.sql"),
+            "{name}: migrations are forward-only, without down scripts"
+        );
+        let bad = destructive_statements(sql);
+        assert!(bad.is_empty(), "{name} drops or rewrites data: {bad:#?}");
+    }
+    let embedded = sqlx::migrate!("./migrations");
+    assert_eq!(
+        embedded.iter().count(),
+        files.len(),
+        "every file is embedded"
+    );
+}
+
+#[test]
+fn the_scan_catches_destructive_statements() {
+    for sql in [
+        "DROP TABLE sync_entries",
+        "drop table if exists sync_entries cascade",
+        "ALTER TABLE sync_entries DROP COLUMN content",
+        "alter table sync_entries drop content",
+        "ALTER TABLE sync_entries DROP IF EXISTS content",
+        "ALTER TABLE sync_runs RENAME COLUMN stats TO stats_v1",
+        "ALTER TABLE sync_runs RENAME TO runs",
+        "ALTER TABLE sync_runs ALTER COLUMN stats TYPE text",
+        "TRUNCATE sync_embeddings",
+        "DELETE FROM sync_embeddings WHERE model = 'old'",
+        "DROP SCHEMA public CASCADE",
+        "CREATE INDEX i ON t (c); DROP TABLE t",
+    ] {
+        assert!(
+            !destructive_statements(sql).is_empty(),
+            "`{sql}` must be caught"
+        );
+    }
+    for sql in [
+        "ALTER TABLE sync_runs ADD COLUMN dropped_at timestamptz",
+        "-- DROP TABLE sync_entries is never allowed\nCREATE TABLE t (a int)",
+        "/* DROP TABLE x */ CREATE INDEX i ON t (a)",
+        "COMMENT ON TABLE t IS 'we never DROP TABLE here'",
+        "ALTER TABLE t DROP CONSTRAINT c",
+        "DROP INDEX IF EXISTS i",
+        "UPDATE sync_entries SET search_vector = NULL WHERE false",
+    ] {
+        assert_eq!(
+            destructive_statements(sql),
+            Vec::<String>::new(),
+            "`{sql}` is additive"
+        );
+    }
+}
+
+/// Each table's columns as the first migration made them.
+async fn columns(conn: &mut PgConnection) -> BTreeMap<String, Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name LIKE 'sync\\_%' \
+         ORDER BY table_name, ordinal_position",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    out
+}
+
+/// Every row of every table, as text, restricted to the given columns.
+async fn rows(
+    conn: &mut PgConnection,
+    columns: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (table, cols) in columns {
+        let list = cols.join(", ");
+        let text: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT ROW({list})::text FROM {table} ORDER BY ROW({list})::text"
+        ))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        out.insert(table.clone(), text);
+    }
+    out
+}
+
+/// Fills a database at the first migration through raw SQL: two tenants, two repositories
+/// each, four completed runs each, files with a replaced half, entries with a superseded
+/// half, and 382 embeddings (some no longer used by any entry, one of another dimension).
+async fn fill_first_schema(conn: &mut PgConnection) {
+    conn.execute(
+        "INSERT INTO sync_repositories (tenant, source) \
+         SELECT t, 'git:/repo/' || r FROM unnest(ARRAY['alpha', 'beta']) t, generate_series(1, 2) r",
+    )
+    .await
+    .unwrap();
+    for seq in 0..4 {
+        sqlx::query(
+            "INSERT INTO sync_runs (tenant, repository_id, seq, previous_sync_id, branch, commit_id, \
+                 fingerprint, status, started_at, finished_at, lease_expires_at, stats) \
+             SELECT p.tenant, p.id, $1, \
+                 (SELECT id FROM sync_runs WHERE repository_id = p.id AND seq = $1 - 1), \
+                 'main', decode(lpad(to_hex(p.id * 100 + $1), 40, '0'), 'hex'), 'fp', 'completed', \
+                 now(), now(), now(), jsonb_build_object('files', 10, 'added', $1) \
+             FROM sync_repositories p",
+        )
+        .bind(seq as i64)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    // Ten files per repository at run 0; files 1-5 replaced at run 2.
+    conn.execute(
+        "INSERT INTO sync_files (tenant, repository_id, path, blob_id, size, kind, skip, added_by, removed_by) \
+         SELECT p.tenant, p.id, convert_to('src/f' || i || '.rs', 'UTF8'), \
+             substring(sha256(convert_to(p.id || '/' || i, 'UTF8')) for 20), 100 + i, 'file', NULL, \
+             (SELECT id FROM sync_runs WHERE repository_id = p.id AND seq = 0), \
+             CASE WHEN i <= 5 THEN (SELECT id FROM sync_runs WHERE repository_id = p.id AND seq = 2) END \
+         FROM sync_repositories p, generate_series(1, 10) i; \
+         INSERT INTO sync_files (tenant, repository_id, path, blob_id, size, kind, skip, added_by) \
+         SELECT p.tenant, p.id, convert_to('src/f' || i || '.rs', 'UTF8'), \
+             substring(sha256(convert_to(p.id || '/v2/' || i, 'UTF8')) for 20), 200 + i, 'file', NULL, \
+             (SELECT id FROM sync_runs WHERE repository_id = p.id AND seq = 2) \
+         FROM sync_repositories p, generate_series(1, 5) i",
+    )
+    .await
+    .unwrap();
+    // Four entries per file version.
+    conn.execute(
+        "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, content_hash, \
+             start_line, end_line, model, status, created_by, superseded_by) \
+         SELECT f.tenant, f.repository_id, f.path, f.blob_id, o, \
+             convert_to('text ' || f.id || ' ' || o, 'UTF8'), \
+             sha256(convert_to('text ' || f.id || ' ' || o, 'UTF8')), o + 1, o + 1, 'hash-16', \
+             CASE WHEN f.removed_by IS NULL THEN 'active' ELSE 'superseded' END, \
+             f.added_by, f.removed_by \
+         FROM sync_files f, generate_series(0, 3) o",
+    )
+    .await
+    .unwrap();
+    conn.execute(
+        "INSERT INTO sync_embeddings (tenant, model, content_hash, embedding) \
+         SELECT DISTINCT ON (e.tenant, e.content_hash) e.tenant, e.model, e.content_hash, \
+             (SELECT array_agg(sin(get_byte(e.content_hash, j % 32) + j)::real ORDER BY j) \
+              FROM generate_series(1, 16) j)::vector \
+         FROM sync_entries e",
+    )
+    .await
+    .unwrap();
+    let used: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_embeddings")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert!(used < 381, "room for embeddings no entry uses any more");
+    // Embeddings of texts gone from every entry, and one of another model and dimension.
+    sqlx::query(
+        "INSERT INTO sync_embeddings (tenant, model, content_hash, embedding) \
+         SELECT 'alpha', 'hash-16', sha256(convert_to('gone ' || i, 'UTF8')), \
+             (SELECT array_agg(cos(i * j)::real ORDER BY j) FROM generate_series(1, 16) j)::vector \
+         FROM generate_series(1, $1) i",
+    )
+    .bind(381 - used)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    conn.execute(
+        "INSERT INTO sync_embeddings (tenant, model, content_hash, embedding) \
+         VALUES ('beta', 'other-3', sha256(convert_to('other', 'UTF8')), '[1, 2, 3]')",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_the_first_migration_keeps_every_row_and_vector() {
+    let Some(server) = common::server("upgrade_from_the_first_migration") else {
+        return;
+    };
+    let db = server.database().await;
+
+    // The schema of the first migration, applied by the role that owns the database.
+    let all = sqlx::migrate!("./migrations");
+    assert!(
+        all.iter().count() >= 2,
+        "an upgrade needs a later migration"
+    );
+    let mut first = sqlx::migrate!("./migrations");
+    first.migrations = Cow::Owned(all.migrations[..1].to_vec());
+    let mut app = PgConnection::connect_with(&db.app).await.unwrap();
+    first.run(&mut app).await.expect("the first migration");
+    let before_columns = columns(&mut app).await;
+    assert!(
+        !before_columns["sync_entries"].contains(&"search_vector".to_owned()),
+        "the test starts from the first schema"
+    );
+    fill_first_schema(&mut app).await;
+    let before = rows(&mut app, &before_columns).await;
+    let vectors_before: Vec<(String, Vec<u8>, pgvector::Vector)> = sqlx::query_as(
+        "SELECT model, content_hash, embedding FROM sync_embeddings ORDER BY tenant, model, content_hash",
+    )
+    .fetch_all(&mut app)
+    .await
+    .unwrap();
+    assert_eq!(vectors_before.len(), 382);
+    app.close().await.unwrap();
+
+    // Upgrade by connecting a store, as an application would.
+    let store = db.store().await;
+
+    // Every row and every vector, read as the administrator (no row-level security).
+    let mut admin = db.admin().await;
+    let after = rows(&mut admin, &before_columns).await;
+    for (table, rows_before) in &before {
+        assert!(!rows_before.is_empty(), "{table} was filled");
+        assert_eq!(&after[table], rows_before, "{table} changed in the upgrade");
+    }
+    let vectors_after: Vec<(String, Vec<u8>, pgvector::Vector)> = sqlx::query_as(
+        "SELECT model, content_hash, embedding FROM sync_embeddings ORDER BY tenant, model, content_hash",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(vectors_after, vectors_before, "every vector survived");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied as usize,
+        all.iter().count(),
+        "upgraded to the latest"
+    );
+
+    // The new column was filled for active entries, and only for them.
+    let (active, with_vector, wrong): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE e.status = 'active'), \
+                count(*) FILTER (WHERE e.search_vector IS NOT NULL), \
+                count(*) FILTER (WHERE e.search_vector IS DISTINCT FROM \
+                    CASE WHEN e.status = 'active' THEN m.embedding END) \
+         FROM sync_entries e LEFT JOIN sync_embeddings m \
+             ON m.tenant = e.tenant AND m.model = e.model AND m.content_hash = e.content_hash",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(active > 0);
+    assert_eq!(with_vector, active, "active entries carry their vector");
+    assert_eq!(
+        wrong, 0,
+        "each carries its own embedding, superseded ones none"
+    );
+    let gone: Vec<u8> = sqlx::query_scalar("SELECT sha256(convert_to('gone 1', 'UTF8'))")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+
+    // The store reads the old data like its own.
+    let repo = RepoKey::new("git:/repo/1")
+        .unwrap()
+        .with_tenant("alpha")
+        .unwrap();
+    let history = store.history(&repo, 10).await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert!(history.iter().all(|r| r.status == SyncStatus::Completed));
+    assert_eq!(history[0].previous, Some(history[1].id));
+    assert_eq!(history[0].stats.added, 3, "stats survived");
+    let index = store.file_index(&repo).await.unwrap();
+    assert_eq!(index.len(), 10);
+    let entries = store
+        .entries(
+            &repo,
+            &EntryQuery {
+                with_embeddings: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 40);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.embedding.as_ref().is_some_and(|v| v.dimensions() == DIMS))
+    );
+    let probe: &Embedding = entries[17].embedding.as_ref().unwrap();
+    let hits = store.search(&repo, probe, 3).await.unwrap();
+    assert_eq!(
+        hits[0].entry.content, entries[17].content,
+        "search finds old entries"
+    );
+    assert!((hits[0].score - 1.0).abs() < 1e-4);
+    let gone = sync_core::ContentHash::from_slice(&gone).unwrap();
+    let known = store
+        .known_embeddings(&repo, "hash-16", &[gone])
+        .await
+        .unwrap();
+    assert_eq!(known.len(), 1, "embeddings no entry uses are kept");
+    db.drop().await;
+}
