@@ -11,6 +11,8 @@
 
 #![allow(missing_docs, clippy::print_stderr)]
 
+// Names and the role spliced into statements below are the benchmark's own constants.
+use sqlx::AssertSqlSafe;
 use std::hint::black_box;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -90,19 +92,18 @@ async fn database(admin: &PgConnectOptions, name: &str, fresh: bool) -> PgConnec
     let mut conn = PgConnection::connect_with(admin)
         .await
         .expect("connecting as admin");
-    conn.execute(
-        format!(
-            "DO $$ BEGIN CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}' NOSUPERUSER NOBYPASSRLS; \
-             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
-        )
-        .as_str(),
-    )
+    conn.execute(AssertSqlSafe(format!(
+        "DO $$ BEGIN CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}' NOSUPERUSER NOBYPASSRLS; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+    )))
     .await
     .expect("creating the benchmark role");
     if fresh {
-        conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await
-            .expect("dropping the old benchmark database");
+        conn.execute(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await
+        .expect("dropping the old benchmark database");
     }
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
@@ -111,9 +112,11 @@ async fn database(admin: &PgConnectOptions, name: &str, fresh: bool) -> PgConnec
             .await
             .unwrap();
     if !exists {
-        conn.execute(format!("CREATE DATABASE {name} OWNER {ROLE}").as_str())
-            .await
-            .expect("creating the benchmark database");
+        conn.execute(AssertSqlSafe(format!(
+            "CREATE DATABASE {name} OWNER {ROLE}"
+        )))
+        .await
+        .expect("creating the benchmark database");
         let mut db = PgConnection::connect_with(&admin.clone().database(name))
             .await
             .unwrap();
@@ -242,23 +245,24 @@ fn start(repo: &RepoKey) -> RunStart {
 }
 
 async fn end_running(store: &PgStore, repo: &RepoKey) {
-    if let Some(last) = store.history(repo, 1).await.unwrap().first() {
-        if last.status == SyncStatus::Running {
-            let run = SyncRun {
-                id: last.id,
-                repo: repo.clone(),
-                branch: last.branch.clone(),
-                commit: last.commit,
-                previous: last.previous,
-                fingerprint: last.fingerprint.clone(),
-                lease: Duration::from_secs(1),
-                started_at: last.started_at,
-            };
-            store
-                .abort(&run, SyncStatus::Cancelled, "benchmark")
-                .await
-                .unwrap();
-        }
+    let history = store.history(repo, 1).await.unwrap();
+    if let Some(last) = history.first()
+        && last.status == SyncStatus::Running
+    {
+        let run = SyncRun {
+            id: last.id,
+            repo: repo.clone(),
+            branch: last.branch.clone(),
+            commit: last.commit,
+            previous: last.previous,
+            fingerprint: last.fingerprint.clone(),
+            lease: Duration::from_secs(1),
+            started_at: last.started_at,
+        };
+        store
+            .abort(&run, SyncStatus::Cancelled, "benchmark")
+            .await
+            .unwrap();
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sync_core::{
-    EntryQuery, Error, FilePolicy, HashEmbedder, LineChunker, RepoKey, SyncId, SyncOptions,
-    SyncStore, Syncer,
+    Embedder, EntryQuery, Error, FilePolicy, HashEmbedder, LineChunker, RepoKey, SyncId,
+    SyncOptions, SyncStore, Syncer,
 };
 
 use crate::report::{self, Reporter};
@@ -54,7 +54,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, Error> {
     let source = open::source(
         &SourceSpec::new(args.source.as_str()).with_api_url(args.api.api_url.clone()),
     )?;
-    let store = open::store(&args.db, true).await?;
+    let embedder = args.embedder.as_deref().map(parse_embedder).transpose()?;
+    let store = open::store(&args.db, true, embedder.as_ref().map(|e| e.dimensions())).await?;
     let mut policy = FilePolicy::builder().max_file_size(args.max_file_size);
     for glob in &args.include {
         policy = policy.include(glob);
@@ -69,8 +70,8 @@ async fn run(args: RunArgs) -> Result<ExitCode, Error> {
     if let Some(tenant) = &args.db.tenant {
         syncer = syncer.with_tenant(tenant)?;
     }
-    if let Some(spec) = &args.embedder {
-        syncer = syncer.with_embedder(Arc::new(parse_embedder(spec)?));
+    if let Some(embedder) = embedder {
+        syncer = syncer.with_embedder(Arc::new(embedder));
     }
 
     let mut reporter = Reporter::new(args.json);
@@ -112,9 +113,15 @@ async fn run(args: RunArgs) -> Result<ExitCode, Error> {
 fn parse_embedder(spec: &str) -> Result<HashEmbedder, Error> {
     let dims = match spec.split_once(':') {
         None if spec == "hash" => 256,
-        Some(("hash", dims)) => dims.parse().ok().filter(|d| (1..=8192).contains(d)).ok_or_else(
-            || Error::invalid_input(format!("`{dims}` is not a number of dimensions (1 to 8192)")),
-        )?,
+        Some(("hash", dims)) => dims
+            .parse()
+            .ok()
+            .filter(|d| (1..=8192).contains(d))
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "`{dims}` is not a number of dimensions (1 to 8192)"
+                ))
+            })?,
         _ => {
             return Err(Error::invalid_input(format!(
                 "unknown embedder `{spec}`: use `hash` or `hash:DIMS`"
@@ -130,7 +137,7 @@ async fn open_existing(
     db: &DbArg,
 ) -> Result<(Arc<dyn SyncStore>, RepoKey), Error> {
     let source = open::source(source)?;
-    let store = open::store(db, false).await?;
+    let store = open::store(db, false, None).await?;
     let key = open::repo_key(source.as_ref(), db)?;
     Ok((store, key))
 }
@@ -139,13 +146,20 @@ async fn ls(source: &SourceSpec, db: &DbArg) -> Result<ExitCode, Error> {
     let (store, key) = open_existing(source, db).await?;
     let index = store.file_index(&key).await?;
     if index.is_empty() && store.last_completed(&key).await?.is_none() {
-        eprintln!("`{key}` has not been synced into `{}` yet: run `sync run` first", db.db);
+        eprintln!(
+            "`{key}` has not been synced into `{}` yet: run `sync run` first",
+            db.label()
+        );
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
     let written: std::io::Result<()> = (|| {
         for f in index.files() {
             out.write_all(f.entry.path.as_bytes())?;
-            writeln!(out, "\t{}\t{}\t{}", f.entry.blob, f.entry.size, f.entry.kind)?;
+            writeln!(
+                out,
+                "\t{}\t{}\t{}",
+                f.entry.blob, f.entry.size, f.entry.kind
+            )?;
         }
         out.flush()
     })();
@@ -247,7 +261,7 @@ async fn search(source: &SourceSpec, db: &DbArg, query: &str, k: usize) -> Resul
     let Some(first) = sample.first() else {
         return Err(Error::invalid_input(format!(
             "`{key}` has no entries in `{}`: run `sync run --embedder hash` first",
-            db.db
+            db.label()
         )));
     };
     let model = first.model.clone().ok_or_else(|| {
@@ -263,12 +277,22 @@ async fn search(source: &SourceSpec, db: &DbArg, query: &str, k: usize) -> Resul
                 "the entries of `{key}` were embedded with `{model}`, which this command line cannot compute; search them through the library with that embedder"
             ))
         })?;
+    // A Postgres store with the dimension fixed searches through its HNSW index.
+    let store = if db.is_postgres() {
+        open::store(db, false, Some(embedder.dimensions())).await?
+    } else {
+        store
+    };
     let hits = store.search(&key, &embedder.embed_one(query), k).await?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let written: std::io::Result<()> = (|| {
         for hit in &hits {
             let e = &hit.entry;
-            let first_line = e.content.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let first_line = e
+                .content
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             writeln!(
                 out,
                 "{:.3}\t{}:{}-{}\t{}",

@@ -13,7 +13,7 @@
 //! `SOURCE` is a local git repository (a path, default `.`, or `git:PATH`) or a GitHub
 //! repository (`github:OWNER/NAME`, token from `GITHUB_TOKEN`, `--api-url` for GitHub
 //! Enterprise). `DB` is a SQLite file (a path or `sqlite://PATH`, default
-//! `./project-sync.db`). Build it with
+//! `./project-sync.db`) or a PostgreSQL server with pgvector (`postgres://…`). Build it with
 //! `cargo build --release --examples`; it lands in `target/release/examples/sync`.
 
 // A command line prints: that is its job.
@@ -39,8 +39,14 @@ struct Cli {
 /// Where the store is.
 #[derive(Debug, Clone, Args)]
 struct DbArg {
-    /// The store: a SQLite file path or `sqlite://PATH`.
-    #[arg(long, env = "SYNC_DB", default_value = "project-sync.db", value_name = "DB")]
+    /// The store: a SQLite file path or `sqlite://PATH`, or a PostgreSQL server with
+    /// pgvector, `postgres://USER:PASSWORD@HOST/DB`.
+    #[arg(
+        long,
+        env = "SYNC_DB",
+        default_value = "project-sync.db",
+        value_name = "DB"
+    )]
     db: String,
     /// Keep the repository under this tenant.
     #[arg(long, env = "SYNC_TENANT", value_name = "TENANT")]
@@ -142,6 +148,26 @@ struct RunArgs {
     /// blocks the next run for at most this long.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     lease: u64,
+}
+
+impl DbArg {
+    fn is_postgres(&self) -> bool {
+        self.db.starts_with("postgres://") || self.db.starts_with("postgresql://")
+    }
+
+    /// The store's name for messages: a URL's password is replaced by `***`.
+    fn label(&self) -> String {
+        let Some((scheme, rest)) = self.db.split_once("://") else {
+            return self.db.clone();
+        };
+        match rest.split_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => self.db.clone(),
+        }
+    }
 }
 
 /// Where a repository given on the command line is.

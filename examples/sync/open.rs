@@ -22,9 +22,23 @@ pub(crate) fn source(spec: &SourceSpec) -> Result<Arc<dyn RepoSource>, Error> {
     Ok(Arc::new(source))
 }
 
-/// Opens the store named by `--db`. Commands that only read (`create` false) refuse to
-/// create an empty database where none exists.
-pub(crate) async fn store(db: &DbArg, create: bool) -> Result<Arc<dyn SyncStore>, Error> {
+/// Opens the store named by `--db`: `postgres://…` on PostgreSQL, anything else a SQLite
+/// file. Commands that only read (`create` false) refuse to create an empty SQLite
+/// database where none exists. `dimensions` fixes the embedding dimension of a Postgres
+/// store (which then keeps an HNSW index for it).
+pub(crate) async fn store(
+    db: &DbArg,
+    create: bool,
+    dimensions: Option<usize>,
+) -> Result<Arc<dyn SyncStore>, Error> {
+    let context = |e: Error| e.context(format!("opening the store `{}`", db.label()));
+    if db.is_postgres() {
+        let mut builder = sync_postgres::PgStore::connect(&db.db);
+        if let Some(d) = dimensions {
+            builder = builder.dimensions(d);
+        }
+        return Ok(Arc::new(builder.open().await.map_err(context)?));
+    }
     let config = sync_sqlite::SqliteConfig::parse(&db.db)?;
     if !create && !config.path().exists() {
         return Err(Error::not_found(format!(
@@ -32,11 +46,7 @@ pub(crate) async fn store(db: &DbArg, create: bool) -> Result<Arc<dyn SyncStore>
             config.path().display()
         )));
     }
-    let store = config
-        .open()
-        .await
-        .map_err(|e| e.context(format!("opening the store `{}`", db.db)))?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(config.open().await.map_err(context)?))
 }
 
 /// The key the repository is kept under.

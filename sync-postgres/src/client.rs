@@ -1,6 +1,9 @@
 //! The SQL of the store: one function per statement or small group of statements, each
 //! run inside a transaction that has set the tenant for row-level security.
 
+// Every dynamic statement below splices in only compile-time constants and numbers,
+// never caller text; values are always bound parameters.
+use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -400,11 +403,11 @@ pub(crate) async fn complete_run(
     stats: &SyncStats,
     what: &str,
 ) -> Result<SyncRecord, Error> {
-    let row: RunRow = sqlx::query_as(&format!(
+    let row: RunRow = sqlx::query_as(AssertSqlSafe(format!(
         "UPDATE sync_runs r SET status = 'completed', \
              finished_at = coalesce(r.finished_at, clock_timestamp()), stats = $2 \
          WHERE r.id = $1 RETURNING {RUN_COLUMNS}"
-    ))
+    )))
     .bind(id)
     .bind(Json(stats))
     .fetch_one(&mut **tx)
@@ -775,7 +778,7 @@ pub(crate) async fn copy_renamed(
     let from: Vec<&[u8]> = renames.iter().map(|r| r.0.as_slice()).collect();
     let to: Vec<&[u8]> = renames.iter().map(|r| r.1.as_slice()).collect();
     let blobs: Vec<&[u8]> = renames.iter().map(|r| r.2.as_slice()).collect();
-    let done = sqlx::query(&format!(
+    let done = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, \
              content_hash, start_line, end_line, model, status, created_by, search_vector) \
          SELECT e.tenant, e.repository_id, m.to_path, m.to_blob, e.ordinal, e.content, \
@@ -783,7 +786,7 @@ pub(crate) async fn copy_renamed(
          FROM UNNEST($3::bytea[], $4::bytea[], $5::bytea[]) AS m(from_path, to_path, to_blob) \
          JOIN sync_entries e ON e.repository_id = $1 AND e.path = m.from_path \
              AND e.status = 'superseded' AND e.superseded_by = $2"
-    ))
+    )))
     .bind(repo_id)
     .bind(by)
     .bind(from)
@@ -797,10 +800,10 @@ pub(crate) async fn copy_renamed(
 
 /// Activates everything a run staged; returns how many.
 pub(crate) async fn activate_staged(tx: &mut Tx, run: i64, what: &str) -> Result<u64, Error> {
-    let done = sqlx::query(&format!(
+    let done = sqlx::query(AssertSqlSafe(format!(
         "UPDATE sync_entries e SET status = 'active', search_vector = {ENTRY_VECTOR} \
          WHERE e.created_by = $1 AND e.status = 'staged'"
-    ))
+    )))
     .bind(run)
     .execute(&mut **tx)
     .await
@@ -843,7 +846,7 @@ pub(crate) async fn files_diff(
     what: &str,
 ) -> Result<FilesDiff, Error> {
     let (unchanged, added, deleted, modified, paths): (i64, i64, i64, i64, Option<Vec<Vec<u8>>>) =
-        sqlx::query_as(&format!(
+        sqlx::query_as(AssertSqlSafe(format!(
             "WITH past AS ({FILES_AT}), \
                   cur AS (SELECT id, path FROM sync_files WHERE repository_id = $1 AND removed_by IS NULL), \
                   j AS (SELECT coalesce(c.path, p.path) AS path, c.id AS cid, p.id AS pid \
@@ -854,7 +857,7 @@ pub(crate) async fn files_diff(
                     count(*) FILTER (WHERE cid <> pid), \
                     array_agg(path ORDER BY path) FILTER (WHERE cid IS DISTINCT FROM pid) \
              FROM j"
-        ))
+        )))
         .bind(repo_id)
         .bind(seq)
         .fetch_one(&mut **tx)
@@ -881,11 +884,11 @@ pub(crate) async fn restore_files(
     if paths.is_empty() {
         return Ok(());
     }
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO sync_files (tenant, repository_id, path, blob_id, size, kind, skip, added_by) \
          SELECT f.tenant, f.repository_id, f.path, f.blob_id, f.size, f.kind, f.skip, $3 \
          FROM sync_files f WHERE f.id IN (SELECT id FROM ({FILES_AT}) past WHERE past.path = ANY($4))"
-    ))
+    )))
     .bind(repo_id)
     .bind(seq)
     .bind(by)
@@ -903,13 +906,13 @@ pub(crate) async fn entries_diff(
     seq: i64,
     what: &str,
 ) -> Result<Vec<Vec<u8>>, Error> {
-    sqlx::query_scalar(&format!(
+    sqlx::query_scalar(AssertSqlSafe(format!(
         "WITH past AS ({ENTRIES_AT}), \
               cur AS (SELECT id, path FROM sync_entries WHERE repository_id = $1 AND status = 'active') \
          SELECT DISTINCT coalesce(c.path, p.path) AS path \
          FROM cur c FULL JOIN past p ON c.id = p.id \
          WHERE c.id IS NULL OR p.id IS NULL ORDER BY path"
-    ))
+    )))
     .bind(repo_id)
     .bind(seq)
     .fetch_all(&mut **tx)
@@ -930,14 +933,14 @@ pub(crate) async fn restore_entries(
     if paths.is_empty() {
         return Ok(0);
     }
-    let done = sqlx::query(&format!(
+    let done = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, \
              content_hash, start_line, end_line, model, status, created_by, search_vector) \
          SELECT e.tenant, e.repository_id, e.path, e.blob_id, e.ordinal, e.content, \
              e.content_hash, e.start_line, e.end_line, e.model, 'active', $3, {ENTRY_VECTOR} \
          FROM sync_entries e \
          WHERE e.id IN (SELECT id FROM ({ENTRIES_AT}) past WHERE past.path = ANY($4))"
-    ))
+    )))
     .bind(repo_id)
     .bind(seq)
     .bind(by)
@@ -961,11 +964,11 @@ pub(crate) async fn run_with_seq(
         #[sqlx(flatten)]
         run: RunRow,
     }
-    let row: Option<Row> = sqlx::query_as(&format!(
+    let row: Option<Row> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT r.seq, {RUN_COLUMNS} FROM sync_runs r \
          JOIN sync_repositories p ON p.id = r.repository_id \
          WHERE r.id = $1 AND p.tenant = $2 AND p.source = $3"
-    ))
+    )))
     .bind(id.0)
     .bind(repo.tenant())
     .bind(repo.source())

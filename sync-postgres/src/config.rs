@@ -166,12 +166,12 @@ impl PgStoreBuilder {
 
     /// Connects, migrates (unless turned off) and returns the store.
     pub async fn open(self) -> Result<PgStore, Error> {
-        if let Some(d) = self.options.dimensions {
-            if !(1..=MAX_DIMENSIONS).contains(&d) {
-                return Err(Error::invalid_input(format!(
-                    "{d} is not a usable embedding dimension: pgvector stores 1 to {MAX_DIMENSIONS}"
-                )));
-            }
+        if let Some(d) = self.options.dimensions
+            && !(1..=MAX_DIMENSIONS).contains(&d)
+        {
+            return Err(Error::invalid_input(format!(
+                "{d} is not a usable embedding dimension: pgvector stores 1 to {MAX_DIMENSIONS}"
+            )));
         }
         if let Some(t) = &self.options.tenant {
             RepoKey::new("tenant-check")

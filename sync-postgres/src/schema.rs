@@ -1,5 +1,8 @@
 //! The embedded migrations and the per-dimension vector index.
 
+// Every dynamic statement below splices in only compile-time constants and numbers,
+// never caller text; values are always bound parameters.
+use sqlx::AssertSqlSafe;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sync_core::Error;
@@ -57,7 +60,7 @@ async fn ensure_search_index(pool: &PgPool, dimensions: usize) -> Result<(), Err
          USING hnsw ((search_vector::vector({dimensions})) vector_cosine_ops) \
          WHERE vector_dims(search_vector) = {dimensions}"
     );
-    sqlx::query(&ddl)
+    sqlx::query(AssertSqlSafe(ddl))
         .execute(&mut *tx)
         .await
         .map_err(|e| error::map(&what, e))?;

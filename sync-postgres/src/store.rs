@@ -1,5 +1,8 @@
 //! [`PgStore`]: the [`SyncStore`] implementation.
 
+// Every dynamic statement below splices in only compile-time constants and numbers,
+// never caller text; values are always bound parameters.
+use sqlx::AssertSqlSafe;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -124,10 +127,10 @@ impl PgStore {
         let plan = self.search_plan(vector)?;
         let what = format!("explaining a search of `{repo}`");
         let mut tx = self.search_tx(tenant, k, plan, &what).await?;
-        let lines: Vec<String> = sqlx::query_scalar(&format!(
+        let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
             "EXPLAIN (COSTS true) {}",
             client::search_sql(plan)
-        ))
+        )))
         .bind(tenant)
         .bind(repo.source())
         .bind(Vector::from(vector.as_slice().to_vec()))
@@ -659,7 +662,7 @@ impl SyncStore for PgStore {
         let plan = self.search_plan(vector)?;
         let what = format!("searching `{repo}`");
         let mut tx = self.search_tx(tenant, k, plan, &what).await?;
-        let rows: Vec<client::HitRow> = sqlx::query_as(&client::search_sql(plan))
+        let rows: Vec<client::HitRow> = sqlx::query_as(AssertSqlSafe(client::search_sql(plan)))
             .bind(tenant)
             .bind(repo.source())
             .bind(Vector::from(vector.as_slice().to_vec()))

@@ -31,7 +31,10 @@ fn ls_matches_git_ls_tree_after_every_commit() {
             show(&oracle)
         );
         if step.label == "empty commit" {
-            assert_eq!(record["stats"]["blobs_fetched"], 0, "an empty commit fetches nothing");
+            assert_eq!(
+                record["stats"]["blobs_fetched"], 0,
+                "an empty commit fetches nothing"
+            );
             assert_eq!(record["stats"]["entries_written"], 0);
         }
         run_of_step.push(record["id"].as_i64().expect("a run id"));
@@ -43,7 +46,10 @@ fn ls_matches_git_ls_tree_after_every_commit() {
     let ls = String::from_utf8(cli.ls(src)).unwrap();
     assert!(ls.contains(&format!("{}\t", paths::SYMLINK)) && ls.contains("\tsymlink\n"));
     assert!(!ls.contains(paths::SUBMODULE), "submodules are not indexed");
-    assert!(ls.contains(&format!("{}\t", paths::LARGE)), "large files stay in the index");
+    assert!(
+        ls.contains(&format!("{}\t", paths::LARGE)),
+        "large files stay in the index"
+    );
     for odd in [paths::SPACES, paths::UNICODE, paths::DASH] {
         assert!(ls.contains(&format!("{odd}\t")), "{odd} is listed as it is");
     }
@@ -51,7 +57,10 @@ fn ls_matches_git_ls_tree_after_every_commit() {
     // Restore the run of the third commit: its index comes back, as a new run.
     let target = run_of_step[2];
     let out = String::from_utf8(cli.ok(["restore", src, &target.to_string()])).unwrap();
-    assert!(out.contains(&format!("restored from run {target}")), "{out}");
+    assert!(
+        out.contains(&format!("restored from run {target}")),
+        "{out}"
+    );
     assert_eq!(cli.ls(src), ls_oracle(repo.path(), &steps[2].commit));
     let history = cli.history(src);
     assert_eq!(history[0]["restored_from"], target);
@@ -107,13 +116,22 @@ fn failures_are_clear_and_change_nothing() {
     let out = cli.run(["ls", src]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("there is no store") && err.contains("sync run"), "{err}");
-    assert!(!cli.dir().join("project-sync.db").exists(), "reading creates no store");
+    assert!(
+        err.contains("there is no store") && err.contains("sync run"),
+        "{err}"
+    );
+    assert!(
+        !cli.dir().join("project-sync.db").exists(),
+        "reading creates no store"
+    );
 
     let out = cli.run(["run", src, "--branch", "no-such-branch"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: ") && err.contains("no-such-branch"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("no-such-branch"),
+        "{err}"
+    );
 
     let out = cli.run(["run", src, "--include", "src/["]);
     assert_eq!(out.status.code(), Some(1));
@@ -141,8 +159,14 @@ fn failures_are_clear_and_change_nothing() {
 #[test]
 fn search_finds_entries_once_embedded() {
     let repo = TestRepo::new();
-    repo.write("src/parser.rs", "fn parse_config(input: &str) -> Config { todo }\n")
-        .write("src/render.rs", "fn render_page(page: &Page) -> Html { todo }\n");
+    repo.write(
+        "src/parser.rs",
+        "fn parse_config(input: &str) -> Config { todo }\n",
+    )
+    .write(
+        "src/render.rs",
+        "fn render_page(page: &Page) -> Html { todo }\n",
+    );
     repo.commit("first");
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();

@@ -41,7 +41,17 @@ fn sigkill_mid_import_then_the_next_run_converges() {
 
     // Start the import and kill the process as soon as it has imported something.
     let mut child = cli
-        .command(["run", src, "--branch", "main", "--json", "--embedder", "hash:32", "--lease", "2"])
+        .command([
+            "run",
+            src,
+            "--branch",
+            "main",
+            "--json",
+            "--embedder",
+            "hash:32",
+            "--lease",
+            "2",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -60,26 +70,41 @@ fn sigkill_mid_import_then_the_next_run_converges() {
     child.kill().expect("SIGKILL");
     child.wait().expect("the killed process is reaped");
     assert!(
-        seen.iter().all(|e| e["event"] != "completed" && e["phase"] != "finalize"),
+        seen.iter()
+            .all(|e| e["event"] != "completed" && e["phase"] != "finalize"),
         "the kill landed before the final switch: {seen:?}"
     );
 
     // Nothing of the killed run is visible, and it still holds the repository.
     assert_eq!(cli.ls(src), before, "a killed run changed the active index");
     let history = cli.history(src);
-    assert_eq!(history[0]["status"], "running", "the killed run never ended itself");
+    assert_eq!(
+        history[0]["status"], "running",
+        "the killed run never ended itself"
+    );
     let killed = history[0]["id"].as_i64().unwrap();
 
     // The next run converges once the killed run's lease has expired (2 s).
     let started = Instant::now();
     let events = loop {
-        let out = cli.run(["run", src, "--branch", "main", "--json", "--embedder", "hash:32"]);
+        let out = cli.run([
+            "run",
+            src,
+            "--branch",
+            "main",
+            "--json",
+            "--embedder",
+            "hash:32",
+        ]);
         if out.status.success() {
             break json_lines(&out.stdout);
         }
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(err.contains("already being synced"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(30), "the lease never expired: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the lease never expired: {err}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(events.last().unwrap()["event"], "completed");
@@ -87,7 +112,10 @@ fn sigkill_mid_import_then_the_next_run_converges() {
     let history = cli.history(src);
     let killed_now = history.iter().find(|r| r["id"] == killed).unwrap();
     assert_eq!(killed_now["status"], "abandoned");
-    assert_eq!(history[0]["previous"], killed, "the chain goes through the killed run");
+    assert_eq!(
+        history[0]["previous"], killed,
+        "the chain goes through the killed run"
+    );
 
     // Nothing lost: every active entry has its text's embedding, the first run's entries
     // are kept as history, and restoring the first run brings its state back.
@@ -96,8 +124,11 @@ fn sigkill_mid_import_then_the_next_run_converges() {
         let store = sync_sqlite::SqliteStore::open(cli.dir().join("project-sync.db"))
             .await
             .unwrap();
-        let key = RepoKey::new(format!("git:{}", repo.path().canonicalize().unwrap().display()))
-            .unwrap();
+        let key = RepoKey::new(format!(
+            "git:{}",
+            repo.path().canonicalize().unwrap().display()
+        ))
+        .unwrap();
         let active = store
             .entries(
                 &key,
@@ -129,7 +160,10 @@ fn sigkill_mid_import_then_the_next_run_converges() {
             )
             .await
             .unwrap();
-        assert!(old_readme.iter().any(|e| e.content == "# Before\n"), "history kept");
+        assert!(
+            old_readme.iter().any(|e| e.content == "# Before\n"),
+            "history kept"
+        );
     });
     let first_run = history.last().unwrap()["id"].as_i64().unwrap();
     cli.ok(["restore", src, &first_run.to_string()]);

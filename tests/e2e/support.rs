@@ -21,7 +21,14 @@ pub(crate) fn sync_bin() -> &'static Path {
             .expect("the test binary is in target/<profile>/deps");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--example", "sync", "-p", "sync-examples"]);
+        build.args([
+            "build",
+            "--quiet",
+            "--example",
+            "sync",
+            "-p",
+            "sync-examples",
+        ]);
         if profile_dir.file_name() == Some(OsStr::new("release")) {
             build.arg("--release");
         }
@@ -40,6 +47,7 @@ pub(crate) fn sync_bin() -> &'static Path {
 pub(crate) struct Cli {
     dir: tempfile::TempDir,
     db: String,
+    tenant: Option<String>,
 }
 
 impl Cli {
@@ -47,7 +55,11 @@ impl Cli {
     pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let db = dir.path().join("project-sync.db").display().to_string();
-        Self { dir, db }
+        Self {
+            dir,
+            db,
+            tenant: None,
+        }
     }
 
     /// The same directory with another store (`sqlite://…`, `postgres://…`).
@@ -57,9 +69,11 @@ impl Cli {
         cli
     }
 
-    /// The `--db` argument.
-    pub(crate) fn db(&self) -> &str {
-        &self.db
+    /// Keeps repositories under `tenant` (through `SYNC_TENANT`), so that tests sharing one
+    /// server do not see each other.
+    pub(crate) fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
     }
 
     /// The working directory.
@@ -90,6 +104,9 @@ impl Cli {
             .env_remove("GITHUB_API_URL")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
+        if let Some(tenant) = &self.tenant {
+            cmd.env("SYNC_TENANT", tenant);
+        }
         let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let takes_db = args
             .first()
@@ -175,5 +192,35 @@ pub(crate) fn show(ls: &[u8]) -> String {
 
 /// Points `branch` of the repository at `commit` (to sync historical commits in order).
 pub(crate) fn point_branch(repo: &sync_git::testkit::TestRepo, branch: &str, commit: &CommitId) {
-    repo.git(["update-ref", &format!("refs/heads/{branch}"), &commit.to_hex()]);
+    repo.git([
+        "update-ref",
+        &format!("refs/heads/{branch}"),
+        &commit.to_hex(),
+    ]);
+}
+
+/// The Postgres server of the tests (`SYNC_TEST_POSTGRES_URL`, which `scripts/test` sets).
+/// Locally, a test without one is skipped with a notice; with `CI=true` it fails.
+pub(crate) fn postgres_url() -> Option<String> {
+    match std::env::var("SYNC_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "SYNC_TEST_POSTGRES_URL is not set but CI=true: Postgres tests must run in CI (scripts/test starts a server)"
+        ),
+        _ => {
+            eprintln!(
+                "SYNC_TEST_POSTGRES_URL is not set: this Postgres test is skipped (run scripts/test, or scripts/postgres start)"
+            );
+            None
+        }
+    }
+}
+
+/// A tenant name no other test run uses.
+pub(crate) fn unique_tenant(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{label}-{}-{nanos}", std::process::id())
 }
