@@ -8,6 +8,7 @@
 
 #![allow(dead_code, clippy::print_stderr)]
 
+use sqlx::AssertSqlSafe;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -119,20 +120,19 @@ impl Server {
             drop_stale_databases(&mut admin).await;
         }
         admin
-            .execute(
-                format!(
-                    "DO $$ BEGIN \
+            .execute(AssertSqlSafe(format!(
+                "DO $$ BEGIN \
                        CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{APP_PASSWORD}' \
                          NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
                      EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
                      END $$"
-                )
-                .as_str(),
-            )
+            )))
             .await
             .expect("creating the test role");
         admin
-            .execute(format!("CREATE DATABASE {name} OWNER {APP_ROLE}").as_str())
+            .execute(AssertSqlSafe(format!(
+                "CREATE DATABASE {name} OWNER {APP_ROLE}"
+            )))
             .await
             .unwrap_or_else(|e| panic!("creating the test database {name}: {e}"));
         admin.close().await.ok();
@@ -189,7 +189,9 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
         let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
         if ours && !alive {
             let _ = admin
-                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .execute(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
                 .await;
         }
     }
@@ -220,7 +222,10 @@ impl TestDb {
     pub(crate) async fn drop(self) {
         let mut admin = self.server.connect(&self.server.admin).await;
         let _ = admin
-            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            .execute(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
             .await;
         admin.close().await.ok();
     }

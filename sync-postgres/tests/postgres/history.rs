@@ -1,6 +1,7 @@
 //! The database keeps each repository's history one linear chain, whoever writes to it:
 //! racing processes, a crashed process, or raw SQL that bypasses the store.
 
+use sqlx::AssertSqlSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,7 +250,7 @@ async fn a_crashed_process_loses_the_repository_when_its_lease_expires() {
 async fn refused(admin: &mut sqlx::PgConnection, sql: &str, state: &str, constraint: &str) {
     admin.execute("SAVEPOINT probe").await.unwrap();
     let e = admin
-        .execute(sql)
+        .execute(AssertSqlSafe(sql))
         .await
         .expect_err(&format!("the database must refuse: {sql}"));
     let db = e.as_database_error().expect("a database error");

@@ -2,6 +2,7 @@
 //! database filled at the first migration keeps every row and every vector through the
 //! upgrade to the latest.
 
+use sqlx::AssertSqlSafe;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -198,9 +199,9 @@ async fn rows(
     let mut out = BTreeMap::new();
     for (table, cols) in columns {
         let list = cols.join(", ");
-        let text: Vec<String> = sqlx::query_scalar(&format!(
+        let text: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT ROW({list})::text FROM {table} ORDER BY ROW({list})::text"
-        ))
+        )))
         .fetch_all(&mut *conn)
         .await
         .unwrap();

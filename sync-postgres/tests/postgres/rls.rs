@@ -2,6 +2,7 @@
 //! the tables nor has `BYPASSRLS`, with the tenant setting at `alpha`, can neither see nor
 //! change anything of `beta` through raw SQL; the owner is bound the same way.
 
+use sqlx::AssertSqlSafe;
 use std::sync::Arc;
 
 use sqlx::postgres::PgConnection;
@@ -22,14 +23,14 @@ const TABLES: [&str; 5] = [
 const PROBE: &str = "sync_test_probe";
 
 async fn count(conn: &mut PgConnection, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
+    sqlx::query_scalar(AssertSqlSafe(sql))
         .fetch_one(&mut *conn)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn affected(conn: &mut PgConnection, sql: &str) -> u64 {
-    conn.execute(sql)
+    conn.execute(AssertSqlSafe(sql))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .rows_affected()
@@ -39,7 +40,7 @@ async fn affected(conn: &mut PgConnection, sql: &str) -> u64 {
 async fn refused_by_policy(conn: &mut PgConnection, sql: &str) {
     conn.execute("SAVEPOINT probe").await.unwrap();
     let e = conn
-        .execute(sql)
+        .execute(AssertSqlSafe(sql))
         .await
         .expect_err(&format!("row-level security must refuse: {sql}"));
     let db = e.as_database_error().expect("a database error");
@@ -119,22 +120,19 @@ async fn a_plain_role_cannot_see_or_change_another_tenant() {
         );
     }
     admin
-        .execute(
-            format!(
-                "DO $$ BEGIN CREATE ROLE {PROBE} NOLOGIN NOSUPERUSER NOBYPASSRLS; \
+        .execute(AssertSqlSafe(format!(
+            "DO $$ BEGIN CREATE ROLE {PROBE} NOLOGIN NOSUPERUSER NOBYPASSRLS; \
                  EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
                  GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {PROBE}; \
                  GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {PROBE}"
-            )
-            .as_str(),
-        )
+        )))
         .await
         .unwrap();
 
     // Raw SQL through the probe role.
     admin.execute("BEGIN").await.unwrap();
     admin
-        .execute(format!("SET LOCAL ROLE {PROBE}").as_str())
+        .execute(AssertSqlSafe(format!("SET LOCAL ROLE {PROBE}")))
         .await
         .unwrap();
     let (user, superuser, bypass): (String, bool, bool) = sqlx::query_as(
