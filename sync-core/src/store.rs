@@ -156,6 +156,90 @@ pub struct ChangeSet {
     pub changes: Vec<FileChange>,
 }
 
+impl ChangeSet {
+    /// Checks the change set against the active index, as every store must before applying
+    /// it, so that all stores refuse the same input with the same message
+    /// ([`Error::InvalidInput`]):
+    ///
+    /// * each path is touched at most once (as an old or a new path);
+    /// * a deleted or renamed-from path is active; a renamed-to path is not;
+    /// * a retyped path is active with the same blob;
+    /// * every path the run staged entries for is upserted as a file with entries.
+    ///
+    /// `active_blob` looks a path up in the active index; it is called once per path the
+    /// change set removes, renames onto or retypes, so the work is proportional to the
+    /// change set.
+    ///
+    /// ```
+    /// use sync_core::{BlobId, ChangeSet, FileChange, RepoPath};
+    /// let gone = RepoPath::new("gone.rs")?;
+    /// let changes = ChangeSet { changes: vec![FileChange::Delete(gone)] };
+    /// let err = changes.validate(|_| Ok(None), Vec::<&[u8]>::new()).unwrap_err();
+    /// assert!(err.to_string().contains("not in the active index"));
+    /// # Ok::<(), sync_core::Error>(())
+    /// ```
+    pub fn validate<S: AsRef<[u8]>>(
+        &self,
+        mut active_blob: impl FnMut(&RepoPath) -> Result<Option<crate::BlobId>, Error>,
+        staged_paths: impl IntoIterator<Item = S>,
+    ) -> Result<(), Error> {
+        let mut touched = std::collections::HashSet::new();
+        let mut upserted = std::collections::HashSet::new();
+        for change in &self.changes {
+            let (old, new) = match change {
+                FileChange::Upsert(f) => {
+                    if f.skip.is_none() {
+                        upserted.insert(f.entry.path.as_bytes());
+                    }
+                    (None, Some(&f.entry.path))
+                }
+                FileChange::Delete(p) => (Some(p), None),
+                FileChange::Rename { from, to } => (Some(from), Some(&to.entry.path)),
+                FileChange::Retype(f) => (None, Some(&f.entry.path)),
+            };
+            for p in old.into_iter().chain(new) {
+                if !touched.insert(p) {
+                    return Err(Error::invalid_input(format!(
+                        "the change set touches `{p}` twice"
+                    )));
+                }
+            }
+            if let Some(p) = old
+                && active_blob(p)?.is_none()
+            {
+                return Err(Error::invalid_input(format!(
+                    "the change set removes `{p}`, which is not in the active index"
+                )));
+            }
+            match change {
+                FileChange::Rename { to, .. } if active_blob(&to.entry.path)?.is_some() => {
+                    return Err(Error::invalid_input(format!(
+                        "the change set renames onto `{}`, which is already in the active index",
+                        to.entry.path
+                    )));
+                }
+                FileChange::Retype(f) if active_blob(&f.entry.path)? != Some(f.entry.blob) => {
+                    return Err(Error::invalid_input(format!(
+                        "retype of `{}` does not match the active index (no such file with that blob)",
+                        f.entry.path
+                    )));
+                }
+                _ => {}
+            }
+        }
+        for path in staged_paths {
+            let path = path.as_ref();
+            if !upserted.contains(path) {
+                return Err(Error::invalid_input(format!(
+                    "entries were staged for `{}`, which the change set does not upsert as a file with entries",
+                    String::from_utf8_lossy(path)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Persistent state of synced repositories: runs, the versioned file index, memory entries
 /// and embeddings.
 ///
@@ -386,4 +470,101 @@ pub fn lost_lease_message(run: SyncId, status: SyncStatus) -> String {
     format!(
         "run {run} is {status} and no longer holds the repository (its lease expired or it was ended); nothing of it was activated, start a new sync"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BlobId, EntryKind, TreeEntry};
+
+    fn file(path: &str, text: &str) -> IndexedFile {
+        IndexedFile::new(
+            TreeEntry::new(
+                RepoPath::new(path).unwrap(),
+                BlobId::for_content(text.as_bytes()),
+                text.len() as u64,
+                EntryKind::File,
+            ),
+            None,
+        )
+    }
+
+    #[test]
+    fn validation_refuses_what_does_not_fit_the_index() {
+        let a = file("a.rs", "a");
+        let active = |p: &RepoPath| Ok((p == &a.entry.path).then_some(a.entry.blob));
+        let check = |changes: Vec<FileChange>, staged: &[&[u8]]| {
+            ChangeSet { changes }.validate(active, staged.iter().copied())
+        };
+        let err = |changes, staged: &[&[u8]]| check(changes, staged).unwrap_err().to_string();
+        let p = |s: &str| RepoPath::new(s).unwrap();
+
+        assert!(err(vec![FileChange::Delete(p("b"))], &[]).contains("`b`, which is not in"));
+        let twice = vec![
+            FileChange::Upsert(file("a.rs", "x")),
+            FileChange::Delete(p("a.rs")),
+        ];
+        assert!(err(twice, &[]).contains("touches `a.rs` twice"));
+        let onto = vec![FileChange::Rename {
+            from: p("a.rs"),
+            to: a.clone(),
+        }];
+        assert!(
+            err(onto, &[]).contains("twice"),
+            "from and to are the same path"
+        );
+        let mut b = file("b.rs", "a");
+        let onto_active = vec![FileChange::Rename {
+            from: p("gone"),
+            to: b.clone(),
+        }];
+        assert!(err(onto_active, &[]).contains("removes `gone`"));
+        b.entry.path = p("a.rs");
+        let rename_onto = vec![FileChange::Rename {
+            from: p("x"),
+            to: b,
+        }];
+        assert!(err(rename_onto, &[]).contains("removes `x`"));
+        assert!(err(vec![FileChange::Retype(file("a.rs", "other"))], &[]).contains("retype"));
+        assert!(err(vec![], &[b"a.rs"]).contains("staged for `a.rs`"));
+        let mut skipped = file("a.rs", "v2");
+        skipped.skip = Some(crate::SkipReason::Binary);
+        assert!(err(vec![FileChange::Upsert(skipped)], &[b"a.rs"]).contains("staged"));
+
+        check(vec![FileChange::Upsert(file("a.rs", "v2"))], &[b"a.rs"]).unwrap();
+        check(vec![FileChange::Retype(a.clone())], &[]).unwrap();
+        let mut moved = a.clone();
+        moved.entry.path = p("c.rs");
+        check(
+            vec![FileChange::Rename {
+                from: p("a.rs"),
+                to: moved,
+            }],
+            &[],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn renaming_onto_an_active_path_is_refused() {
+        let a = file("a.rs", "a");
+        let b = file("b.rs", "b");
+        let active = |p: &RepoPath| {
+            Ok([&a, &b]
+                .into_iter()
+                .find(|f| &f.entry.path == p)
+                .map(|f| f.entry.blob))
+        };
+        let mut onto_b = a.clone();
+        onto_b.entry.path = b.entry.path.clone();
+        let err = ChangeSet {
+            changes: vec![FileChange::Rename {
+                from: a.entry.path.clone(),
+                to: onto_b,
+            }],
+        }
+        .validate(active, Vec::<&[u8]>::new())
+        .unwrap_err();
+        assert!(err.to_string().contains("renames onto `b.rs`"), "{err}");
+    }
 }

@@ -3,7 +3,7 @@
 // Every dynamic statement below splices in only compile-time constants and numbers,
 // never caller text; values are always bound parameters.
 use sqlx::AssertSqlSafe;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -240,70 +240,6 @@ impl fmt::Debug for PgStore {
     }
 }
 
-/// Checks a change set against the active blobs of the paths it touches and the paths the
-/// run staged entries for, exactly as the in-memory reference store does.
-fn validate(
-    changes: &ChangeSet,
-    active: &HashMap<Vec<u8>, Vec<u8>>,
-    staged: &[Vec<u8>],
-) -> Result<(), Error> {
-    let mut touched = HashSet::new();
-    let mut upserted = HashSet::new();
-    for change in &changes.changes {
-        let (old, new) = match change {
-            FileChange::Upsert(f) => {
-                if f.skip.is_none() {
-                    upserted.insert(f.entry.path.as_bytes());
-                }
-                (None, Some(&f.entry.path))
-            }
-            FileChange::Delete(p) => (Some(p), None),
-            FileChange::Rename { from, to } => (Some(from), Some(&to.entry.path)),
-            FileChange::Retype(f) => {
-                let current = active.get(f.entry.path.as_bytes());
-                if current.is_none_or(|b| b.as_slice() != f.entry.blob.as_bytes()) {
-                    return Err(Error::invalid_input(format!(
-                        "retype of `{}` does not match the active index (no such file with that blob)",
-                        f.entry.path
-                    )));
-                }
-                (None, Some(&f.entry.path))
-            }
-        };
-        if let Some(p) = old {
-            if !active.contains_key(p.as_bytes()) {
-                return Err(Error::invalid_input(format!(
-                    "the change set removes `{p}`, which is not in the active index"
-                )));
-            }
-            if !touched.insert(p) {
-                return Err(Error::invalid_input(format!(
-                    "the change set touches `{p}` twice"
-                )));
-            }
-        }
-        if let Some(p) = new {
-            if matches!(change, FileChange::Rename { .. }) && active.contains_key(p.as_bytes()) {
-                return Err(Error::invalid_input(format!(
-                    "the change set renames onto `{p}`, which is already in the active index"
-                )));
-            }
-            if !touched.insert(p) {
-                return Err(Error::invalid_input(format!(
-                    "the change set touches `{p}` twice"
-                )));
-            }
-        }
-    }
-    if let Some(path) = staged.iter().find(|p| !upserted.contains(p.as_slice())) {
-        return Err(Error::invalid_input(format!(
-            "entries were staged for `{}`, which the change set does not upsert as a file with entries",
-            String::from_utf8_lossy(path)
-        )));
-    }
-    Ok(())
-}
-
 /// Keeps the last entry of each path and ordinal, as staging them one by one would.
 fn last_per_key(entries: Vec<NewEntry>) -> Vec<NewEntry> {
     let mut at: HashMap<(Vec<u8>, u32), usize> = HashMap::with_capacity(entries.len());
@@ -485,7 +421,11 @@ impl SyncStore for PgStore {
         }
         let active = client::active_blobs(&mut tx, repo_id, &touched, &what).await?;
         let staged = client::staged_paths(&mut tx, run.id.0, &what).await?;
-        validate(&changes, &active, &staged)?;
+        let active_blob = |p: &sync_core::RepoPath| match active.get(p.as_bytes()) {
+            Some(blob) => sync_core::BlobId::from_slice(blob).map(Some),
+            None => Ok(None),
+        };
+        changes.validate(active_blob, &staged)?;
 
         let mut close = Vec::new();
         let mut supersede = Vec::new();
@@ -699,72 +639,7 @@ impl SyncStore for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sync_core::{BlobId, EntryKind, RepoPath, TreeEntry};
-
-    fn file(path: &str, text: &str) -> IndexedFile {
-        IndexedFile::new(
-            TreeEntry::new(
-                RepoPath::new(path).unwrap(),
-                BlobId::for_content(text.as_bytes()),
-                text.len() as u64,
-                EntryKind::File,
-            ),
-            None,
-        )
-    }
-
-    fn active(files: &[IndexedFile]) -> HashMap<Vec<u8>, Vec<u8>> {
-        files
-            .iter()
-            .map(|f| {
-                (
-                    f.entry.path.as_bytes().to_vec(),
-                    f.entry.blob.as_bytes().to_vec(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn validation_matches_the_reference_rules() {
-        let a = file("a.rs", "a");
-        let now = active(std::slice::from_ref(&a));
-        let set = |changes| ChangeSet { changes };
-        let err = |changes, staged: &[Vec<u8>]| {
-            validate(&set(changes), &now, staged)
-                .unwrap_err()
-                .to_string()
-        };
-        assert!(err(vec![FileChange::Delete(RepoPath::new("b").unwrap())], &[]).contains("`b`"));
-        assert!(
-            err(
-                vec![
-                    FileChange::Upsert(file("a.rs", "x")),
-                    FileChange::Delete(RepoPath::new("a.rs").unwrap())
-                ],
-                &[]
-            )
-            .contains("twice")
-        );
-        assert!(
-            err(
-                vec![FileChange::Rename {
-                    from: RepoPath::new("a.rs").unwrap(),
-                    to: a.clone()
-                }],
-                &[]
-            )
-            .contains("renames onto")
-        );
-        assert!(err(vec![FileChange::Retype(file("a.rs", "other"))], &[]).contains("retype"));
-        assert!(err(vec![], &[b"a.rs".to_vec()]).contains("staged"));
-        validate(
-            &set(vec![FileChange::Upsert(file("a.rs", "v2"))]),
-            &now,
-            &[b"a.rs".to_vec()],
-        )
-        .unwrap();
-    }
+    use sync_core::{BlobId, RepoPath};
 
     #[test]
     fn restaging_keeps_the_last_entry() {

@@ -5,7 +5,7 @@
 //! the busy timeout) and then sees what the first did.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -686,43 +686,6 @@ impl Apply<'_, '_> {
         }
         Ok(())
     }
-
-    /// Checks one change against the index as the changes before it left it (a failure
-    /// rolls the whole commit back). Paths touched earlier are refused, so for every other
-    /// path that is the index before the commit.
-    fn check<'a>(
-        &self,
-        change: &'a FileChange,
-        touched: &mut HashSet<&'a RepoPath>,
-    ) -> Result<(), Error> {
-        let (old, new) = match change {
-            FileChange::Upsert(f) | FileChange::Retype(f) => (None, Some(&f.entry.path)),
-            FileChange::Delete(p) => (Some(p), None),
-            FileChange::Rename { from, to } => (Some(from), Some(&to.entry.path)),
-        };
-        for p in old.into_iter().chain(new) {
-            if !touched.insert(p) {
-                return Err(Error::invalid_input(format!(
-                    "the change set touches `{p}` twice"
-                )));
-            }
-        }
-        match change {
-            FileChange::Rename { to, .. } if self.active_blob(&to.entry.path)?.is_some() => {
-                Err(Error::invalid_input(format!(
-                    "the change set renames onto `{}`, which is already in the active index",
-                    to.entry.path
-                )))
-            }
-            FileChange::Retype(f) if self.active_blob(&f.entry.path)? != Some(f.entry.blob) => {
-                Err(Error::invalid_input(format!(
-                    "retype of `{}` does not match the active index (no such file with that blob)",
-                    f.entry.path
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
 }
 
 pub(crate) fn commit(
@@ -742,35 +705,25 @@ pub(crate) fn commit(
         superseded: 0,
         delta: 0,
     };
-    let mut touched = HashSet::with_capacity(changes.changes.len());
-    let mut upserted: HashSet<&[u8]> = HashSet::new();
-    for change in &changes.changes {
-        apply.check(change, &mut touched)?;
-        apply.apply(change)?;
-        if let FileChange::Upsert(f) = change
-            && f.skip.is_none()
-        {
-            upserted.insert(f.entry.path.as_bytes());
-        }
-    }
-    // What was staged becomes active, all at once; it must all belong to upserted files.
-    {
+    // Check everything against the index as it was before the commit, then apply.
+    let staged: Vec<Vec<u8>> = {
         let mut stmt = tx
             .prepare_cached(
                 "SELECT DISTINCT path FROM entries WHERE created_by = ?1 AND status = 'staged'",
             )
             .db(what)?;
         let mut rows = stmt.query([run.id.0]).db(what)?;
+        let mut paths = Vec::new();
         while let Some(row) = rows.next().db(what)? {
-            let path = blob(row, 0, what)?;
-            if !upserted.contains(path) {
-                return Err(Error::invalid_input(format!(
-                    "entries were staged for `{}`, which the change set does not upsert as a file with entries",
-                    String::from_utf8_lossy(path)
-                )));
-            }
+            paths.push(blob(row, 0, what)?.to_vec());
         }
+        paths
+    };
+    changes.validate(|p| apply.active_blob(p), &staged)?;
+    for change in &changes.changes {
+        apply.apply(change)?;
     }
+    // What was staged becomes active, all at once.
     apply.written += tx
         .prepare_cached(
             "UPDATE entries SET status = 'active' WHERE created_by = ?1 AND status = 'staged'",

@@ -1,6 +1,6 @@
 //! The in-memory reference store.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -222,72 +222,6 @@ impl RepoState {
         count
     }
 
-    /// Checks a change set against the active index without changing anything.
-    fn validate(
-        &self,
-        changes: &ChangeSet,
-        staged: &BTreeMap<(RepoPath, u32), NewEntry>,
-    ) -> Result<(), Error> {
-        let mut touched = HashSet::new();
-        let mut upserted = HashSet::new();
-        for change in &changes.changes {
-            let (old, new) = match change {
-                FileChange::Upsert(f) => {
-                    if f.skip.is_none() {
-                        upserted.insert(&f.entry.path);
-                    }
-                    (None, Some(&f.entry.path))
-                }
-                FileChange::Delete(p) => (Some(p), None),
-                FileChange::Rename { from, to } => (Some(from), Some(&to.entry.path)),
-                FileChange::Retype(f) => {
-                    let current = self
-                        .active_files
-                        .get(&f.entry.path)
-                        .map(|&r| &self.files[r]);
-                    if current.is_none_or(|c| c.file.entry.blob != f.entry.blob) {
-                        return Err(Error::invalid_input(format!(
-                            "retype of `{}` does not match the active index (no such file with that blob)",
-                            f.entry.path
-                        )));
-                    }
-                    (None, Some(&f.entry.path))
-                }
-            };
-            if let Some(p) = old {
-                if !self.active_files.contains_key(p) {
-                    return Err(Error::invalid_input(format!(
-                        "the change set removes `{p}`, which is not in the active index"
-                    )));
-                }
-                if !touched.insert(p) {
-                    return Err(Error::invalid_input(format!(
-                        "the change set touches `{p}` twice"
-                    )));
-                }
-            }
-            if let Some(p) = new {
-                if matches!(change, FileChange::Rename { .. }) && self.active_files.contains_key(p)
-                {
-                    return Err(Error::invalid_input(format!(
-                        "the change set renames onto `{p}`, which is already in the active index"
-                    )));
-                }
-                if !touched.insert(p) {
-                    return Err(Error::invalid_input(format!(
-                        "the change set touches `{p}` twice"
-                    )));
-                }
-            }
-        }
-        if let Some((path, _)) = staged.keys().find(|(p, _)| !upserted.contains(p)) {
-            return Err(Error::invalid_input(format!(
-                "entries were staged for `{path}`, which the change set does not upsert as a file with entries"
-            )));
-        }
-        Ok(())
-    }
-
     /// Entry rows active right after the run at chain position `seq`, by path.
     fn entries_at(
         &self,
@@ -460,7 +394,13 @@ impl SyncStore for MemoryStore {
             .get_mut(&run.repo)
             .expect("a running run's repository exists");
         let mut staged = repo.staged.remove(&run.id).unwrap_or_default();
-        if let Err(e) = repo.validate(&changes, &staged) {
+        let active_blob = |p: &RepoPath| {
+            Ok(repo
+                .active_files
+                .get(p)
+                .map(|&r| repo.files[r].file.entry.blob))
+        };
+        if let Err(e) = changes.validate(active_blob, staged.keys().map(|(p, _)| p)) {
             repo.staged.insert(run.id, staged);
             return Err(e);
         }
