@@ -42,11 +42,6 @@ pub use store::{
 pub use syncer::{SyncOptions, SyncStream, Syncer};
 pub use tree::{Branch, EntryKind, FileIndex, IndexedFile, SkipReason, Tree, TreeEntry};
 
-/// The workspace README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct WorkspaceReadme;
-
 /// Re-exported so implementors of [`RepoSource`], [`SyncStore`] and [`Embedder`] use the
 /// same macro version.
 pub use async_trait::async_trait;

@@ -1,46 +1,17 @@
 //! Running the `sync` command line, and git's own answers to compare it with.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 use sync_core::{CommitId, EntryKind};
 use sync_git::testkit::ls_tree;
 
-/// The `sync` example binary of this build, built first if it is missing or stale.
+/// The `sync` command line of this build (this package's binary of the same program as
+/// the `sync` example).
 pub(crate) fn sync_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/e2e-<hash> → target/<profile>
-        let exe = std::env::current_exe().expect("the test binary has a path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary is in target/<profile>/deps");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "--example",
-            "sync",
-            "-p",
-            "sync-examples",
-        ]);
-        if profile_dir.file_name() == Some(OsStr::new("release")) {
-            build.arg("--release");
-        }
-        let status = build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the sync example failed");
-        let bin = profile_dir.join("examples").join("sync");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
+    Path::new(env!("CARGO_BIN_EXE_sync"))
 }
 
 /// A working directory and a SQLite store for command-line runs.
