@@ -592,8 +592,9 @@ impl Driver {
     /// Reads the tree and the stored index and decides what each changed path needs.
     async fn scan(&self, run: &SyncRun, reprocess: bool) -> Result<Plan, Error> {
         let s = &self.syncer;
-        let tree = s.source.tree(&run.commit).await?;
-        let index = s.store.file_index(&s.repo).await?;
+        // The two reads are independent: overlap them.
+        let (tree, index) =
+            tokio::try_join!(s.source.tree(&run.commit), s.store.file_index(&s.repo))?;
         let submodules = tree.submodules();
         let total = tree.len();
         let admitted: Vec<TreeEntry> = tree
