@@ -218,6 +218,51 @@ impl TestRepo {
         self
     }
 
+    /// Writes many files in the work tree and stages them with one `git add` (paths taken
+    /// literally): for fixtures of thousands of files, where [`write`](Self::write) would
+    /// run `git` once a file.
+    ///
+    /// ```
+    /// use sync_git::testkit::TestRepo;
+    ///
+    /// let repo = TestRepo::new();
+    /// repo.write_all((0..3).map(|i| (format!("src/f{i}.rs"), format!("// {i}\n"))))
+    ///     .write_all([(":notes.txt", "a leading colon, not pathspec magic\n")]);
+    /// let commit = repo.commit("four files");
+    /// let tree = repo.expected_tree(&commit);
+    /// assert_eq!(tree.len(), 4);
+    /// assert!(tree.entries().iter().any(|e| e.path.to_string() == ":notes.txt"));
+    /// ```
+    pub fn write_all<P, D>(&self, files: impl IntoIterator<Item = (P, D)>) -> &Self
+    where
+        P: AsRef<str>,
+        D: AsRef<[u8]>,
+    {
+        let mut paths = Vec::new();
+        for (path, data) in files {
+            let path = path.as_ref();
+            let file = self.work_path(path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).expect("creating directories");
+            }
+            std::fs::write(&file, data).expect("writing a file");
+            paths.extend_from_slice(path.as_bytes());
+            paths.push(0);
+        }
+        if !paths.is_empty() {
+            self.git_input(
+                [
+                    "--literal-pathspecs",
+                    "add",
+                    "--pathspec-from-file=-",
+                    "--pathspec-file-nul",
+                ],
+                &paths,
+            );
+        }
+        self
+    }
+
     /// Removes a file from the work tree and the index (`git rm`).
     pub fn remove(&self, path: &str) -> &Self {
         self.git(["rm", "-q", "--", path]);

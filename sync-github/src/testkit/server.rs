@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::repo::{TestRepo, git_env};
+use sync_git::testkit::{TestRepo, git_command};
 
 /// The secret the fake puts in its tarball redirects, as codeload's `?token=` would be:
 /// tests check it never shows in errors or events.
@@ -178,12 +178,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// ([`count`](Self::count), [`log`](Self::log)), and so is the peak of requests in
 /// flight.
 ///
-/// ```no_run
-/// # async fn demo() -> std::io::Result<()> {
-/// use sync_github::testkit::{FakeGitHub, Reply, Route, TestRepo};
-/// let repo = TestRepo::new()?;
-/// repo.write("README.md", "hello\n")?;
-/// repo.commit("first")?;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use sync_git::testkit::TestRepo;
+/// use sync_github::testkit::{FakeGitHub, Reply, Route};
+/// let repo = TestRepo::new();
+/// repo.write("README.md", "hello\n");
+/// repo.commit("first");
 /// let github = FakeGitHub::start(&repo, "octo", "hello").await?;
 /// github.inject(Some(Route::Blob), 1, Reply::status(502, "Bad Gateway"));
 /// let source = sync_github::GitHubSource::builder("octo", "hello")
@@ -198,7 +200,7 @@ pub struct FakeGitHub {
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    _home: Option<tempfile::TempDir>,
+    _home: tempfile::TempDir,
 }
 
 impl fmt::Debug for FakeGitHub {
@@ -228,30 +230,22 @@ impl Drop for FakeGitHub {
 impl FakeGitHub {
     /// Serves `repo` as `owner/name` on `127.0.0.1` at a free port.
     pub async fn start(repo: &TestRepo, owner: &str, name: &str) -> io::Result<Self> {
-        Self::launch(repo.path(), repo.home().to_owned(), None, owner, name).await
+        Self::serve(repo.path(), owner, name).await
     }
 
     /// Serves the git repository at `repo_dir` (a work tree or a bare repository) as
-    /// `owner/name`, running `git` with a private `HOME` and no system or global
-    /// configuration. Use it to serve a repository some other test code built.
+    /// `owner/name` on `127.0.0.1` at a free port. `git` runs as
+    /// [`git_command`](sync_git::testkit::git_command) runs it: with a private `HOME`
+    /// (a temporary directory removed with the fake), no system or global configuration
+    /// and none of the caller's `GIT_DIR`-style variables. Use it to serve a repository
+    /// some other test code built.
     pub async fn serve(repo_dir: &Path, owner: &str, name: &str) -> io::Result<Self> {
         let home = tempfile::Builder::new()
             .prefix("sync-github-home-")
             .tempdir()?;
-        std::fs::write(home.path().join(".gitconfig"), "")?;
-        Self::launch(repo_dir, home.path().to_owned(), Some(home), owner, name).await
-    }
-
-    async fn launch(
-        repo_dir: &Path,
-        home: PathBuf,
-        home_dir: Option<tempfile::TempDir>,
-        owner: &str,
-        name: &str,
-    ) -> io::Result<Self> {
         let shared = Arc::new(Shared {
             repo_dir: repo_dir.to_owned(),
-            home,
+            home: home.path().to_owned(),
             owner: owner.to_owned(),
             name: name.to_owned(),
             id: 4_242,
@@ -288,7 +282,7 @@ impl FakeGitHub {
             shared,
             shutdown: Some(tx),
             task: Some(task),
-            _home: home_dir,
+            _home: home,
         })
     }
 
@@ -731,11 +725,8 @@ fn is_hex_id(s: &str) -> bool {
 
 /// Runs git in the served repository; `None` when it fails.
 async fn git(shared: &Shared, args: &[&str]) -> Option<Vec<u8>> {
-    let output = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(&shared.repo_dir)
+    let output = tokio::process::Command::from(git_command(&shared.repo_dir, &shared.home))
         .args(args)
-        .envs(git_env(&shared.home))
         .output()
         .await
         .ok()?;

@@ -1,8 +1,6 @@
 //! Branches: pagination, names that need encoding, conditional head look-ups.
 
-use std::sync::Arc;
-
-use sync_core::{MemoryStore, RepoSource};
+use sync_core::RepoSource;
 use sync_github::testkit::{FakeGitHub, Route};
 
 use crate::support::*;
@@ -21,11 +19,10 @@ async fn branches_follow_link_pagination() {
         "fix/ü+@#",
     ];
     for name in names.iter().skip(1) {
-        repo.branch(name, &first).unwrap();
+        set_branch(&repo, name, &first);
     }
-    repo.write("dev-only.txt", "dev\n").unwrap();
-    repo.checkout("dev").unwrap();
-    let dev = repo.commit("on dev").unwrap();
+    repo.checkout("dev").write("dev-only.txt", "dev\n");
+    let dev = repo.commit("on dev");
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     github.set_page_size(3);
     let source = source(&github);
@@ -62,9 +59,8 @@ async fn branches_follow_link_pagination() {
 async fn branch_names_are_percent_encoded_per_segment() {
     let (repo, first) = repo_with(3);
     let name = "feature/ü#1+x@y%z";
-    repo.checkout(name).unwrap();
-    repo.write("special.txt", "special branch\n").unwrap();
-    let special = repo.commit("on a special branch").unwrap();
+    repo.branch(name).write("special.txt", "special branch\n");
+    let special = repo.commit("on a special branch");
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = source(&github);
 
@@ -76,14 +72,10 @@ async fn branch_names_are_percent_encoded_per_segment() {
         "/repos/octo/hello/git/ref/heads/feature/%C3%BC%231%2Bx%40y%25z"
     );
 
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source, store.clone());
+    let (store, syncer) = syncer(source);
     let record = sync(&syncer, Some(name)).await.result.unwrap();
     assert_eq!(record.branch, name);
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&special).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &special).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,8 +87,8 @@ async fn a_moved_head_is_seen_despite_the_etag() {
     assert_eq!(source.head("main").await.unwrap(), first);
     assert_eq!(github.not_modified(), 1);
 
-    repo.write("more.txt", "more\n").unwrap();
-    let second = repo.commit("second").unwrap();
+    repo.write("more.txt", "more\n");
+    let second = repo.commit("second");
     assert_eq!(source.head("main").await.unwrap(), second);
     let log = github.log();
     assert_eq!(log.len(), 3);

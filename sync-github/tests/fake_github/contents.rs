@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use sync_core::{
-    BlobId, EntryKind, EntryQuery, ErrorKind, MemoryStore, RepoPath, RepoSource, SourceNotice,
-    SyncEvent, SyncStore, TreeEntry,
+    BlobId, EntryKind, EntryQuery, ErrorKind, RepoPath, RepoSource, SourceNotice, SyncEvent,
+    SyncStore, TreeEntry,
 };
-use sync_github::testkit::{FakeGitHub, Reply, Route, TestRepo};
+use sync_git::testkit::TestRepo;
+use sync_github::testkit::{FakeGitHub, Reply, Route};
 
 use crate::support::*;
 
@@ -30,14 +31,14 @@ async fn collect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn few_blobs_come_from_the_blob_api_raw() {
-    let repo = TestRepo::new().unwrap();
-    repo.write("a.txt", "same\n").unwrap();
-    repo.write("b/a-copy.txt", "same\n").unwrap();
-    repo.write("c.txt", "other\n").unwrap();
-    let commit = repo.commit("one").unwrap();
+    let repo = TestRepo::new();
+    repo.write("a.txt", "same\n");
+    repo.write("b/a-copy.txt", "same\n");
+    repo.write("c.txt", "other\n");
+    let commit = repo.commit("one");
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = source(&github);
-    let tree = repo.tree(&commit).unwrap();
+    let tree = repo.expected_tree(&commit);
 
     let got = collect(&source, &commit, tree.entries().to_vec()).await;
     assert_eq!(got.len(), 3, "one blob per wanted entry");
@@ -63,7 +64,7 @@ async fn tarball_yields_symlinks_and_executables_as_git_stores_them() {
     let (repo, commit) = repo_with(20);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = Arc::new(builder(&github).tarball_threshold(0).build().unwrap());
-    let tree = repo.tree(&commit).unwrap();
+    let tree = repo.expected_tree(&commit);
 
     let got = collect(&source, &commit, tree.entries().to_vec()).await;
     assert_eq!(got.len(), tree.len());
@@ -89,20 +90,15 @@ async fn export_ignore_and_export_subst_fall_back_to_the_blob_api() {
     repo.write(
         ".gitattributes",
         "ignored.txt export-ignore\nstamped.txt export-subst\n",
-    )
-    .unwrap();
-    repo.write("ignored.txt", "not in the tarball\n").unwrap();
-    repo.write("stamped.txt", "commit $Format:%H$\n").unwrap();
-    let commit = repo.commit("attributes").unwrap();
+    );
+    repo.write("ignored.txt", "not in the tarball\n");
+    repo.write("stamped.txt", "commit $Format:%H$\n");
+    let commit = repo.commit("attributes");
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
 
     sync(&syncer, Some("main")).await.result.unwrap();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
     assert_eq!(github.count(Route::Codeload), 1);
     assert_eq!(github.count(Route::Blob), 2, "{:?}", github.log());
     // The stored text is the blob's, not the tarball's substituted one.
@@ -121,12 +117,11 @@ async fn export_ignore_and_export_subst_fall_back_to_the_blob_api() {
 async fn corrupted_blob_is_rejected_and_the_store_untouched() {
     let (repo, first) = repo_with(30);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
     let before = sync(&syncer, Some("main")).await.result.unwrap();
 
-    repo.write("README.md", "# changed\n").unwrap();
-    repo.commit("change").unwrap();
+    repo.write("README.md", "# changed\n");
+    repo.commit("change");
     github.inject(Some(Route::Blob), 1, Reply::CorruptBody);
     let run = sync(&syncer, Some("main")).await;
     let err = run.result.unwrap_err();
@@ -134,10 +129,7 @@ async fn corrupted_blob_is_rejected_and_the_store_untouched() {
     assert!(err.to_string().contains("README.md"), "{err}");
     assert!(matches!(run.events.last(), Some(SyncEvent::Failed { .. })));
 
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&first).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &first).await;
     let last = store.last_completed(syncer.repo()).await.unwrap().unwrap();
     assert_eq!(last.id, before.id, "no run completed");
     let readme = store
@@ -155,14 +147,10 @@ async fn broken_tarball_is_read_again() {
     let (repo, commit) = repo_with(400);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     github.inject(Some(Route::Codeload), 1, Reply::TruncatedBody);
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
     let run = sync(&syncer, Some("main")).await;
     run.result.unwrap();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
     assert_eq!(github.count(Route::Codeload), 2);
     assert!(
         run.events.iter().any(|e| matches!(
@@ -179,17 +167,13 @@ async fn corrupted_tarball_never_yields_wrong_content() {
     let (repo, commit) = repo_with(200);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     github.inject(Some(Route::Codeload), 1, Reply::CorruptBody);
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
     let record = sync(&syncer, Some("main")).await.result.unwrap();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
     // Whatever the damage hit, every blob was checked: all arrived, each exactly once.
     assert_eq!(
         record.stats.blobs_fetched,
-        repo.tree(&commit).unwrap().len() as u64 - 1
+        repo.expected_tree(&commit).len() as u64 - 1
     );
     let entries = store
         .entries(syncer.repo(), &EntryQuery::active())
@@ -213,7 +197,7 @@ async fn the_source_itself_rejects_content_that_does_not_hash_to_its_blob() {
     let (repo, commit) = repo_with(10);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = source(&github);
-    let tree = repo.tree(&commit).unwrap();
+    let tree = repo.expected_tree(&commit);
     let readme = tree
         .get(&RepoPath::new("README.md").unwrap())
         .unwrap()

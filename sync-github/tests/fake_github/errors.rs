@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use sync_core::{ErrorKind, MemoryStore, RepoSource, SyncEvent, SyncStore};
+use sync_core::{ErrorKind, RepoSource, SyncEvent, SyncStore};
+use sync_git::testkit::TestRepo;
 use sync_github::GitHubSource;
-use sync_github::testkit::{FakeGitHub, Reply, Route, TestRepo};
+use sync_github::testkit::{FakeGitHub, Reply, Route};
 
 use crate::support::*;
 
@@ -12,16 +13,14 @@ use crate::support::*;
 /// sync to fail with `kind`, and checks the store did not move. Returns the message.
 async fn fails_leaving_store(
     repo: &TestRepo,
-    github: &FakeGitHub,
     source: Arc<GitHubSource>,
     kind: ErrorKind,
     break_it: impl FnOnce(),
 ) -> String {
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source, store.clone());
+    let (store, syncer) = syncer(source);
     let first = sync(&syncer, Some("main")).await.result.unwrap();
-    repo.write("README.md", "# changed\n").unwrap();
-    repo.commit("change").unwrap();
+    repo.write("README.md", "# changed\n");
+    repo.commit("change");
     break_it();
     let run = sync(&syncer, Some("main")).await;
     let err = run.result.unwrap_err();
@@ -29,11 +28,7 @@ async fn fails_leaving_store(
     assert!(matches!(run.events.last(), Some(SyncEvent::Failed { .. })));
     let last = store.last_completed(syncer.repo()).await.unwrap().unwrap();
     assert_eq!(last.id, first.id);
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&first.commit).unwrap(),
-    );
-    let _ = github;
+    assert_store_mirrors(&store, &syncer, repo, &first.commit).await;
     err.to_string()
 }
 
@@ -42,7 +37,7 @@ async fn bad_token_is_unauthorized() {
     let (repo, _) = repo_with(5);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = Arc::new(builder(&github).token("good-token").build().unwrap());
-    let message = fails_leaving_store(&repo, &github, source, ErrorKind::Unauthorized, || {
+    let message = fails_leaving_store(&repo, source, ErrorKind::Unauthorized, || {
         github.set_token(Some("rotated-token"));
     })
     .await;
@@ -100,8 +95,7 @@ async fn private_repository_needs_a_token() {
 async fn missing_branch_is_not_found_naming_it() {
     let (repo, _) = repo_with(5);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
     let err = sync(&syncer, Some("feature/nope"))
         .await
         .result
@@ -117,13 +111,12 @@ async fn missing_branch_is_not_found_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_repository_is_reported_as_such() {
-    let repo = TestRepo::new().unwrap();
+    let repo = TestRepo::new();
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = source(&github);
     assert_eq!(source.default_branch().await.unwrap(), "main");
     assert!(source.branches().await.unwrap().is_empty());
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source, store.clone());
+    let (store, syncer) = syncer(source);
     let err = sync(&syncer, None).await.result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("is empty"), "{err}");
@@ -141,7 +134,7 @@ async fn blocked_repository_is_reported_as_such() {
     let (repo, _) = repo_with(5);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = source(&github);
-    let message = fails_leaving_store(&repo, &github, source, ErrorKind::NotFound, || {
+    let message = fails_leaving_store(&repo, source, ErrorKind::NotFound, || {
         github.set_blocked(true);
     })
     .await;
@@ -153,7 +146,7 @@ async fn forbidden_is_unauthorized() {
     let (repo, _) = repo_with(5);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = source(&github);
-    let message = fails_leaving_store(&repo, &github, source, ErrorKind::Unauthorized, || {
+    let message = fails_leaving_store(&repo, source, ErrorKind::Unauthorized, || {
         github.inject(
             Some(Route::TreeRecursive),
             1,
@@ -169,7 +162,7 @@ async fn malformed_answers_are_corrupt() {
     let (repo, _) = repo_with(5);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = source(&github);
-    let message = fails_leaving_store(&repo, &github, source.clone(), ErrorKind::Corrupt, || {
+    let message = fails_leaving_store(&repo, source.clone(), ErrorKind::Corrupt, || {
         github.inject(
             Some(Route::TreeRecursive),
             1,

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use sync_core::{ErrorKind, MemoryStore, RepoSource, SourceNotice, SyncEvent};
+use sync_core::{ErrorKind, RepoSource, SourceNotice, SyncEvent};
+use sync_git::testkit::TestRepo;
 use sync_github::RetryPolicy;
 use sync_github::testkit::{FakeGitHub, Reply, Route};
 
@@ -32,16 +33,12 @@ async fn primary_rate_limit_is_waited_out_and_reported() {
             reset_in: Duration::from_secs(2),
         },
     );
-    let store = Arc::new(MemoryStore::new());
     let source = source(&github);
-    let syncer = syncer(source.clone(), store.clone());
+    let (store, syncer) = syncer(source.clone());
     let before = chrono::Utc::now();
     let run = sync(&syncer, Some("main")).await;
     run.result.unwrap();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
 
     let limited: Vec<_> = notices(&run.events)
         .into_iter()
@@ -75,14 +72,10 @@ async fn secondary_rate_limit_honours_retry_after() {
             retry_after: Duration::from_secs(1),
         },
     );
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
     let run = sync(&syncer, Some("main")).await;
     run.result.unwrap();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
     let n = notices(&run.events);
     assert!(
         n.iter().any(
@@ -121,18 +114,17 @@ async fn secondary_rate_limit_403_without_retry_after_is_recognised_by_its_messa
 async fn rate_limit_past_the_longest_wait_fails_naming_the_reset() {
     let (repo, first) = repo_with(10);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
     let source = Arc::new(
         builder(&github)
             .max_rate_limit_wait(Duration::from_secs(1))
             .build()
             .unwrap(),
     );
-    let syncer = syncer(source.clone(), store.clone());
+    let (store, syncer) = syncer(source.clone());
     sync(&syncer, Some("main")).await.result.unwrap();
 
-    repo.write("README.md", "# changed\n").unwrap();
-    repo.commit("change").unwrap();
+    repo.write("README.md", "# changed\n");
+    repo.commit("change");
     github.inject(
         None,
         1,
@@ -163,10 +155,7 @@ async fn rate_limit_past_the_longest_wait_fails_naming_the_reset() {
         })
         .expect("a failed event");
     assert_eq!(failed.kind, ErrorKind::RateLimited);
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&first).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &first).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,15 +168,11 @@ async fn server_errors_are_retried_with_backoff() {
         Reply::status(502, "Server Error"),
     );
     github.inject(Some(Route::Blob), 1, Reply::status(500, "Server Error"));
-    let store = Arc::new(MemoryStore::new());
     let source = source(&github);
-    let syncer = syncer(source.clone(), store.clone());
+    let (store, syncer) = syncer(source.clone());
     let run = sync(&syncer, Some("main")).await;
     run.result.unwrap();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
     assert_eq!(github.count(Route::TreeRecursive), 3);
     let retries: Vec<_> = notices(&run.events)
         .into_iter()
@@ -254,14 +239,12 @@ async fn connection_errors_are_retried_then_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_are_bounded() {
-    let repo = sync_github::testkit::TestRepo::new().unwrap();
-    for i in 0..40 {
-        repo.write(&format!("f{i}.txt"), format!("{i}\n")).unwrap();
-    }
-    let commit = repo.commit("many").unwrap();
+    let repo = TestRepo::new();
+    repo.write_all((0..40).map(|i| (format!("f{i}.txt"), format!("{i}\n"))));
+    let commit = repo.commit("many");
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     github.set_delay(Some(Duration::from_millis(15)));
-    let tree = repo.tree(&commit).unwrap();
+    let tree = repo.expected_tree(&commit);
     for limit in [1, 2, 4] {
         github.reset_counts();
         let source = builder(&github)

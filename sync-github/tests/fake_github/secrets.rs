@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync_core::{ErrorKind, MemoryStore, RepoSource};
+use sync_core::{ErrorKind, RepoSource};
 use sync_github::GitHubSource;
 use sync_github::testkit::{CODELOAD_TOKEN, FakeGitHub, Reply, Route};
 
@@ -58,8 +58,7 @@ async fn the_token_never_appears_in_debug_errors_or_events() {
             retry_after: Duration::from_secs(1),
         },
     );
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source.clone(), store.clone());
+    let (_, syncer) = syncer(source.clone());
     assert_clean("the syncer's Debug", &format!("{syncer:?}"));
     let run = sync(&syncer, Some("main")).await;
     run.result.unwrap();
@@ -74,12 +73,9 @@ async fn the_token_never_appears_in_debug_errors_or_events() {
 
     // Failures: a codeload that keeps failing, a rate limit too long to wait, a revoked
     // token.
-    repo.write("README.md", "# changed\n").unwrap();
-    for i in 0..80 {
-        repo.write(&format!("more/{i}.txt"), format!("{i}\n"))
-            .unwrap();
-    }
-    repo.commit("change").unwrap();
+    repo.write("README.md", "# changed\n")
+        .write_all((0..80).map(|i| (format!("more/{i}.txt"), format!("{i}\n"))));
+    repo.commit("change");
     github.inject(Some(Route::Codeload), 100, Reply::status(500, "boom"));
     github.inject(Some(Route::Blob), 100, Reply::status(500, "boom"));
     let run = sync(&syncer, Some("main")).await;

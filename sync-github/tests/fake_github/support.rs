@@ -8,7 +8,8 @@ use sync_core::{
     CommitId, Error, FileIndex, MemoryStore, RepoKey, SyncEvent, SyncRecord, SyncStore, Syncer,
     Tree,
 };
-use sync_github::testkit::{FakeGitHub, TestRepo};
+use sync_git::testkit::TestRepo;
+use sync_github::testkit::FakeGitHub;
 use sync_github::{GitHubSource, GitHubSourceBuilder, RetryPolicy};
 
 pub(crate) const OWNER: &str = "octo";
@@ -35,31 +36,38 @@ pub(crate) fn source(github: &FakeGitHub) -> Arc<GitHubSource> {
 /// Writes a project of `n` text files spread over nested directories, plus an
 /// executable, a symlink, a binary file and a submodule entry.
 pub(crate) fn project(repo: &TestRepo, n: usize) {
-    for i in 0..n {
-        let path = format!("src/m{:02}/s{}/file{i:05}.rs", i % 17, i % 5);
-        repo.write(&path, file_text(i, 0)).expect("writing a file");
-    }
+    repo.write_all((0..n).map(|i| (file_path(i), file_text(i, 0))));
+    let submodule: CommitId = "0123456789abcdef0123456789abcdef01234567"
+        .parse()
+        .expect("a commit id");
     repo.write("README.md", "# hello\n\nA fixture project.\n")
-        .expect("writing README");
-    repo.write_executable("scripts/run.sh", "#!/bin/sh\necho run\n")
-        .expect("writing a script");
-    repo.symlink("docs/latest", "../README.md")
-        .expect("writing a symlink");
-    repo.write("assets/logo.bin", [0u8, 159, 146, 150, 0, 1, 2, 3])
-        .expect("writing a binary");
-    repo.submodule("vendor/lib", "0123456789abcdef0123456789abcdef01234567")
-        .expect("adding a submodule");
+        .write("scripts/run.sh", "#!/bin/sh\necho run\n")
+        .set_executable("scripts/run.sh", true)
+        .symlink("docs/latest", "../README.md")
+        .write("assets/logo.bin", [0u8, 159, 146, 150, 0, 1, 2, 3])
+        .submodule("vendor/lib", &submodule);
 }
 
+/// The path of the `i`th text file of [`project`].
+pub(crate) fn file_path(i: usize) -> String {
+    format!("src/m{:02}/s{}/file{i:05}.rs", i % 17, i % 5)
+}
+
+/// The text of the `i`th file of [`project`], in its `version`.
 pub(crate) fn file_text(i: usize, version: usize) -> String {
     format!("pub fn f{i}() -> usize {{\n    {i} + {version}\n}}\n")
 }
 
+/// Points `branch` at `commit`, creating it if needed, without switching to it.
+pub(crate) fn set_branch(repo: &TestRepo, branch: &str, commit: &CommitId) {
+    repo.git(["branch", "-f", branch, &commit.to_hex()]);
+}
+
 /// A repository with `n` files committed on `main`.
 pub(crate) fn repo_with(n: usize) -> (TestRepo, CommitId) {
-    let repo = TestRepo::new().expect("creating a repository");
+    let repo = TestRepo::new();
     project(&repo, n);
-    let commit = repo.commit("initial").expect("committing");
+    let commit = repo.commit("initial");
     (repo, commit)
 }
 
@@ -80,8 +88,11 @@ pub(crate) async fn sync(syncer: &Syncer, branch: Option<&str>) -> Run {
     Run { result, events }
 }
 
-pub(crate) fn syncer(source: Arc<GitHubSource>, store: Arc<MemoryStore>) -> Syncer {
-    Syncer::new(source, store).expect("building the syncer")
+/// A new in-memory store, and a syncer of `source` into it.
+pub(crate) fn syncer(source: Arc<GitHubSource>) -> (Arc<MemoryStore>, Syncer) {
+    let store = Arc::new(MemoryStore::new());
+    let syncer = Syncer::new(source, store.clone()).expect("building the syncer");
+    (store, syncer)
 }
 
 pub(crate) async fn index(store: &MemoryStore, repo: &RepoKey) -> FileIndex {
@@ -100,5 +111,18 @@ pub(crate) fn assert_mirror(index: &FileIndex, oracle: &Tree) {
         got.as_slice(),
         oracle.entries(),
         "index differs from git ls-tree"
+    );
+}
+
+/// The index `store` holds for `syncer`'s repository is exactly `git ls-tree` of `commit`.
+pub(crate) async fn assert_store_mirrors(
+    store: &MemoryStore,
+    syncer: &Syncer,
+    repo: &TestRepo,
+    commit: &CommitId,
+) {
+    assert_mirror(
+        &index(store, syncer.repo()).await,
+        &repo.expected_tree(commit),
     );
 }

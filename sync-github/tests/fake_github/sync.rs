@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sync_core::{MemoryStore, RepoSource, SyncStore};
+use sync_core::{RepoSource, SyncStore};
 use sync_github::testkit::{FakeGitHub, Route};
 
 use crate::support::*;
@@ -12,13 +12,12 @@ async fn initial_sync_mirrors_the_commit_in_four_requests() {
     let (repo, commit) = repo_with(300);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let source = source(&github);
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source.clone(), store.clone());
+    let (store, syncer) = syncer(source.clone());
 
     let run = sync(&syncer, Some("main")).await;
     let record = run.result.expect("the sync completes");
 
-    let oracle = repo.tree(&commit).unwrap();
+    let oracle = repo.expected_tree(&commit);
     assert_mirror(&index(&store, syncer.repo()).await, &oracle);
     assert_eq!(record.commit, commit);
     assert_eq!(record.stats.submodules, 1);
@@ -43,23 +42,18 @@ async fn initial_sync_mirrors_the_commit_in_four_requests() {
 async fn incremental_sync_costs_at_most_three_plus_k() {
     let (repo, _) = repo_with(200);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
     sync(&syncer, Some("main")).await.result.unwrap();
 
     // k = 5 files need content: 3 modified, 2 added; plus one deleted and one renamed.
-    repo.write("src/m00/s0/file00000.rs", file_text(0, 1))
-        .unwrap();
-    repo.write("src/m01/s1/file00001.rs", file_text(1, 1))
-        .unwrap();
-    repo.write("README.md", "# hello\n\nChanged.\n").unwrap();
-    repo.write("new/a.rs", "pub fn a() {}\n").unwrap();
-    repo.write("new/b.rs", "pub fn b() {}\n").unwrap();
-    repo.remove("src/m02/s2/file00002.rs").unwrap();
-    let moved = std::fs::read(repo.path().join("src/m03/s3/file00003.rs")).unwrap();
-    repo.remove("src/m03/s3/file00003.rs").unwrap();
-    repo.write("moved/file00003.rs", moved).unwrap();
-    let second = repo.commit("change a few files").unwrap();
+    repo.write("src/m00/s0/file00000.rs", file_text(0, 1));
+    repo.write("src/m01/s1/file00001.rs", file_text(1, 1));
+    repo.write("README.md", "# hello\n\nChanged.\n");
+    repo.write("new/a.rs", "pub fn a() {}\n");
+    repo.write("new/b.rs", "pub fn b() {}\n");
+    repo.remove("src/m02/s2/file00002.rs");
+    repo.rename("src/m03/s3/file00003.rs", "moved/file00003.rs");
+    let second = repo.commit("change a few files");
     github.reset_counts();
 
     let record = sync(&syncer, Some("main")).await.result.unwrap();
@@ -67,10 +61,7 @@ async fn incremental_sync_costs_at_most_three_plus_k() {
     assert_eq!(record.stats.blobs_fetched, k);
     assert_eq!(record.stats.renamed, 1);
     assert_eq!(record.stats.deleted, 1);
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&second).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &second).await;
     assert_eq!(github.count(Route::Ref), 1);
     assert_eq!(github.count(Route::TreeRecursive), 1);
     assert_eq!(github.count(Route::Blob), k as usize);
@@ -82,9 +73,8 @@ async fn incremental_sync_costs_at_most_three_plus_k() {
 async fn unchanged_head_costs_one_conditional_request_answered_304() {
     let (repo, commit) = repo_with(100);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
     let source = source(&github);
-    let syncer = syncer(source.clone(), store.clone());
+    let (store, syncer) = syncer(source.clone());
     sync(&syncer, Some("main")).await.result.unwrap();
     github.reset_counts();
 
@@ -97,10 +87,7 @@ async fn unchanged_head_costs_one_conditional_request_answered_304() {
     assert_eq!(only.route, Route::Ref);
     assert!(only.conditional);
     assert_eq!(source.stats().not_modified, 1);
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
     let history = store.history(syncer.repo(), 10).await.unwrap();
     assert_eq!(history.len(), 2, "the re-sync is recorded as a run");
 }
@@ -108,20 +95,16 @@ async fn unchanged_head_costs_one_conditional_request_answered_304() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_branch_is_read_from_the_repository() {
     let (repo, _) = repo_with(10);
-    repo.checkout("trunk").unwrap();
-    repo.write("trunk-only.txt", "only on trunk\n").unwrap();
-    let trunk = repo.commit("on trunk").unwrap();
+    repo.branch("trunk")
+        .write("trunk-only.txt", "only on trunk\n");
+    let trunk = repo.commit("on trunk");
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
 
     let record = sync(&syncer, None).await.result.unwrap();
     assert_eq!(record.branch, "trunk");
     assert_eq!(record.commit, trunk);
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&trunk).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &trunk).await;
     assert_eq!(github.count(Route::Repo), 1);
     // Few files: the blob API, not the tarball.
     assert_eq!(github.count(Route::Tarball), 0);
@@ -139,8 +122,8 @@ async fn default_branch_is_read_from_the_repository() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enterprise_api_prefix_is_kept() {
     let (repo, commit) = repo_with(80);
-    repo.branch("dev", &commit).unwrap();
-    repo.branch("release/1", &commit).unwrap();
+    set_branch(&repo, "dev", &commit);
+    set_branch(&repo, "release/1", &commit);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     github.set_page_size(1);
     let source = Arc::new(
@@ -153,13 +136,9 @@ async fn enterprise_api_prefix_is_kept() {
     let branches = source.branches().await.unwrap();
     assert_eq!(branches.len(), 3);
     assert_eq!(github.count(Route::Branches), 3, "one page each");
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source, store.clone());
+    let (store, syncer) = syncer(source);
     sync(&syncer, None).await.result.unwrap();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
     let log = github.log();
     assert!(
         log.iter().all(|l| l.path.starts_with("/api/v3/")),
@@ -174,34 +153,21 @@ async fn enterprise_api_prefix_is_kept() {
 async fn request_counts_for_a_few_thousand_files() {
     let (repo, first) = repo_with(3000);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
 
     let initial = sync(&syncer, Some("main")).await.result.unwrap();
     let initial_requests = github.total();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&first).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &first).await;
     assert!(initial.stats.blobs_fetched > 3000);
     assert_eq!(initial_requests, 4, "{:?}", github.counts());
 
-    for i in 0..5 {
-        repo.write(
-            &format!("src/m{:02}/s{}/file{i:05}.rs", i % 17, i % 5),
-            file_text(i, 1),
-        )
-        .unwrap();
-    }
-    let second = repo.commit("five changes").unwrap();
+    repo.write_all((0..5).map(|i| (file_path(i), file_text(i, 1))));
+    let second = repo.commit("five changes");
     github.reset_counts();
     let incremental = sync(&syncer, Some("main")).await.result.unwrap();
     let incremental_requests = github.total();
     assert_eq!(incremental.stats.blobs_fetched, 5);
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&second).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &second).await;
     assert!(incremental_requests <= 3 + 5, "{:?}", github.counts());
 
     github.reset_counts();
@@ -212,7 +178,7 @@ async fn request_counts_for_a_few_thousand_files() {
 
     println!(
         "request counts, {} files: initial sync {initial_requests} (blobs {}), incremental (5 changed) {incremental_requests}, unchanged re-sync {noop_requests} (304)",
-        repo.tree(&first).unwrap().len(),
+        repo.expected_tree(&first).len(),
         initial.stats.blobs_fetched
     );
 }
@@ -220,27 +186,17 @@ async fn request_counts_for_a_few_thousand_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_repository_served_by_path_gives_the_same_index() {
     let (repo, commit) = repo_with(120);
-    let bare = tempfile::tempdir().unwrap();
-    let bare_path = bare.path().join("hello.git");
-    repo.git([
-        "clone".as_ref(),
-        "-q".as_ref(),
-        "--bare".as_ref(),
-        repo.path().as_os_str(),
-        bare_path.as_os_str(),
-    ])
-    .unwrap();
+    let bare_path = repo.clone_bare("hello.git");
     let from_work_tree = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let from_bare = FakeGitHub::serve(&bare_path, OWNER, NAME).await.unwrap();
 
     let mut indexes = Vec::new();
     for github in [&from_work_tree, &from_bare] {
-        let store = Arc::new(MemoryStore::new());
-        let syncer = syncer(source(github), store.clone());
+        let (store, syncer) = syncer(source(github));
         let record = sync(&syncer, Some("main")).await.result.unwrap();
         assert_eq!(record.commit, commit);
         indexes.push(index(&store, syncer.repo()).await);
     }
     assert_eq!(indexes[0], indexes[1]);
-    assert_mirror(&indexes[1], &repo.tree(&commit).unwrap());
+    assert_mirror(&indexes[1], &repo.expected_tree(&commit));
 }

@@ -1,9 +1,8 @@
 //! Trees: the recursive listing, and the walk when GitHub truncates it.
 
-use std::sync::Arc;
-
-use sync_core::{EntryKind, MemoryStore, RepoSource};
-use sync_github::testkit::{FakeGitHub, Route, TestRepo};
+use sync_core::{EntryKind, RepoSource};
+use sync_git::testkit::TestRepo;
+use sync_github::testkit::{FakeGitHub, Route};
 
 use crate::support::*;
 
@@ -12,7 +11,7 @@ async fn tree_equals_git_ls_tree_with_kinds_sizes_and_submodules() {
     let (repo, commit) = repo_with(40);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let tree = source(&github).tree(&commit).await.unwrap();
-    let oracle = repo.tree(&commit).unwrap();
+    let oracle = repo.expected_tree(&commit);
     assert_eq!(tree, oracle);
     assert_eq!(tree.submodules(), 1);
     let kind = |p: &str| {
@@ -35,7 +34,7 @@ async fn truncated_tree_is_walked_to_completion() {
     // too, so the walk has to go a level deeper there.
     github.set_tree_limit(Some(100));
     let tree = source(&github).tree(&commit).await.unwrap();
-    assert_eq!(tree, repo.tree(&commit).unwrap());
+    assert_eq!(tree, repo.expected_tree(&commit));
     assert_eq!(tree.submodules(), 1);
 
     let log = github.log();
@@ -60,13 +59,9 @@ async fn truncated_sync_still_mirrors_exactly() {
     let (repo, commit) = repo_with(250);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     github.set_tree_limit(Some(50));
-    let store = Arc::new(MemoryStore::new());
-    let syncer = syncer(source(&github), store.clone());
+    let (store, syncer) = syncer(source(&github));
     let record = sync(&syncer, Some("main")).await.result.unwrap();
-    assert_mirror(
-        &index(&store, syncer.repo()).await,
-        &repo.tree(&commit).unwrap(),
-    );
+    assert_store_mirrors(&store, &syncer, &repo, &commit).await;
     assert_eq!(record.stats.submodules, 1);
     // Four requests plus the walk.
     let walk = github.count(Route::Tree) + github.count(Route::TreeRecursive) - 1;
@@ -76,9 +71,9 @@ async fn truncated_sync_still_mirrors_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_commit_is_not_found() {
-    let repo = TestRepo::new().unwrap();
-    repo.write("a.txt", "a\n").unwrap();
-    repo.commit("one").unwrap();
+    let repo = TestRepo::new();
+    repo.write("a.txt", "a\n");
+    repo.commit("one");
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
     let missing: sync_core::CommitId = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
     let err = source(&github).tree(&missing).await.unwrap_err();
