@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::{PgArguments, PgConnection, PgPool};
+use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{FromRow, Postgres, QueryBuilder, Transaction};
 use sync_core::{
@@ -54,6 +55,22 @@ pub(crate) async fn set_tenant(
 /// Commits a transaction.
 pub(crate) async fn commit(tx: Tx, what: &str) -> Result<(), Error> {
     tx.commit().await.map_err(|e| error::map(what, e))
+}
+
+/// A statement run inside a store transaction, its error mapped to the store's.
+trait ExecuteIn {
+    /// Runs the statement in `tx`; returns how many rows it touched.
+    async fn execute_in(self, tx: &mut Tx, what: &str) -> Result<u64, Error>;
+}
+
+impl ExecuteIn for Query<'_, Postgres, PgArguments> {
+    async fn execute_in(self, tx: &mut Tx, what: &str) -> Result<u64, Error> {
+        let done = self
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| error::map(what, e))?;
+        Ok(done.rows_affected())
+    }
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
@@ -109,9 +126,8 @@ pub(crate) async fn lock_repository(
     )
     .bind(repo.tenant())
     .bind(repo.source())
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
+    .execute_in(tx, what)
+    .await?;
     lock()
         .fetch_optional(&mut **tx)
         .await
@@ -174,9 +190,8 @@ pub(crate) async fn take_over(
         )
         .bind(last.id)
         .bind(reason)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| error::map(what, e))?;
+        .execute_in(tx, what)
+        .await?;
     }
     Ok(Some(ChainEnd {
         id: last.id,
@@ -307,10 +322,9 @@ pub(crate) async fn renew(
     .bind(lease_secs)
     .bind(repo.tenant())
     .bind(repo.source())
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
-    Ok(done.rows_affected() == 1)
+    .execute_in(tx, what)
+    .await?;
+    Ok(done == 1)
 }
 
 const RUN_COLUMNS: &str = "r.id, r.branch, r.commit_id, r.status, r.previous_sync_id, \
@@ -433,9 +447,8 @@ pub(crate) async fn end_run(
     .bind(id.0)
     .bind(status.as_str())
     .bind(reason)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
+    .execute_in(tx, what)
+    .await?;
     Ok(())
 }
 
@@ -524,10 +537,9 @@ pub(crate) async fn close_files(
     .bind(repo_id)
     .bind(by)
     .bind(paths)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
-    Ok(done.rows_affected())
+    .execute_in(tx, what)
+    .await?;
+    Ok(done)
 }
 
 /// Adds file versions written by run `by`.
@@ -573,9 +585,8 @@ pub(crate) async fn insert_files(
     .bind(sizes)
     .bind(kinds)
     .bind(skips)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
+    .execute_in(tx, what)
+    .await?;
     Ok(())
 }
 
@@ -653,9 +664,8 @@ pub(crate) async fn insert_embeddings(
     .bind(models)
     .bind(hashes)
     .bind(vectors)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
+    .execute_in(tx, what)
+    .await?;
     Ok(())
 }
 
@@ -717,9 +727,8 @@ pub(crate) async fn stage_entries(
     .bind(starts)
     .bind(ends)
     .bind(models)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
+    .execute_in(tx, what)
+    .await?;
     Ok(())
 }
 
@@ -753,10 +762,9 @@ pub(crate) async fn supersede(
     .bind(repo_id)
     .bind(by)
     .bind(paths)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
-    Ok(done.rows_affected())
+    .execute_in(tx, what)
+    .await?;
+    Ok(done)
 }
 
 /// The embedding of an entry row `e`, for `search_vector`.
@@ -792,10 +800,9 @@ pub(crate) async fn copy_renamed(
     .bind(from)
     .bind(to)
     .bind(blobs)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
-    Ok(done.rows_affected())
+    .execute_in(tx, what)
+    .await?;
+    Ok(done)
 }
 
 /// Activates everything a run staged; returns how many.
@@ -805,10 +812,9 @@ pub(crate) async fn activate_staged(tx: &mut Tx, run: i64, what: &str) -> Result
          WHERE e.created_by = $1 AND e.status = 'staged'"
     )))
     .bind(run)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
-    Ok(done.rows_affected())
+    .execute_in(tx, what)
+    .await?;
+    Ok(done)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -893,9 +899,8 @@ pub(crate) async fn restore_files(
     .bind(seq)
     .bind(by)
     .bind(paths)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
+    .execute_in(tx, what)
+    .await?;
     Ok(())
 }
 
@@ -945,10 +950,9 @@ pub(crate) async fn restore_entries(
     .bind(seq)
     .bind(by)
     .bind(paths)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| error::map(what, e))?;
-    Ok(done.rows_affected())
+    .execute_in(tx, what)
+    .await?;
+    Ok(done)
 }
 
 /// The position in its chain and the record of a run.
