@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use sync_core::testkit::Snapshot;
 use sync_core::{
-    ChangeSet, CommitId, EntryQuery, ErrorKind, HashEmbedder, MemorySource, RepoKey, RunStart,
-    SyncStats, SyncStatus, SyncStore, Syncer,
+    BlobId, ChangeSet, CommitId, ContentHash, EntryQuery, ErrorKind, HashEmbedder, MemorySource,
+    NewEntry, RepoKey, RepoPath, RunStart, StageBatch, SyncStats, SyncStatus, SyncStore, Syncer,
 };
 use sync_sqlite::{SqliteConfig, SqliteStore};
 
@@ -309,4 +309,52 @@ async fn search_ranks_and_skips_other_dimensions() {
             .is_empty(),
         "vectors of another size are not compared"
     );
+}
+
+/// A run that ends without completing (failed or cancelled) leaves none of its staged
+/// entries behind. (That the embeddings it staged stay is the conformance suite's
+/// `nothing_is_lost`; the rows themselves are visible only to SQL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_run_leaves_no_staged_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aborted.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let repo = RepoKey::new("git:/aborted").unwrap();
+    let raw = Connection::open(&path).unwrap();
+    let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).unwrap() };
+
+    for status in [SyncStatus::Failed, SyncStatus::Cancelled] {
+        let run = store.begin(start(&repo)).await.unwrap();
+        let text = format!("staged by a run that ends {status}");
+        store
+            .stage(
+                &run,
+                StageBatch {
+                    entries: vec![NewEntry {
+                        path: RepoPath::new("a.rs").unwrap(),
+                        blob: BlobId::for_content(text.as_bytes()),
+                        ordinal: 0,
+                        content: text.clone(),
+                        content_hash: ContentHash::of(&text),
+                        start_line: 1,
+                        end_line: 1,
+                        model: None,
+                    }],
+                    embeddings: vec![],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM entries WHERE status = 'staged'"),
+            1
+        );
+        store.abort(&run, status, "test").await.unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM entries"),
+            0,
+            "an aborted run ({status}) leaves no entries behind"
+        );
+        assert_eq!(store.run(&repo, run.id).await.unwrap().status, status);
+    }
 }

@@ -10,11 +10,11 @@ use futures::future::BoxFuture;
 
 use crate::{
     Blob, ChangeSet, CommitId, EntryKind, EntryQuery, EntryStatus, Error, ErrorKind, FileChange,
-    HashEmbedder, IndexedFile, NewEntry, Phase, RepoKey, RepoPath, RepoSource, RunStart,
-    StageBatch, SyncEvent, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
+    HashEmbedder, IndexedFile, MemoryFile, NewEntry, Phase, RepoKey, RepoPath, RepoSource,
+    RunStart, StageBatch, SyncEvent, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
 };
 
-use super::fixture::{DIMS, Harness, Snapshot, step_branch};
+use super::fixture::{DIMS, Harness, Snapshot, step_branch, step_files};
 use super::wrappers::{FaultMode, FaultPlan, FaultySource, FaultyStore};
 
 /// Makes a fresh, empty store for one test. Every call must return a store that shares
@@ -868,6 +868,34 @@ pub async fn nothing_is_lost(factory: &impl StoreFactory) {
         "texts embedded before are never embedded again, whatever moved or came back"
     );
     assert_eq!(renamed.stats.embeddings_computed, 0);
+
+    // A run that fails at its final switch keeps the embeddings it computed: they belong to
+    // the content, not the run, so the retry computes none.
+    let mut files = step_files(1);
+    files.push(MemoryFile::file("src/fresh.rs", "pub fn fresh() -> u8 { 1 }\n").unwrap());
+    let head = h.source.commit_files(step_branch(1), files).unwrap();
+    let before = h.snapshot().await;
+    let store = Arc::new(FaultyStore::new(
+        h.store.clone(),
+        FaultPlan::fail_on("commit", FaultMode::Before),
+    ));
+    let e = h
+        .syncer_over(h.source.clone(), store)
+        .sync(None)
+        .await
+        .expect_err("the commit fault fails the run");
+    assert!(e.to_string().contains("(commit)"), "{e}");
+    assert_eq!(h.snapshot().await, before, "the failed run changed nothing");
+    let texts = h.embedder.texts();
+    let retry = h.syncer.sync(None).await.expect("the retry completes");
+    assert_eq!(retry.commit, head);
+    assert_eq!(
+        h.embedder.texts(),
+        texts,
+        "the retry embeds nothing: the failed run's embeddings were kept"
+    );
+    assert_eq!(retry.stats.embeddings_computed, 0);
+    check_embeddings(&h, &reference, &mut seen, &model).await;
 }
 
 async fn check_embeddings(

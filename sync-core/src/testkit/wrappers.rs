@@ -33,6 +33,8 @@ pub enum FaultMode {
 pub struct FaultPlan {
     calls: AtomicU64,
     fail_at: Option<u64>,
+    fail_on: Option<&'static str>,
+    struck: std::sync::atomic::AtomicBool,
     mode: FaultMode,
     log: std::sync::Mutex<Vec<&'static str>>,
 }
@@ -40,22 +42,29 @@ pub struct FaultPlan {
 impl FaultPlan {
     /// Counts calls, never fails.
     pub fn count_only() -> Arc<Self> {
-        Arc::new(Self {
-            calls: AtomicU64::new(0),
-            fail_at: None,
-            mode: FaultMode::Before,
-            log: std::sync::Mutex::default(),
-        })
+        Arc::new(Self::plan(None, None, FaultMode::Before))
     }
 
     /// Fails the `k`-th call (from 1) in the given mode.
     pub fn fail_at(k: u64, mode: FaultMode) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::plan(Some(k), None, mode))
+    }
+
+    /// Fails the first call of the method `name` (as in [`log`](Self::log), e.g.
+    /// `"commit"`) in the given mode.
+    pub fn fail_on(name: &'static str, mode: FaultMode) -> Arc<Self> {
+        Arc::new(Self::plan(None, Some(name), mode))
+    }
+
+    fn plan(fail_at: Option<u64>, fail_on: Option<&'static str>, mode: FaultMode) -> Self {
+        Self {
             calls: AtomicU64::new(0),
-            fail_at: Some(k),
+            fail_at,
+            fail_on,
+            struck: std::sync::atomic::AtomicBool::new(false),
             mode,
             log: std::sync::Mutex::default(),
-        })
+        }
     }
 
     /// Calls counted so far.
@@ -74,7 +83,8 @@ impl FaultPlan {
             log.push(name);
         }
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        (Some(n) == self.fail_at).then_some(self.mode)
+        let named = self.fail_on == Some(name) && !self.struck.swap(true, Ordering::SeqCst);
+        (Some(n) == self.fail_at || named).then_some(self.mode)
     }
 
     fn error(&self, name: &str) -> Error {

@@ -246,6 +246,67 @@ async fn a_crashed_process_loses_the_repository_when_its_lease_expires() {
     db.drop().await;
 }
 
+/// A run that ends without completing (failed or cancelled) leaves none of its staged
+/// entries behind. (That the embeddings it staged stay is the conformance suite's
+/// `nothing_is_lost`; the rows themselves are visible only to SQL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_run_leaves_no_staged_entries() {
+    let Some(server) = common::server("an_aborted_run") else {
+        return;
+    };
+    let db = server.database().await;
+    let store = db.store().await;
+    let repo = RepoKey::new("memory:aborted").unwrap();
+    let mut admin = db.admin().await;
+
+    for status in [SyncStatus::Failed, SyncStatus::Cancelled] {
+        let run = store
+            .begin(start(&repo, Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let text = format!("staged by a run that ends {status}");
+        store
+            .stage(
+                &run,
+                StageBatch {
+                    entries: vec![NewEntry {
+                        path: RepoPath::new("a.rs").unwrap(),
+                        blob: sync_core::BlobId::for_content(text.as_bytes()),
+                        ordinal: 0,
+                        content: text.clone(),
+                        content_hash: ContentHash::of(&text),
+                        start_line: 1,
+                        end_line: 1,
+                        model: None,
+                    }],
+                    embeddings: vec![],
+                },
+            )
+            .await
+            .unwrap();
+        let staged: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sync_entries WHERE created_by = $1 AND status = 'staged'",
+        )
+        .bind(run.id.0)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(staged, 1);
+        store.abort(&run, status, "test").await.unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_entries")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(
+            left, 0,
+            "an aborted run ({status}) leaves no entries behind"
+        );
+        assert_eq!(store.run(&repo, run.id).await.unwrap().status, status);
+    }
+    store.close().await;
+    db.drop().await;
+}
+
 /// Runs one statement expecting the given SQLSTATE and constraint.
 async fn refused(admin: &mut sqlx::PgConnection, sql: &str, state: &str, constraint: &str) {
     admin.execute("SAVEPOINT probe").await.unwrap();
