@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
-use sync_core::testkit::Snapshot;
+use sync_core::testkit::{Snapshot, one_entry_batch};
 use sync_core::{
-    BlobId, ChangeSet, CommitId, ContentHash, EntryQuery, ErrorKind, HashEmbedder, MemorySource,
-    NewEntry, RepoKey, RepoPath, RunStart, StageBatch, SyncStats, SyncStatus, SyncStore, Syncer,
+    ChangeSet, CommitId, EntryQuery, ErrorKind, HashEmbedder, MemorySource, RepoKey, RunStart,
+    SyncStats, SyncStatus, SyncStore, Syncer,
 };
 use sync_sqlite::{SqliteConfig, SqliteStore};
 
@@ -327,22 +327,7 @@ async fn an_aborted_run_leaves_no_staged_entries() {
         let run = store.begin(start(&repo)).await.unwrap();
         let text = format!("staged by a run that ends {status}");
         store
-            .stage(
-                &run,
-                StageBatch {
-                    entries: vec![NewEntry {
-                        path: RepoPath::new("a.rs").unwrap(),
-                        blob: BlobId::for_content(text.as_bytes()),
-                        ordinal: 0,
-                        content: text.clone(),
-                        content_hash: ContentHash::of(&text),
-                        start_line: 1,
-                        end_line: 1,
-                        model: None,
-                    }],
-                    embeddings: vec![],
-                },
-            )
+            .stage(&run, one_entry_batch("a.rs", &text))
             .await
             .unwrap();
         assert_eq!(

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::{
     BlobId, CommitId, ContentHash, EntryKind, EntryQuery, Extractor, FilePolicy, HashEmbedder,
-    IndexedFile, LineChunker, MemoryFile, MemorySource, RepoKey, RepoPath, RepoSource, SkipReason,
-    SyncOptions, SyncStore, Syncer,
+    IndexedFile, LineChunker, MemoryFile, MemorySource, NewEntry, RepoKey, RepoPath, RepoSource,
+    SkipReason, StageBatch, SyncOptions, SyncStore, Syncer,
 };
 
 use super::wrappers::{CountingEmbedder, FaultPlan, FaultySource, FaultyStore};
@@ -31,6 +31,24 @@ pub fn policy() -> FilePolicy {
 /// The suite's extractor.
 pub fn extractor() -> LineChunker {
     LineChunker::new(CHUNK_BYTES)
+}
+
+/// A batch staging one single-line entry of `text` at `path` (ordinal 0, no embedding),
+/// for tests that drive a store's run directly.
+pub fn one_entry_batch(path: &str, text: &str) -> StageBatch {
+    StageBatch {
+        entries: vec![NewEntry {
+            path: RepoPath::new(path).expect("a valid test path"),
+            blob: BlobId::for_content(text.as_bytes()),
+            ordinal: 0,
+            content: text.into(),
+            content_hash: ContentHash::of(text),
+            start_line: 1,
+            end_line: 1,
+            model: None,
+        }],
+        embeddings: vec![],
+    }
 }
 
 /// A Rust file of about 700 bytes. Versions differ in one line of equal length, so only one

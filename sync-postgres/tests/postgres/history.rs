@@ -8,9 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use sqlx::Executor;
+use sync_core::testkit::one_entry_batch;
 use sync_core::{
-    Blob, Branch, CommitId, ContentHash, Error, ErrorKind, MemorySource, NewEntry, RepoKey,
-    RepoPath, RepoSource, RunStart, StageBatch, SyncStatus, SyncStore, Tree, TreeEntry,
+    Blob, Branch, CommitId, Error, ErrorKind, MemorySource, RepoKey, RepoSource, RunStart,
+    StageBatch, SyncStatus, SyncStore, Tree, TreeEntry,
 };
 use sync_postgres::PgStore;
 use tokio::sync::{Semaphore, mpsc};
@@ -185,22 +186,7 @@ async fn a_crashed_process_loses_the_repository_when_its_lease_expires() {
         .unwrap();
     let text = "staged by a process that died";
     crashing
-        .stage(
-            &crashed,
-            StageBatch {
-                entries: vec![NewEntry {
-                    path: RepoPath::new("a.rs").unwrap(),
-                    blob: sync_core::BlobId::for_content(b"a"),
-                    ordinal: 0,
-                    content: text.into(),
-                    content_hash: ContentHash::of(text),
-                    start_line: 1,
-                    end_line: 1,
-                    model: None,
-                }],
-                embeddings: vec![],
-            },
-        )
+        .stage(&crashed, one_entry_batch("a.rs", text))
         .await
         .unwrap();
     // The process dies: its connections close without ending the run.
@@ -266,22 +252,7 @@ async fn an_aborted_run_leaves_no_staged_entries() {
             .unwrap();
         let text = format!("staged by a run that ends {status}");
         store
-            .stage(
-                &run,
-                StageBatch {
-                    entries: vec![NewEntry {
-                        path: RepoPath::new("a.rs").unwrap(),
-                        blob: sync_core::BlobId::for_content(text.as_bytes()),
-                        ordinal: 0,
-                        content: text.clone(),
-                        content_hash: ContentHash::of(&text),
-                        start_line: 1,
-                        end_line: 1,
-                        model: None,
-                    }],
-                    embeddings: vec![],
-                },
-            )
+            .stage(&run, one_entry_batch("a.rs", &text))
             .await
             .unwrap();
         let staged: i64 = sqlx::query_scalar(
