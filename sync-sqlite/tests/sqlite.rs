@@ -5,24 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
-use sync_core::testkit::{Snapshot, one_entry_batch};
+use sync_core::testkit::{Snapshot, one_entry_batch, run_start};
+
+const LEASE: Duration = Duration::from_secs(60);
 use sync_core::{
-    ChangeSet, CommitId, EntryQuery, ErrorKind, HashEmbedder, MemorySource, RepoKey, RunStart,
-    SyncStats, SyncStatus, SyncStore, Syncer,
+    ChangeSet, EntryQuery, ErrorKind, HashEmbedder, MemorySource, RepoKey, SyncStats, SyncStatus,
+    SyncStore, Syncer,
 };
 use sync_sqlite::{SqliteConfig, SqliteStore};
-
-fn start(repo: &RepoKey) -> RunStart {
-    RunStart {
-        repo: repo.clone(),
-        branch: "main".into(),
-        commit: "3333333333333333333333333333333333333333"
-            .parse::<CommitId>()
-            .unwrap(),
-        fingerprint: "fp".into(),
-        lease: Duration::from_secs(60),
-    }
-}
 
 fn demo_source() -> Arc<MemorySource> {
     let source = Arc::new(MemorySource::new("demo"));
@@ -134,15 +124,15 @@ async fn the_schema_enforces_the_history_rules() {
     let path = dir.path().join("rules.db");
     let store = SqliteStore::open(&path).await.unwrap();
     let repo = RepoKey::new("git:/rules").unwrap();
-    let first = store.begin(start(&repo)).await.unwrap();
+    let first = store.begin(run_start(&repo, LEASE)).await.unwrap();
     store
         .commit(&first, ChangeSet::default(), SyncStats::default())
         .await
         .unwrap();
-    let running = store.begin(start(&repo)).await.unwrap();
+    let running = store.begin(run_start(&repo, LEASE)).await.unwrap();
     let other_tenant = repo.clone().with_tenant("other").unwrap();
     store
-        .begin(start(&other_tenant))
+        .begin(run_start(&other_tenant, LEASE))
         .await
         .expect("the lock is per tenant and repository");
 
@@ -203,7 +193,7 @@ async fn readers_proceed_while_another_connection_writes() {
         .await
         .unwrap();
     let repo = RepoKey::new("git:/locked").unwrap();
-    let run = store.begin(start(&repo)).await.unwrap();
+    let run = store.begin(run_start(&repo, LEASE)).await.unwrap();
     store
         .commit(&run, ChangeSet::default(), SyncStats::default())
         .await
@@ -222,7 +212,7 @@ async fn readers_proceed_while_another_connection_writes() {
     assert_eq!(history[0].error, None, "the uncommitted write is invisible");
     assert!(store.file_index(&repo).await.unwrap().is_empty());
 
-    let e = store.begin(start(&repo)).await.unwrap_err();
+    let e = store.begin(run_start(&repo, LEASE)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("busy timeout"), "{e}");
@@ -230,7 +220,7 @@ async fn readers_proceed_while_another_connection_writes() {
 
     tx.commit().unwrap();
     let next = store
-        .begin(start(&repo))
+        .begin(run_start(&repo, LEASE))
         .await
         .expect("the lock is free again");
     assert_eq!(next.previous, Some(run.id));
@@ -324,7 +314,7 @@ async fn an_aborted_run_leaves_no_staged_entries() {
     let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).unwrap() };
 
     for status in [SyncStatus::Failed, SyncStatus::Cancelled] {
-        let run = store.begin(start(&repo)).await.unwrap();
+        let run = store.begin(run_start(&repo, LEASE)).await.unwrap();
         let text = format!("staged by a run that ends {status}");
         store
             .stage(&run, one_entry_batch("a.rs", &text))

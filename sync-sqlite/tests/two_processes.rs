@@ -16,9 +16,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use sync_core::{
-    ChangeSet, CommitId, ErrorKind, RepoKey, RunStart, SyncStats, SyncStatus, SyncStore,
-};
+use sync_core::testkit::run_start;
+use sync_core::{ChangeSet, ErrorKind, RepoKey, SyncStats, SyncStatus, SyncStore};
 use sync_sqlite::SqliteStore;
 
 const NAME: &str = "two_processes_race_and_one_wins";
@@ -89,15 +88,7 @@ fn child(db: &Path, lease: Duration) {
     out.flush().unwrap();
     stdin.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "go");
-    let start = RunStart {
-        repo: repo(),
-        branch: "main".into(),
-        commit: "2222222222222222222222222222222222222222"
-            .parse::<CommitId>()
-            .unwrap(),
-        fingerprint: "fp".into(),
-        lease,
-    };
+    let start = run_start(&repo(), lease);
     let run = match rt.block_on(store.begin(start)) {
         Ok(run) => {
             writeln!(out, "won {}", run.id).unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::{
     BlobId, CommitId, ContentHash, EntryKind, EntryQuery, Extractor, FilePolicy, HashEmbedder,
     IndexedFile, LineChunker, MemoryFile, MemorySource, NewEntry, RepoKey, RepoPath, RepoSource,
-    SkipReason, StageBatch, SyncOptions, SyncStore, Syncer,
+    RunStart, SkipReason, StageBatch, SyncOptions, SyncStore, Syncer,
 };
 
 use super::wrappers::{CountingEmbedder, FaultPlan, FaultySource, FaultyStore};
@@ -31,6 +31,18 @@ pub fn policy() -> FilePolicy {
 /// The suite's extractor.
 pub fn extractor() -> LineChunker {
     LineChunker::new(CHUNK_BYTES)
+}
+
+/// The start of a run of `repo` on `main` at a fixed commit, for tests that drive a
+/// store's runs directly.
+pub fn run_start(repo: &RepoKey, lease: Duration) -> RunStart {
+    RunStart {
+        repo: repo.clone(),
+        branch: "main".into(),
+        commit: CommitId::from_bytes([0x22; 20]),
+        fingerprint: "fp".into(),
+        lease,
+    }
 }
 
 /// A batch staging one single-line entry of `text` at `path` (ordinal 0, no embedding),

@@ -35,7 +35,7 @@ mod wrappers;
 
 pub use fixture::{
     CHUNK_BYTES, DIMS, EntryKey, Harness, MAX_FILE_SIZE, STEPS, Snapshot, extractor, lib_rs,
-    one_entry_batch, options, policy, step_branch, step_files,
+    one_entry_batch, options, policy, run_start, step_branch, step_files,
 };
 pub use suite::{
     StoreFactory, atomic_visibility, cancellation_sweep, check_event_order, exact_mirror,

@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use sqlx::Executor;
-use sync_core::testkit::one_entry_batch;
+use sync_core::testkit::{one_entry_batch, run_start};
 use sync_core::{
-    Blob, Branch, CommitId, Error, ErrorKind, MemorySource, RepoKey, RepoSource, RunStart,
-    StageBatch, SyncStatus, SyncStore, Tree, TreeEntry,
+    Blob, Branch, CommitId, Error, ErrorKind, MemorySource, RepoKey, RepoSource, StageBatch,
+    SyncStatus, SyncStore, Tree, TreeEntry,
 };
 use sync_postgres::PgStore;
 use tokio::sync::{Semaphore, mpsc};
@@ -161,16 +161,6 @@ async fn eight_racing_syncs_one_proceeds_and_the_chain_stays_linear() {
     db.drop().await;
 }
 
-fn start(repo: &RepoKey, lease: Duration) -> RunStart {
-    RunStart {
-        repo: repo.clone(),
-        branch: "main".into(),
-        commit: "2222222222222222222222222222222222222222".parse().unwrap(),
-        fingerprint: "fp".into(),
-        lease,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_process_loses_the_repository_when_its_lease_expires() {
     let Some(server) = common::server("a_crashed_process") else {
@@ -181,7 +171,7 @@ async fn a_crashed_process_loses_the_repository_when_its_lease_expires() {
 
     let crashing = db.store().await;
     let crashed = crashing
-        .begin(start(&repo, Duration::from_millis(400)))
+        .begin(run_start(&repo, Duration::from_millis(400)))
         .await
         .unwrap();
     let text = "staged by a process that died";
@@ -195,13 +185,13 @@ async fn a_crashed_process_loses_the_repository_when_its_lease_expires() {
 
     let next = db.store().await;
     let e = next
-        .begin(start(&repo, Duration::from_secs(60)))
+        .begin(run_start(&repo, Duration::from_secs(60)))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "the lease still holds: {e}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let run = next
-        .begin(start(&repo, Duration::from_secs(60)))
+        .begin(run_start(&repo, Duration::from_secs(60)))
         .await
         .expect("an expired lease is taken over");
     assert_eq!(run.previous, Some(crashed.id));
@@ -247,7 +237,7 @@ async fn an_aborted_run_leaves_no_staged_entries() {
 
     for status in [SyncStatus::Failed, SyncStatus::Cancelled] {
         let run = store
-            .begin(start(&repo, Duration::from_secs(60)))
+            .begin(run_start(&repo, Duration::from_secs(60)))
             .await
             .unwrap();
         let text = format!("staged by a run that ends {status}");
@@ -307,11 +297,11 @@ async fn the_database_refuses_forked_history_even_without_the_store() {
     let r1 = syncer.sync(None).await.unwrap();
     let repo = syncer.repo().clone();
     let running = store
-        .begin(start(&repo, Duration::from_secs(60)))
+        .begin(run_start(&repo, Duration::from_secs(60)))
         .await
         .unwrap();
     let other = store
-        .begin(start(
+        .begin(run_start(
             &RepoKey::new("memory:other").unwrap(),
             Duration::from_secs(60),
         ))
@@ -430,7 +420,7 @@ async fn the_database_refuses_forked_history_even_without_the_store() {
     .await
     .unwrap();
     let e = store
-        .begin(start(&rogue_repo, Duration::from_secs(60)))
+        .begin(run_start(&rogue_repo, Duration::from_secs(60)))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");

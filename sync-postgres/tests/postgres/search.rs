@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use sqlx::Executor;
+use sync_core::testkit::run_start;
 use sync_core::{
     BlobId, ChangeSet, ContentHash, Embedding, EntryKind, EntryQuery, ErrorKind, FileChange,
-    IndexedFile, NewEmbedding, NewEntry, RepoKey, RepoPath, RunStart, StageBatch, SyncStats,
-    SyncStore, TreeEntry,
+    IndexedFile, NewEmbedding, NewEntry, RepoKey, RepoPath, StageBatch, SyncStats, SyncStore,
+    TreeEntry,
 };
 use sync_postgres::PgStore;
 
@@ -38,13 +39,7 @@ pub(crate) async fn load(
     dims: usize,
 ) -> Vec<String> {
     let run = store
-        .begin(RunStart {
-            repo: repo.clone(),
-            branch: "main".into(),
-            commit: "3333333333333333333333333333333333333333".parse().unwrap(),
-            fingerprint: "fp".into(),
-            lease: Duration::from_secs(600),
-        })
+        .begin(run_start(repo, Duration::from_secs(600)))
         .await
         .unwrap();
     let model = format!("test-{dims}");
@@ -161,13 +156,7 @@ async fn other_dimensions_are_refused_and_stores_of_several_share_a_database() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("24 dimensions"), "{e}");
     let run = small
-        .begin(RunStart {
-            repo: a.clone(),
-            branch: "main".into(),
-            commit: "4444444444444444444444444444444444444444".parse().unwrap(),
-            fingerprint: "fp".into(),
-            lease: Duration::from_secs(60),
-        })
+        .begin(run_start(&a, Duration::from_secs(60)))
         .await
         .unwrap();
     let e = small
