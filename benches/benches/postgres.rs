@@ -36,9 +36,9 @@ const PASSWORD: &str = "sync-bench-app";
 const SEARCH_ENTRIES: usize = 100_000;
 const PER_FILE: usize = 100;
 
-/// Whether the command line's filter (if any) selects a benchmark of `group`, so the
+/// Whether the command line's filter (if any) selects one of the benchmarks `ids`, so the
 /// expensive setup of unselected groups is skipped.
-fn selected(group: &str) -> bool {
+fn selected(ids: &[&str]) -> bool {
     // Criterion's options that take a value as the next argument.
     const WITH_VALUE: [&str; 14] = [
         "--warm-up-time",
@@ -65,11 +65,12 @@ fn selected(group: &str) -> bool {
             filters.push(arg);
         }
     }
-    // Criterion matches its filter as a regular expression against whole benchmark ids;
-    // a group is selected if the filter matches its name or names one of its benchmarks.
+    // Criterion matches its filter as a regular expression (a substring, if it is not
+    // one) anywhere in a benchmark's id.
     filters.is_empty()
-        || filters.iter().any(|f| {
-            f.starts_with(group) || regex::Regex::new(f).is_ok_and(|re| re.is_match(group))
+        || filters.iter().any(|f| match regex::Regex::new(f) {
+            Ok(re) => ids.iter().any(|id| re.is_match(id)),
+            Err(_) => ids.iter().any(|id| id.contains(f.as_str())),
         })
 }
 
@@ -267,7 +268,10 @@ async fn end_running(store: &PgStore, repo: &RepoKey) {
 }
 
 fn staging(c: &mut Criterion) {
-    if !selected("postgres/stage/entries-384d") {
+    if !selected(&[
+        "postgres/stage/entries-384d/1000",
+        "postgres/stage/entries-384d/5000",
+    ]) {
         return;
     }
     let Some(admin) = admin_options() else {
@@ -382,7 +386,11 @@ async fn search_database(admin: &PgConnectOptions, repo: &RepoKey) -> (PgStore, 
 }
 
 fn search(c: &mut Criterion) {
-    if !selected("postgres/search-100k/hnsw/exact") {
+    if !selected(&[
+        "postgres/search-100k/hnsw/10",
+        "postgres/search-100k/hnsw/100",
+        "postgres/search-100k/exact/10",
+    ]) {
         return;
     }
     let Some(admin) = admin_options() else {
@@ -452,7 +460,7 @@ fn search(c: &mut Criterion) {
 /// Committing 1,000 new entries (staged beforehand, not timed) into the 100k repository's
 /// database: activation, the HNSW index inserts and the run record, in one transaction.
 fn commit(c: &mut Criterion) {
-    if !selected("postgres/commit/entries-384d") {
+    if !selected(&["postgres/commit/entries-384d/1000"]) {
         return;
     }
     let Some(admin) = admin_options() else {
