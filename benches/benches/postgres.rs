@@ -261,7 +261,7 @@ async fn end_running(store: &PgStore, repo: &RepoKey) {
             started_at: last.started_at,
         };
         store
-            .abort(&run, SyncStatus::Cancelled, "benchmark")
+            .abort(&run, &sync_core::RunEnd::Cancelled)
             .await
             .unwrap();
     }
@@ -321,7 +321,7 @@ fn staging(c: &mut Criterion) {
     group.finish();
     rt.block_on(async {
         store
-            .abort(&run, SyncStatus::Cancelled, "benchmark done")
+            .abort(&run, &sync_core::RunEnd::Cancelled)
             .await
             .unwrap();
         store.close().await;

@@ -5,6 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::{RepoKey, SyncId, SyncStatus};
+
 /// A boxed error from a driver or transport, kept as the [`source`](std::error::Error::source)
 /// of [`Error::Backend`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -28,6 +30,9 @@ pub enum Error {
     NotFound {
         /// What was missing, and a hint at the likely cause.
         message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The operation lost a race or contradicts the current state, e.g. a second sync of a
     /// repository that is already syncing.
@@ -35,12 +40,18 @@ pub enum Error {
     Conflict {
         /// What conflicted and what to do.
         message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The credentials were missing, wrong or lack a permission.
     #[error("{message}")]
     Unauthorized {
         /// What was refused and how to fix the credentials.
         message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A rate limit was hit and waiting for it was not allowed or would take too long.
     #[error("{message}")]
@@ -49,6 +60,9 @@ pub enum Error {
         reset: Option<DateTime<Utc>>,
         /// Which limit, and when to try again.
         message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The caller passed something the library cannot use (a bad glob, a path with `..`,
     /// a restore target that is not a completed run, …).
@@ -56,6 +70,9 @@ pub enum Error {
     InvalidInput {
         /// What was wrong with the input.
         message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// Data from a source or store failed an integrity check (a blob whose content does not
     /// hash to its id, a malformed response). Nothing of it was stored.
@@ -63,6 +80,9 @@ pub enum Error {
     Corrupt {
         /// What failed the check.
         message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The backend does not support the operation (see
     /// [`Capabilities`](crate::Capabilities)).
@@ -70,6 +90,9 @@ pub enum Error {
     Unsupported {
         /// What is unsupported and where it is supported.
         message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The sync was cancelled before it finished; nothing was activated.
     #[error("the sync was cancelled before it finished; the store is unchanged")]
@@ -94,6 +117,7 @@ impl Error {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound {
             message: message.into(),
+            source: None,
         }
     }
 
@@ -101,6 +125,7 @@ impl Error {
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict {
             message: message.into(),
+            source: None,
         }
     }
 
@@ -108,6 +133,7 @@ impl Error {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::Unauthorized {
             message: message.into(),
+            source: None,
         }
     }
 
@@ -115,6 +141,7 @@ impl Error {
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Self::InvalidInput {
             message: message.into(),
+            source: None,
         }
     }
 
@@ -122,6 +149,7 @@ impl Error {
     pub fn corrupt(message: impl Into<String>) -> Self {
         Self::Corrupt {
             message: message.into(),
+            source: None,
         }
     }
 
@@ -129,6 +157,7 @@ impl Error {
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::Unsupported {
             message: message.into(),
+            source: None,
         }
     }
 
@@ -194,45 +223,179 @@ impl Error {
         }
     }
 
-    /// Prefixes the message with context, keeping the kind. `Cancelled` is left as it is.
+    /// A [`Error::RateLimited`] with the given message and reset time.
+    pub fn rate_limited(reset: Option<DateTime<Utc>>, message: impl Into<String>) -> Self {
+        Self::RateLimited {
+            reset,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Keeps `source` as the cause of this error ([`std::error::Error::source`]), replacing
+    /// any cause it had. `Cancelled` has no cause and is returned as it is.
     #[must_use]
-    pub fn context(self, context: impl fmt::Display) -> Self {
-        let prefix = |message: String| format!("{context}: {message}");
+    pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
+        if let Some(slot) = self.source_slot() {
+            *slot = Some(cause.into());
+        }
+        self
+    }
+
+    fn source_slot(&mut self) -> Option<&mut Option<BoxError>> {
         match self {
-            Self::NotFound { message } => Self::NotFound {
-                message: prefix(message),
-            },
-            Self::Conflict { message } => Self::Conflict {
-                message: prefix(message),
-            },
-            Self::Unauthorized { message } => Self::Unauthorized {
-                message: prefix(message),
-            },
-            Self::RateLimited { reset, message } => Self::RateLimited {
-                reset,
-                message: prefix(message),
-            },
-            Self::InvalidInput { message } => Self::InvalidInput {
-                message: prefix(message),
-            },
-            Self::Corrupt { message } => Self::Corrupt {
-                message: prefix(message),
-            },
-            Self::Unsupported { message } => Self::Unsupported {
-                message: prefix(message),
-            },
-            Self::Cancelled => Self::Cancelled,
-            Self::Backend {
-                backend,
-                message,
-                retryable,
-                source,
-            } => Self::Backend {
-                backend,
-                message: prefix(message),
-                retryable,
-                source,
-            },
+            Self::NotFound { source, .. }
+            | Self::Conflict { source, .. }
+            | Self::Unauthorized { source, .. }
+            | Self::RateLimited { source, .. }
+            | Self::InvalidInput { source, .. }
+            | Self::Corrupt { source, .. }
+            | Self::Unsupported { source, .. }
+            | Self::Backend { source, .. } => Some(source),
+            Self::Cancelled => None,
+        }
+    }
+
+    fn message_slot(&mut self) -> Option<&mut String> {
+        match self {
+            Self::NotFound { message, .. }
+            | Self::Conflict { message, .. }
+            | Self::Unauthorized { message, .. }
+            | Self::RateLimited { message, .. }
+            | Self::InvalidInput { message, .. }
+            | Self::Corrupt { message, .. }
+            | Self::Unsupported { message, .. }
+            | Self::Backend { message, .. } => Some(message),
+            Self::Cancelled => None,
+        }
+    }
+
+    /// Prefixes the message with context, keeping the kind and the cause. `Cancelled` is
+    /// left as it is.
+    #[must_use]
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        if let Some(message) = self.message_slot() {
+            *message = format!("{context}: {message}");
+        }
+        self
+    }
+
+    /// The error a SQL store returns for a failure its driver reported while doing `what`
+    /// (a gerund phrase: "staging entries of run 7"). The store classifies the driver's
+    /// error into a [`DbFault`] with the driver's typed codes; this one mapping turns each
+    /// fault into the same kind in every store, keeps the driver's error as the cause, and
+    /// adds `hint` (what to do) when the store has a better one than the fault's own.
+    pub fn database(
+        backend: &'static str,
+        fault: DbFault,
+        what: &str,
+        hint: Option<&str>,
+        cause: impl Into<BoxError>,
+    ) -> Self {
+        let cause = cause.into();
+        let hint = hint.unwrap_or(fault.hint());
+        let message = format!("{what}: {} ({cause}); {hint}", fault.describe());
+        let error = match fault {
+            DbFault::UniqueViolation => Self::conflict(message),
+            DbFault::ConstraintViolation | DbFault::InvalidValue => Self::invalid_input(message),
+            DbFault::Contention | DbFault::Unavailable => {
+                return Self::transient(backend, message, Some(cause));
+            }
+            DbFault::CredentialsRefused | DbFault::PermissionDenied => Self::unauthorized(message),
+            DbFault::MissingDatabase => Self::not_found(message),
+            DbFault::Corrupt => Self::corrupt(message),
+            DbFault::Other => return Self::backend(backend, message, cause),
+        };
+        error.with_source(cause)
+    }
+
+    /// The [`Error::Conflict`] of a store asked to open a run, or to restore, while run
+    /// `running` holds the repository until `expires`.
+    pub fn repo_busy(repo: &RepoKey, running: SyncId, expires: DateTime<Utc>) -> Self {
+        Self::conflict(format!(
+            "`{repo}` is already being synced by run {running}; wait for it to finish, or for its lease to expire at {}",
+            expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+    }
+
+    /// The [`Error::Conflict`] of a store asked to stage, renew or commit for run `run`,
+    /// which is `status` and no longer holds the repository.
+    pub fn run_ended(run: SyncId, status: SyncStatus) -> Self {
+        Self::conflict(format!(
+            "run {run} is {status} and no longer holds the repository (its lease expired or it was ended); nothing of it was activated, start a new sync"
+        ))
+    }
+}
+
+/// What went wrong in a database, as a SQL store classifies its driver's error with the
+/// driver's typed codes (SQLite result codes, PostgreSQL SQLSTATEs). [`Error::database`]
+/// maps each fault to one [`ErrorKind`], so that every store reports the same event the
+/// same way:
+///
+/// | fault | kind | retryable |
+/// |---|---|---|
+/// | `UniqueViolation` | `Conflict` | no |
+/// | `ConstraintViolation`, `InvalidValue` | `InvalidInput` | no |
+/// | `Contention`, `Unavailable` | `Backend` | yes |
+/// | `CredentialsRefused`, `PermissionDenied` | `Unauthorized` | no |
+/// | `MissingDatabase` | `NotFound` | no |
+/// | `Corrupt` | `Corrupt` | no |
+/// | `Other` | `Backend` | no |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DbFault {
+    /// A unique or primary-key constraint refused a row: another writer got there first.
+    UniqueViolation,
+    /// A check, foreign-key or not-null constraint refused the data.
+    ConstraintViolation,
+    /// The database refused a value (bad encoding, out of range, wrong dimension).
+    InvalidValue,
+    /// The transaction lost a race: a lock held past the timeout, a serialization failure,
+    /// a deadlock, a cancelled statement.
+    Contention,
+    /// The database could not be reached, the connection broke, or it has no free
+    /// connection.
+    Unavailable,
+    /// The server refused the credentials.
+    CredentialsRefused,
+    /// The role, a row-level security policy or the file system refused the access.
+    PermissionDenied,
+    /// The database (or its file) does not exist.
+    MissingDatabase,
+    /// The stored data is damaged, or the file is not a database of this kind.
+    Corrupt,
+    /// Anything else: disk full, read-only, an internal error.
+    Other,
+}
+
+impl DbFault {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::UniqueViolation => "a concurrent change won the race",
+            Self::ConstraintViolation => "the database refused the data",
+            Self::InvalidValue => "the database refused a value",
+            Self::Contention => "the transaction lost a race with another one",
+            Self::Unavailable => "the database could not be reached",
+            Self::CredentialsRefused => "the database refused the credentials",
+            Self::PermissionDenied => "the database refused the access",
+            Self::MissingDatabase => "the database does not exist",
+            Self::Corrupt => "the database holds damaged data",
+            Self::Other => "the database failed",
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            Self::UniqueViolation => "read the current state and try again",
+            Self::ConstraintViolation | Self::InvalidValue => "the store left everything as it was",
+            Self::Contention | Self::Unavailable => "try again",
+            Self::CredentialsRefused => "check the user and password of the database URL",
+            Self::PermissionDenied => {
+                "use a role or file permissions that allow reading and writing the store"
+            }
+            Self::MissingDatabase => "create it first, or fix the database URL or path",
+            Self::Corrupt => "restore the store from a backup",
+            Self::Other => "the store left everything as it was",
         }
     }
 }
@@ -285,13 +448,7 @@ mod tests {
 
     #[test]
     fn retryable_only_for_rate_limits_and_transient_backends() {
-        assert!(
-            Error::RateLimited {
-                reset: None,
-                message: "x".into()
-            }
-            .is_retryable()
-        );
+        assert!(Error::rate_limited(None, "x").is_retryable());
         assert!(Error::transient("http", "timed out", None).is_retryable());
         assert!(!Error::backend("sqlite", "disk full", "io").is_retryable());
         assert!(!Error::conflict("busy").is_retryable());
@@ -303,6 +460,43 @@ mod tests {
         let e = Error::not_found("branch `dev` not found").context("resolving head");
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert_eq!(e.to_string(), "resolving head: branch `dev` not found");
+    }
+
+    #[test]
+    fn context_and_with_source_keep_the_cause() {
+        use std::error::Error as _;
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::conflict("lost")
+            .with_source(io)
+            .context("committing");
+        assert_eq!(e.to_string(), "committing: lost");
+        assert_eq!(e.source().unwrap().to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn database_faults_map_to_one_kind_each_and_keep_the_cause() {
+        use std::error::Error as _;
+        let cases = [
+            (DbFault::UniqueViolation, ErrorKind::Conflict, false),
+            (DbFault::ConstraintViolation, ErrorKind::InvalidInput, false),
+            (DbFault::InvalidValue, ErrorKind::InvalidInput, false),
+            (DbFault::Contention, ErrorKind::Backend, true),
+            (DbFault::Unavailable, ErrorKind::Backend, true),
+            (DbFault::CredentialsRefused, ErrorKind::Unauthorized, false),
+            (DbFault::PermissionDenied, ErrorKind::Unauthorized, false),
+            (DbFault::MissingDatabase, ErrorKind::NotFound, false),
+            (DbFault::Corrupt, ErrorKind::Corrupt, false),
+            (DbFault::Other, ErrorKind::Backend, false),
+        ];
+        for (fault, kind, retryable) in cases {
+            let e = Error::database("db", fault, "staging", None, std::io::Error::other("boom"));
+            assert_eq!((e.kind(), e.is_retryable()), (kind, retryable), "{fault:?}");
+            assert!(e.to_string().contains("staging: "), "{e}");
+            assert!(e.to_string().contains("boom"), "{e}");
+            assert_eq!(e.source().unwrap().to_string(), "boom", "{fault:?}");
+        }
+        let hinted = Error::database("db", DbFault::Other, "x", Some("free disk"), "full");
+        assert!(hinted.to_string().ends_with("; free disk"), "{hinted}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod memory;
 mod model;
 mod path;
 mod policy;
+mod rules;
 mod source;
 mod store;
 mod syncer;
@@ -23,7 +24,7 @@ pub mod testkit;
 
 pub use diff::{Change, DiffCounts, TreeDiff, diff, diff_all};
 pub use embed::{Embedder, Embedding, HashEmbedder};
-pub use error::{BoxError, Error, ErrorKind, ErrorReport, Result};
+pub use error::{BoxError, DbFault, Error, ErrorKind, ErrorReport, Result};
 pub use event::{Phase, Progress, SyncEvent};
 pub use extract::{Chunk, Extractor, LineChunker, WholeFile};
 pub use id::{BlobId, CommitId, ContentHash, SyncId};
@@ -34,10 +35,11 @@ pub use model::{
 };
 pub use path::RepoPath;
 pub use policy::{BINARY_SNIFF_LEN, DEFAULT_MAX_FILE_SIZE, FilePolicy, PolicySpec};
+pub use rules::{HitRank, RunEnd, check_restore_target};
 pub use source::{Blob, RepoSource, SourceNotice, report_notice};
 pub use store::{
     Capabilities, ChangeSet, FileChange, NewEmbedding, RunStart, StageBatch, SyncRun, SyncStore,
-    SyncStoreExt, busy_message, lost_lease_message, validate_start,
+    SyncStoreExt, validate_start,
 };
 pub use syncer::{SyncOptions, SyncStream, Syncer};
 pub use tree::{Branch, EntryKind, FileIndex, IndexedFile, SkipReason, Tree, TreeEntry};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     CommitId, ContentHash, Embedding, EntryQuery, Error, FileIndex, IndexedFile, MemoryEntry,
-    NewEntry, RepoKey, RepoPath, SearchHit, SyncId, SyncRecord, SyncStats, SyncStatus,
+    NewEntry, RepoKey, RepoPath, RunEnd, SearchHit, SyncId, SyncRecord, SyncStats,
 };
 
 /// What a store supports beyond the required behaviour. The conformance suite branches on
@@ -311,9 +311,9 @@ pub trait SyncStore: Send + Sync + Debug {
         stats: SyncStats,
     ) -> Result<SyncRecord, Error>;
 
-    /// Ends a running run as [`SyncStatus::Failed`] or [`SyncStatus::Cancelled`] with a
-    /// reason, discarding what it staged.
-    async fn abort(&self, run: &SyncRun, status: SyncStatus, reason: &str) -> Result<(), Error>;
+    /// Ends a running run as `end` says (its [`status`](RunEnd::status) and
+    /// [`reason`](RunEnd::reason)), discarding what it staged.
+    async fn abort(&self, run: &SyncRun, end: &RunEnd) -> Result<(), Error>;
 
     /// One run of the repository.
     async fn run(&self, repo: &RepoKey, id: SyncId) -> Result<SyncRecord, Error>;
@@ -382,13 +382,8 @@ macro_rules! forward_store {
             ) -> Result<SyncRecord, Error> {
                 (**self).commit(run, changes, stats).await
             }
-            async fn abort(
-                &self,
-                run: &SyncRun,
-                status: SyncStatus,
-                reason: &str,
-            ) -> Result<(), Error> {
-                (**self).abort(run, status, reason).await
+            async fn abort(&self, run: &SyncRun, end: &RunEnd) -> Result<(), Error> {
+                (**self).abort(run, end).await
             }
             async fn run(&self, repo: &RepoKey, id: SyncId) -> Result<SyncRecord, Error> {
                 (**self).run(repo, id).await
@@ -453,23 +448,6 @@ pub fn validate_start(start: &RunStart) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-/// The message of the [`Error::Conflict`] a store returns when `begin` finds another run
-/// holding the repository.
-pub fn busy_message(repo: &RepoKey, running: SyncId, expires: DateTime<Utc>) -> String {
-    format!(
-        "`{repo}` is already being synced by run {running}; wait for it to finish, or for its lease to expire at {}",
-        expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    )
-}
-
-/// The message of the [`Error::Conflict`] a store returns when a run that no longer holds
-/// the repository tries to stage, renew or commit.
-pub fn lost_lease_message(run: SyncId, status: SyncStatus) -> String {
-    format!(
-        "run {run} is {status} and no longer holds the repository (its lease expired or it was ended); nothing of it was activated, start a new sync"
-    )
 }
 
 #[cfg(test)]

@@ -479,19 +479,14 @@ impl Driver {
             self.finalize(&run, plan).await
         }
         .await;
-        if let Err(e) = &result {
-            let status = if matches!(e, Error::Cancelled) {
-                SyncStatus::Cancelled
-            } else {
-                SyncStatus::Failed
-            };
-            if let Err(abort) = s.store.abort(&run, status, &e.to_string()).await {
-                tracing::warn!(
-                    sync_id = %run.id,
-                    error = %abort,
-                    "could not end the run in the store; its lease will expire"
-                );
-            }
+        if let Err(e) = &result
+            && let Err(abort) = s.store.abort(&run, &crate::RunEnd::from_error(e)).await
+        {
+            tracing::warn!(
+                sync_id = %run.id,
+                error = %abort,
+                "could not end the run in the store; its lease will expire"
+            );
         }
         (Some(run.id), result)
     }

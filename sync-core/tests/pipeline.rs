@@ -278,10 +278,7 @@ impl SyncStore for LostLease {
         self.0.begin(s).await
     }
     async fn renew(&self, run: &SyncRun) -> Result<(), Error> {
-        Err(Error::conflict(sync_core::lost_lease_message(
-            run.id,
-            SyncStatus::Abandoned,
-        )))
+        Err(Error::run_ended(run.id, SyncStatus::Abandoned))
     }
     async fn last_completed(
         &self,
@@ -311,8 +308,8 @@ impl SyncStore for LostLease {
     ) -> Result<sync_core::SyncRecord, Error> {
         self.0.commit(run, c, s).await
     }
-    async fn abort(&self, run: &SyncRun, st: SyncStatus, why: &str) -> Result<(), Error> {
-        self.0.abort(run, st, why).await
+    async fn abort(&self, run: &SyncRun, end: &sync_core::RunEnd) -> Result<(), Error> {
+        self.0.abort(run, end).await
     }
     async fn run(
         &self,

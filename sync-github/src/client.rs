@@ -593,13 +593,13 @@ impl<'c> Retrier<'c> {
                     c.max_rate_limit_wait.as_secs()
                 )
             };
-            return Err(Error::RateLimited {
-                reset: Some(until),
-                message: format!(
+            return Err(Error::rate_limited(
+                Some(until),
+                format!(
                     "GitHub's `{resource}` rate limit stopped reading {target} of `{}` ({message}); it resets at {at}, {why}; try again after {at}{hint}",
                     c.ctx.repo
                 ),
-            });
+            ));
         }
         {
             let mut gate = lock(&c.gate);

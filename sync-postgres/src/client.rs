@@ -172,16 +172,13 @@ pub(crate) async fn take_over(
     };
     if last.status == SyncStatus::Running.as_str() {
         if !last.expired {
-            return Err(Error::conflict(sync_core::busy_message(
+            return Err(Error::repo_busy(
                 repo,
                 SyncId(last.id),
                 last.lease_expires_at,
-            )));
+            ));
         }
-        let reason = format!(
-            "abandoned: its lease expired at {} without the run finishing",
-            last.lease_expires_at.to_rfc3339()
-        );
+        let reason = sync_core::RunEnd::lease_expired(last.lease_expires_at).reason();
         sqlx::query(
             "WITH ended AS ( \
                  UPDATE sync_runs SET status = 'abandoned', finished_at = clock_timestamp(), error = $2 \

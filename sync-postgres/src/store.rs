@@ -11,9 +11,8 @@ use pgvector::Vector;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sync_core::{
     Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, Error, FileChange, FileIndex,
-    IndexedFile, MemoryEntry, NewEntry, RepoKey, RunStart, SearchHit, StageBatch, SyncId,
-    SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore, busy_message, lost_lease_message,
-    validate_start,
+    IndexedFile, MemoryEntry, NewEntry, RepoKey, RunEnd, RunStart, SearchHit, StageBatch, SyncId,
+    SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore, validate_start,
 };
 
 use crate::client::{self, ChainEnd, Lock, NewRun, RunFilter, SearchPlan, Tx};
@@ -151,7 +150,7 @@ impl PgStore {
         match client::run_state(tx, &run.repo, run.id, lock, what).await? {
             None => Err(Error::not_found(format!("run {} does not exist", run.id))),
             Some((_, status)) if status != SyncStatus::Running => {
-                Err(Error::conflict(lost_lease_message(run.id, status)))
+                Err(Error::run_ended(run.id, status))
             }
             Some((repo_id, _)) => Ok(repo_id),
         }
@@ -168,7 +167,7 @@ impl PgStore {
             .to_owned();
         tracing::debug!(repo = %repo, constraint, "a run lost the race for a repository");
         match client::running_run(&self.pool, repo).await {
-            Ok(Some((id, expires))) => Error::conflict(busy_message(repo, SyncId(id), expires)),
+            Ok(Some((id, expires))) => Error::repo_busy(repo, SyncId(id), expires),
             _ => Error::conflict(format!(
                 "`{repo}` is already being synced: another run took the next place in its history first (the database refused a second one: {constraint}); look at its history and try again"
             )),
@@ -473,19 +472,16 @@ impl SyncStore for PgStore {
         Ok(record)
     }
 
-    async fn abort(&self, run: &SyncRun, status: SyncStatus, reason: &str) -> Result<(), Error> {
-        if !matches!(status, SyncStatus::Failed | SyncStatus::Cancelled) {
-            return Err(Error::invalid_input(format!(
-                "a run can be aborted as failed or cancelled, not {status}"
-            )));
-        }
+    async fn abort(&self, run: &SyncRun, end: &RunEnd) -> Result<(), Error> {
+        let status = end.status();
+        let reason = end.reason();
         let tenant = self.options.tenant(&run.repo)?;
         let what = format!("ending run {} as {status}", run.id);
         let mut tx = self.tx(tenant, &what).await?;
         match client::run_state(&mut tx, &run.repo, run.id, Lock::Update, &what).await? {
             None => return Err(Error::not_found(format!("run {} does not exist", run.id))),
             Some((_, SyncStatus::Running)) => {
-                client::end_run(&mut tx, run.id, status, reason, &what).await?;
+                client::end_run(&mut tx, run.id, status, &reason, &what).await?;
             }
             Some(_) => {}
         }

@@ -15,7 +15,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sync_core::{
     BlobId, ChangeSet, CommitId, ContentHash, Embedding, EntryKind, FileChange, IndexedFile,
     MemoryFile, MemorySource, NewEmbedding, NewEntry, RepoKey, RepoPath, RunStart, StageBatch,
-    SyncStats, SyncStatus, SyncStore, Syncer, TreeEntry, WholeFile,
+    SyncStats, SyncStore, Syncer, TreeEntry, WholeFile,
 };
 use sync_sqlite::SqliteStore;
 
@@ -145,7 +145,7 @@ fn store_100k(c: &mut Criterion) {
                     .unwrap();
                 }
                 total += t.elapsed();
-                rt.block_on(store.abort(&run, SyncStatus::Cancelled, "bench"))
+                rt.block_on(store.abort(&run, &sync_core::RunEnd::Cancelled))
                     .unwrap();
             }
             total

@@ -13,9 +13,9 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use sync_core::{
     BlobId, ChangeSet, CommitId, ContentHash, Embedding, EntryKind, EntryQuery, EntryStatus, Error,
-    FileChange, FileIndex, IndexedFile, MemoryEntry, NewEntry, RepoKey, RepoPath, RunStart,
+    FileChange, FileIndex, IndexedFile, MemoryEntry, NewEntry, RepoKey, RepoPath, RunEnd, RunStart,
     SearchHit, SkipReason, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus,
-    TreeEntry, busy_message, lost_lease_message, validate_start,
+    TreeEntry, validate_start,
 };
 
 use crate::error::{DbResultExt, corrupt_value, is_unique_violation};
@@ -175,17 +175,10 @@ fn take_over(
         return Ok(());
     };
     if expires > now.timestamp_micros() {
-        return Err(Error::conflict(busy_message(
-            repo,
-            SyncId(id),
-            from_us(expires),
-        )));
+        return Err(Error::repo_busy(repo, SyncId(id), from_us(expires)));
     }
     let what = "marking an expired run abandoned";
-    let reason = format!(
-        "abandoned: its lease expired at {} without the run finishing",
-        from_us(expires).to_rfc3339()
-    );
+    let reason = RunEnd::lease_expired(from_us(expires)).reason();
     tx.prepare_cached(
         "UPDATE runs SET status = 'abandoned', finished_at_us = ?2, error = ?3 WHERE id = ?1",
     )
@@ -216,9 +209,7 @@ fn lost_race(tx: &Transaction<'_>, repo_id: i64, repo: &RepoKey) -> Error {
         )
         .optional();
     match running {
-        Ok(Some((id, expires))) => {
-            Error::conflict(busy_message(repo, SyncId(id), from_us(expires)))
-        }
+        Ok(Some((id, expires))) => Error::repo_busy(repo, SyncId(id), from_us(expires)),
         _ => Error::conflict(format!(
             "another run of `{repo}` was appended to its history at the same time; try again"
         )),
@@ -284,7 +275,7 @@ fn check_running(conn: &Connection, run: &SyncRun) -> Result<i64, Error> {
     };
     let status: SyncStatus = status.parse()?;
     if status != SyncStatus::Running {
-        return Err(Error::conflict(lost_lease_message(run.id, status)));
+        return Err(Error::run_ended(run.id, status));
     }
     Ok(repo_id)
 }
@@ -370,17 +361,7 @@ pub(crate) fn history(
     Ok(out)
 }
 
-pub(crate) fn abort(
-    conn: &mut Connection,
-    run: &SyncRun,
-    status: SyncStatus,
-    reason: &str,
-) -> Result<(), Error> {
-    if !matches!(status, SyncStatus::Failed | SyncStatus::Cancelled) {
-        return Err(Error::invalid_input(format!(
-            "a run can be aborted as failed or cancelled, not {status}"
-        )));
-    }
+pub(crate) fn abort(conn: &mut Connection, run: &SyncRun, end: &RunEnd) -> Result<(), Error> {
     let what = "ending the run";
     let tx = immediate(conn, what)?;
     match check_running(&tx, run) {
@@ -393,9 +374,9 @@ pub(crate) fn abort(
         .db(what)?
         .execute(params![
             run.id.0,
-            status.as_str(),
+            end.status().as_str(),
             now().timestamp_micros(),
-            reason
+            end.reason()
         ])
         .db(what)?;
     discard_staged(&tx, run.id.0)?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use sync_core::{
     Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, Error, FileIndex, MemoryEntry,
-    RepoKey, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus,
+    RepoKey, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats,
     SyncStore,
 };
 use tempfile::TempDir;
@@ -158,11 +158,9 @@ impl SyncStore for SqliteStore {
             .await
     }
 
-    async fn abort(&self, run: &SyncRun, status: SyncStatus, reason: &str) -> Result<(), Error> {
-        let (run, reason) = (run.clone(), reason.to_owned());
-        self.pool
-            .write(move |c| client::abort(c, &run, status, &reason))
-            .await
+    async fn abort(&self, run: &SyncRun, end: &RunEnd) -> Result<(), Error> {
+        let (run, end) = (run.clone(), end.clone());
+        self.pool.write(move |c| client::abort(c, &run, &end)).await
     }
 
     async fn run(&self, repo: &RepoKey, id: SyncId) -> Result<SyncRecord, Error> {

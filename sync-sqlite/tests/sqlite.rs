@@ -313,7 +313,11 @@ async fn an_aborted_run_leaves_no_staged_entries() {
     let raw = Connection::open(&path).unwrap();
     let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).unwrap() };
 
-    for status in [SyncStatus::Failed, SyncStatus::Cancelled] {
+    for end in [
+        sync_core::RunEnd::from_error(&sync_core::Error::invalid_input("test")),
+        sync_core::RunEnd::Cancelled,
+    ] {
+        let status = end.status();
         let run = store.begin(run_start(&repo, LEASE)).await.unwrap();
         let text = format!("staged by a run that ends {status}");
         store
@@ -324,7 +328,7 @@ async fn an_aborted_run_leaves_no_staged_entries() {
             count("SELECT count(*) FROM entries WHERE status = 'staged'"),
             1
         );
-        store.abort(&run, status, "test").await.unwrap();
+        store.abort(&run, &end).await.unwrap();
         assert_eq!(
             count("SELECT count(*) FROM entries"),
             0,

@@ -6,12 +6,13 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::store::{busy_message, lost_lease_message, validate_start};
+use crate::store::validate_start;
 use crate::{
     Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, EntryStatus, Error, FileChange,
     FileIndex, IndexedFile, MemoryEntry, NewEntry, RepoKey, RepoPath, RunStart, SearchHit,
     StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore,
 };
+use crate::{RunEnd, check_restore_target};
 
 /// A [`SyncStore`] in memory: the reference implementation of the store contract.
 ///
@@ -112,14 +113,12 @@ impl State {
             return Ok(());
         }
         if row.lease_expires > now {
-            return Err(Error::conflict(busy_message(repo, last, row.lease_expires)));
+            return Err(Error::repo_busy(repo, last, row.lease_expires));
         }
-        row.record.status = SyncStatus::Abandoned;
+        let end = RunEnd::lease_expired(row.lease_expires);
+        row.record.status = end.status();
         row.record.finished_at = Some(now);
-        row.record.error = Some(format!(
-            "abandoned: its lease expired at {} without the run finishing",
-            row.lease_expires.to_rfc3339()
-        ));
+        row.record.error = Some(end.reason());
         if let Some(r) = self.repos.get_mut(repo) {
             r.staged.remove(&last);
         }
@@ -134,10 +133,7 @@ impl State {
             .filter(|r| r.record.repo == run.repo)
             .ok_or_else(|| Error::not_found(format!("run {} does not exist", run.id)))?;
         if row.record.status != SyncStatus::Running {
-            return Err(Error::conflict(lost_lease_message(
-                run.id,
-                row.record.status,
-            )));
+            return Err(Error::run_ended(run.id, row.record.status));
         }
         Ok(row)
     }
@@ -457,12 +453,7 @@ impl SyncStore for MemoryStore {
         Ok(row.record.clone())
     }
 
-    async fn abort(&self, run: &SyncRun, status: SyncStatus, reason: &str) -> Result<(), Error> {
-        if !matches!(status, SyncStatus::Failed | SyncStatus::Cancelled) {
-            return Err(Error::invalid_input(format!(
-                "a run can be aborted as failed or cancelled, not {status}"
-            )));
-        }
+    async fn abort(&self, run: &SyncRun, end: &RunEnd) -> Result<(), Error> {
         let mut state = self.lock();
         let Some(row) = state
             .runs
@@ -474,9 +465,9 @@ impl SyncStore for MemoryStore {
         if row.record.status != SyncStatus::Running {
             return Ok(());
         }
-        row.record.status = status;
+        row.record.status = end.status();
         row.record.finished_at = Some(Utc::now());
-        row.record.error = Some(reason.to_owned());
+        row.record.error = Some(end.reason());
         if let Some(repo) = state.repos.get_mut(&run.repo) {
             repo.staged.remove(&run.id);
         }
@@ -517,12 +508,7 @@ impl SyncStore for MemoryStore {
             .get(&to)
             .filter(|r| &r.record.repo == repo)
             .ok_or_else(|| Error::not_found(format!("run {to} of `{repo}` does not exist")))?;
-        if target.record.status != SyncStatus::Completed {
-            return Err(Error::invalid_input(format!(
-                "run {to} is {}; only a completed run can be restored",
-                target.record.status
-            )));
-        }
+        check_restore_target(&target.record)?;
         let (target_seq, target_record) = (target.seq, target.record.clone());
         state.take_over(repo, now)?;
 
@@ -582,14 +568,8 @@ impl SyncStore for MemoryStore {
                 .collect();
             stats.entries_written += r.add_entries(&path, copies, id);
         }
-        stats.files = r.active_files.len() as u64;
         for &row in r.active_files.values() {
-            match r.files[row].file.skip {
-                Some(crate::SkipReason::TooLarge) => stats.skipped_too_large += 1,
-                Some(crate::SkipReason::Binary) => stats.skipped_binary += 1,
-                Some(crate::SkipReason::Symlink) => stats.symlinks += 1,
-                None => {}
-            }
+            stats.count_indexed(r.files[row].file.skip, 1);
         }
         stats.excluded = target_record.stats.excluded;
         stats.submodules = target_record.stats.submodules;
@@ -694,12 +674,7 @@ impl SyncStore for MemoryStore {
                 })
             })
             .collect();
-        hits.sort_by(|a, b| {
-            b.score.total_cmp(&a.score).then_with(|| {
-                (&a.entry.path, a.entry.ordinal).cmp(&(&b.entry.path, b.entry.ordinal))
-            })
-        });
-        hits.truncate(k);
+        SearchHit::rank_all(&mut hits, k);
         Ok(hits)
     }
 }

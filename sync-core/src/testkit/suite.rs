@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use crate::{
     Blob, ChangeSet, CommitId, EntryKind, EntryQuery, EntryStatus, Error, ErrorKind, FileChange,
-    HashEmbedder, IndexedFile, MemoryFile, NewEntry, Phase, RepoKey, RepoPath, RepoSource,
+    HashEmbedder, IndexedFile, MemoryFile, NewEntry, Phase, RepoKey, RepoPath, RepoSource, RunEnd,
     RunStart, StageBatch, SyncEvent, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
 };
 
@@ -615,10 +615,7 @@ pub async fn linear_history(factory: &impl StoreFactory) {
         .await
         .expect_err("a sync while another runs");
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    h.store
-        .abort(&winner, SyncStatus::Cancelled, "test")
-        .await
-        .unwrap();
+    h.store.abort(&winner, &RunEnd::Cancelled).await.unwrap();
     assert_chain(h.store.as_ref(), h.repo(), 4).await;
 
     // Eight racing syncs: each completes or loses with Conflict, the chain stays linear.
@@ -692,7 +689,7 @@ pub async fn linear_history(factory: &impl StoreFactory) {
         "an abandoned run cannot renew: {e}"
     );
     h.store
-        .abort(&crashed, SyncStatus::Failed, "late")
+        .abort(&crashed, &RunEnd::from_error(&Error::invalid_input("late")))
         .await
         .unwrap();
     assert_eq!(
@@ -700,10 +697,7 @@ pub async fn linear_history(factory: &impl StoreFactory) {
         SyncStatus::Abandoned,
         "aborting an ended run changes nothing"
     );
-    h.store
-        .abort(&next, SyncStatus::Cancelled, "test")
-        .await
-        .unwrap();
+    h.store.abort(&next, &RunEnd::Cancelled).await.unwrap();
 }
 
 /// Checks the repository's runs form one chain, newest first, and returns them.
@@ -813,7 +807,7 @@ pub async fn restore_is_new_run(factory: &impl StoreFactory) {
         "no restore while a sync runs: {e}"
     );
     h.store
-        .abort(&failed, SyncStatus::Failed, "test")
+        .abort(&failed, &RunEnd::from_error(&Error::invalid_input("test")))
         .await
         .unwrap();
     let e = h.store.restore(h.repo(), failed.id).await.unwrap_err();
@@ -1476,18 +1470,21 @@ pub async fn store_contract(factory: &impl StoreFactory) {
         )
         .await
         .unwrap();
-    let e = store
-        .abort(&run2, SyncStatus::Completed, "no")
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    store
-        .abort(&run2, SyncStatus::Failed, "test failure")
-        .await
-        .unwrap();
+    let end = RunEnd::from_error(&Error::invalid_input("test failure"));
+    store.abort(&run2, &end).await.unwrap();
     let ended = store.run(&repo, run2.id).await.unwrap();
     assert_eq!(ended.status, SyncStatus::Failed);
     assert_eq!(ended.error.as_deref(), Some("test failure"));
+    store
+        .abort(&run2, &RunEnd::Cancelled)
+        .await
+        .expect("ending an ended run does nothing");
+    let ended = store.run(&repo, run2.id).await.unwrap();
+    assert_eq!(
+        (ended.status, ended.error.as_deref()),
+        (SyncStatus::Failed, Some("test failure")),
+        "the first end stays"
+    );
     let run3 = store.begin(start.clone()).await.unwrap();
     let record = store
         .commit(

@@ -10,8 +10,8 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
     Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedder, Embedding, EntryQuery,
-    Error, FileIndex, MemoryEntry, RepoKey, RepoSource, RunStart, SearchHit, StageBatch, SyncId,
-    SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
+    Error, FileIndex, MemoryEntry, RepoKey, RepoSource, RunEnd, RunStart, SearchHit, StageBatch,
+    SyncId, SyncRecord, SyncRun, SyncStats, SyncStore, Tree, TreeEntry,
 };
 
 /// When an injected fault strikes relative to the wrapped call.
@@ -311,10 +311,8 @@ impl<S: SyncStore> SyncStore for FaultyStore<S> {
             .await
     }
 
-    async fn abort(&self, run: &SyncRun, status: SyncStatus, reason: &str) -> Result<(), Error> {
-        self.plan
-            .guard("abort", self.inner.abort(run, status, reason))
-            .await
+    async fn abort(&self, run: &SyncRun, end: &RunEnd) -> Result<(), Error> {
+        self.plan.guard("abort", self.inner.abort(run, end)).await
     }
 
     async fn run(&self, repo: &RepoKey, id: SyncId) -> Result<SyncRecord, Error> {

@@ -136,7 +136,7 @@ async fn rate_limit_past_the_longest_wait_fails_naming_the_reset() {
     github.reset_counts();
     let run = sync(&syncer, Some("main")).await;
     let err = run.result.unwrap_err();
-    let sync_core::Error::RateLimited { reset, message } = &err else {
+    let sync_core::Error::RateLimited { reset, message, .. } = &err else {
         panic!("expected RateLimited, got {err:?}");
     };
     let reset = reset.expect("the reset is known");

@@ -215,7 +215,7 @@ async fn a_crashed_process_loses_the_repository_when_its_lease_expires() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    next.abort(&run, SyncStatus::Cancelled, "test")
+    next.abort(&run, &sync_core::RunEnd::Cancelled)
         .await
         .unwrap();
     next.close().await;
@@ -235,7 +235,11 @@ async fn an_aborted_run_leaves_no_staged_entries() {
     let repo = RepoKey::new("memory:aborted").unwrap();
     let mut admin = db.admin().await;
 
-    for status in [SyncStatus::Failed, SyncStatus::Cancelled] {
+    for end in [
+        sync_core::RunEnd::from_error(&sync_core::Error::invalid_input("test")),
+        sync_core::RunEnd::Cancelled,
+    ] {
+        let status = end.status();
         let run = store
             .begin(run_start(&repo, Duration::from_secs(60)))
             .await
@@ -253,7 +257,7 @@ async fn an_aborted_run_leaves_no_staged_entries() {
         .await
         .unwrap();
         assert_eq!(staged, 1);
-        store.abort(&run, status, "test").await.unwrap();
+        store.abort(&run, &end).await.unwrap();
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_entries")
             .fetch_one(&mut admin)
             .await
@@ -386,11 +390,11 @@ async fn the_database_refuses_forked_history_even_without_the_store() {
     .await;
     admin.execute("ROLLBACK").await.unwrap();
     store
-        .abort(&running, SyncStatus::Cancelled, "test")
+        .abort(&running, &sync_core::RunEnd::Cancelled)
         .await
         .unwrap();
     store
-        .abort(&other, SyncStatus::Cancelled, "test")
+        .abort(&other, &sync_core::RunEnd::Cancelled)
         .await
         .unwrap();
 

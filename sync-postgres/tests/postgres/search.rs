@@ -191,7 +191,7 @@ async fn other_dimensions_are_refused_and_stores_of_several_share_a_database() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     small
-        .abort(&run, sync_core::SyncStatus::Cancelled, "test")
+        .abort(&run, &sync_core::RunEnd::Cancelled)
         .await
         .unwrap();
 

@@ -1,0 +1,217 @@
+//! The history rules every store applies the same way: how a run that does not complete
+//! ends, which runs can be restored, how an index is counted, and how search results are
+//! ranked. Stores store; these values and functions decide.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, ErrorReport, SearchHit, SkipReason, SyncRecord, SyncStats, SyncStatus};
+
+/// How a run that did not complete ends: the status a store records and the reason it
+/// keeps in the run's [`error`](SyncRecord::error).
+///
+/// ```
+/// use sync_core::{Error, RunEnd, SyncStatus};
+/// let end = RunEnd::from_error(&Error::not_found("branch `dev` not found"));
+/// assert_eq!(end.status(), SyncStatus::Failed);
+/// assert_eq!(end.reason(), "branch `dev` not found");
+/// assert_eq!(RunEnd::from_error(&Error::Cancelled).status(), SyncStatus::Cancelled);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RunEnd {
+    /// An error stopped it.
+    Failed {
+        /// The error.
+        error: ErrorReport,
+    },
+    /// Its caller stopped it (the event stream was dropped or cancelled).
+    Cancelled,
+    /// Its holder is gone: the lease expired without the run finishing, or the store saw
+    /// that the process holding it had died.
+    Abandoned {
+        /// When the lease expired, or `None` when the holder was seen dead before that.
+        lease_expired_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl RunEnd {
+    /// The end of a run stopped by `error`: [`Error::Cancelled`] is
+    /// [`RunEnd::Cancelled`], anything else [`RunEnd::Failed`].
+    pub fn from_error(error: &Error) -> Self {
+        match error {
+            Error::Cancelled => Self::Cancelled,
+            other => Self::Failed {
+                error: other.report(),
+            },
+        }
+    }
+
+    /// A run whose lease expired at `at`.
+    pub fn lease_expired(at: DateTime<Utc>) -> Self {
+        Self::Abandoned {
+            lease_expired_at: Some(at),
+        }
+    }
+
+    /// A run whose holding process was seen dead.
+    pub fn holder_died() -> Self {
+        Self::Abandoned {
+            lease_expired_at: None,
+        }
+    }
+
+    /// The status the store records.
+    pub fn status(&self) -> SyncStatus {
+        match self {
+            Self::Failed { .. } => SyncStatus::Failed,
+            Self::Cancelled => SyncStatus::Cancelled,
+            Self::Abandoned { .. } => SyncStatus::Abandoned,
+        }
+    }
+
+    /// The reason the store keeps with the run.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Failed { error } => error.message.clone(),
+            Self::Cancelled => {
+                "cancelled by its caller before it finished; nothing of it was activated".to_owned()
+            }
+            Self::Abandoned {
+                lease_expired_at: Some(at),
+            } => format!(
+                "abandoned: its lease expired at {} without the run finishing",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+            Self::Abandoned {
+                lease_expired_at: None,
+            } => "abandoned: the process holding it ended without finishing the run".to_owned(),
+        }
+    }
+}
+
+/// Checks that `target` may be restored: only a completed run has a state to go back to.
+pub fn check_restore_target(target: &SyncRecord) -> Result<(), Error> {
+    if target.status == SyncStatus::Completed {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "run {} is {}; only a completed run can be restored",
+            target.id, target.status
+        )))
+    }
+}
+
+impl SyncStats {
+    /// Counts `count` indexed files with the skip reason `skip` into
+    /// [`files`](Self::files) and the matching `skipped_*` count: how every store counts an
+    /// index it did not build from a diff (a restore).
+    pub fn count_indexed(&mut self, skip: Option<SkipReason>, count: u64) {
+        self.files += count;
+        match skip {
+            Some(SkipReason::TooLarge) => self.skipped_too_large += count,
+            Some(SkipReason::Binary) => self.skipped_binary += count,
+            Some(SkipReason::Symlink) => self.symlinks += count,
+            None => {}
+        }
+    }
+}
+
+/// Where a search hit ranks: by score, highest first; ties by path bytes, then ordinal, so
+/// that every store returns the same order for the same data.
+///
+/// Stores that keep their own candidates (a top-k heap) rank them with this too.
+#[derive(Debug, Clone, Copy)]
+pub struct HitRank<'a> {
+    /// The similarity, higher is better.
+    pub score: f32,
+    /// The entry's path bytes.
+    pub path: &'a [u8],
+    /// The entry's ordinal.
+    pub ordinal: u32,
+}
+
+impl HitRank<'_> {
+    /// `Less` when `self` ranks before (is better than) `other`.
+    pub fn order(&self, other: &HitRank<'_>) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| (self.path, self.ordinal).cmp(&(other.path, other.ordinal)))
+    }
+}
+
+impl SearchHit {
+    /// This hit's [`HitRank`].
+    pub fn rank(&self) -> HitRank<'_> {
+        HitRank {
+            score: self.score,
+            path: self.entry.path.as_bytes(),
+            ordinal: self.entry.ordinal,
+        }
+    }
+
+    /// Sorts hits best first by [`HitRank::order`] and keeps the first `k`.
+    pub fn rank_all(hits: &mut Vec<SearchHit>, k: usize) {
+        hits.sort_by(|a, b| a.rank().order(&b.rank()));
+        hits.truncate(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_by_score_then_path_then_ordinal() {
+        let r = |score, path: &'static str, ordinal| HitRank {
+            score,
+            path: path.as_bytes(),
+            ordinal,
+        };
+        assert_eq!(r(0.9, "b", 0).order(&r(0.5, "a", 0)), Ordering::Less);
+        assert_eq!(r(0.5, "a", 1).order(&r(0.5, "b", 0)), Ordering::Less);
+        assert_eq!(r(0.5, "a", 0).order(&r(0.5, "a", 1)), Ordering::Less);
+        assert_eq!(r(0.5, "a", 0).order(&r(0.5, "a", 0)), Ordering::Equal);
+    }
+
+    #[test]
+    fn run_ends_record_status_and_reason() {
+        let failed = RunEnd::from_error(&Error::conflict("busy"));
+        assert_eq!(
+            (failed.status(), failed.reason()),
+            (SyncStatus::Failed, "busy".to_owned())
+        );
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            RunEnd::lease_expired(at).reason(),
+            "abandoned: its lease expired at 2026-01-02T03:04:05.000Z without the run finishing"
+        );
+        assert_eq!(RunEnd::holder_died().status(), SyncStatus::Abandoned);
+        let json = serde_json::to_value(RunEnd::Cancelled).unwrap();
+        assert_eq!(json["outcome"], "cancelled");
+    }
+
+    #[test]
+    fn indexed_files_are_counted_by_skip_reason() {
+        let mut stats = SyncStats::default();
+        stats.count_indexed(None, 3);
+        stats.count_indexed(Some(SkipReason::Binary), 2);
+        stats.count_indexed(Some(SkipReason::Symlink), 1);
+        stats.count_indexed(Some(SkipReason::TooLarge), 4);
+        assert_eq!(
+            (
+                stats.files,
+                stats.skipped_binary,
+                stats.symlinks,
+                stats.skipped_too_large
+            ),
+            (10, 2, 1, 4)
+        );
+    }
+}
