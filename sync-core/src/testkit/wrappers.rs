@@ -10,8 +10,8 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
     Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedder, Embedding, EntryQuery,
-    Error, FileIndex, MemoryEntry, RepoKey, RepoSource, RunStart, SearchHit, StageBatch, SyncId,
-    SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
+    Error, FileIndex, FilePolicy, MemoryEntry, RepoKey, RepoSource, RunStart, SearchHit,
+    StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
 };
 
 /// When an injected fault strikes relative to the wrapped call.
@@ -182,6 +182,14 @@ impl<S: RepoSource> RepoSource for FaultySource<S> {
     async fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
         self.trees.fetch_add(1, Ordering::SeqCst);
         self.plan.guard("tree", self.inner.tree(commit)).await
+    }
+
+    /// Counted and guarded as `tree`: the pipeline lists trees only through this method.
+    async fn filtered_tree(&self, commit: &CommitId, policy: &FilePolicy) -> Result<Tree, Error> {
+        self.trees.fetch_add(1, Ordering::SeqCst);
+        self.plan
+            .guard("tree", self.inner.filtered_tree(commit, policy))
+            .await
     }
 
     fn contents(
