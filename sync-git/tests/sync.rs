@@ -154,16 +154,7 @@ async fn an_excluded_missing_blob_is_never_read() {
     assert_eq!(expected.len(), 2);
 
     let id = repo.git(["rev-parse", &format!("HEAD:{missing}")]);
-    let object = repo
-        .path()
-        .join(".git/objects")
-        .join(&id[..2])
-        .join(&id[2..]);
-    std::fs::remove_file(&object).expect("removing the loose object");
-    assert!(
-        !repo.try_git(["cat-file", "-e", &id]).status.success(),
-        "the blob is gone"
-    );
+    repo.delete_object(&id.parse().unwrap());
 
     let source = Arc::new(GitSource::open(repo.path()).unwrap());
     let store = Arc::new(MemoryStore::new());
