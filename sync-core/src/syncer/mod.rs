@@ -210,9 +210,10 @@ impl Syncer {
     /// Identifies the policy, extractor and embedding model; when it differs from the last
     /// completed run's, every file is processed again.
     ///
-    /// It is the hash of a stable serialized form of these settings (see
-    /// [`prepare::fingerprint`]), so it changes when a setting does and never because
-    /// of how the types print.
+    /// It is the first 16 hex digits of the BLAKE3 hash of the settings' JSON form, with
+    /// fixed field names: the include and exclude globs, the maximum file size, the
+    /// extractor's [`id`](Extractor::id), and the embedder's model and dimensions (`null`
+    /// without one). It changes when a setting does, never because of how types print.
     pub fn fingerprint(&self) -> String {
         prepare::fingerprint(
             &self.policy,
