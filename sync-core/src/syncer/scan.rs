@@ -250,7 +250,7 @@ pub(super) fn change_size(change: &FileChange) -> u64 {
 mod tests {
     use super::super::test_support::Bench;
     use super::*;
-    use crate::{ChangeSet, EntryKind, MemoryFile, SyncStore};
+    use crate::{ChangeSet, EntryKind, MemoryFile, SyncStore, Syncer};
 
     fn files(list: &[(&str, &str)]) -> Vec<MemoryFile> {
         list.iter()
@@ -304,6 +304,62 @@ mod tests {
             ),
             "{events:?}"
         );
+    }
+
+    /// A source whose unfiltered `tree` fails, as a repository with a broken object at
+    /// an excluded path would.
+    #[derive(Debug)]
+    struct OnlyFiltered(std::sync::Arc<crate::MemorySource>);
+
+    #[async_trait::async_trait]
+    impl crate::RepoSource for OnlyFiltered {
+        fn identity(&self) -> String {
+            self.0.identity()
+        }
+        async fn branches(&self) -> Result<Vec<crate::Branch>, Error> {
+            self.0.branches().await
+        }
+        async fn default_branch(&self) -> Result<String, Error> {
+            self.0.default_branch().await
+        }
+        async fn head(&self, branch: &str) -> Result<crate::CommitId, Error> {
+            self.0.head(branch).await
+        }
+        async fn tree(&self, _commit: &crate::CommitId) -> Result<crate::Tree, Error> {
+            Err(Error::not_found("the object of `vendor/x.rs` is missing"))
+        }
+        async fn filtered_tree(
+            &self,
+            commit: &crate::CommitId,
+            policy: &FilePolicy,
+        ) -> Result<crate::Tree, Error> {
+            Ok(self.0.tree(commit).await?.filter(policy))
+        }
+        fn contents(
+            &self,
+            commit: &crate::CommitId,
+            wanted: Vec<TreeEntry>,
+        ) -> futures::stream::BoxStream<'_, Result<crate::Blob, Error>> {
+            self.0.contents(commit, wanted)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_tree_is_listed_through_the_policy() {
+        let bench = Bench::new();
+        bench
+            .source
+            .commit_files("main", files(&[("a.txt", "a\n"), ("vendor/x.rs", "x\n")]))
+            .unwrap();
+        let (source, store) = (bench.source.clone(), bench.store.clone());
+        let bench = bench.with(|_| {
+            Syncer::new(std::sync::Arc::new(OnlyFiltered(source)), store)
+                .unwrap()
+                .with_policy(FilePolicy::builder().exclude("vendor/**").build().unwrap())
+        });
+        let run_ = bench.begin().await;
+        let plan = run(bench.phases(), &run_).await.unwrap();
+        assert_eq!((plan.stats.added, plan.stats.excluded), (1, 1));
     }
 
     #[tokio::test]

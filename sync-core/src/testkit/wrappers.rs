@@ -144,7 +144,7 @@ impl<S: RepoSource> FaultySource<S> {
         self.blobs.load(Ordering::SeqCst)
     }
 
-    /// Calls of `tree` so far.
+    /// Calls of `tree` and `filtered_tree` so far.
     pub fn trees_read(&self) -> u64 {
         self.trees.load(Ordering::SeqCst)
     }
