@@ -10,7 +10,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{BlobId, Branch, CommitId, Error, RepoPath, Tree, TreeEntry};
+use crate::{BlobId, Branch, CommitId, Error, FilePolicy, RepoPath, Tree, TreeEntry};
 
 /// The content of one blob, fetched for one of the paths that hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,12 @@ pub struct Blob {
 /// * [`tree`](RepoSource::tree) returns every blob of the commit (files, executables,
 ///   symlinks) with git's blob ids and sizes, never submodules (count them with
 ///   [`Tree::with_submodules`]). The same commit gives the same tree from every source.
+/// * [`filtered_tree`](RepoSource::filtered_tree) returns the same tree without the blobs
+///   whose paths the [`FilePolicy`] does not admit, counted with [`Tree::with_excluded`];
+///   it reads nothing of an excluded entry (no object, no header), so a path the user
+///   excluded cannot fail a sync, however broken or large its blob. The pipeline lists
+///   trees only through it. The provided method filters [`tree`](RepoSource::tree)'s
+///   answer; a source that reads something per entry overrides it.
 /// * [`contents`](RepoSource::contents) yields one [`Blob`] per wanted entry, in any order,
 ///   and nothing else. The pipeline re-hashes every blob and rejects one whose content does
 ///   not match its id, so a source may stream without checking; checking early gives a
@@ -38,7 +44,10 @@ pub struct Blob {
 /// * A source chooses how to batch and how many requests it keeps in flight; the pipeline
 ///   pulls from the stream only as fast as it can import, so memory stays bounded.
 /// * Errors use the kinds of [`Error`]: an unknown branch is [`Error::NotFound`] naming
-///   the branch and the repository.
+///   the branch and the repository. An object the tree names but the repository lacks (a
+///   blob missing from a partial clone, a blob the server no longer has) is
+///   [`Error::NotFound`] naming the path and the object, from whichever call first needs
+///   it: `tree`, when the source reads headers for sizes, else `contents`.
 /// * Waits the caller should know of (rate limits, retries) are reported with
 ///   [`report_notice`] while the source awaits.
 ///
@@ -60,6 +69,16 @@ pub trait RepoSource: Send + Sync + Debug {
 
     /// The flattened tree of a commit.
     async fn tree(&self, commit: &CommitId) -> Result<Tree, Error>;
+
+    /// The flattened tree of a commit, without the entries `policy` does not
+    /// [admit](FilePolicy::admits) (counted in [`Tree::excluded`]); nothing of an excluded
+    /// entry is read.
+    ///
+    /// The provided method filters the whole [`tree`](Self::tree); sources that read
+    /// objects per entry override it to filter first.
+    async fn filtered_tree(&self, commit: &CommitId, policy: &FilePolicy) -> Result<Tree, Error> {
+        Ok(self.tree(commit).await?.filter(policy))
+    }
 
     /// The contents of the wanted entries of a commit's tree.
     fn contents(
@@ -87,6 +106,13 @@ macro_rules! forward_source {
             }
             async fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
                 (**self).tree(commit).await
+            }
+            async fn filtered_tree(
+                &self,
+                commit: &CommitId,
+                policy: &FilePolicy,
+            ) -> Result<Tree, Error> {
+                (**self).filtered_tree(commit, policy).await
             }
             fn contents(
                 &self,

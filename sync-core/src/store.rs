@@ -14,8 +14,14 @@ use crate::{
     NewEntry, RepoKey, RepoPath, RunEnd, SearchHit, SyncId, SyncRecord, SyncStats,
 };
 
-/// What a store supports beyond the required behaviour. The conformance suite branches on
-/// it instead of each store copying tests.
+/// What a store supports beyond the required behaviour, for callers choosing a store.
+///
+/// The conformance suite branches on [`vector_search`](Self::vector_search) (its search
+/// tests expect results, or [`Error::Unsupported`]). The suite opens one handle per store,
+/// so it cannot observe [`row_level_security`](Self::row_level_security) or
+/// [`multi_process`](Self::multi_process): a store that claims them proves them in its own
+/// tests (`sync-sqlite` and `sync-postgres` race two processes on one database;
+/// `sync-postgres` runs the suite as a plain role under row-level security).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Capabilities {

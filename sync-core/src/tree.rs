@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BlobId, CommitId, Error, RepoPath};
+use crate::{BlobId, CommitId, Error, FilePolicy, RepoPath};
 
 /// What a tree entry is. Submodules (git mode `160000`) are not indexed at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -98,11 +98,13 @@ impl TreeEntry {
 }
 
 /// The flattened, recursive tree of one commit: every indexed entry, sorted by path bytes,
-/// each path once.
+/// each path once, with counts of what it leaves out (submodules, and blobs outside a
+/// [`FilePolicy`] it was [filtered](Tree::filter) by).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Tree {
     entries: Vec<TreeEntry>,
     submodules: u64,
+    excluded: u64,
 }
 
 impl Tree {
@@ -123,6 +125,7 @@ impl Tree {
         Ok(Self {
             entries,
             submodules: 0,
+            excluded: 0,
         })
     }
 
@@ -137,6 +140,30 @@ impl Tree {
     /// How many submodule entries the commit has.
     pub fn submodules(&self) -> u64 {
         self.submodules
+    }
+
+    /// Records how many blobs of the commit were left out because the [`FilePolicy`] the
+    /// tree was listed for does not admit their paths; they are counted in
+    /// [`SyncStats::excluded`](crate::SyncStats::excluded).
+    #[must_use]
+    pub fn with_excluded(mut self, count: u64) -> Self {
+        self.excluded = count;
+        self
+    }
+
+    /// How many blobs were left out for the policy (see [`with_excluded`](Self::with_excluded)).
+    pub fn excluded(&self) -> u64 {
+        self.excluded
+    }
+
+    /// Drops the entries whose paths `policy` does not [admit](FilePolicy::admits), adding
+    /// them to [`excluded`](Self::excluded).
+    #[must_use]
+    pub fn filter(mut self, policy: &FilePolicy) -> Self {
+        let before = self.entries.len();
+        self.entries.retain(|e| policy.admits(&e.path));
+        self.excluded += (before - self.entries.len()) as u64;
+        self
     }
 
     /// The entries, sorted by path bytes.
@@ -335,6 +362,22 @@ mod tests {
         assert!(t.get(&RepoPath::new("a/x").unwrap()).is_some());
         let err = Tree::new(vec![entry("a"), entry("a")]).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn filter_drops_and_counts_what_the_policy_excludes() {
+        let policy = FilePolicy::builder().exclude("a/**").build().unwrap();
+        let t = Tree::new(vec![entry("b"), entry("a/x"), entry("a/y"), entry("c")])
+            .unwrap()
+            .with_submodules(2)
+            .with_excluded(1)
+            .filter(&policy);
+        let paths: Vec<_> = t.entries().iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(paths, ["b", "c"]);
+        assert_eq!(t.excluded(), 3, "one before, two now");
+        assert_eq!(t.submodules(), 2);
+        let all = t.clone().filter(&FilePolicy::default());
+        assert_eq!(all, t, "the default policy admits everything");
     }
 
     #[test]

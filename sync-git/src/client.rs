@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use gix::ObjectId;
 use gix::objs::{CommitRefIter, Find, FindHeader, Kind, TreeRefIter};
-use sync_core::{Blob, BlobId, Branch, CommitId, EntryKind, Error, RepoPath, Tree, TreeEntry};
+use sync_core::{
+    Blob, BlobId, Branch, CommitId, EntryKind, Error, FilePolicy, RepoPath, Tree, TreeEntry,
+};
 
 use crate::error::from_gix;
 
@@ -162,8 +164,10 @@ impl<'a> Client<'a> {
         ))
     }
 
-    /// The flattened recursive tree of `commit`.
-    pub(crate) fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
+    /// The flattened recursive tree of `commit`, without the blobs `policy` does not
+    /// admit (counted as excluded). Sizes are read from object headers of the admitted
+    /// blobs only, so an excluded blob is never read, even when it is missing.
+    pub(crate) fn tree(&self, commit: &CommitId, policy: &FilePolicy) -> Result<Tree, Error> {
         let odb = &self.repo.objects;
         let hash = self.repo.object_hash();
         let mut buf = Vec::new();
@@ -187,18 +191,23 @@ impl<'a> Client<'a> {
                 .tree_id()
                 .map_err(|e| from_gix(e, format!("reading the tree of commit {commit}")))?
         };
-        let (mut entries, submodules) = Walk {
+        let walked = Walk {
             odb,
             hash,
             identity: self.identity,
+            policy,
             pool: vec![buf],
             path: Vec::with_capacity(256),
             entries: Vec::new(),
             submodules: 0,
+            excluded: 0,
         }
         .run(root)?;
+        let mut entries = walked.entries;
         self.sizes(&mut entries)?;
-        Ok(Tree::new(entries)?.with_submodules(submodules))
+        Ok(Tree::new(entries)?
+            .with_submodules(walked.submodules)
+            .with_excluded(walked.excluded))
     }
 
     /// Fills in the size of every entry from its object header, on several threads for
@@ -328,19 +337,29 @@ struct Frame {
 /// depth-first walk yields full paths in byte order, so the result needs no sorting.
 ///
 /// Buffers are pooled per depth and the path is built in one reused buffer; each entry
-/// allocates only its [`RepoPath`]. Sizes are filled in afterwards by [`sizes`].
+/// allocates only its [`RepoPath`]. Blobs outside the policy are counted and dropped as
+/// they are met; sizes of the rest are filled in afterwards by [`sizes`].
 struct Walk<'a> {
     odb: &'a gix::OdbHandle,
     hash: gix::hash::Kind,
     identity: &'a str,
+    policy: &'a FilePolicy,
     pool: Vec<Vec<u8>>,
     path: Vec<u8>,
     entries: Vec<TreeEntry>,
     submodules: u64,
+    excluded: u64,
+}
+
+/// What a [`Walk`] found: the admitted blobs (sizes still 0), in path order, and counts.
+struct Walked {
+    entries: Vec<TreeEntry>,
+    submodules: u64,
+    excluded: u64,
 }
 
 impl Walk<'_> {
-    fn run(mut self, root: ObjectId) -> Result<(Vec<TreeEntry>, u64), Error> {
+    fn run(mut self, root: ObjectId) -> Result<Walked, Error> {
         let mut stack = vec![self.frame(&root, 0)?];
         while let Some(top) = stack.last_mut() {
             if top.pos >= top.buf.len() {
@@ -406,14 +425,22 @@ impl Walk<'_> {
                             self.identity
                         ))
                     })?;
-                    self.entries
-                        .push(TreeEntry::new(path, blob_id(entry.oid)?, 0, kind));
+                    if self.policy.admits(&path) {
+                        self.entries
+                            .push(TreeEntry::new(path, blob_id(entry.oid)?, 0, kind));
+                    } else {
+                        self.excluded += 1;
+                    }
                 }
                 // Submodules (160000) and whatever git would read as one.
                 _ => self.submodules += 1,
             }
         }
-        Ok((self.entries, self.submodules))
+        Ok(Walked {
+            entries: self.entries,
+            submodules: self.submodules,
+            excluded: self.excluded,
+        })
     }
 
     /// Loads tree `id` into a pooled buffer.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
-use sync_core::{Blob, Branch, CommitId, Error, RepoSource, Tree, TreeEntry};
+use sync_core::{Blob, Branch, CommitId, Error, FilePolicy, RepoSource, Tree, TreeEntry};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -22,6 +22,9 @@ use crate::error::{from_gix, join};
 ///   [`default_branch`](RepoSource::default_branch) is the branch `HEAD` points at.
 /// * [`tree`](RepoSource::tree) lists every blob of a commit with git's own ids, sizes
 ///   from object headers and kinds from git modes; submodules are counted, not listed.
+///   [`filtered_tree`](RepoSource::filtered_tree) drops the paths outside the policy
+///   while walking the trees, before any header is read: an excluded blob may be missing
+///   (a partial clone, a damaged repository) or huge without the listing noticing.
 /// * [`contents`](RepoSource::contents) reads blobs on a blocking thread and streams
 ///   them through a bounded channel, so the async runtime never blocks and memory stays
 ///   bounded by [`read_ahead`](GitSourceBuilder::read_ahead).
@@ -190,7 +193,15 @@ impl RepoSource for GitSource {
 
     async fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
         let commit = *commit;
-        self.blocking("listing a tree", move |c| c.tree(&commit))
+        self.blocking("listing a tree", move |c| {
+            c.tree(&commit, &FilePolicy::default())
+        })
+        .await
+    }
+
+    async fn filtered_tree(&self, commit: &CommitId, policy: &FilePolicy) -> Result<Tree, Error> {
+        let (commit, policy) = (*commit, policy.clone());
+        self.blocking("listing a tree", move |c| c.tree(&commit, &policy))
             .await
     }
 

@@ -30,7 +30,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use sync_core::{BlobId, CommitId, DEFAULT_MAX_FILE_SIZE, EntryKind, RepoPath, Tree, TreeEntry};
+use std::sync::Arc;
+
+use sync_core::testkit::{BuiltSource, History, SourceFixture, lost_blob};
+use sync_core::{
+    BlobId, CommitId, DEFAULT_MAX_FILE_SIZE, EntryKind, RepoPath, RepoSource, Tree, TreeEntry,
+};
 
 /// Environment variables of the caller that would redirect `git` elsewhere.
 const LEAKY_VARS: &[&str] = &[
@@ -373,6 +378,26 @@ impl TestRepo {
         to
     }
 
+    /// Deletes the loose object `id` from the object database, as a damaged repository or
+    /// an incomplete clone lacks one; trees naming it are untouched. Panics if the object
+    /// is not loose (packed by [`gc`](Self::gc), say).
+    pub fn delete_object(&self, id: &BlobId) -> &Self {
+        let hex = id.to_hex();
+        let rel = self.git([
+            "rev-parse",
+            "--git-path",
+            &format!("objects/{}/{}", &hex[..2], &hex[2..]),
+        ]);
+        let file = self.path.join(rel);
+        std::fs::remove_file(&file)
+            .unwrap_or_else(|e| panic!("deleting the loose object {}: {e}", file.display()));
+        assert!(
+            !self.try_git(["cat-file", "-e", &hex]).status.success(),
+            "object {hex} is still readable (is it packed too?)"
+        );
+        self
+    }
+
     /// Packs every object (`git gc`), so that reads go through pack files and deltas.
     pub fn gc(&self) -> &Self {
         self.git(["gc", "-q", "--aggressive", "--prune=now"]);
@@ -398,6 +423,89 @@ impl TestRepo {
     /// The contents of blobs, from `git cat-file --batch`, in the order given.
     pub fn cat_blobs(&self, ids: &[BlobId]) -> Vec<Vec<u8>> {
         cat_blobs(&self.path, ids)
+    }
+}
+
+/// The commit id submodule entries of a built [`History`] point at.
+const HISTORY_SUBMODULE: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// Builds a source conformance [`History`] in a new repository, without touching its work
+/// tree: each commit's index is staged from scratch (any path bytes, any mode), written
+/// with `git commit-tree` on top of its branch's previous commit, and its branch moved to
+/// it. `HEAD` names `main`. The blob of [`History::lose`] is then deleted.
+///
+/// ```
+/// use sync_git::testkit::build_history;
+/// let (repo, commits) = build_history(&sync_core::testkit::history());
+/// assert_eq!(commits.len(), 2);
+/// assert_eq!(repo.rev_parse("dev"), commits[1]);
+/// ```
+pub fn build_history(history: &History) -> (TestRepo, Vec<CommitId>) {
+    let repo = TestRepo::new();
+    let mut commits = Vec::with_capacity(history.commits.len());
+    for (i, c) in history.commits.iter().enumerate() {
+        repo.git(["read-tree", "--empty"]);
+        for f in &c.files {
+            match f.kind() {
+                Some(kind) => repo.stage_raw(f.path().as_bytes(), kind.git_mode(), f.data()),
+                None => repo.stage_id(f.path().as_bytes(), 0o160000, HISTORY_SUBMODULE),
+            };
+        }
+        let tree = repo.git(["write-tree"]);
+        let branch = format!("refs/heads/{}", c.branch);
+        let parent = repo.try_git(["rev-parse", "--verify", "-q", &branch]);
+        let mut args = vec![
+            "commit-tree".to_owned(),
+            tree,
+            "-m".to_owned(),
+            format!("commit {i} on {}", c.branch),
+        ];
+        if parent.status.success() {
+            args.push("-p".to_owned());
+            args.push(String::from_utf8_lossy(&parent.stdout).trim().to_owned());
+        }
+        let commit = repo.git(&args);
+        repo.git(["update-ref", &branch, &commit]);
+        commits.push(
+            commit
+                .parse()
+                .unwrap_or_else(|e| panic!("`git commit-tree` printed `{commit}`: {e}")),
+        );
+    }
+    repo.git(["read-tree", "--empty"]);
+    if let Some(blob) = lost_blob(history) {
+        repo.delete_object(&blob);
+    }
+    (repo, commits)
+}
+
+/// The source conformance suite's fixture for [`GitSource`](crate::GitSource): each
+/// history is built by [`build_history`] in its own repository.
+///
+/// ```no_run
+/// sync_core::sync_source_conformance!(sync_git::testkit::GitFixture);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GitFixture;
+
+#[sync_core::async_trait]
+impl SourceFixture for GitFixture {
+    fn loses_blobs(&self) -> bool {
+        true
+    }
+
+    async fn build(&self, history: &History) -> BuiltSource {
+        let history = history.clone();
+        let (repo, commits) = tokio::task::spawn_blocking(move || build_history(&history))
+            .await
+            .expect("building the history");
+        let source = crate::GitSource::open(repo.path()).expect("opening the built repository");
+        BuiltSource {
+            name: source.identity(),
+            source: Arc::new(source),
+            commits,
+            guard: Box::new(repo),
+        }
     }
 }
 

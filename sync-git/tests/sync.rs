@@ -6,16 +6,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sync_core::{
-    EntryQuery, FilePolicy, IndexedFile, MemoryStore, RepoSource, SkipReason, SyncStatus,
-    SyncStore, Syncer,
+    CommitId, EntryQuery, ErrorKind, FilePolicy, IndexedFile, MemoryStore, RepoSource, SkipReason,
+    SyncStatus, SyncStore, Syncer,
 };
 use sync_git::GitSource;
-use sync_git::testkit::{self, Step, standard_history};
+use sync_git::testkit::{self, Step, TestRepo, standard_history};
 
 /// The index a sync with the default policy must leave for `step`: every blob of
 /// `git ls-tree`, with the reason it has no entries.
 fn expected_index(repo: &Path, step: &Step) -> Vec<IndexedFile> {
-    let tree = testkit::expected_tree(repo, &step.commit);
+    expected_index_of(repo, &step.commit)
+}
+
+/// [`expected_index`] of any commit.
+fn expected_index_of(repo: &Path, commit: &CommitId) -> Vec<IndexedFile> {
+    let tree = testkit::expected_tree(repo, commit);
     let ids: Vec<_> = tree.entries().iter().map(|e| e.blob).collect();
     let contents = testkit::cat_blobs(repo, &ids);
     let policy = FilePolicy::default();
@@ -128,4 +133,48 @@ async fn bare_clone_and_work_tree_sync_to_the_same_index() {
         work_store.file_index(&work_key).await.unwrap(),
         mirror_store.file_index(&mirror_key).await.unwrap()
     );
+}
+
+/// A repository whose `HEAD` references a blob absent from the object database (as the
+/// u-boot repository's `HEAD` does): a sync that excludes the path never reads the object
+/// and mirrors the rest of the tree; a sync that includes it fails with `NotFound` naming
+/// the path, and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_excluded_missing_blob_is_never_read() {
+    let repo = TestRepo::new();
+    repo.write("README.md", "# hello\n")
+        .write("src/lib.rs", "pub fn answer() -> u32 { 42 }\n")
+        .write("broken/missing.txt", "this blob is deleted below\n");
+    let commit = repo.commit("first");
+    let missing = "broken/missing.txt";
+    let expected: Vec<IndexedFile> = expected_index_of(repo.path(), &commit)
+        .into_iter()
+        .filter(|f| f.entry.path.as_bytes() != missing.as_bytes())
+        .collect();
+    assert_eq!(expected.len(), 2);
+
+    let id = repo.git(["rev-parse", &format!("HEAD:{missing}")]);
+    repo.delete_object(&id.parse().unwrap());
+
+    let source = Arc::new(GitSource::open(repo.path()).unwrap());
+    let store = Arc::new(MemoryStore::new());
+    let policy = FilePolicy::builder().exclude("broken/**").build().unwrap();
+    let syncer = Syncer::new(source.clone(), store.clone())
+        .unwrap()
+        .with_policy(policy);
+    let record = syncer
+        .sync(Some("main"))
+        .await
+        .expect("the excluded blob is never read");
+    assert_eq!(record.stats.excluded, 1);
+    let index = store.file_index(syncer.repo()).await.unwrap();
+    assert_eq!(index.files(), expected.as_slice());
+
+    let store = Arc::new(MemoryStore::new());
+    let syncer = Syncer::new(source, store.clone()).unwrap();
+    let err = syncer.sync(Some("main")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(missing), "{err}");
+    assert!(err.to_string().contains(&id), "{err}");
+    assert!(store.file_index(syncer.repo()).await.unwrap().is_empty());
 }

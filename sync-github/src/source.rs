@@ -45,7 +45,9 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// * **Trees** come from one recursive `git/trees` request; when GitHub truncates it
 ///   (over 100,000 entries or 7 MB) the tree is walked subtree by subtree, at most
 ///   [`max_in_flight`](GitHubSourceBuilder::max_in_flight) requests at once, so the
-///   result is always complete. Submodules are counted, not indexed.
+///   result is always complete. Submodules are counted, not indexed. Sizes come with the
+///   listing, so [`filtered_tree`](RepoSource::filtered_tree) (the provided method) reads
+///   nothing of the paths it leaves out.
 /// * **Contents** come from the blob API (one request per blob) when few are wanted, and
 ///   from one streamed tarball of the commit when more than
 ///   [`tarball_threshold`](GitHubSourceBuilder::tarball_threshold) are. Paths the tarball

@@ -202,6 +202,13 @@ impl MemorySource {
     pub fn files_of(&self, commit: &CommitId) -> Option<Vec<MemoryFile>> {
         self.read().commits.get(commit).map(|(_, f)| f.clone())
     }
+
+    /// Drops the content of a blob while trees still name it, as a damaged repository or
+    /// an incomplete clone lacks an object: reading it fails with [`Error::NotFound`].
+    /// Returns whether the blob was there.
+    pub fn forget_blob(&self, blob: &BlobId) -> bool {
+        self.write().blobs.remove(blob).is_some()
+    }
 }
 
 #[async_trait]

@@ -1,4 +1,5 @@
-//! The store conformance suite, and wrappers that count calls and inject faults.
+//! The store and source conformance suites, and wrappers that count calls and inject
+//! faults.
 //!
 //! Every store runs the same suite from its own `tests/`:
 //!
@@ -28,14 +29,41 @@
 //! | [`nothing_is_lost`] | 7. nothing is lost |
 //! | [`honest_events`] | 8. honest events |
 //! | [`tenant_isolation`], [`store_contract`], [`search_active_only`] | the store contract |
+//!
+//! # Sources
+//!
+//! Every source runs the source suite from its own `tests/`, with a [`SourceFixture`] that
+//! builds the suite's [`History`] by the backend's own means:
+//!
+//! ```no_run
+//! sync_core::sync_source_conformance!(sync_core::testkit::MemoryFixture);
+//! ```
+//!
+//! | test | the [`RepoSource`](crate::RepoSource) contract |
+//! |---|---|
+//! | [`branches_sorted_with_heads`], [`default_branch`] | branches, heads, `HEAD` |
+//! | [`unknown_branch_is_not_found`] | `NotFound` naming branch and repository |
+//! | [`tree_lists_every_blob`] | git's ids, sizes and kinds; submodules counted |
+//! | [`contents_rehash_to_their_ids`] | exactly the wanted blobs, each hashing to its id |
+//! | [`missing_object_is_not_found`] | a missing object is `NotFound` naming its path |
+//! | [`dropped_contents_leave_the_source_usable`] | cancellation |
+//! | [`policy_filters_before_reading`] | nothing of an excluded path is read |
 
 mod fixture;
+mod source_suite;
 mod suite;
 mod wrappers;
 
 pub use fixture::{
     CHUNK_BYTES, DIMS, EntryKey, Harness, MAX_FILE_SIZE, STEPS, Snapshot, extractor, lib_rs,
     one_entry_batch, options, policy, run_start, step_branch, step_files,
+};
+pub use source_suite::{
+    BuiltSource, EXCLUDED_PATH, History, HistoryCommit, MemoryFixture, SourceFixture, UNUSUAL_PATH,
+    branches_sorted_with_heads, contents_rehash_to_their_ids, default_branch, dev_files,
+    dropped_contents_leave_the_source_usable, expected_tree, history, lost_blob, lost_history,
+    main_files, missing_object_is_not_found, policy_filters_before_reading, source_policy,
+    tree_lists_every_blob, unknown_branch_is_not_found,
 };
 pub use suite::{
     StoreFactory, atomic_visibility, cancellation_sweep, check_event_order, exact_mirror,
@@ -70,6 +98,25 @@ macro_rules! sync_store_conformance {
         async fn $name() {
             let points = $crate::testkit::$name(&$factory).await;
             println!("{}: swept {points} fault points", stringify!($name));
+        }
+    )*};
+}
+
+/// Expands to one `#[tokio::test]` per source conformance test for a [`SourceFixture`]
+/// (see the [module docs](crate::testkit)). The calling crate needs `tokio` with the
+/// `macros` and `rt-multi-thread` features as a dev-dependency.
+#[macro_export]
+macro_rules! sync_source_conformance {
+    ($fixture:expr) => {
+        $crate::sync_source_conformance!(@each $fixture;
+            branches_sorted_with_heads, default_branch, unknown_branch_is_not_found,
+            tree_lists_every_blob, contents_rehash_to_their_ids, missing_object_is_not_found,
+            dropped_contents_leave_the_source_usable, policy_filters_before_reading);
+    };
+    (@each $fixture:expr; $($name:ident),*) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $crate::testkit::$name(&$fixture).await;
         }
     )*};
 }

@@ -10,8 +10,8 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
     Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedder, Embedding, EntryQuery,
-    Error, FileIndex, MemoryEntry, RepoKey, RepoSource, RunEnd, RunStart, SearchHit, StageBatch,
-    SyncId, SyncRecord, SyncRun, SyncStats, SyncStore, Tree, TreeEntry,
+    Error, FileIndex, FilePolicy, MemoryEntry, RepoKey, RepoSource, RunEnd, RunStart, SearchHit,
+    StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStore, Tree, TreeEntry,
 };
 
 /// When an injected fault strikes relative to the wrapped call.
@@ -144,7 +144,7 @@ impl<S: RepoSource> FaultySource<S> {
         self.blobs.load(Ordering::SeqCst)
     }
 
-    /// Calls of `tree` so far.
+    /// Calls of `tree` and `filtered_tree` so far.
     pub fn trees_read(&self) -> u64 {
         self.trees.load(Ordering::SeqCst)
     }
@@ -182,6 +182,14 @@ impl<S: RepoSource> RepoSource for FaultySource<S> {
     async fn tree(&self, commit: &CommitId) -> Result<Tree, Error> {
         self.trees.fetch_add(1, Ordering::SeqCst);
         self.plan.guard("tree", self.inner.tree(commit)).await
+    }
+
+    /// Counted and guarded as `tree`: the pipeline lists trees only through this method.
+    async fn filtered_tree(&self, commit: &CommitId, policy: &FilePolicy) -> Result<Tree, Error> {
+        self.trees.fetch_add(1, Ordering::SeqCst);
+        self.plan
+            .guard("tree", self.inner.filtered_tree(commit, policy))
+            .await
     }
 
     fn contents(

@@ -46,6 +46,8 @@
 //! # Ok(()) }
 //! ```
 
+mod fixture;
 mod server;
 
+pub use fixture::GitHubFixture;
 pub use server::{CODELOAD_TOKEN, FakeGitHub, Logged, Reply, Route};

@@ -1,0 +1,256 @@
+//! Import: fetches the plan's blobs, turns them into entries, embeds texts never embedded
+//! before and stages them in batches.
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+
+use super::Phases;
+use super::scan::{Plan, change_path, change_size};
+use crate::{
+    Blob, BlobId, ContentHash, Error, FileChange, FilePolicy, NewEmbedding, NewEntry, Progress,
+    SkipReason, StageBatch, SyncEvent, SyncRun, SyncStats,
+};
+
+/// Progress events are sent at least every this many blobs (and after every staged batch).
+const PROGRESS_EVERY: u64 = 64;
+
+/// Fetches the wanted blobs, extracts entries, embeds new texts and stages batches,
+/// sending [`SyncEvent::Progress`] as it goes. Binary blobs mark their files
+/// [`SkipReason::Binary`] in the plan.
+pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> Result<(), Error> {
+    let s = phases.syncer;
+    let mut progress = Progress {
+        files_done: 0,
+        files_total: plan.fetch.len() as u64,
+        bytes_done: 0,
+        bytes_total: plan.fetch.iter().map(|e| e.size).sum(),
+    };
+    phases.emit.send(SyncEvent::Progress(progress)).await?;
+    if plan.fetch.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Batch {
+        phases,
+        run,
+        pending: Vec::new(),
+        embedded: HashSet::new(),
+    };
+    let mut contents = s.source.contents(&run.commit, plan.fetch.clone());
+    while let Some(blob) = contents.next().await {
+        let blob = blob?;
+        let size = blob.data.len() as u64;
+        accept(phases, plan, &blob, &mut batch.pending)?;
+        plan.stats.blobs_fetched += 1;
+        plan.stats.bytes_fetched += size;
+        progress.files_done += 1;
+        progress.bytes_done += size;
+        if batch.pending.len() >= s.options.batch_size {
+            batch.flush(&mut plan.stats).await?;
+            phases.emit.send(SyncEvent::Progress(progress)).await?;
+        } else if progress.files_done.is_multiple_of(PROGRESS_EVERY) {
+            phases.emit.send(SyncEvent::Progress(progress)).await?;
+        }
+    }
+    drop(contents);
+    if let Some((blob, at)) = plan.waiting.iter().next() {
+        let path = change_path(&plan.changes[at[0]]);
+        return Err(Error::corrupt(format!(
+            "the source ended without the content of `{path}` (blob {blob}); {} blobs are missing",
+            plan.waiting.len()
+        )));
+    }
+    batch.flush(&mut plan.stats).await?;
+    phases.emit.send(SyncEvent::Progress(progress)).await?;
+    Ok(())
+}
+
+/// Checks one fetched blob and turns it into entries for every path waiting for it.
+fn accept(
+    phases: Phases<'_>,
+    plan: &mut Plan,
+    blob: &Blob,
+    pending: &mut Vec<NewEntry>,
+) -> Result<(), Error> {
+    let s = phases.syncer;
+    let Some(waiting) = plan.waiting.remove(&blob.id) else {
+        return Err(Error::corrupt(format!(
+            "the source returned blob {} for `{}`, which was not asked for or came twice",
+            blob.id, blob.path
+        )));
+    };
+    let expected = change_size(&plan.changes[waiting[0]]);
+    let actual = BlobId::for_content(&blob.data);
+    if actual != blob.id || blob.data.len() as u64 != expected {
+        return Err(Error::corrupt(format!(
+            "the content returned for `{}` is {} bytes hashing to {actual}, but the tree says blob {} of {expected} bytes; nothing was stored",
+            blob.path,
+            blob.data.len(),
+            blob.id
+        )));
+    }
+    if FilePolicy::is_binary(&blob.data) {
+        for at in waiting {
+            if let FileChange::Upsert(f) = &mut plan.changes[at] {
+                f.skip = Some(SkipReason::Binary);
+            }
+        }
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&blob.data);
+    let model = s.embedder.as_ref().map(|e| e.model().to_owned());
+    for at in waiting {
+        let path = change_path(&plan.changes[at]).clone();
+        for (ordinal, chunk) in s.extractor.extract(&path, &text).into_iter().enumerate() {
+            pending.push(NewEntry {
+                path: path.clone(),
+                blob: blob.id,
+                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+                content_hash: ContentHash::of(&chunk.content),
+                content: chunk.content,
+                start_line: chunk.start_line,
+                end_line: chunk.end_line,
+                model: model.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Entries waiting to be staged, and the texts embedded by this run so far.
+struct Batch<'a> {
+    phases: Phases<'a>,
+    run: &'a SyncRun,
+    pending: Vec<NewEntry>,
+    embedded: HashSet<ContentHash>,
+}
+
+impl Batch<'_> {
+    /// Embeds the texts of `pending` never embedded before, and stages the batch.
+    async fn flush(&mut self, stats: &mut SyncStats) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let s = self.phases.syncer;
+        let mut embeddings = Vec::new();
+        if let Some(embedder) = &s.embedder {
+            let model = embedder.model();
+            let mut fresh: Vec<(ContentHash, &str)> = Vec::new();
+            for e in &self.pending {
+                if self.embedded.insert(e.content_hash) {
+                    fresh.push((e.content_hash, &e.content));
+                }
+            }
+            if !fresh.is_empty() {
+                let hashes: Vec<ContentHash> = fresh.iter().map(|(h, _)| *h).collect();
+                let known = s.store.known_embeddings(&s.repo, model, &hashes).await?;
+                stats.embeddings_reused += known.len() as u64;
+                let todo: Vec<(ContentHash, &str)> = fresh
+                    .into_iter()
+                    .filter(|(h, _)| !known.contains_key(h))
+                    .collect();
+                for batch in todo.chunks(s.options.embed_batch) {
+                    let texts: Vec<&str> = batch.iter().map(|(_, t)| *t).collect();
+                    let vectors = embedder
+                        .embed(&texts)
+                        .await
+                        .map_err(|e| e.context(format!("embedding with `{model}`")))?;
+                    if vectors.len() != texts.len() {
+                        return Err(Error::invalid_input(format!(
+                            "embedder `{model}` returned {} vectors for {} texts",
+                            vectors.len(),
+                            texts.len()
+                        )));
+                    }
+                    for ((hash, _), vector) in batch.iter().zip(vectors) {
+                        if vector.dimensions() != embedder.dimensions() {
+                            return Err(Error::invalid_input(format!(
+                                "embedder `{model}` returned a vector of {} dimensions, but says it has {}",
+                                vector.dimensions(),
+                                embedder.dimensions()
+                            )));
+                        }
+                        embeddings.push(NewEmbedding {
+                            model: model.to_owned(),
+                            content_hash: *hash,
+                            embedding: vector,
+                        });
+                    }
+                }
+                stats.embeddings_computed += todo.len() as u64;
+            }
+        }
+        let batch = StageBatch {
+            entries: std::mem::take(&mut self.pending),
+            embeddings,
+        };
+        s.store.stage(self.run, batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::scan;
+    use super::super::test_support::Bench;
+    use super::*;
+    use crate::{ErrorKind, HashEmbedder, MemoryFile};
+
+    #[tokio::test]
+    async fn stages_entries_embeds_each_text_once_and_marks_binaries() {
+        let mut bench = Bench::new().with(|s| s.with_embedder(Arc::new(HashEmbedder::new(8))));
+        bench
+            .source
+            .commit_files(
+                "main",
+                vec![
+                    MemoryFile::file("a.txt", "one\n").unwrap(),
+                    MemoryFile::file("b.txt", "one\n").unwrap(),
+                    MemoryFile::file("c.txt", "two\n").unwrap(),
+                    MemoryFile::file("d.txt", "three\n").unwrap(),
+                    MemoryFile::file("e.bin", b"\0\x01".to_vec()).unwrap(),
+                ],
+            )
+            .unwrap();
+        let run_ = bench.begin().await;
+        let mut plan = scan::run(bench.phases(), &run_).await.unwrap();
+        bench.events();
+        run(bench.phases(), &run_, &mut plan).await.unwrap();
+        assert_eq!(plan.stats.blobs_fetched, 4, "a.txt and b.txt share a blob");
+        assert_eq!(plan.stats.embeddings_computed, 3, "one, two, three");
+        assert!(plan.waiting.is_empty());
+        let binary = plan
+            .changes
+            .iter()
+            .filter_map(scan::new_file)
+            .find(|f| f.entry.path.as_bytes() == b"e.bin")
+            .unwrap();
+        assert_eq!(binary.skip, Some(SkipReason::Binary));
+        let progress: Vec<_> = bench
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                SyncEvent::Progress(p) => Some(p.files_done),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(progress.first(), Some(&0));
+        assert_eq!(progress.last(), Some(&4));
+        assert!(progress.is_sorted(), "{progress:?}");
+    }
+
+    #[tokio::test]
+    async fn a_source_that_leaves_a_blob_out_is_corrupt() {
+        let bench = Bench::new();
+        bench.source.commit("main", [("a.txt", "a\n")]).unwrap();
+        let run_ = bench.begin().await;
+        let mut plan = scan::run(bench.phases(), &run_).await.unwrap();
+        // A blob the plan waits for but never asks the source for.
+        let ghost = BlobId::for_content(b"never in the tree");
+        plan.waiting.insert(ghost, vec![0]);
+        let err = run(bench.phases(), &run_, &mut plan).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(err.to_string().contains("a.txt"), "{err}");
+    }
+}

@@ -1,0 +1,432 @@
+//! Scan: lists the commit's tree through the file policy, diffs it with the stored index
+//! and decides what each changed path needs, as a [`Plan`].
+
+use std::collections::HashMap;
+
+use super::Phases;
+use crate::{
+    BlobId, Change, DiffCounts, EntryKind, Error, FileChange, FilePolicy, IndexedFile, Phase,
+    RepoPath, SkipReason, SyncEvent, SyncRun, SyncStats, TreeEntry, diff, diff_all,
+};
+
+/// What the import phase works from, and finalize commits.
+pub(super) struct Plan {
+    pub(super) changes: Vec<FileChange>,
+    /// One entry per distinct blob to fetch.
+    pub(super) fetch: Vec<TreeEntry>,
+    /// For each blob to fetch, the changes (all `Upsert`) waiting for its content.
+    pub(super) waiting: HashMap<BlobId, Vec<usize>>,
+    pub(super) stats: SyncStats,
+    /// Skip counts of the index, minus the files this run replaces or removes.
+    pub(super) skips: SkipCounts,
+}
+
+/// Files indexed without entries, by reason; signed while changes are applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct SkipCounts {
+    pub(super) too_large: i64,
+    pub(super) binary: i64,
+    pub(super) symlink: i64,
+}
+
+impl SkipCounts {
+    pub(super) fn add(&mut self, reason: Option<SkipReason>, by: i64) {
+        match reason {
+            Some(SkipReason::TooLarge) => self.too_large += by,
+            Some(SkipReason::Binary) => self.binary += by,
+            Some(SkipReason::Symlink) => self.symlink += by,
+            None => {}
+        }
+    }
+
+    pub(super) fn write_to(self, stats: &mut SyncStats) {
+        stats.skipped_too_large = self.too_large.max(0) as u64;
+        stats.skipped_binary = self.binary.max(0) as u64;
+        stats.symlinks = self.symlink.max(0) as u64;
+    }
+}
+
+/// Sends [`Phase::Scan`], plans the run and sends [`SyncEvent::Scanned`].
+///
+/// When the last completed run synced the same commit with the same settings, nothing is
+/// read from the source and the plan is empty. Otherwise the tree is listed with
+/// [`RepoSource::filtered_tree`](crate::RepoSource::filtered_tree), so nothing of a path
+/// outside the policy is read; every file is processed again when the settings changed.
+pub(super) async fn run(phases: Phases<'_>, run: &SyncRun) -> Result<Plan, Error> {
+    let s = phases.syncer;
+    phases
+        .emit
+        .send(SyncEvent::Phase { phase: Phase::Scan })
+        .await?;
+    let last = s.store.last_completed(&s.repo).await?;
+    match &last {
+        Some(last) if last.commit == run.commit && last.fingerprint == run.fingerprint => {
+            let stats = SyncStats {
+                unchanged: last.stats.files,
+                excluded: last.stats.excluded,
+                submodules: last.stats.submodules,
+                ..SyncStats::default()
+            };
+            let skips = SkipCounts {
+                too_large: last.stats.skipped_too_large as i64,
+                binary: last.stats.skipped_binary as i64,
+                symlink: last.stats.symlinks as i64,
+            };
+            phases
+                .emit
+                .send(SyncEvent::Scanned {
+                    counts: DiffCounts {
+                        unchanged: last.stats.files,
+                        ..DiffCounts::default()
+                    },
+                    to_fetch: 0,
+                    bytes_to_fetch: 0,
+                    unchanged_head: true,
+                })
+                .await?;
+            Ok(Plan {
+                changes: Vec::new(),
+                fetch: Vec::new(),
+                waiting: HashMap::new(),
+                stats,
+                skips,
+            })
+        }
+        _ => {
+            let reprocess = last
+                .as_ref()
+                .is_some_and(|l| l.fingerprint != run.fingerprint);
+            let plan = plan(phases, run, reprocess).await?;
+            phases
+                .emit
+                .send(SyncEvent::Scanned {
+                    counts: DiffCounts {
+                        added: plan.stats.added,
+                        modified: plan.stats.modified,
+                        deleted: plan.stats.deleted,
+                        renamed: plan.stats.renamed,
+                        unchanged: plan.stats.unchanged,
+                    },
+                    to_fetch: plan.fetch.len() as u64,
+                    bytes_to_fetch: plan.fetch.iter().map(|e| e.size).sum(),
+                    unchanged_head: false,
+                })
+                .await?;
+            Ok(plan)
+        }
+    }
+}
+
+/// Reads the tree and the stored index and decides what each changed path needs.
+async fn plan(phases: Phases<'_>, run: &SyncRun, reprocess: bool) -> Result<Plan, Error> {
+    let s = phases.syncer;
+    // The two reads are independent: overlap them.
+    let (tree, index) = tokio::try_join!(
+        s.source.filtered_tree(&run.commit, &s.policy),
+        s.store.file_index(&s.repo)
+    )?;
+    // Filtered again, so that a source which ignored the policy still yields the exact
+    // mirror (for one that applied it, this drops nothing).
+    let tree = tree.filter(&s.policy);
+    let submodules = tree.submodules();
+    let excluded = tree.excluded();
+    let admitted = tree.into_entries();
+    let d = if reprocess {
+        diff_all(index.files(), &admitted)
+    } else {
+        diff(index.files(), &admitted)
+    };
+
+    let mut skips = SkipCounts::default();
+    for f in index.files() {
+        skips.add(f.skip, 1);
+    }
+    let mut plan = Plan {
+        changes: Vec::with_capacity(d.changes.len()),
+        fetch: Vec::new(),
+        waiting: HashMap::new(),
+        stats: SyncStats {
+            added: d.counts.added,
+            modified: d.counts.modified,
+            deleted: d.counts.deleted,
+            renamed: d.counts.renamed,
+            unchanged: d.counts.unchanged,
+            excluded,
+            submodules,
+            ..SyncStats::default()
+        },
+        skips,
+    };
+    for change in d.changes {
+        match change {
+            Change::Added(new) => plan.upsert(new, &s.policy),
+            Change::Deleted(old) => {
+                plan.skips.add(old.skip, -1);
+                plan.changes
+                    .push(FileChange::Delete(old.entry.path.clone()));
+            }
+            Change::Modified { old, new } => {
+                plan.skips.add(old.skip, -1);
+                let same_content = old.entry.blob == new.blob
+                    && old.entry.kind != EntryKind::Symlink
+                    && new.kind != EntryKind::Symlink;
+                if same_content && !reprocess {
+                    plan.changes
+                        .push(FileChange::Retype(IndexedFile::new(new.clone(), old.skip)));
+                } else {
+                    plan.upsert(new, &s.policy);
+                }
+            }
+            Change::Renamed { from, to } => {
+                plan.skips.add(from.skip, -1);
+                let before_fetch = s.policy.skip_without_content(to);
+                let carried = match (from.skip, before_fetch) {
+                    (Some(SkipReason::Binary), None) => Some(Some(SkipReason::Binary)),
+                    (old, new) if old == new => Some(old),
+                    _ => None,
+                };
+                match carried {
+                    Some(skip) if !reprocess => plan.changes.push(FileChange::Rename {
+                        from: from.entry.path.clone(),
+                        to: IndexedFile::new(to.clone(), skip),
+                    }),
+                    _ => {
+                        plan.changes
+                            .push(FileChange::Delete(from.entry.path.clone()));
+                        plan.upsert(to, &s.policy);
+                    }
+                }
+            }
+            Change::Unchanged { old, new } => {
+                plan.skips.add(old.skip, -1);
+                plan.upsert(new, &s.policy);
+            }
+        }
+    }
+    Ok(plan)
+}
+
+impl Plan {
+    /// Records a new version of a path: skipped without content, or waiting for its blob.
+    fn upsert(&mut self, entry: &TreeEntry, policy: &FilePolicy) {
+        let skip = policy.skip_without_content(entry);
+        let at = self.changes.len();
+        self.changes
+            .push(FileChange::Upsert(IndexedFile::new(entry.clone(), skip)));
+        if skip.is_none() {
+            let waiting = self.waiting.entry(entry.blob).or_default();
+            if waiting.is_empty() {
+                self.fetch.push(entry.clone());
+            }
+            waiting.push(at);
+        }
+    }
+}
+
+/// The file a change leaves in the index, if any.
+pub(super) fn new_file(change: &FileChange) -> Option<&IndexedFile> {
+    match change {
+        FileChange::Upsert(f) | FileChange::Retype(f) | FileChange::Rename { to: f, .. } => Some(f),
+        FileChange::Delete(_) => None,
+    }
+}
+
+/// The path a change is about (the new path of a rename).
+pub(super) fn change_path(change: &FileChange) -> &RepoPath {
+    match change {
+        FileChange::Upsert(f) | FileChange::Retype(f) | FileChange::Rename { to: f, .. } => {
+            &f.entry.path
+        }
+        FileChange::Delete(p) => p,
+    }
+}
+
+/// The size of the blob a change leaves in the index (0 for a delete).
+pub(super) fn change_size(change: &FileChange) -> u64 {
+    new_file(change).map_or(0, |f| f.entry.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::Bench;
+    use super::*;
+    use crate::{ChangeSet, EntryKind, MemoryFile, SyncStore, Syncer};
+
+    fn files(list: &[(&str, &str)]) -> Vec<MemoryFile> {
+        list.iter()
+            .map(|(p, d)| MemoryFile::file(p, d.to_string()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_first_scan_adds_every_admitted_file_and_counts_the_rest() {
+        let mut bench = Bench::new().with(|s| {
+            s.with_policy(
+                FilePolicy::builder()
+                    .exclude("vendor/**")
+                    .max_file_size(8)
+                    .build()
+                    .unwrap(),
+            )
+        });
+        let mut list = files(&[
+            ("a.txt", "same\n"),
+            ("b.txt", "same\n"),
+            ("big.txt", "far too large\n"),
+            ("vendor/x.rs", "x\n"),
+        ]);
+        list.push(MemoryFile::new("link", "a.txt", EntryKind::Symlink).unwrap());
+        list.push(MemoryFile::submodule("sub").unwrap());
+        bench.source.commit_files("main", list).unwrap();
+        let run_ = bench.begin().await;
+        let plan = run(bench.phases(), &run_).await.unwrap();
+        assert_eq!(plan.stats.added, 4);
+        assert_eq!(plan.stats.excluded, 1, "vendor/x.rs");
+        assert_eq!(plan.stats.submodules, 1);
+        assert_eq!(plan.changes.len(), 4);
+        assert_eq!(
+            plan.fetch.len(),
+            1,
+            "two paths share one blob; big and link need none"
+        );
+        assert_eq!(plan.waiting.values().next().map(Vec::len), Some(2));
+        let events = bench.events();
+        assert_eq!(events[0], SyncEvent::Phase { phase: Phase::Scan });
+        assert!(
+            matches!(
+                events[1],
+                SyncEvent::Scanned {
+                    to_fetch: 1,
+                    bytes_to_fetch: 5,
+                    unchanged_head: false,
+                    ..
+                }
+            ),
+            "{events:?}"
+        );
+    }
+
+    /// A source whose unfiltered `tree` fails, as a repository with a broken object at
+    /// an excluded path would.
+    #[derive(Debug)]
+    struct OnlyFiltered(std::sync::Arc<crate::MemorySource>);
+
+    #[async_trait::async_trait]
+    impl crate::RepoSource for OnlyFiltered {
+        fn identity(&self) -> String {
+            self.0.identity()
+        }
+        async fn branches(&self) -> Result<Vec<crate::Branch>, Error> {
+            self.0.branches().await
+        }
+        async fn default_branch(&self) -> Result<String, Error> {
+            self.0.default_branch().await
+        }
+        async fn head(&self, branch: &str) -> Result<crate::CommitId, Error> {
+            self.0.head(branch).await
+        }
+        async fn tree(&self, _commit: &crate::CommitId) -> Result<crate::Tree, Error> {
+            Err(Error::not_found("the object of `vendor/x.rs` is missing"))
+        }
+        async fn filtered_tree(
+            &self,
+            commit: &crate::CommitId,
+            policy: &FilePolicy,
+        ) -> Result<crate::Tree, Error> {
+            Ok(self.0.tree(commit).await?.filter(policy))
+        }
+        fn contents(
+            &self,
+            commit: &crate::CommitId,
+            wanted: Vec<TreeEntry>,
+        ) -> futures::stream::BoxStream<'_, Result<crate::Blob, Error>> {
+            self.0.contents(commit, wanted)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_tree_is_listed_through_the_policy() {
+        let bench = Bench::new();
+        bench
+            .source
+            .commit_files("main", files(&[("a.txt", "a\n"), ("vendor/x.rs", "x\n")]))
+            .unwrap();
+        let (source, store) = (bench.source.clone(), bench.store.clone());
+        let bench = bench.with(|_| {
+            Syncer::new(std::sync::Arc::new(OnlyFiltered(source)), store)
+                .unwrap()
+                .with_policy(FilePolicy::builder().exclude("vendor/**").build().unwrap())
+        });
+        let run_ = bench.begin().await;
+        let plan = run(bench.phases(), &run_).await.unwrap();
+        assert_eq!((plan.stats.added, plan.stats.excluded), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_head_reads_nothing() {
+        let mut bench = Bench::new();
+        bench
+            .source
+            .commit_files("main", files(&[("a.txt", "a\n")]))
+            .unwrap();
+        let first = bench.begin().await;
+        let plan = run(bench.phases(), &first).await.unwrap();
+        let mut stats = plan.stats;
+        plan.skips.write_to(&mut stats);
+        bench
+            .store
+            .commit(
+                &first,
+                ChangeSet {
+                    changes: plan.changes,
+                },
+                stats,
+            )
+            .await
+            .unwrap();
+        bench.events();
+
+        let second = bench.begin().await;
+        let plan = run(bench.phases(), &second).await.unwrap();
+        assert!(plan.changes.is_empty() && plan.fetch.is_empty());
+        assert_eq!(plan.stats.unchanged, 1);
+        assert!(
+            matches!(
+                bench.events()[1],
+                SyncEvent::Scanned {
+                    unchanged_head: true,
+                    ..
+                }
+            ),
+            "the shortcut is reported"
+        );
+    }
+
+    #[tokio::test]
+    async fn new_settings_reprocess_unchanged_files() {
+        let bench = Bench::new();
+        bench
+            .source
+            .commit_files("main", files(&[("a.txt", "a\n")]))
+            .unwrap();
+        let first = bench.begin().await;
+        let plan = run(bench.phases(), &first).await.unwrap();
+        bench
+            .store
+            .commit(
+                &first,
+                ChangeSet {
+                    changes: plan.changes,
+                },
+                plan.stats,
+            )
+            .await
+            .unwrap();
+
+        let bench = bench.with(|s| s.with_extractor(std::sync::Arc::new(crate::WholeFile)));
+        let second = bench.begin().await;
+        let plan = run(bench.phases(), &second).await.unwrap();
+        assert_eq!(plan.fetch.len(), 1, "the unchanged file is fetched again");
+        assert!(matches!(plan.changes[..], [FileChange::Upsert(_)]));
+    }
+}
