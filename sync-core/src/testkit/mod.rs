@@ -37,6 +37,7 @@ pub use fixture::{
     CHUNK_BYTES, DIMS, EntryKey, Harness, MAX_FILE_SIZE, STEPS, Snapshot, extractor, lib_rs,
     one_entry_batch, options, policy, run_start, step_branch, step_files,
 };
+pub use suite::restore_counts;
 pub use suite::{
     StoreFactory, atomic_visibility, cancellation_sweep, check_event_order, exact_mirror,
     fault_sweep_source, fault_sweep_store, honest_events, linear_history, nothing_is_lost,
@@ -54,7 +55,7 @@ macro_rules! sync_store_conformance {
             exact_mirror, work_follows_change, settings_change_reprocesses, one_active_version,
             atomic_visibility,
             linear_history, restore_is_new_run, nothing_is_lost, honest_events,
-            tenant_isolation, store_contract, search_active_only);
+            tenant_isolation, store_contract, search_active_only, restore_counts);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };
