@@ -70,8 +70,11 @@ fn boot_id() -> Option<String> {
 impl Holders {
     /// The holders of runs of the database at `db`.
     pub(crate) fn new(db: &Path) -> Self {
+        // Absolute, as SQLite keeps the database's path: a later change of the working
+        // directory does not move the lock files.
+        let db = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
         Self {
-            dir: lock_dir(db),
+            dir: lock_dir(&db),
             held: Mutex::new(HashMap::new()),
             boot: boot_id(),
         }
