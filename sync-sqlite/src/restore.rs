@@ -68,6 +68,7 @@ pub(crate) fn restore(
         branch: target.branch.clone(),
         commit: target.commit,
         fingerprint: target.fingerprint.clone(),
+        // The run completes in this transaction: nobody ever looks at its lease.
         lease: Duration::from_secs(1),
     };
     let (id, _) = append_run(&tx, repo_id, &start, SyncStatus::Completed, now)?;

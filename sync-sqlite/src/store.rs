@@ -29,12 +29,13 @@ use crate::{commit, index, restore, runs, search, stage};
 ///   connection in immediate transactions; other processes using the same file wait up to
 ///   the busy timeout, and a second sync of a repository, in this process or another,
 ///   fails with [`Error::Conflict`].
-/// * A run's process holds an OS advisory lock on `<database>.runs/<run id>.lock` while the
-///   run is open. When that process dies (even by `kill -9`), the kernel drops the lock, and
-///   the next [`begin`](SyncStore::begin) or [`restore`](SyncStore::restore) — in any
-///   process on this machine — marks the dead run abandoned at once instead of waiting
-///   for its lease ([`RunEnd::holder_died`]). Where the lock cannot tell (a run opened by
-///   an older version, or on another machine), the lease decides.
+/// * The store that opens a run holds an OS advisory lock on
+///   `<database>.runs/<run id>.lock` until the run commits or is aborted. When its process
+///   dies (even by `kill -9`) or the store is dropped, the lock goes, and the next
+///   [`begin`](SyncStore::begin) or [`restore`](SyncStore::restore) — in any process on
+///   this machine — marks the run abandoned at once instead of waiting for its lease
+///   ([`RunEnd::holder_died`]). Where the lock cannot tell (a run opened by an older
+///   version, or on another machine), the lease decides.
 /// * Every call runs on tokio's blocking threads, never on the async runtime's workers.
 /// * The schema is migrated forward when the file is opened; migrations only add.
 ///
