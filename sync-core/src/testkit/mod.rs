@@ -38,6 +38,7 @@ pub use fixture::{
     one_entry_batch, options, policy, run_start, step_branch, step_files,
 };
 pub use suite::restore_counts;
+pub use suite::search_ties;
 pub use suite::{
     StoreFactory, atomic_visibility, cancellation_sweep, check_event_order, exact_mirror,
     fault_sweep_source, fault_sweep_store, honest_events, linear_history, nothing_is_lost,

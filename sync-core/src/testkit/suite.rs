@@ -1696,3 +1696,41 @@ pub async fn restore_counts(factory: &impl StoreFactory) {
         assert_eq!(stats.renamed, 0, "a restore has no renames");
     }
 }
+
+/// Equal scores rank by path bytes, then ordinal ([`HitRank`](crate::HitRank)), so every
+/// store returns the same hits in the same order for the same data — also when the ties
+/// straddle the `k`-th place, so a store must break ties before it cuts at `k`.
+///
+/// Not yet in [`sync_store_conformance!`](crate::sync_store_conformance)'s list: stores
+/// call it from their own tests until every store passes it.
+pub async fn search_ties(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    if !store.capabilities().vector_search {
+        return;
+    }
+    let source = Arc::new(crate::MemorySource::new("ties"));
+    let same = "the same text in four files\n";
+    source
+        .commit(
+            "main",
+            [
+                ("b.txt", same),
+                ("a/z.txt", same),
+                ("a.txt", same),
+                ("c.txt", same),
+                ("d.txt", "something else entirely\n"),
+            ],
+        )
+        .unwrap();
+    let h = Harness::with_source(store, source, None);
+    h.syncer.sync(None).await.unwrap();
+    let probe = HashEmbedder::new(DIMS).embed_one(same);
+    let hits = h.store.search(h.repo(), &probe, 3).await.unwrap();
+    let paths: Vec<&str> = hits
+        .iter()
+        .map(|h| std::str::from_utf8(h.entry.path.as_bytes()).unwrap())
+        .collect();
+    // `.` (0x2e) sorts before `/` (0x2f): path bytes, not path components.
+    assert_eq!(paths, ["a.txt", "a/z.txt", "b.txt"], "ties by path bytes");
+    assert!(hits.iter().all(|h| h.score == hits[0].score), "{hits:?}");
+}
