@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ErrorReport, SearchHit, SkipReason, SyncRecord, SyncStats, SyncStatus};
+use crate::{
+    Error, ErrorReport, RepoKey, SearchHit, SkipReason, SyncId, SyncRecord, SyncStats, SyncStatus,
+};
 
 /// How a run that did not complete ends: the status a store records and the reason it
 /// keeps in the run's [`error`](SyncRecord::error).
@@ -161,6 +163,86 @@ impl SearchHit {
     }
 }
 
+/// What becomes of the running run `running` of `repo` that a store finds when it is asked
+/// to open a run or to restore, given when its lease expires and the time `now`:
+///
+/// * its lease expired: it is abandoned with [`RunEnd::lease_expired`];
+/// * its lease holds, but the store can prove its holder dead (`holder_dead`, asked only
+///   then; a store that cannot tell answers `false`): it is abandoned with
+///   [`RunEnd::holder_died`];
+/// * otherwise the caller gets [`Error::repo_busy`].
+///
+/// The store records the returned end (and discards what the run staged) before it goes
+/// on.
+///
+/// ```
+/// use chrono::{Duration, Utc};
+/// use sync_core::{ErrorKind, RepoKey, RunEnd, SyncId, SyncStatus, take_over};
+/// let repo = RepoKey::new("git:/demo")?;
+/// let now = Utc::now();
+/// let busy = take_over(&repo, SyncId(7), now + Duration::seconds(60), now, || false);
+/// assert_eq!(busy.unwrap_err().kind(), ErrorKind::Conflict);
+/// let dead = take_over(&repo, SyncId(7), now + Duration::seconds(60), now, || true)?;
+/// assert_eq!(dead, RunEnd::holder_died());
+/// let expired = take_over(&repo, SyncId(7), now, now, || unreachable!())?;
+/// assert_eq!(expired, RunEnd::lease_expired(now));
+/// # Ok::<(), sync_core::Error>(())
+/// ```
+pub fn take_over(
+    repo: &RepoKey,
+    running: SyncId,
+    lease_expires: DateTime<Utc>,
+    now: DateTime<Utc>,
+    holder_dead: impl FnOnce() -> bool,
+) -> Result<RunEnd, Error> {
+    if lease_expires <= now {
+        Ok(RunEnd::lease_expired(lease_expires))
+    } else if holder_dead() {
+        Ok(RunEnd::holder_died())
+    } else {
+        Err(Error::repo_busy(repo, running, lease_expires))
+    }
+}
+
+/// The [`Error::Conflict`] of a store whose new run of `repo` the database refused because
+/// another run took its place in the history first: the busy error when that other run
+/// (`running`, with the end of its lease) still holds the repository, else a conflict
+/// that says the history moved on.
+pub fn lost_race(repo: &RepoKey, running: Option<(SyncId, DateTime<Utc>)>) -> Error {
+    match running {
+        Some((id, expires)) => Error::repo_busy(repo, id, expires),
+        None => Error::conflict(format!(
+            "another run of `{repo}` was appended to its history at the same time; look at its history and try again"
+        )),
+    }
+}
+
+impl SyncStats {
+    /// The stats a restore to a run with stats `target` starts from: a restore scans no
+    /// tree, so what the target's scan left out of the index (excluded paths,
+    /// submodules) is carried over; everything else is counted by the restore.
+    pub fn restoring(target: &SyncStats) -> Self {
+        Self {
+            excluded: target.excluded,
+            submodules: target.submodules,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one path of a restore, given the version the active index holds (`current`)
+    /// and the one the target held (`target`), `None` where there was none: the same
+    /// version is unchanged, a version only now is deleted, only then added, two
+    /// different ones modified.
+    pub fn count_restored<T: PartialEq>(&mut self, current: Option<T>, target: Option<T>) {
+        match (current, target) {
+            (current, target) if current == target => self.unchanged += 1,
+            (Some(_), None) => self.deleted += 1,
+            (None, Some(_)) => self.added += 1,
+            _ => self.modified += 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +295,36 @@ mod tests {
             ),
             (10, 2, 1, 4)
         );
+    }
+
+    #[test]
+    fn restored_paths_are_counted_by_what_changed() {
+        let target = SyncStats {
+            excluded: 2,
+            submodules: 1,
+            added: 9,
+            ..SyncStats::default()
+        };
+        let mut stats = SyncStats::restoring(&target);
+        assert_eq!((stats.excluded, stats.submodules, stats.added), (2, 1, 0));
+        stats.count_restored(Some(1), Some(1));
+        stats.count_restored(Some(1), None);
+        stats.count_restored(None, Some(2));
+        stats.count_restored(Some(1), Some(2));
+        assert_eq!(
+            (stats.unchanged, stats.deleted, stats.added, stats.modified),
+            (1, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_lost_race_names_the_holder_when_there_is_one() {
+        let repo = RepoKey::new("git:/r").unwrap();
+        let now = Utc::now();
+        let busy = lost_race(&repo, Some((SyncId(3), now)));
+        assert!(busy.to_string().contains("run 3"), "{busy}");
+        let moved = lost_race(&repo, None);
+        assert_eq!(moved.kind(), crate::ErrorKind::Conflict);
+        assert!(moved.to_string().contains("same time"), "{moved}");
     }
 }

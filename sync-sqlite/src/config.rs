@@ -10,6 +10,11 @@ use crate::SqliteStore;
 
 /// How a [`SqliteStore`] opens its database file.
 ///
+/// Besides the database file and SQLite's `-wal` and `-shm` files, the store keeps the lock
+/// files of its running runs in the directory `<path>.runs` beside it (see
+/// [Runs and leases](crate#runs-and-leases)), so the database's directory must be writable.
+/// In-memory databases are not supported.
+///
 /// ```
 /// use std::time::Duration;
 /// use sync_sqlite::SqliteConfig;

@@ -3,12 +3,19 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod client;
+mod commit;
 mod config;
 mod error;
+mod holder;
+mod index;
+mod migrations;
 mod pool;
-mod schema;
+mod restore;
+mod runs;
+mod search;
+mod stage;
 mod store;
+mod values;
 
 pub use config::SqliteConfig;
 pub use store::SqliteStore;

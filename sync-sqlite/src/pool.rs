@@ -10,8 +10,8 @@ use sync_core::Error;
 use tokio::sync::Semaphore;
 
 use crate::SqliteConfig;
-use crate::error::{BACKEND, DbResultExt, is_busy, map_sqlite};
-use crate::schema;
+use crate::error::{BACKEND, DbResultExt, is_busy, map};
+use crate::migrations;
 
 /// One writer connection behind a mutex (SQLite allows one writer at a time anyway; other
 /// processes are kept out by SQLite's own lock and the busy timeout), and a pool of
@@ -68,7 +68,7 @@ impl Pool {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| map_sqlite(e, &format!("opening `{}`", path.display())))?;
+        .map_err(|e| map(e, &format!("opening `{}`", path.display())))?;
         configure(&writer, config)?;
         let deadline = Instant::now() + config.busy_timeout_value();
         let mode: String = retry_busy(deadline, || {
@@ -101,7 +101,7 @@ impl Pool {
         writer
             .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
             .db("setting the WAL size limit")?;
-        schema::migrate(&mut writer, config.busy_timeout_value())?;
+        migrations::migrate(&mut writer, config.busy_timeout_value())?;
 
         let mut idle = Vec::with_capacity(config.reader_count());
         for _ in 0..config.reader_count() {
@@ -192,7 +192,7 @@ fn open_reader(path: &Path, config: &SqliteConfig) -> Result<Connection, Error> 
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| map_sqlite(e, &format!("opening a reader on `{}`", path.display())))?;
+    .map_err(|e| map(e, &format!("opening a reader on `{}`", path.display())))?;
     configure(&conn, config)?;
     conn.pragma_update(None, "query_only", "ON")
         .db("making a reader read-only")?;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sync_core::{
@@ -13,9 +14,10 @@ use sync_core::{
 use tempfile::TempDir;
 
 use crate::SqliteConfig;
-use crate::client;
 use crate::error::BACKEND;
+use crate::holder::Holders;
 use crate::pool::Pool;
+use crate::{commit, index, restore, runs, search, stage};
 
 /// A [`SyncStore`] in one SQLite database file: the embedded default store.
 ///
@@ -27,6 +29,13 @@ use crate::pool::Pool;
 ///   connection in immediate transactions; other processes using the same file wait up to
 ///   the busy timeout, and a second sync of a repository, in this process or another,
 ///   fails with [`Error::Conflict`].
+/// * The store that opens a run holds an OS advisory lock on
+///   `<database>.runs/<run id>.lock` until the run commits or is aborted. When its process
+///   dies (even by `kill -9`) or the store is dropped, the lock goes, and the next
+///   [`begin`](SyncStore::begin) or [`restore`](SyncStore::restore) — in any process on
+///   this machine — marks the run abandoned at once instead of waiting for its lease
+///   ([`RunEnd::holder_died`]). Where the lock cannot tell (a run opened by an older
+///   version, or on another machine), the lease decides.
 /// * Every call runs on tokio's blocking threads, never on the async runtime's workers.
 /// * The schema is migrated forward when the file is opened; migrations only add.
 ///
@@ -34,6 +43,8 @@ use crate::pool::Pool;
 pub struct SqliteStore {
     pool: Pool,
     path: PathBuf,
+    /// The locks of the runs this store opened and has not ended.
+    holders: Arc<Holders>,
     /// A directory removed with the store (see [`SqliteStore::temporary`]). Declared last,
     /// so the connections close first.
     _temp: Option<TempDir>,
@@ -84,6 +95,7 @@ impl SqliteStore {
             .map_err(|e| Error::backend(BACKEND, "the task opening the database failed", e))??;
         Ok(Self {
             pool,
+            holders: Arc::new(Holders::new(&path)),
             path,
             _temp: None,
         })
@@ -104,24 +116,27 @@ impl SyncStore for SqliteStore {
     }
 
     async fn begin(&self, start: RunStart) -> Result<SyncRun, Error> {
-        self.pool.write(move |c| client::begin(c, start)).await
+        let holders = self.holders.clone();
+        self.pool
+            .write(move |c| runs::begin(c, &holders, start))
+            .await
     }
 
     async fn renew(&self, run: &SyncRun) -> Result<(), Error> {
         let run = run.clone();
-        self.pool.write(move |c| client::renew(c, &run)).await
+        self.pool.write(move |c| runs::renew(c, &run)).await
     }
 
     async fn last_completed(&self, repo: &RepoKey) -> Result<Option<SyncRecord>, Error> {
         let repo = repo.clone();
         self.pool
-            .read(move |c| client::last_completed(c, &repo))
+            .read(move |c| runs::last_completed(c, &repo))
             .await
     }
 
     async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error> {
         let repo = repo.clone();
-        self.pool.read(move |c| client::file_index(c, &repo)).await
+        self.pool.read(move |c| index::file_index(c, &repo)).await
     }
 
     async fn known_embeddings(
@@ -135,14 +150,14 @@ impl SyncStore for SqliteStore {
         }
         let (repo, model, hashes) = (repo.clone(), model.to_owned(), hashes.to_vec());
         self.pool
-            .read(move |c| client::known_embeddings(c, &repo, &model, &hashes))
+            .read(move |c| stage::known_embeddings(c, &repo, &model, &hashes))
             .await
     }
 
     async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {
         let run = run.clone();
         self.pool
-            .write(move |c| client::stage(c, &run, &batch))
+            .write(move |c| stage::stage(c, &run, &batch))
             .await
     }
 
@@ -152,40 +167,52 @@ impl SyncStore for SqliteStore {
         changes: ChangeSet,
         stats: SyncStats,
     ) -> Result<SyncRecord, Error> {
+        let id = run.id.0;
         let run = run.clone();
-        self.pool
-            .write(move |c| client::commit(c, &run, &changes, stats))
-            .await
+        let record = self
+            .pool
+            .write(move |c| commit::commit(c, &run, &changes, stats))
+            .await?;
+        self.holders.release(id);
+        Ok(record)
     }
 
     async fn abort(&self, run: &SyncRun, end: &RunEnd) -> Result<(), Error> {
+        let id = run.id.0;
         let (run, end) = (run.clone(), end.clone());
-        self.pool.write(move |c| client::abort(c, &run, &end)).await
+        let ended = self.pool.write(move |c| runs::abort(c, &run, &end)).await;
+        // Let the lock go even when ending failed: the run is given up, and another
+        // process may now take the repository over from it.
+        self.holders.release(id);
+        ended
     }
 
     async fn run(&self, repo: &RepoKey, id: SyncId) -> Result<SyncRecord, Error> {
         let repo = repo.clone();
-        self.pool.read(move |c| client::run(c, &repo, id)).await
+        self.pool
+            .read(move |c| runs::run_record(c, &repo, id))
+            .await
     }
 
     async fn history(&self, repo: &RepoKey, limit: usize) -> Result<Vec<SyncRecord>, Error> {
         let repo = repo.clone();
         self.pool
-            .read(move |c| client::history(c, &repo, limit))
+            .read(move |c| runs::history(c, &repo, limit))
             .await
     }
 
     async fn restore(&self, repo: &RepoKey, to: SyncId) -> Result<SyncRecord, Error> {
         let repo = repo.clone();
+        let holders = self.holders.clone();
         self.pool
-            .write(move |c| client::restore(c, &repo, to))
+            .write(move |c| restore::restore(c, &holders, &repo, to))
             .await
     }
 
     async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error> {
         let (repo, query) = (repo.clone(), query.clone());
         self.pool
-            .read(move |c| client::entries(c, &repo, &query))
+            .read(move |c| search::entries(c, &repo, &query))
             .await
     }
 
@@ -197,7 +224,7 @@ impl SyncStore for SqliteStore {
     ) -> Result<Vec<SearchHit>, Error> {
         let (repo, vector) = (repo.clone(), vector.clone());
         self.pool
-            .read(move |c| client::search(c, &repo, &vector, k))
+            .read(move |c| search::search(c, &repo, &vector, k))
             .await
     }
 }

@@ -337,3 +337,69 @@ async fn an_aborted_run_leaves_no_staged_entries() {
         assert_eq!(store.run(&repo, run.id).await.unwrap().status, status);
     }
 }
+
+/// A run is held by its store's lock: another store on the same file, even in the same
+/// process, is refused while the holder lives, and takes over at once when the holder is
+/// gone (dropped, as a killed process's stores are).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_holder_releases_its_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.db");
+    let repo = RepoKey::new("git:/held").unwrap();
+    let holder = SqliteStore::open(&path).await.unwrap();
+    let other = SqliteStore::open(&path).await.unwrap();
+    let run = holder.begin(run_start(&repo, LEASE)).await.unwrap();
+    assert!(
+        dir.path()
+            .join(format!("held.db.runs/{}.lock", run.id))
+            .exists()
+    );
+    let e = other.begin(run_start(&repo, LEASE)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let e = other.restore(&repo, run.id).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InvalidInput,
+        "a running run is no target: {e}"
+    );
+
+    drop(holder);
+    let next = other
+        .begin(run_start(&repo, LEASE))
+        .await
+        .expect("the holder is gone");
+    assert_eq!(next.previous, Some(run.id));
+    let ended = other.run(&repo, run.id).await.unwrap();
+    assert_eq!(ended.status, SyncStatus::Abandoned);
+    assert_eq!(ended.error, Some(sync_core::RunEnd::holder_died().reason()));
+    other
+        .commit(&next, ChangeSet::default(), SyncStats::default())
+        .await
+        .unwrap();
+    assert!(
+        std::fs::read_dir(dir.path().join("held.db.runs"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no lock file is left behind"
+    );
+}
+
+/// Errors keep the driver's error as their cause, and the same fault gets the kind the
+/// core maps it to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_errors_keep_their_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    let e = SqliteStore::open(&garbage).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let cause = std::error::Error::source(&e).expect("a cause");
+    let driver = cause
+        .downcast_ref::<rusqlite::Error>()
+        .expect("rusqlite's own error");
+    assert_eq!(
+        driver.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase)
+    );
+}

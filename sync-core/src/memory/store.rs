@@ -12,7 +12,7 @@ use crate::{
     FileIndex, IndexedFile, MemoryEntry, NewEntry, RepoKey, RepoPath, RunStart, SearchHit,
     StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore,
 };
-use crate::{RunEnd, check_restore_target};
+use crate::{RunEnd, check_restore_target, take_over};
 
 /// A [`SyncStore`] in memory: the reference implementation of the store contract.
 ///
@@ -112,10 +112,8 @@ impl State {
         if row.record.status != SyncStatus::Running {
             return Ok(());
         }
-        if row.lease_expires > now {
-            return Err(Error::repo_busy(repo, last, row.lease_expires));
-        }
-        let end = RunEnd::lease_expired(row.lease_expires);
+        // A process-local store cannot outlive its holder: only the lease can end a run.
+        let end = take_over(repo, last, row.lease_expires, now, || false)?;
         row.record.status = end.status();
         row.record.finished_at = Some(now);
         row.record.error = Some(end.reason());
@@ -523,7 +521,7 @@ impl SyncStore for MemoryStore {
         let seqs: HashMap<SyncId, usize> = state.runs.iter().map(|(id, r)| (*id, r.seq)).collect();
         let r = state.repos.get_mut(repo).expect("appended above");
 
-        let mut stats = SyncStats::default();
+        let mut stats = SyncStats::restoring(&target_record.stats);
         let files_then = r.files_at(target_seq, &seqs);
         let now_paths: Vec<RepoPath> = r.active_files.keys().cloned().collect();
         for path in now_paths
@@ -533,14 +531,9 @@ impl SyncStore for MemoryStore {
         {
             let current = r.active_files.get(path).copied();
             let then = files_then.get(path).copied();
+            stats.count_restored(current, then);
             if current == then {
-                stats.unchanged += 1;
                 continue;
-            }
-            match (current, then) {
-                (Some(_), None) => stats.deleted += 1,
-                (None, Some(_)) => stats.added += 1,
-                _ => stats.modified += 1,
             }
             r.close_file(path, id);
             if let Some(row) = then {
@@ -571,8 +564,6 @@ impl SyncStore for MemoryStore {
         for &row in r.active_files.values() {
             stats.count_indexed(r.files[row].file.skip, 1);
         }
-        stats.excluded = target_record.stats.excluded;
-        stats.submodules = target_record.stats.submodules;
 
         let row = state.runs.get_mut(&id).expect("appended above");
         row.record.restored_from = Some(to);

@@ -65,6 +65,8 @@ pub use source_suite::{
     main_files, missing_object_is_not_found, policy_filters_before_reading, source_policy,
     tree_lists_every_blob, unknown_branch_is_not_found,
 };
+pub use suite::restore_counts;
+pub use suite::search_ties;
 pub use suite::{
     StoreFactory, atomic_visibility, cancellation_sweep, check_event_order, exact_mirror,
     fault_sweep_source, fault_sweep_store, honest_events, linear_history, nothing_is_lost,
@@ -82,7 +84,7 @@ macro_rules! sync_store_conformance {
             exact_mirror, work_follows_change, settings_change_reprocesses, one_active_version,
             atomic_visibility,
             linear_history, restore_is_new_run, nothing_is_lost, honest_events,
-            tenant_isolation, store_contract, search_active_only);
+            tenant_isolation, store_contract, search_active_only, restore_counts);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };

@@ -1622,3 +1622,115 @@ pub async fn search_active_only(factory: &impl StoreFactory) {
             .is_empty()
     );
 }
+
+/// A restore counts what it changed and what the index holds the way every store does
+/// (see [`SyncStats::count_restored`], [`SyncStats::count_indexed`] and
+/// [`SyncStats::restoring`]): paths only in the target's index are added, paths only in
+/// the current one deleted, the rest unchanged or modified; skipped files by their reason;
+/// excluded paths and submodules as the target's scan counted them.
+pub async fn restore_counts(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    let mut runs = Vec::new();
+    let mut states = Vec::new();
+    for step in [0, 4] {
+        runs.push(h.sync_step(step).await);
+        states.push(h.snapshot().await);
+    }
+    for (target, current) in [(0, 1), (1, 0)] {
+        let restored = h.store.restore(h.repo(), runs[target].id).await.unwrap();
+        let stats = restored.stats;
+        let paths = |s: &crate::testkit::Snapshot| -> BTreeSet<RepoPath> {
+            s.files.iter().map(|f| f.entry.path.clone()).collect()
+        };
+        let (then, now) = (paths(&states[target]), paths(&states[current]));
+        let differ = states[target]
+            .files
+            .iter()
+            .filter(|f| {
+                states[current]
+                    .files
+                    .iter()
+                    .any(|c| c.entry.path == f.entry.path && *c != **f)
+            })
+            .count() as u64;
+        let common = then.intersection(&now).count() as u64;
+        assert_eq!(
+            stats.added,
+            then.difference(&now).count() as u64,
+            "{stats:?}"
+        );
+        assert_eq!(
+            stats.deleted,
+            now.difference(&then).count() as u64,
+            "{stats:?}"
+        );
+        assert_eq!(stats.modified + stats.unchanged, common, "{stats:?}");
+        assert!(stats.modified >= differ, "{stats:?}");
+        let skipped = |reason| {
+            states[target]
+                .files
+                .iter()
+                .filter(|f| f.skip == Some(reason))
+                .count() as u64
+        };
+        assert_eq!(
+            (
+                stats.files,
+                stats.skipped_too_large,
+                stats.skipped_binary,
+                stats.symlinks
+            ),
+            (
+                then.len() as u64,
+                skipped(crate::SkipReason::TooLarge),
+                skipped(crate::SkipReason::Binary),
+                skipped(crate::SkipReason::Symlink)
+            ),
+            "{stats:?}"
+        );
+        assert_eq!(
+            (stats.excluded, stats.submodules),
+            (runs[target].stats.excluded, runs[target].stats.submodules),
+            "carried from the target's scan"
+        );
+        assert_eq!(stats.renamed, 0, "a restore has no renames");
+    }
+}
+
+/// Equal scores rank by path bytes, then ordinal ([`HitRank`](crate::HitRank)), so every
+/// store returns the same hits in the same order for the same data — also when the ties
+/// straddle the `k`-th place, so a store must break ties before it cuts at `k`.
+///
+/// Not yet in [`sync_store_conformance!`](crate::sync_store_conformance)'s list: stores
+/// call it from their own tests until every store passes it.
+pub async fn search_ties(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    if !store.capabilities().vector_search {
+        return;
+    }
+    let source = Arc::new(crate::MemorySource::new("ties"));
+    let same = "the same text in four files\n";
+    source
+        .commit(
+            "main",
+            [
+                ("b.txt", same),
+                ("a/z.txt", same),
+                ("a.txt", same),
+                ("c.txt", same),
+                ("d.txt", "something else entirely\n"),
+            ],
+        )
+        .unwrap();
+    let h = Harness::with_source(store, source, None);
+    h.syncer.sync(None).await.unwrap();
+    let probe = HashEmbedder::new(DIMS).embed_one(same);
+    let hits = h.store.search(h.repo(), &probe, 3).await.unwrap();
+    let paths: Vec<&str> = hits
+        .iter()
+        .map(|h| std::str::from_utf8(h.entry.path.as_bytes()).unwrap())
+        .collect();
+    // `.` (0x2e) sorts before `/` (0x2f): path bytes, not path components.
+    assert_eq!(paths, ["a.txt", "a/z.txt", "b.txt"], "ties by path bytes");
+    assert!(hits.iter().all(|h| h.score == hits[0].score), "{hits:?}");
+}

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 use sync_core::Error;
 
-use crate::error::{is_busy, map_sqlite};
+use crate::error::{is_busy, map, map_migration};
 
 /// The migration files, in order; version `n` is the first `n` of them.
 pub(crate) const MIGRATION_SQL: &[(&str, &str)] = &[
@@ -33,7 +33,7 @@ fn migrations() -> Migrations<'static> {
 pub(crate) fn version(conn: &Connection) -> Result<usize, Error> {
     let v: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|e| map_sqlite(e, "reading the schema version"))?;
+        .map_err(|e| map(e, "reading the schema version"))?;
     usize::try_from(v).map_err(|_| {
         Error::corrupt(format!(
             "the database's schema version is {v}; it was not written by sync-sqlite"
@@ -80,13 +80,12 @@ pub(crate) fn migrate(conn: &mut Connection, busy_timeout: Duration) -> Result<(
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }
-        return Err(Error::backend(
-            "sqlite",
-            format!(
-                "migrating the database from schema version {found} to {LATEST_VERSION} failed; nothing was changed, the database is still at version {}",
+        return Err(map_migration(
+            err,
+            &format!(
+                "migrating the database from schema version {found} to {LATEST_VERSION} (nothing was changed, the database is still at version {})",
                 version(conn).unwrap_or(found)
             ),
-            err,
         ));
     }
 }

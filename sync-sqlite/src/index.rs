@@ -1,0 +1,47 @@
+//! The file index: the active version of every indexed path.
+
+use rusqlite::{Connection, Row};
+use sync_core::{EntryKind, Error, FileIndex, IndexedFile, RepoKey, TreeEntry};
+
+use crate::error::{DbResultExt, corrupt_value};
+use crate::runs::repo_id;
+use crate::values::{blob, blob_id, count, repo_path, skip_of};
+
+fn file_from_row(row: &Row<'_>) -> Result<IndexedFile, Error> {
+    let what = "reading the file index";
+    let path = repo_path(row.get(0).db(what)?)?;
+    let blob = blob_id(blob(row, 1, what)?)?;
+    let size: i64 = row.get(2).db(what)?;
+    let kind: String = row.get(3).db(what)?;
+    let skip: Option<String> = row.get(4).db(what)?;
+    Ok(IndexedFile::new(
+        TreeEntry::new(
+            path,
+            blob,
+            count(size, "file size")?,
+            kind.parse::<EntryKind>()
+                .map_err(|e| corrupt_value("file kind", e))?,
+        ),
+        skip_of(skip)?,
+    ))
+}
+
+/// The repository's active file index.
+pub(crate) fn file_index(conn: &Connection, repo: &RepoKey) -> Result<FileIndex, Error> {
+    let Some(repo_id) = repo_id(conn, repo)? else {
+        return Ok(FileIndex::default());
+    };
+    let what = "reading the file index";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT path, blob_id, size, kind, skip FROM files \
+             WHERE repository_id = ?1 AND removed_by IS NULL ORDER BY path",
+        )
+        .db(what)?;
+    let mut rows = stmt.query([repo_id]).db(what)?;
+    let mut files = Vec::new();
+    while let Some(row) = rows.next().db(what)? {
+        files.push(file_from_row(row)?);
+    }
+    FileIndex::new(files)
+}

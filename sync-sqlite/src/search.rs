@@ -1,0 +1,252 @@
+//! Reading entries, and vector search over the active ones.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, Row, params};
+use sync_core::{
+    Embedding, EntryQuery, EntryStatus, Error, HitRank, MemoryEntry, RepoKey, RepoPath, SearchHit,
+    SyncId,
+};
+
+use crate::error::DbResultExt;
+use crate::runs::repo_id;
+use crate::values::{blob, blob_id, content_hash, int, repo_path, u32_of};
+
+fn entry_from_row(row: &Row<'_>, with_vector: bool) -> Result<MemoryEntry, Error> {
+    let what = "reading entries";
+    let status: String = row.get(8).db(what)?;
+    let embedding = if with_vector {
+        match row.get_ref(11).db(what)? {
+            rusqlite::types::ValueRef::Blob(b) => Some(Embedding::from_le_bytes(b)?),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    Ok(MemoryEntry {
+        path: repo_path(row.get(0).db(what)?)?,
+        ordinal: u32_of(row.get(1).db(what)?, "ordinal")?,
+        blob: blob_id(blob(row, 2, what)?)?,
+        content: row.get(3).db(what)?,
+        content_hash: content_hash(blob(row, 4, what)?)?,
+        start_line: u32_of(row.get(5).db(what)?, "line number")?,
+        end_line: u32_of(row.get(6).db(what)?, "line number")?,
+        model: row.get(7).db(what)?,
+        embedding,
+        status: status.parse::<EntryStatus>()?,
+        created_by: SyncId(row.get(9).db(what)?),
+        superseded_by: row.get::<_, Option<i64>>(10).db(what)?.map(SyncId),
+    })
+}
+
+const ENTRY_COLUMNS: &str = "e.path, e.ordinal, e.blob_id, e.content, e.content_hash, \
+     e.start_line, e.end_line, e.model, e.status, e.created_by, e.superseded_by";
+
+/// The entries of `repo` that `query` asks for.
+pub(crate) fn entries(
+    conn: &Connection,
+    repo: &RepoKey,
+    query: &EntryQuery,
+) -> Result<Vec<MemoryEntry>, Error> {
+    let Some(repo_id) = repo_id(conn, repo)? else {
+        return Ok(Vec::new());
+    };
+    let mut sql = format!("SELECT {ENTRY_COLUMNS}");
+    if query.with_embeddings {
+        sql.push_str(
+            ", v.vector FROM entries e LEFT JOIN embeddings v \
+             ON v.tenant = :tenant AND v.model = e.model AND v.content_hash = e.content_hash",
+        );
+    } else {
+        sql.push_str(" FROM entries e");
+    }
+    sql.push_str(" WHERE e.repository_id = :repo");
+    sql.push_str(if query.include_superseded {
+        " AND e.status IN ('active', 'superseded')"
+    } else {
+        " AND e.status = 'active'"
+    });
+    let tenant = repo.tenant();
+    let path = query.path.as_ref().map(RepoPath::as_bytes);
+    let prefix = query.prefix.as_ref().map(|p| p.as_bytes());
+    let below = prefix.map(|p| [p, b"/"].concat());
+    let after = prefix.map(|p| [p, b"0"].concat());
+    let limit = query.limit.map_or(-1, |l| int(l as u64));
+    let offset = int(query.offset as u64);
+    let mut args: Vec<(&str, &dyn ToSql)> = vec![(":repo", &repo_id)];
+    if query.with_embeddings {
+        args.push((":tenant", &tenant));
+    }
+    if let Some(path) = &path {
+        sql.push_str(" AND e.path = :path");
+        args.push((":path", path));
+    }
+    if let (Some(prefix), Some(below), Some(after)) = (&prefix, &below, &after) {
+        // Component-wise: the prefix itself, or anything under `prefix/` (`0` follows `/`).
+        sql.push_str(" AND (e.path = :prefix OR (e.path >= :below AND e.path < :after))");
+        args.push((":prefix", prefix));
+        args.push((":below", below));
+        args.push((":after", after));
+    }
+    sql.push_str(if query.include_superseded {
+        " ORDER BY e.path, e.ordinal, e.status <> 'active', e.created_by"
+    } else {
+        " ORDER BY e.path, e.ordinal"
+    });
+    sql.push_str(" LIMIT :limit OFFSET :offset");
+    args.push((":limit", &limit));
+    args.push((":offset", &offset));
+
+    let what = "reading entries";
+    let mut stmt = conn.prepare_cached(&sql).db(what)?;
+    let mut rows = stmt.query(args.as_slice()).db(what)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().db(what)? {
+        out.push(entry_from_row(row, query.with_embeddings)?);
+    }
+    Ok(out)
+}
+
+/// A search candidate. The heap keeps the worst on top: candidates are ordered by
+/// [`HitRank::order`], best first.
+struct Candidate {
+    score: f32,
+    path: Vec<u8>,
+    ordinal: u32,
+    id: i64,
+    vector: Embedding,
+}
+
+impl Candidate {
+    fn rank(&self) -> HitRank<'_> {
+        HitRank {
+            score: self.score,
+            path: &self.path,
+            ordinal: self.ordinal,
+        }
+    }
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank().order(&other.rank())
+    }
+}
+
+/// Cosine similarity of a stored vector (little-endian f32 bytes) and the query, computed
+/// exactly as [`Embedding::cosine`] does, without decoding into a vector first.
+fn cosine_le(stored: &[u8], query: &[f32], query_norm2: f32) -> f32 {
+    let (mut dot, mut a) = (0.0f32, 0.0f32);
+    for (c, y) in stored.chunks_exact(4).zip(query) {
+        let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        dot += x * y;
+        a += x * x;
+    }
+    if a == 0.0 || query_norm2 == 0.0 {
+        0.0
+    } else {
+        dot / (a.sqrt() * query_norm2.sqrt())
+    }
+}
+
+/// The `k` active entries of `repo` nearest to `vector` by cosine similarity, best first.
+pub(crate) fn search(
+    conn: &Connection,
+    repo: &RepoKey,
+    vector: &Embedding,
+    k: usize,
+) -> Result<Vec<SearchHit>, Error> {
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let Some(repo_id) = repo_id(conn, repo)? else {
+        return Ok(Vec::new());
+    };
+    let what = "searching";
+    // One read transaction: the scan and the fetch of the winners see the same state.
+    let tx = conn.unchecked_transaction().db(what)?;
+    let query = vector.as_slice();
+    let query_norm2 = query.iter().map(|y| y * y).sum::<f32>();
+    let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(k.min(4096) + 1);
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT e.id, e.path, e.ordinal, v.vector FROM entries e \
+                 JOIN embeddings v ON v.tenant = ?1 AND v.model = e.model \
+                 AND v.content_hash = e.content_hash \
+                 WHERE e.repository_id = ?2 AND e.status = 'active' AND v.dims = ?3",
+            )
+            .db(what)?;
+        let mut rows = stmt
+            .query(params![
+                repo.tenant(),
+                repo_id,
+                int(vector.dimensions() as u64)
+            ])
+            .db(what)?;
+        while let Some(row) = rows.next().db(what)? {
+            let stored = blob(row, 3, what)?;
+            if stored.len() != query.len() * 4 {
+                continue;
+            }
+            let score = cosine_le(stored, query, query_norm2);
+            let path = blob(row, 1, what)?;
+            let ordinal = u32_of(row.get(2).db(what)?, "ordinal")?;
+            if heap.len() == k
+                && let Some(worst) = heap.peek()
+            {
+                let rank = HitRank {
+                    score,
+                    path,
+                    ordinal,
+                };
+                if rank.order(&worst.rank()) != Ordering::Less {
+                    continue;
+                }
+                heap.pop();
+            }
+            heap.push(Candidate {
+                score,
+                path: path.to_vec(),
+                ordinal,
+                id: row.get(0).db(what)?,
+                vector: Embedding::from_le_bytes(stored)?,
+            });
+        }
+    }
+    let winners = heap.into_sorted_vec();
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries e WHERE e.id = ?1"
+        ))
+        .db(what)?;
+    let mut hits = Vec::with_capacity(winners.len());
+    for c in winners {
+        let mut rows = stmt.query([c.id]).db(what)?;
+        let Some(row) = rows.next().db(what)? else {
+            return Err(Error::corrupt(
+                "a search hit vanished within its transaction",
+            ));
+        };
+        let mut entry = entry_from_row(row, false)?;
+        entry.embedding = Some(c.vector);
+        hits.push(SearchHit {
+            entry,
+            score: c.score,
+        });
+    }
+    Ok(hits)
+}

@@ -1,0 +1,98 @@
+//! Staging: a run's entries and their embeddings, written before the run commits, and the
+//! embeddings already known by content hash.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, params};
+use sync_core::{ContentHash, Embedding, Error, NewEntry, RepoKey, StageBatch, SyncRun};
+
+use crate::error::DbResultExt;
+use crate::runs::check_running;
+use crate::values::{blob, immediate, int};
+
+pub(crate) fn known_embeddings(
+    conn: &Connection,
+    repo: &RepoKey,
+    model: &str,
+    hashes: &[ContentHash],
+) -> Result<HashMap<ContentHash, Embedding>, Error> {
+    let what = "looking up known embeddings";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT vector FROM embeddings WHERE tenant = ?1 AND model = ?2 AND content_hash = ?3",
+        )
+        .db(what)?;
+    let mut out = HashMap::new();
+    for hash in hashes {
+        let mut rows = stmt
+            .query(params![repo.tenant(), model, hash.as_bytes().as_slice()])
+            .db(what)?;
+        if let Some(row) = rows.next().db(what)? {
+            out.insert(*hash, Embedding::from_le_bytes(blob(row, 0, what)?)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) -> Result<(), Error> {
+    let what = "staging entries";
+    let tx = immediate(conn, what)?;
+    let repo_id = check_running(&tx, run)?;
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO embeddings (tenant, model, content_hash, vector, dims) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            )
+            .db(what)?;
+        for e in &batch.embeddings {
+            insert
+                .execute(params![
+                    run.repo.tenant(),
+                    e.model,
+                    e.content_hash.as_bytes().as_slice(),
+                    e.embedding.to_le_bytes(),
+                    int(e.embedding.dimensions() as u64),
+                ])
+                .db("storing embeddings")?;
+        }
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \
+                 start_line, end_line, model, status, created_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'staged', ?10) \
+                 ON CONFLICT (created_by, path, ordinal) WHERE status = 'staged' DO UPDATE SET \
+                 blob_id = excluded.blob_id, content = excluded.content, \
+                 content_hash = excluded.content_hash, start_line = excluded.start_line, \
+                 end_line = excluded.end_line, model = excluded.model",
+            )
+            .db(what)?;
+        for e in &batch.entries {
+            let NewEntry {
+                path,
+                blob,
+                ordinal,
+                content,
+                content_hash,
+                start_line,
+                end_line,
+                model,
+            } = e;
+            upsert
+                .execute(params![
+                    repo_id,
+                    path.as_bytes(),
+                    ordinal,
+                    blob.as_bytes().as_slice(),
+                    content,
+                    content_hash.as_bytes().as_slice(),
+                    start_line,
+                    end_line,
+                    model,
+                    run.id.0,
+                ])
+                .db(what)?;
+        }
+    }
+    tx.commit().db(what)
+}
