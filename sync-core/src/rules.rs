@@ -1,13 +1,17 @@
 //! The history rules every store applies the same way: how a run that does not complete
-//! ends, which runs can be restored, how an index is counted, and how search results are
-//! ranked. Stores store; these values and functions decide.
+//! ends, whether a run still holds its repository, which runs can be restored, how an index
+//! is counted, and how search results are ranked. Stores store; these values and functions
+//! decide.
 
 use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ErrorReport, SearchHit, SkipReason, SyncRecord, SyncStats, SyncStatus};
+use crate::{
+    Error, ErrorReport, RepoKey, SearchHit, SkipReason, SyncId, SyncRecord, SyncRun, SyncStats,
+    SyncStatus,
+};
 
 /// How a run that did not complete ends: the status a store records and the reason it
 /// keeps in the run's [`error`](SyncRecord::error).
@@ -161,6 +165,28 @@ impl SearchHit {
     }
 }
 
+impl Error {
+    /// The [`Error::NotFound`] of a store that has no run `id` of `repo` (none at all, or
+    /// one of another repository or tenant, which must look the same).
+    pub fn run_not_found(repo: &RepoKey, id: SyncId) -> Self {
+        Self::not_found(format!("run {id} of `{repo}` does not exist"))
+    }
+}
+
+impl SyncRun {
+    /// Checks that this run still holds its repository, as staging, renewing and committing
+    /// require, given the status the store has recorded for it (`None`: the store has no
+    /// such run of this repository): a missing run is [`Error::run_not_found`], an ended
+    /// one [`Error::run_ended`].
+    pub fn check_holds(&self, recorded: Option<SyncStatus>) -> Result<(), Error> {
+        match recorded {
+            None => Err(Error::run_not_found(&self.repo, self.id)),
+            Some(SyncStatus::Running) => Ok(()),
+            Some(status) => Err(Error::run_ended(self.id, status)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +239,37 @@ mod tests {
             ),
             (10, 2, 1, 4)
         );
+    }
+
+    #[test]
+    fn only_a_running_run_holds_its_repository() {
+        let repo = RepoKey::new("memory:demo").unwrap();
+        let run = SyncRun {
+            id: SyncId(7),
+            repo: repo.clone(),
+            branch: "main".into(),
+            commit: "1111111111111111111111111111111111111111".parse().unwrap(),
+            previous: None,
+            fingerprint: String::new(),
+            lease: std::time::Duration::from_secs(60),
+            started_at: Utc::now(),
+        };
+        assert!(run.check_holds(Some(SyncStatus::Running)).is_ok());
+        let missing = run.check_holds(None).unwrap_err();
+        assert_eq!(missing.kind(), crate::ErrorKind::NotFound);
+        assert_eq!(
+            missing.to_string(),
+            Error::run_not_found(&repo, SyncId(7)).to_string()
+        );
+        for ended in [
+            SyncStatus::Completed,
+            SyncStatus::Failed,
+            SyncStatus::Cancelled,
+            SyncStatus::Abandoned,
+        ] {
+            let e = run.check_holds(Some(ended)).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Conflict, "{ended}");
+            assert!(e.to_string().contains(ended.as_str()), "{e}");
+        }
     }
 }

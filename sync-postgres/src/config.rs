@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sync_core::{Error, RepoKey};
 
 use crate::PgStore;
@@ -45,7 +45,6 @@ pub struct PgStoreBuilder {
 
 enum Target {
     Options(Box<PgConnectOptions>),
-    Pool(PgPool),
     Invalid(Error),
 }
 
@@ -86,18 +85,9 @@ impl PgStoreBuilder {
         Self::new(target)
     }
 
-    pub(crate) fn from_options(options: PgConnectOptions) -> Self {
-        Self::new(Target::Options(Box::new(options)))
-    }
-
-    pub(crate) fn from_pool(pool: PgPool) -> Self {
-        Self::new(Target::Pool(pool))
-    }
-
     fn new(target: Target) -> Self {
         let server = match &target {
             Target::Options(o) => describe(o),
-            Target::Pool(p) => describe(&p.connect_options()),
             Target::Invalid(_) => "an invalid URL".to_owned(),
         };
         Self {
@@ -134,22 +124,20 @@ impl PgStoreBuilder {
         self
     }
 
-    /// The most connections the pool opens (default 10). Ignored for a store made with
-    /// [`PgStore::from_pool`].
+    /// The most connections the store opens (default 10).
     pub fn max_connections(mut self, max: u32) -> Self {
         self.max_connections = max;
         self
     }
 
-    /// Connections the pool keeps open even when idle (default 0). Ignored for a store
-    /// made with [`PgStore::from_pool`].
+    /// Connections the store keeps open even when idle (default 0).
     pub fn min_connections(mut self, min: u32) -> Self {
         self.min_connections = min;
         self
     }
 
     /// How long a call waits for a free connection before failing with a retryable
-    /// error (default 30 s). Ignored for a store made with [`PgStore::from_pool`].
+    /// error (default 30 s).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
@@ -186,7 +174,6 @@ impl PgStoreBuilder {
         }
         let pool = match self.target {
             Target::Invalid(e) => return Err(e),
-            Target::Pool(pool) => pool,
             Target::Options(options) => {
                 let options = if options.get_application_name().is_none() {
                     options.application_name("sync-postgres")
