@@ -210,9 +210,10 @@ async fn search_tx(
     Ok(tx)
 }
 
-/// The SQL of a search: `$1` tenant, `$2` source, `$3` query vector, `$4` k. The exact
-/// plans break ties as [`SearchHit::rank_all`] does, so the same `k` hits come back; the
-/// index is approximate, and its hits are ranked afterwards.
+/// The SQL of a search: `$1` tenant, `$2` source, `$3` query vector, `$4` k. Every plan
+/// breaks ties of distance by path bytes and ordinal, as [`SearchHit::rank_all`] does, so
+/// `k` cuts the same order as in any store (the index's order by distance is refined by an
+/// incremental sort; the index itself is approximate).
 fn search_sql(plan: SearchPlan) -> String {
     let from = "FROM sync_entries e WHERE e.tenant = $1 AND e.repository_id = \
              (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
@@ -222,7 +223,8 @@ fn search_sql(plan: SearchPlan) -> String {
             "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \
                  (e.search_vector::vector({d})) <=> $3::vector({d}) AS distance \
              {from} AND vector_dims(e.search_vector) = {d} \
-             ORDER BY (e.search_vector::vector({d})) <=> $3::vector({d}) LIMIT $4"
+             ORDER BY (e.search_vector::vector({d})) <=> $3::vector({d}), e.path, e.ordinal \
+             LIMIT $4"
         ),
         SearchPlan::Exact => format!(
             "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \

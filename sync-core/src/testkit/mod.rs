@@ -28,6 +28,7 @@
 //! | [`nothing_is_lost`] | 7. nothing is lost |
 //! | [`honest_events`] | 8. honest events |
 //! | [`tenant_isolation`], [`store_contract`], [`search_active_only`] | the store contract |
+//! | [`unknown_runs_are_not_found`], [`search_ties_rank_by_path_then_ordinal`] | the store contract: the core's rules |
 
 mod fixture;
 mod suite;
@@ -43,6 +44,7 @@ pub use suite::{
     one_active_version, restore_is_new_run, search_active_only, settings_change_reprocesses,
     store_contract, tenant_isolation, work_follows_change,
 };
+pub use suite::{search_ties_rank_by_path_then_ordinal, unknown_runs_are_not_found};
 pub use wrappers::{CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyStore};
 
 /// Expands to one `#[tokio::test]` per conformance test for a store factory (see the
@@ -55,6 +57,8 @@ macro_rules! sync_store_conformance {
             atomic_visibility,
             linear_history, restore_is_new_run, nothing_is_lost, honest_events,
             tenant_isolation, store_contract, search_active_only);
+        $crate::sync_store_conformance!(@each $factory;
+            unknown_runs_are_not_found, search_ties_rank_by_path_then_ordinal);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };
