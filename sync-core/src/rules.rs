@@ -173,6 +173,21 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The [`Error::Conflict`] of a store whose new run (or restore) lost the race for the
+    /// next place in `repo`'s history: [`Error::repo_busy`] when `running` (a run and the
+    /// end of its lease) holds the repository now, else a conflict saying another run was
+    /// appended first.
+    pub fn lost_race(repo: &RepoKey, running: Option<(SyncId, DateTime<Utc>)>) -> Self {
+        match running {
+            Some((run, expires)) => Self::repo_busy(repo, run, expires),
+            None => Self::conflict(format!(
+                "another run of `{repo}` was appended to its history at the same time; look at its history and try again"
+            )),
+        }
+    }
+}
+
 impl SyncRun {
     /// Checks that this run still holds its repository, as staging, renewing and committing
     /// require, given the status the store has recorded for it (`None`: the store has no
@@ -239,6 +254,22 @@ mod tests {
             ),
             (10, 2, 1, 4)
         );
+    }
+
+    #[test]
+    fn a_lost_race_names_the_winner_when_it_still_runs() {
+        let repo = RepoKey::new("memory:demo").unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let busy = Error::lost_race(&repo, Some((SyncId(9), at)));
+        assert_eq!(
+            busy.to_string(),
+            Error::repo_busy(&repo, SyncId(9), at).to_string()
+        );
+        let appended = Error::lost_race(&repo, None);
+        assert_eq!(appended.kind(), crate::ErrorKind::Conflict);
+        assert!(appended.to_string().contains("memory:demo"), "{appended}");
     }
 
     #[test]

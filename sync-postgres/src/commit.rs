@@ -2,6 +2,8 @@
 //! closes and adds file versions, supersedes, copies renamed entries, activates what the run
 //! staged — and completes the run.
 
+// The dynamic statements here splice in only the constant SQL fragments of this crate;
+// values are always bound parameters.
 use sqlx::AssertSqlSafe;
 use sync_core::{
     BlobId, ChangeSet, Error, FileChange, IndexedFile, RepoKey, RepoPath, SyncRecord, SyncRun,
@@ -134,7 +136,6 @@ async fn copy_renamed(
     let from: Vec<&[u8]> = renames.iter().map(|r| r.0.as_slice()).collect();
     let to: Vec<&[u8]> = renames.iter().map(|r| r.1.as_slice()).collect();
     let blobs: Vec<&[u8]> = renames.iter().map(|r| r.2.as_slice()).collect();
-    // Splices in only the constant ENTRY_VECTOR; values are bound.
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, \
              content_hash, start_line, end_line, model, status, created_by, search_vector) \

@@ -36,7 +36,7 @@ pub(crate) const MAX_INDEXED_DIMENSIONS: usize = 2_000;
 #[must_use = "a builder does nothing until it is awaited or opened"]
 pub struct PgStoreBuilder {
     target: Target,
-    pub(crate) options: StoreOptions,
+    options: StoreOptions,
     max_connections: u32,
     min_connections: u32,
     acquire_timeout: Duration,
@@ -76,6 +76,8 @@ impl PgStoreBuilder {
     pub(crate) fn from_url(url: &str) -> Self {
         let target = match PgConnectOptions::from_str(url) {
             Ok(options) => Target::Options(Box::new(options)),
+            // The parser's error may quote the URL, password included: only its scrubbed
+            // text is kept, never the error itself.
             Err(e) => Target::Invalid(Error::invalid_input(format!(
                 "`{}` is not a usable PostgreSQL URL: {}",
                 redact_url(url),
@@ -241,13 +243,13 @@ fn url_password(url: &str) -> Option<&str> {
 }
 
 /// The URL with its password replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
+fn redact_url(url: &str) -> String {
     scrub(url, url)
 }
 
 /// `text` with every occurrence of the URL's password (as written and percent-decoded)
 /// replaced by `***`.
-pub(crate) fn scrub(text: &str, url: &str) -> String {
+fn scrub(text: &str, url: &str) -> String {
     let Some(password) = url_password(url) else {
         return text.to_owned();
     };

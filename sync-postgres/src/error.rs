@@ -107,12 +107,6 @@ pub(crate) fn map(what: &str, e: sqlx::Error) -> Error {
     Error::database(BACKEND, fault, what, hint, e)
 }
 
-/// Like [`map`], with a hint of the caller's own for when the fault has none of the store's.
-pub(crate) fn map_with_hint(what: &str, e: sqlx::Error, hint: &str) -> Error {
-    let (fault, specific) = classify(&e);
-    Error::database(BACKEND, fault, what, Some(specific.unwrap_or(hint)), e)
-}
-
 /// Whether a driver error is a unique (or exclusion) violation: another writer won a race.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(classify(e).0, DbFault::UniqueViolation)
@@ -375,13 +369,6 @@ mod tests {
             let e = map("committing run 3", other(code));
             assert!(e.to_string().ends_with(hint), "{code}: {e}");
         }
-        let e = map_with_hint("opening a run", other(SERIALIZATION_FAILURE), "look again");
-        assert!(e.to_string().ends_with("; look again"), "{e}");
-        let e = map_with_hint("opening a run", other(DISK_FULL), "look again");
-        assert!(
-            e.to_string().ends_with(HINT_DISK_FULL),
-            "the store's hint wins: {e}"
-        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Restore: a new completed run at the end of the chain whose active state is the state
 //! right after an earlier run, copied forward, so history stays append-only.
 
+// The dynamic statements here splice in only the constant SQL fragments of this crate;
+// values are always bound parameters.
 use sqlx::{AssertSqlSafe, FromRow};
 use sync_core::{Error, RepoKey, SyncId, SyncRecord, SyncStats, SyncStatus, check_restore_target};
 

@@ -11,9 +11,18 @@ use sync_core::{
     MemoryEntry, RepoKey, RepoPath, SkipReason, SyncId, SyncRecord, SyncStats, TreeEntry,
 };
 
-/// The error of a stored value that is not what the schema promises.
-pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
-    Error::corrupt(format!("a stored {what} is malformed: {detail}"))
+/// The error of a stored value that is not what the schema promises, keeping why as the
+/// cause.
+fn corrupt<E>(what: &str, cause: E) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    Error::corrupt(format!("a stored {what} is malformed: {cause}")).with_source(cause)
+}
+
+/// The error of a stored number out of the range of its type.
+fn out_of_range(what: &str, v: i64) -> Error {
+    Error::corrupt(format!("a stored {what} is malformed: {v} is out of range"))
 }
 
 fn blob(bytes: &[u8]) -> Result<BlobId, Error> {
@@ -25,7 +34,7 @@ fn path(bytes: Vec<u8>) -> Result<RepoPath, Error> {
 }
 
 fn u32_of(what: &str, v: i64) -> Result<u32, Error> {
-    u32::try_from(v).map_err(|_| corrupt(what, format!("{v} is out of range")))
+    u32::try_from(v).map_err(|_| out_of_range(what, v))
 }
 
 /// A stored content hash.
@@ -88,7 +97,7 @@ impl FileRow {
     /// The indexed file.
     pub(crate) fn into_file(self) -> Result<IndexedFile, Error> {
         let kind: EntryKind = self.kind.parse().map_err(|e| corrupt("file kind", e))?;
-        let size = u64::try_from(self.size).map_err(|_| corrupt("file size", self.size))?;
+        let size = u64::try_from(self.size).map_err(|_| out_of_range("file size", self.size))?;
         Ok(IndexedFile::new(
             TreeEntry::new(path(self.path)?, blob(&self.blob_id)?, size, kind),
             skip_reason(self.skip)?,

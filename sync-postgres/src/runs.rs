@@ -316,8 +316,8 @@ pub(crate) async fn insert_run(
 }
 
 /// The error for a failed insert of a run: a unique violation means another run got the
-/// repository (or the next place in its chain) first, which [`Error::repo_busy`] names
-/// when that run still holds it.
+/// repository (or the next place in its chain) first ([`Error::lost_race`]); the driver's
+/// error stays the cause.
 pub(crate) async fn lost_race(
     store: &PgStore,
     repo: &RepoKey,
@@ -328,14 +328,8 @@ pub(crate) async fn lost_race(
         return error::map(what, e);
     }
     tracing::debug!(repo = %repo, "a run lost the race for a repository");
-    match running_run(store, repo).await {
-        Ok(Some((id, expires))) => Error::repo_busy(repo, SyncId(id), expires).with_source(e),
-        _ => error::map_with_hint(
-            what,
-            e,
-            "another run took the next place in its history first; look at its history and try again",
-        ),
-    }
+    let running = running_run(store, repo).await.ok().flatten();
+    Error::lost_race(repo, running.map(|(id, expires)| (SyncId(id), expires))).with_source(e)
 }
 
 /// The repository's running run and its lease, if any.
