@@ -64,7 +64,7 @@ pub struct RunStart {
     /// See [`SyncRecord::fingerprint`].
     pub fingerprint: String,
     /// How long the run holds the repository without renewing. A running run whose lease
-    /// has expired is marked [`SyncStatus::Abandoned`] by the next `begin`.
+    /// has expired is marked [`SyncStatus::Abandoned`](crate::SyncStatus::Abandoned) by the next `begin`.
     pub lease: Duration,
 }
 
@@ -251,7 +251,7 @@ impl ChangeSet {
 /// * **Runs form one chain per repository.** [`begin`](Self::begin) links the new run to
 ///   the repository's latest run through a unique `previous`. A second `begin` while a run
 ///   holds an unexpired lease fails with [`Error::Conflict`]; a running run whose lease
-///   expired is marked [`SyncStatus::Abandoned`] first. Racing `begin`s: exactly one wins.
+///   expired is marked [`SyncStatus::Abandoned`](crate::SyncStatus::Abandoned) first. Racing `begin`s: exactly one wins.
 /// * **Staging is invisible and idempotent.** Staged entries are not returned by
 ///   [`entries`](Self::entries) or [`search`](Self::search); staging the same path and
 ///   ordinal again replaces it.
