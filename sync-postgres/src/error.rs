@@ -357,6 +357,62 @@ mod tests {
         }
     }
 
+    /// The classification of errors a real server reports, for the statements that cause
+    /// them; skipped with a notice without `SYNC_TEST_POSTGRES_URL`, except under `CI=true`.
+    #[tokio::test]
+    #[allow(clippy::print_stderr)]
+    async fn real_server_errors_are_classified() {
+        use sqlx::{Connection, Executor};
+        let Some(url) = std::env::var("SYNC_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "CI=true and no SYNC_TEST_POSTGRES_URL");
+            eprintln!("SKIPPED real_server_errors_are_classified: set SYNC_TEST_POSTGRES_URL");
+            return;
+        };
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        conn.execute(
+            "CREATE TEMP TABLE classified (id int PRIMARY KEY, v int NOT NULL CHECK (v > 0), \
+             parent int REFERENCES classified (id)); \
+             INSERT INTO classified VALUES (1, 1, NULL)",
+        )
+        .await
+        .unwrap();
+        let cases = [
+            (
+                "INSERT INTO classified VALUES (1, 1, NULL)",
+                "23505",
+                Kind::Conflict,
+            ),
+            (
+                "INSERT INTO classified VALUES (2, 0, NULL)",
+                "23514",
+                Kind::InvalidInput,
+            ),
+            (
+                "INSERT INTO classified VALUES (3, NULL, NULL)",
+                "23502",
+                Kind::InvalidInput,
+            ),
+            (
+                "INSERT INTO classified VALUES (4, 1, 99)",
+                "23503",
+                Kind::InvalidInput,
+            ),
+            ("SELECT 'seven'::int", "22P02", Kind::InvalidInput),
+            ("SELECT 1 / 0", "22012", Kind::InvalidInput),
+            ("SELECT * FROM no_such_table", "42P01", Kind::Backend),
+        ];
+        for (sql, code, kind) in cases {
+            let e = map("testing", conn.execute(sql).await.unwrap_err());
+            assert_eq!(e.kind(), kind, "{sql}: {e}");
+            assert_eq!(cause_code(&e).as_deref(), Some(code), "{sql}: {e}");
+        }
+        conn.close().await.unwrap();
+    }
+
     #[test]
     fn specific_hints_reach_the_message() {
         for (code, hint) in [
