@@ -134,6 +134,16 @@ async fn database(admin: &PgConnectOptions, name: &str, fresh: bool) -> PgConnec
         .database(name)
 }
 
+/// The URL a store connects to for the benchmark role's `options` (from [`database`]).
+fn url(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{ROLE}:{PASSWORD}@{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    )
+}
+
 /// Unit vectors clustered like text embeddings: around one of `CENTERS` random directions,
 /// with noise. (Uniformly random vectors in 384 dimensions have no near neighbours to
 /// speak of, which no real embedding model produces.)
@@ -280,7 +290,7 @@ fn staging(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let options = rt.block_on(database(&admin, "sync_bench_staging", true));
     let store = rt.block_on(async {
-        PgStore::connect_with(options)
+        PgStore::connect(&url(&options))
             .dimensions(DIMS)
             .max_connections(4)
             .await
@@ -333,7 +343,7 @@ fn staging(c: &mut Criterion) {
 /// the index in one go, as connecting does for a new dimension.
 async fn search_database(admin: &PgConnectOptions, repo: &RepoKey) -> (PgStore, PgStore) {
     let options = database(admin, "sync_bench_search_100k", false).await;
-    let plain = PgStore::connect_with(options.clone()).await.unwrap();
+    let plain = PgStore::connect(&url(&options)).await.unwrap();
     let loaded = plain
         .last_completed(repo)
         .await
@@ -369,7 +379,7 @@ async fn search_database(admin: &PgConnectOptions, repo: &RepoKey) -> (PgStore, 
         );
     }
     let t = Instant::now();
-    let indexed = PgStore::connect_with(options)
+    let indexed = PgStore::connect(&url(&options))
         .dimensions(DIMS)
         .await
         .unwrap();
@@ -469,7 +479,7 @@ fn commit(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let store = rt.block_on(async {
         let options = database(&admin, "sync_bench_staging", false).await;
-        PgStore::connect_with(options)
+        PgStore::connect(&url(&options))
             .dimensions(DIMS)
             .await
             .unwrap()

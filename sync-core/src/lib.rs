@@ -35,7 +35,7 @@ pub use model::{
 };
 pub use path::RepoPath;
 pub use policy::{BINARY_SNIFF_LEN, DEFAULT_MAX_FILE_SIZE, FilePolicy, PolicySpec};
-pub use rules::{HitRank, RunEnd, check_restore_target, lost_race, take_over};
+pub use rules::{HitRank, RunEnd, check_restore_target, take_over};
 pub use source::{Blob, RepoSource, SourceNotice, report_notice};
 pub use store::{
     Capabilities, ChangeSet, FileChange, NewEmbedding, RunStart, StageBatch, SyncRun, SyncStore,

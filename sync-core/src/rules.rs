@@ -1,6 +1,7 @@
 //! The history rules every store applies the same way: how a run that does not complete
-//! ends, which runs can be restored, how an index is counted, and how search results are
-//! ranked. Stores store; these values and functions decide.
+//! ends, whether a run still holds its repository, which runs can be restored, how an index
+//! is counted, and how search results are ranked. Stores store; these values and functions
+//! decide.
 
 use std::cmp::Ordering;
 
@@ -8,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Error, ErrorReport, RepoKey, SearchHit, SkipReason, SyncId, SyncRecord, SyncStats, SyncStatus,
+    Error, ErrorReport, RepoKey, SearchHit, SkipReason, SyncId, SyncRecord, SyncRun, SyncStats,
+    SyncStatus,
 };
 
 /// How a run that did not complete ends: the status a store records and the reason it
@@ -204,19 +206,6 @@ pub fn take_over(
     }
 }
 
-/// The [`Error::Conflict`] of a store whose new run of `repo` the database refused because
-/// another run took its place in the history first: the busy error when that other run
-/// (`running`, with the end of its lease) still holds the repository, else a conflict
-/// that says the history moved on.
-pub fn lost_race(repo: &RepoKey, running: Option<(SyncId, DateTime<Utc>)>) -> Error {
-    match running {
-        Some((id, expires)) => Error::repo_busy(repo, id, expires),
-        None => Error::conflict(format!(
-            "another run of `{repo}` was appended to its history at the same time; look at its history and try again"
-        )),
-    }
-}
-
 impl SyncStats {
     /// The stats a restore to a run with stats `target` starts from: a restore scans no
     /// tree, so what the target's scan left out of the index (excluded paths,
@@ -239,6 +228,43 @@ impl SyncStats {
             (Some(_), None) => self.deleted += 1,
             (None, Some(_)) => self.added += 1,
             _ => self.modified += 1,
+        }
+    }
+}
+
+impl Error {
+    /// The [`Error::NotFound`] of a store that has no run `id` of `repo` (none at all, or
+    /// one of another repository or tenant, which must look the same).
+    pub fn run_not_found(repo: &RepoKey, id: SyncId) -> Self {
+        Self::not_found(format!("run {id} of `{repo}` does not exist"))
+    }
+}
+
+impl Error {
+    /// The [`Error::Conflict`] of a store whose new run (or restore) lost the race for the
+    /// next place in `repo`'s history: [`Error::repo_busy`] when `running` (a run and the
+    /// end of its lease) holds the repository now, else a conflict saying another run was
+    /// appended first.
+    pub fn lost_race(repo: &RepoKey, running: Option<(SyncId, DateTime<Utc>)>) -> Self {
+        match running {
+            Some((run, expires)) => Self::repo_busy(repo, run, expires),
+            None => Self::conflict(format!(
+                "another run of `{repo}` was appended to its history at the same time; look at its history and try again"
+            )),
+        }
+    }
+}
+
+impl SyncRun {
+    /// Checks that this run still holds its repository, as staging, renewing and committing
+    /// require, given the status the store has recorded for it (`None`: the store has no
+    /// such run of this repository): a missing run is [`Error::run_not_found`], an ended
+    /// one [`Error::run_ended`].
+    pub fn check_holds(&self, recorded: Option<SyncStatus>) -> Result<(), Error> {
+        match recorded {
+            None => Err(Error::run_not_found(&self.repo, self.id)),
+            Some(SyncStatus::Running) => Ok(()),
+            Some(status) => Err(Error::run_ended(self.id, status)),
         }
     }
 }
@@ -318,13 +344,50 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_race_names_the_holder_when_there_is_one() {
-        let repo = RepoKey::new("git:/r").unwrap();
-        let now = Utc::now();
-        let busy = lost_race(&repo, Some((SyncId(3), now)));
-        assert!(busy.to_string().contains("run 3"), "{busy}");
-        let moved = lost_race(&repo, None);
-        assert_eq!(moved.kind(), crate::ErrorKind::Conflict);
-        assert!(moved.to_string().contains("same time"), "{moved}");
+    fn a_lost_race_names_the_winner_when_it_still_runs() {
+        let repo = RepoKey::new("memory:demo").unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let busy = Error::lost_race(&repo, Some((SyncId(9), at)));
+        assert_eq!(
+            busy.to_string(),
+            Error::repo_busy(&repo, SyncId(9), at).to_string()
+        );
+        let appended = Error::lost_race(&repo, None);
+        assert_eq!(appended.kind(), crate::ErrorKind::Conflict);
+        assert!(appended.to_string().contains("memory:demo"), "{appended}");
+    }
+
+    #[test]
+    fn only_a_running_run_holds_its_repository() {
+        let repo = RepoKey::new("memory:demo").unwrap();
+        let run = SyncRun {
+            id: SyncId(7),
+            repo: repo.clone(),
+            branch: "main".into(),
+            commit: "1111111111111111111111111111111111111111".parse().unwrap(),
+            previous: None,
+            fingerprint: String::new(),
+            lease: std::time::Duration::from_secs(60),
+            started_at: Utc::now(),
+        };
+        assert!(run.check_holds(Some(SyncStatus::Running)).is_ok());
+        let missing = run.check_holds(None).unwrap_err();
+        assert_eq!(missing.kind(), crate::ErrorKind::NotFound);
+        assert_eq!(
+            missing.to_string(),
+            Error::run_not_found(&repo, SyncId(7)).to_string()
+        );
+        for ended in [
+            SyncStatus::Completed,
+            SyncStatus::Failed,
+            SyncStatus::Cancelled,
+            SyncStatus::Abandoned,
+        ] {
+            let e = run.check_holds(Some(ended)).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Conflict, "{ended}");
+            assert!(e.to_string().contains(ended.as_str()), "{e}");
+        }
     }
 }

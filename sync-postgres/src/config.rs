@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sync_core::{Error, RepoKey};
 
 use crate::PgStore;
@@ -36,7 +36,7 @@ pub(crate) const MAX_INDEXED_DIMENSIONS: usize = 2_000;
 #[must_use = "a builder does nothing until it is awaited or opened"]
 pub struct PgStoreBuilder {
     target: Target,
-    pub(crate) options: StoreOptions,
+    options: StoreOptions,
     max_connections: u32,
     min_connections: u32,
     acquire_timeout: Duration,
@@ -45,7 +45,6 @@ pub struct PgStoreBuilder {
 
 enum Target {
     Options(Box<PgConnectOptions>),
-    Pool(PgPool),
     Invalid(Error),
 }
 
@@ -77,6 +76,8 @@ impl PgStoreBuilder {
     pub(crate) fn from_url(url: &str) -> Self {
         let target = match PgConnectOptions::from_str(url) {
             Ok(options) => Target::Options(Box::new(options)),
+            // The parser's error may quote the URL, password included: only its scrubbed
+            // text is kept, never the error itself.
             Err(e) => Target::Invalid(Error::invalid_input(format!(
                 "`{}` is not a usable PostgreSQL URL: {}",
                 redact_url(url),
@@ -86,18 +87,9 @@ impl PgStoreBuilder {
         Self::new(target)
     }
 
-    pub(crate) fn from_options(options: PgConnectOptions) -> Self {
-        Self::new(Target::Options(Box::new(options)))
-    }
-
-    pub(crate) fn from_pool(pool: PgPool) -> Self {
-        Self::new(Target::Pool(pool))
-    }
-
     fn new(target: Target) -> Self {
         let server = match &target {
             Target::Options(o) => describe(o),
-            Target::Pool(p) => describe(&p.connect_options()),
             Target::Invalid(_) => "an invalid URL".to_owned(),
         };
         Self {
@@ -134,22 +126,20 @@ impl PgStoreBuilder {
         self
     }
 
-    /// The most connections the pool opens (default 10). Ignored for a store made with
-    /// [`PgStore::from_pool`].
+    /// The most connections the store opens (default 10).
     pub fn max_connections(mut self, max: u32) -> Self {
         self.max_connections = max;
         self
     }
 
-    /// Connections the pool keeps open even when idle (default 0). Ignored for a store
-    /// made with [`PgStore::from_pool`].
+    /// Connections the store keeps open even when idle (default 0).
     pub fn min_connections(mut self, min: u32) -> Self {
         self.min_connections = min;
         self
     }
 
     /// How long a call waits for a free connection before failing with a retryable
-    /// error (default 30 s). Ignored for a store made with [`PgStore::from_pool`].
+    /// error (default 30 s).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
@@ -186,7 +176,6 @@ impl PgStoreBuilder {
         }
         let pool = match self.target {
             Target::Invalid(e) => return Err(e),
-            Target::Pool(pool) => pool,
             Target::Options(options) => {
                 let options = if options.get_application_name().is_none() {
                     options.application_name("sync-postgres")
@@ -254,13 +243,13 @@ fn url_password(url: &str) -> Option<&str> {
 }
 
 /// The URL with its password replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
+fn redact_url(url: &str) -> String {
     scrub(url, url)
 }
 
 /// `text` with every occurrence of the URL's password (as written and percent-decoded)
 /// replaced by `***`.
-pub(crate) fn scrub(text: &str, url: &str) -> String {
+fn scrub(text: &str, url: &str) -> String {
     let Some(password) = url_password(url) else {
         return text.to_owned();
     };

@@ -2,15 +2,18 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod client;
+mod commit;
 mod config;
 mod error;
-mod schema;
+mod index;
+mod migrations;
+mod restore;
+mod rows;
+mod runs;
+mod search;
+mod stage;
 mod store;
+mod tx;
 
 pub use config::PgStoreBuilder;
 pub use store::PgStore;
-
-/// The sqlx version this crate is built on, for [`PgStore::pool`] and
-/// [`PgStore::connect_with`].
-pub use sqlx;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use sync_core::{
     CommitId, Error, RepoKey, RunEnd, RunStart, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus,
-    lost_race, take_over, validate_start,
+    take_over, validate_start,
 };
 
 use crate::error::{BACKEND, DbResultExt, corrupt_value};
@@ -186,7 +186,7 @@ pub(crate) fn append_run(
         Ok(_) => Ok((SyncId(tx.last_insert_rowid()), previous.map(SyncId))),
         Err(e) if crate::error::classify(&e) == sync_core::DbFault::UniqueViolation => {
             let running = running_run(tx, repo_id).ok().flatten();
-            Err(lost_race(&start.repo, running).with_source(e))
+            Err(Error::lost_race(&start.repo, running).with_source(e))
         }
         Err(e) => Err(e).db(what),
     }

@@ -15,9 +15,3 @@ async fn new_store() -> Arc<dyn SyncStore> {
 }
 
 sync_core::sync_store_conformance!(new_store);
-
-/// Not in the macro's list yet (see `sync_core::testkit::search_ties`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_ties() {
-    sync_core::testkit::search_ties(&new_store).await;
-}

@@ -29,6 +29,7 @@
 //! | [`nothing_is_lost`] | 7. nothing is lost |
 //! | [`honest_events`] | 8. honest events |
 //! | [`tenant_isolation`], [`store_contract`], [`search_active_only`] | the store contract |
+//! | [`restore_counts`], [`unknown_runs_are_not_found`], [`search_ties_rank_by_path_then_ordinal`] | the store contract: the core's rules |
 //!
 //! # Sources
 //!
@@ -66,13 +67,13 @@ pub use source_suite::{
     tree_lists_every_blob, unknown_branch_is_not_found,
 };
 pub use suite::restore_counts;
-pub use suite::search_ties;
 pub use suite::{
     StoreFactory, atomic_visibility, cancellation_sweep, check_event_order, exact_mirror,
     fault_sweep_source, fault_sweep_store, honest_events, linear_history, nothing_is_lost,
     one_active_version, restore_is_new_run, search_active_only, settings_change_reprocesses,
     store_contract, tenant_isolation, work_follows_change,
 };
+pub use suite::{search_ties_rank_by_path_then_ordinal, unknown_runs_are_not_found};
 pub use wrappers::{CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyStore};
 
 /// Expands to one `#[tokio::test]` per conformance test for a store factory (see the
@@ -85,6 +86,8 @@ macro_rules! sync_store_conformance {
             atomic_visibility,
             linear_history, restore_is_new_run, nothing_is_lost, honest_events,
             tenant_isolation, store_contract, search_active_only, restore_counts);
+        $crate::sync_store_conformance!(@each $factory;
+            unknown_runs_are_not_found, search_ties_rank_by_path_then_ordinal);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };

@@ -1697,40 +1697,141 @@ pub async fn restore_counts(factory: &impl StoreFactory) {
     }
 }
 
-/// Equal scores rank by path bytes, then ordinal ([`HitRank`](crate::HitRank)), so every
-/// store returns the same hits in the same order for the same data — also when the ties
-/// straddle the `k`-th place, so a store must break ties before it cuts at `k`.
-///
-/// Not yet in [`sync_store_conformance!`](crate::sync_store_conformance)'s list: stores
-/// call it from their own tests until every store passes it.
-pub async fn search_ties(factory: &impl StoreFactory) {
+/// A call about a run the store does not have — an unknown id, or a run of another
+/// repository — is `NotFound` in every store, whatever the call; the real run is untouched.
+pub async fn unknown_runs_are_not_found(factory: &impl StoreFactory) {
     let store = factory.open().await;
+    let repo = RepoKey::new("memory:unknown-runs").unwrap();
+    let run = store
+        .begin(super::fixture::run_start(&repo, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let ghosts = [
+        crate::SyncRun {
+            id: crate::SyncId(i64::MAX),
+            ..run.clone()
+        },
+        crate::SyncRun {
+            repo: RepoKey::new("memory:another-repo").unwrap(),
+            ..run.clone()
+        },
+    ];
+    for ghost in &ghosts {
+        let batch = super::fixture::one_entry_batch("a.rs", "a");
+        let outcomes = [
+            ("stage", store.stage(ghost, batch).await.err()),
+            ("renew", store.renew(ghost).await.err()),
+            (
+                "commit",
+                store
+                    .commit(ghost, ChangeSet::default(), SyncStats::default())
+                    .await
+                    .err(),
+            ),
+            ("abort", store.abort(ghost, &RunEnd::Cancelled).await.err()),
+            ("run", store.run(&ghost.repo, ghost.id).await.err()),
+            ("restore", store.restore(&ghost.repo, ghost.id).await.err()),
+        ];
+        for (call, e) in outcomes {
+            let e = e.unwrap_or_else(|| panic!("{call} of an unknown run succeeded"));
+            assert_eq!(e.kind(), ErrorKind::NotFound, "{call}: {e}");
+        }
+    }
+    let record = store.run(&repo, run.id).await.unwrap();
+    assert_eq!(
+        record.status,
+        SyncStatus::Running,
+        "the real run is untouched"
+    );
+    store.abort(&run, &RunEnd::Cancelled).await.unwrap();
+}
+
+/// Hits of equal score rank by path bytes, then ordinal ([`crate::HitRank`]), and `k` cuts
+/// that order: every store returns the same hits in the same order for the same data.
+pub async fn search_ties_rank_by_path_then_ordinal(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    let repo = RepoKey::new("memory:ties").unwrap();
+    let embedder = HashEmbedder::new(DIMS);
+    let probe = embedder.embed_one("the probe");
     if !store.capabilities().vector_search {
+        let e = store.search(&repo, &probe, 3).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
         return;
     }
-    let source = Arc::new(crate::MemorySource::new("ties"));
-    let same = "the same text in four files\n";
-    source
-        .commit(
-            "main",
-            [
-                ("b.txt", same),
-                ("a/z.txt", same),
-                ("a.txt", same),
-                ("c.txt", same),
-                ("d.txt", "something else entirely\n"),
-            ],
-        )
+    let model = "conformance-ties";
+    // The probe's own text ranks first; the other five entries share one text, so they tie.
+    let places = [
+        ("z.rs", 0, "the probe"),
+        ("b.rs", 0, "tied"),
+        ("a.rs", 1, "tied"),
+        ("a/b.rs", 0, "tied"),
+        ("B.rs", 0, "tied"),
+        ("a.rs", 0, "tied"),
+    ];
+    let blob = |path: &str| crate::BlobId::for_content(path.as_bytes());
+    let mut batch = StageBatch::default();
+    for (path, ordinal, text) in places {
+        batch.entries.push(NewEntry {
+            path: RepoPath::new(path).unwrap(),
+            blob: blob(path),
+            ordinal,
+            content: text.into(),
+            content_hash: crate::ContentHash::of(text),
+            start_line: 1,
+            end_line: 1,
+            model: Some(model.into()),
+        });
+    }
+    for text in ["the probe", "tied"] {
+        batch.embeddings.push(crate::NewEmbedding {
+            model: model.into(),
+            content_hash: crate::ContentHash::of(text),
+            embedding: embedder.embed_one(text),
+        });
+    }
+    let paths: BTreeSet<&str> = places.iter().map(|(p, _, _)| *p).collect();
+    let changes = ChangeSet {
+        changes: paths
+            .iter()
+            .map(|p| {
+                let entry = TreeEntry::new(RepoPath::new(p).unwrap(), blob(p), 1, EntryKind::File);
+                FileChange::Upsert(IndexedFile::new(entry, None))
+            })
+            .collect(),
+    };
+    let run = store
+        .begin(super::fixture::run_start(&repo, Duration::from_secs(60)))
+        .await
         .unwrap();
-    let h = Harness::with_source(store, source, None);
-    h.syncer.sync(None).await.unwrap();
-    let probe = HashEmbedder::new(DIMS).embed_one(same);
-    let hits = h.store.search(h.repo(), &probe, 3).await.unwrap();
-    let paths: Vec<&str> = hits
-        .iter()
-        .map(|h| std::str::from_utf8(h.entry.path.as_bytes()).unwrap())
-        .collect();
-    // `.` (0x2e) sorts before `/` (0x2f): path bytes, not path components.
-    assert_eq!(paths, ["a.txt", "a/z.txt", "b.txt"], "ties by path bytes");
-    assert!(hits.iter().all(|h| h.score == hits[0].score), "{hits:?}");
+    store.stage(&run, batch).await.unwrap();
+    store
+        .commit(&run, changes, SyncStats::default())
+        .await
+        .unwrap();
+
+    let ranked = [
+        ("z.rs", 0),
+        ("B.rs", 0),
+        ("a.rs", 0),
+        ("a.rs", 1),
+        ("a/b.rs", 0),
+        ("b.rs", 0),
+    ];
+    for k in [1, 3, 4, 6, 10] {
+        let hits = store.search(&repo, &probe, k).await.unwrap();
+        let got: Vec<(&[u8], u32)> = hits
+            .iter()
+            .map(|h| (h.entry.path.as_bytes(), h.entry.ordinal))
+            .collect();
+        let want: Vec<(&[u8], u32)> = ranked
+            .iter()
+            .take(k)
+            .map(|(p, o)| (p.as_bytes(), *o))
+            .collect();
+        assert_eq!(got, want, "k = {k}");
+        assert!(
+            hits.iter().skip(1).all(|h| h.score == hits[1].score),
+            "equal texts score the same: {hits:?}"
+        );
+    }
 }

@@ -203,9 +203,24 @@ impl TestDb {
         self.store_with(DIMS).await
     }
 
+    /// The URL of this database for `user` with `password`.
+    pub(crate) fn url(&self, user: &str, password: &str) -> String {
+        format!(
+            "postgres://{user}:{password}@{}:{}/{}",
+            self.app.get_host(),
+            self.app.get_port(),
+            self.name
+        )
+    }
+
+    /// The URL of this database for the plain role that owns it.
+    pub(crate) fn app_url(&self) -> String {
+        self.url(APP_ROLE, APP_PASSWORD)
+    }
+
     /// A store on this database for another dimension.
     pub(crate) async fn store_with(&self, dims: usize) -> PgStore {
-        PgStore::connect_with(self.app.clone())
+        PgStore::connect(&self.app_url())
             .dimensions(dims)
             .max_connections(5)
             .await

@@ -24,6 +24,21 @@ fn error_chain(e: &sync_core::Error) -> String {
     text
 }
 
+/// The SQLSTATE of the first driver error in `e`'s chain of causes.
+fn sqlstate_of_cause(e: &sync_core::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(db) = s
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|d| d.as_database_error())
+        {
+            return Some(db.code()?.into_owned());
+        }
+        source = s.source();
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_unauthorized_and_never_shown() {
     let Some(server) = common::server("a_wrong_password_is_unauthorized") else {
@@ -31,22 +46,16 @@ async fn a_wrong_password_is_unauthorized_and_never_shown() {
     };
     let db = server.database().await;
     let secret = "not-the-password-4711";
-    let e = PgStore::connect_with(db.app.clone().password(secret))
+    let e = PgStore::connect(&db.url(common::APP_ROLE, secret))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
     assert!(!error_chain(&e).contains(secret), "{}", error_chain(&e));
-
-    let url = format!(
-        "postgres://{}:{secret}@{}:{}/{}",
-        common::APP_ROLE,
-        db.app.get_host(),
-        db.app.get_port(),
-        db.name
+    assert_eq!(
+        sqlstate_of_cause(&e).as_deref(),
+        Some("28P01"),
+        "the server's refusal is the cause: {e:?}"
     );
-    let e = PgStore::connect(&url).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
-    assert!(!error_chain(&e).contains(secret), "{}", error_chain(&e));
 
     let store = db.store().await;
     let debug = format!("{store:?}");
@@ -95,7 +104,7 @@ async fn a_store_that_may_not_migrate_checks_the_schema() {
         return;
     };
     let db = server.database().await;
-    let e = PgStore::connect_with(db.app.clone())
+    let e = PgStore::connect(&db.app_url())
         .migrate(false)
         .await
         .unwrap_err();
@@ -105,7 +114,7 @@ async fn a_store_that_may_not_migrate_checks_the_schema() {
         "names the missing migrations: {e}"
     );
     db.store().await.close().await;
-    let store = PgStore::connect_with(db.app.clone())
+    let store = PgStore::connect(&db.app_url())
         .migrate(false)
         .dimensions(16)
         .await
@@ -121,7 +130,7 @@ async fn a_store_pinned_to_a_tenant_refuses_the_others() {
     };
     let db = server.database().await;
     let pinned: Arc<dyn SyncStore> = Arc::new(
-        PgStore::connect_with(db.app.clone())
+        PgStore::connect(&db.app_url())
             .dimensions(16)
             .tenant("alpha")
             .await
@@ -239,16 +248,32 @@ async fn a_role_that_may_not_create_tables_is_told_so() {
     )
     .await
     .unwrap();
-    let e = PgStore::connect_with(
-        db.app
-            .clone()
-            .username("sync_test_guest")
-            .password("sync-test-guest"),
-    )
-    .await
-    .unwrap_err();
+    let e = PgStore::connect(&db.url("sync_test_guest", "sync-test-guest"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
     assert!(e.to_string().contains("migrating the schema"), "{e}");
     assert!(e.to_string().contains("create tables"), "{e}");
+    assert_eq!(
+        sqlstate_of_cause(&e).as_deref(),
+        Some("42501"),
+        "the refusal is kept as the cause: {e:?}"
+    );
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_database_is_not_found_with_its_cause() {
+    let Some(server) = common::server("a_missing_database_is_not_found") else {
+        return;
+    };
+    let db = server.database().await;
+    // The test database's name with a suffix: a database nobody created.
+    let e = PgStore::connect(&format!("{}_missing", db.app_url()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    assert_eq!(sqlstate_of_cause(&e).as_deref(), Some("3D000"), "{e:?}");
     db.drop().await;
 }

@@ -143,7 +143,7 @@ async fn other_dimensions_are_refused_and_stores_of_several_share_a_database() {
     let db = server.database().await;
     let small = db.store_with(8).await;
     let large = db.store_with(24).await;
-    let exact = PgStore::connect_with(db.app.clone()).await.unwrap();
+    let exact = PgStore::connect(&db.app_url()).await.unwrap();
     assert_eq!(exact.dimensions(), None);
     let (a, b) = (
         RepoKey::new("memory:eight").unwrap(),

@@ -1,4 +1,5 @@
-//! The embedded migrations and the per-dimension vector index.
+//! The schema: the embedded migrations, the check that they were applied, and the
+//! per-dimension vector index.
 
 // Every dynamic statement below splices in only compile-time constants and numbers,
 // never caller text; values are always bound parameters.
@@ -17,7 +18,7 @@ pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 const INDEX_LOCK: i64 = 0x5359_4e43_5f49_4458; // "SYNC_IDX"
 
 /// Name of the HNSW index for one dimension.
-pub(crate) fn search_index_name(dimensions: usize) -> String {
+fn search_index_name(dimensions: usize) -> String {
     format!("sync_entries_search_{dimensions}")
 }
 
@@ -94,4 +95,17 @@ pub(crate) async fn check_migrated(pool: &PgPool) -> Result<(), Error> {
             missing.join(", ")
         )))
     }
+}
+
+/// Whether the server's pgvector has iterative index scans (0.8 and later).
+pub(crate) async fn has_iterative_scan(pool: &PgPool) -> Result<bool, Error> {
+    let version: Option<String> =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| error::map("reading the pgvector version", e))?;
+    Ok(version.as_deref().is_some_and(|v| {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (0, 8)
+    }))
 }

@@ -1,0 +1,250 @@
+//! Reading entries, and vector search over the active ones: through the HNSW index of the
+//! store's dimension, or exactly. Hits are ranked by the core's one order
+//! ([`SearchHit::rank_all`]).
+
+// The dynamic statements here splice in only compile-time constants and the dimension, a
+// number; values are always bound parameters.
+use sqlx::{AssertSqlSafe, FromRow, Postgres, QueryBuilder};
+
+use pgvector::Vector;
+use sync_core::{Embedding, EntryQuery, Error, MemoryEntry, RepoKey, SearchHit};
+
+use crate::PgStore;
+use crate::config::MAX_INDEXED_DIMENSIONS;
+use crate::error;
+use crate::rows::{ENTRY_COLUMNS, EntryRow};
+use crate::tx::{self, Tx, path_bytes};
+
+/// Entries matching a query, ordered by path bytes, ordinal, active first, writer.
+pub(crate) async fn entries(
+    store: &PgStore,
+    repo: &RepoKey,
+    query: &EntryQuery,
+) -> Result<Vec<MemoryEntry>, Error> {
+    let tenant = store.tenant(repo)?;
+    let what = format!("reading entries of `{repo}`");
+    let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {ENTRY_COLUMNS}, "));
+    if query.with_embeddings {
+        q.push(
+            "m.embedding FROM sync_entries e LEFT JOIN sync_embeddings m \
+             ON m.tenant = e.tenant AND m.model = e.model AND m.content_hash = e.content_hash",
+        );
+    } else {
+        q.push("NULL::vector AS embedding FROM sync_entries e");
+    }
+    q.push(" WHERE e.tenant = ")
+        .push_bind(repo.tenant())
+        .push(" AND e.repository_id = (SELECT id FROM sync_repositories WHERE tenant = ")
+        .push_bind(repo.tenant())
+        .push(" AND source = ")
+        .push_bind(repo.source())
+        .push(")");
+    if query.include_superseded {
+        q.push(" AND e.status IN ('active', 'superseded')");
+    } else {
+        q.push(" AND e.status = 'active'");
+    }
+    if let Some(p) = &query.path {
+        q.push(" AND e.path = ").push_bind(path_bytes(p));
+    }
+    if let Some(prefix) = &query.prefix {
+        // Component-wise: the prefix itself, or anything in ["prefix/", "prefix0"), since
+        // `0` is the byte after `/`.
+        let dir = prefix.as_bytes();
+        let mut lo = dir.to_vec();
+        lo.push(b'/');
+        let mut hi = dir.to_vec();
+        hi.push(b'/' + 1);
+        q.push(" AND (e.path = ")
+            .push_bind(dir.to_vec())
+            .push(" OR (e.path >= ")
+            .push_bind(lo)
+            .push(" AND e.path < ")
+            .push_bind(hi)
+            .push("))");
+    }
+    q.push(" ORDER BY e.path, e.ordinal, e.status <> 'active', e.created_by");
+    if query.offset > 0 {
+        q.push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+    }
+    if let Some(limit) = query.limit {
+        q.push(" LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+    let mut tx = store.tx(tenant, &what).await?;
+    let rows: Vec<EntryRow> = q
+        .build_query_as()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| error::map(&what, e))?;
+    tx::commit(tx, &what).await?;
+    rows.into_iter().map(EntryRow::into_entry).collect()
+}
+
+/// The `k` active entries of `repo` closest to `vector` by cosine similarity.
+pub(crate) async fn search(
+    store: &PgStore,
+    repo: &RepoKey,
+    vector: &Embedding,
+    k: usize,
+) -> Result<Vec<SearchHit>, Error> {
+    let tenant = store.tenant(repo)?;
+    if k == 0 || vector.dimensions() == 0 {
+        return Ok(Vec::new());
+    }
+    let plan = SearchPlan::of(store, vector)?;
+    let what = format!("searching `{repo}`");
+    let mut tx = search_tx(store, tenant, k, plan, &what).await?;
+    let rows: Vec<HitRow> = sqlx::query_as(AssertSqlSafe(search_sql(plan)))
+        .bind(tenant)
+        .bind(repo.source())
+        .bind(Vector::from(vector.as_slice().to_vec()))
+        .bind(i64::try_from(k).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| error::map(&what, e))?;
+    tx::commit(tx, &what).await?;
+    let mut hits = rows
+        .into_iter()
+        .map(|row| {
+            // Cosine distance is 1 - similarity; pgvector gives NaN for zero vectors,
+            // whose similarity the reference store counts as 0.
+            let score = row
+                .distance
+                .map(|d| (1.0 - d) as f32)
+                .filter(|s| s.is_finite())
+                .unwrap_or(0.0);
+            Ok(SearchHit {
+                entry: row.entry.into_entry()?,
+                score,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    SearchHit::rank_all(&mut hits, k);
+    Ok(hits)
+}
+
+/// The plan PostgreSQL chooses for [`search`] with these arguments (`EXPLAIN`).
+pub(crate) async fn explain(
+    store: &PgStore,
+    repo: &RepoKey,
+    vector: &Embedding,
+    k: usize,
+) -> Result<String, Error> {
+    let tenant = store.tenant(repo)?;
+    let plan = SearchPlan::of(store, vector)?;
+    let what = format!("explaining a search of `{repo}`");
+    let mut tx = search_tx(store, tenant, k, plan, &what).await?;
+    let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "EXPLAIN (COSTS true) {}",
+        search_sql(plan)
+    )))
+    .bind(tenant)
+    .bind(repo.source())
+    .bind(Vector::from(vector.as_slice().to_vec()))
+    .bind(i64::try_from(k).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| error::map(&what, e))?;
+    tx::commit(tx, &what).await?;
+    Ok(lines.join("\n"))
+}
+
+/// How [`search`] ranks.
+#[derive(Debug, Clone, Copy)]
+enum SearchPlan {
+    /// Through the HNSW index of this dimension.
+    Indexed(usize),
+    /// Exactly, over vectors of the query's dimension.
+    Exact,
+    /// The query is a zero vector: every candidate scores 0, ordered by path and ordinal.
+    Zero,
+}
+
+impl SearchPlan {
+    /// The plan for a query vector, refused if the store cannot search with it.
+    fn of(store: &PgStore, vector: &Embedding) -> Result<Self, Error> {
+        store.check_dimensions("the query vector", vector.dimensions())?;
+        if vector.as_slice().iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid_input(
+                "the query vector has a value that is not a finite number",
+            ));
+        }
+        Ok(if vector.as_slice().iter().all(|&v| v == 0.0) {
+            Self::Zero
+        } else {
+            match store.dimensions() {
+                Some(d) if d <= MAX_INDEXED_DIMENSIONS => Self::Indexed(d),
+                _ => Self::Exact,
+            }
+        })
+    }
+}
+
+/// A transaction for a search; an indexed one asks the index for enough candidates.
+async fn search_tx(
+    store: &PgStore,
+    tenant: &str,
+    k: usize,
+    plan: SearchPlan,
+    what: &str,
+) -> Result<Tx, Error> {
+    let mut tx = store.tx(tenant, what).await?;
+    if matches!(plan, SearchPlan::Indexed(_)) {
+        // More candidates than results, and keep scanning the index until `k` rows pass
+        // the filters (other repositories' and tenants' entries).
+        let ef_search = k.clamp(40, 1000).to_string();
+        sqlx::query("SELECT set_config('hnsw.ef_search', $1, true)")
+            .bind(ef_search)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| error::map(what, e))?;
+        if store.iterative_scan {
+            sqlx::query("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| error::map(what, e))?;
+        }
+    }
+    Ok(tx)
+}
+
+/// The SQL of a search: `$1` tenant, `$2` source, `$3` query vector, `$4` k. Every plan
+/// breaks ties of distance by path bytes and ordinal, as [`SearchHit::rank_all`] does, so
+/// `k` cuts the same order as in any store (the index's order by distance is refined by an
+/// incremental sort; the index itself is approximate).
+fn search_sql(plan: SearchPlan) -> String {
+    let from = "FROM sync_entries e WHERE e.tenant = $1 AND e.repository_id = \
+             (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
+         AND e.status = 'active'";
+    match plan {
+        SearchPlan::Indexed(d) => format!(
+            "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \
+                 (e.search_vector::vector({d})) <=> $3::vector({d}) AS distance \
+             {from} AND vector_dims(e.search_vector) = {d} \
+             ORDER BY (e.search_vector::vector({d})) <=> $3::vector({d}), e.path, e.ordinal \
+             LIMIT $4"
+        ),
+        SearchPlan::Exact => format!(
+            "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \
+                 e.search_vector <=> $3 AS distance \
+             {from} AND vector_dims(e.search_vector) = vector_dims($3) \
+             ORDER BY e.search_vector <=> $3, e.path, e.ordinal LIMIT $4"
+        ),
+        SearchPlan::Zero => format!(
+            "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \
+                 1.0::float8 AS distance \
+             {from} AND vector_dims(e.search_vector) = vector_dims($3) \
+             ORDER BY e.path, e.ordinal LIMIT $4"
+        ),
+    }
+}
+
+/// One search result row.
+#[derive(FromRow)]
+struct HitRow {
+    #[sqlx(flatten)]
+    entry: EntryRow,
+    distance: Option<f64>,
+}
