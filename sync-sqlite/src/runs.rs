@@ -68,7 +68,7 @@ pub(crate) fn run_record(
     repo: &RepoKey,
     id: SyncId,
 ) -> Result<SyncRecord, Error> {
-    let not_found = || Error::not_found(format!("run {id} of `{repo}` does not exist"));
+    let not_found = || Error::run_not_found(repo, id);
     let Some(repo_id) = repo_id(conn, repo)? else {
         return Err(not_found());
     };
@@ -210,7 +210,7 @@ fn held(conn: &Connection, run: &SyncRun) -> Result<Result<i64, SyncStatus>, Err
         .optional()
         .db(what)?;
     let Some((repo_id, status)) = found else {
-        return Err(Error::not_found(format!("run {} does not exist", run.id)));
+        return Err(Error::run_not_found(&run.repo, run.id));
     };
     match status.parse()? {
         SyncStatus::Running => Ok(Ok(repo_id)),

@@ -128,12 +128,9 @@ impl State {
         let row = self
             .runs
             .get_mut(&run.id)
-            .filter(|r| r.record.repo == run.repo)
-            .ok_or_else(|| Error::not_found(format!("run {} does not exist", run.id)))?;
-        if row.record.status != SyncStatus::Running {
-            return Err(Error::run_ended(run.id, row.record.status));
-        }
-        Ok(row)
+            .filter(|r| r.record.repo == run.repo);
+        run.check_holds(row.as_ref().map(|r| r.record.status))?;
+        Ok(row.expect("check_holds refuses a missing run"))
     }
 
     fn append_run(&mut self, start: &RunStart, status: SyncStatus, now: DateTime<Utc>) -> SyncId {
@@ -458,7 +455,7 @@ impl SyncStore for MemoryStore {
             .get_mut(&run.id)
             .filter(|r| r.record.repo == run.repo)
         else {
-            return Err(Error::not_found(format!("run {} does not exist", run.id)));
+            return Err(Error::run_not_found(&run.repo, run.id));
         };
         if row.record.status != SyncStatus::Running {
             return Ok(());
@@ -479,7 +476,7 @@ impl SyncStore for MemoryStore {
             .get(&id)
             .filter(|r| &r.record.repo == repo)
             .map(|r| r.record.clone())
-            .ok_or_else(|| Error::not_found(format!("run {id} of `{repo}` does not exist")))
+            .ok_or_else(|| Error::run_not_found(repo, id))
     }
 
     async fn history(&self, repo: &RepoKey, limit: usize) -> Result<Vec<SyncRecord>, Error> {
@@ -505,7 +502,7 @@ impl SyncStore for MemoryStore {
             .runs
             .get(&to)
             .filter(|r| &r.record.repo == repo)
-            .ok_or_else(|| Error::not_found(format!("run {to} of `{repo}` does not exist")))?;
+            .ok_or_else(|| Error::run_not_found(repo, to))?;
         check_restore_target(&target.record)?;
         let (target_seq, target_record) = (target.seq, target.record.clone());
         state.take_over(repo, now)?;
