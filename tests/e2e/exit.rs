@@ -62,6 +62,23 @@ fn help_documents_the_exit_status_table() {
     }
 }
 
+/// The workspace README and `sync-cli`'s README show the same exit-status table (the
+/// latter is checked against the code by `sync-cli`'s own tests).
+#[test]
+fn the_readmes_show_the_same_exit_status_table() {
+    let rows = |readme: &str| -> Vec<String> {
+        readme
+            .lines()
+            .filter(|l| l.starts_with("| ") && l[2..].starts_with(|c: char| c.is_ascii_digit()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let workspace = rows(include_str!("../../README.md"));
+    let cli = rows(include_str!("../../sync-cli/README.md"));
+    assert_eq!(cli.len(), 10, "{cli:?}");
+    assert_eq!(workspace, cli);
+}
+
 /// A run held by another process (begun through the library on the same SQLite file)
 /// makes `projsync run` exit 4, naming the run, and change nothing.
 #[test]
