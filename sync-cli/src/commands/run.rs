@@ -40,9 +40,11 @@ pub(super) async fn exec(target: &Target, args: &RunArgs) -> Result<Exit, Error>
 
     let mut reporter = Reporter::new(args.json);
     let mut stream = syncer.run(args.branch.as_deref());
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // The first Ctrl-C cancels the run, which then ends cleanly (its staged rows removed,
+    // the repository free at once); a second one stops without waiting.
     let mut interrupted = false;
+    // Kept across iterations: once polled, it records a Ctrl-C arriving between polls.
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
     loop {
         tokio::select! {
             event = stream.next() => {
@@ -52,10 +54,18 @@ pub(super) async fn exec(target: &Target, args: &RunArgs) -> Result<Exit, Error>
                     stream.cancel();
                 }
             }
-            _ = &mut ctrl_c, if !interrupted => {
-                interrupted = true;
+            _ = &mut ctrl_c => {
+                ctrl_c = Box::pin(tokio::signal::ctrl_c());
                 reporter.finish();
-                eprintln!("interrupted: cancelling the run; the store stays as it was");
+                if interrupted {
+                    eprintln!(
+                        "interrupted again: stopping now; the run holds the repository until its lease expires (at most {} s)",
+                        args.lease.max(1)
+                    );
+                    return Ok(Exit::Interrupted);
+                }
+                interrupted = true;
+                eprintln!("interrupted: cancelling the run; the store stays as it was (Ctrl-C again to stop at once)");
                 stream.cancel();
             }
         }
