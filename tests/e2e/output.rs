@@ -19,6 +19,16 @@ const ODD_PATHS: [&[u8]; 9] = [
     b"dir\nwith newline/inner.txt",
 ];
 
+/// A file name holding every byte a path component can hold (all but NUL and `/`).
+fn every_byte() -> Vec<u8> {
+    let mut name = b"every-byte-".to_vec();
+    name.extend((1..=u8::MAX).filter(|&b| b != b'/'));
+    name
+}
+
+/// The odd paths, the name of every byte, and two plain files.
+const FILES: usize = ODD_PATHS.len() + 3;
+
 fn odd_repo() -> (TestRepo, sync_core::CommitId) {
     let repo = TestRepo::new();
     repo.write("plain.txt", "plain\n")
@@ -26,6 +36,7 @@ fn odd_repo() -> (TestRepo, sync_core::CommitId) {
     for (i, path) in ODD_PATHS.iter().enumerate() {
         repo.stage_raw(path, 0o100644, format!("odd file {i}\n").as_bytes());
     }
+    repo.stage_raw(&every_byte(), 0o100644, b"every byte\n");
     let commit = repo.commit("odd paths");
     (repo, commit)
 }
@@ -46,11 +57,7 @@ fn ls_quotes_unusual_paths_like_git_and_z_keeps_them_raw() {
         "ls quotes as git ls-tree does"
     );
     let text = String::from_utf8(ls).expect("quoted output is ASCII");
-    assert_eq!(
-        text.lines().count(),
-        ODD_PATHS.len() + 2,
-        "one line per file"
-    );
+    assert_eq!(text.lines().count(), FILES, "one line per file");
     assert!(
         text.lines()
             .any(|l| l.starts_with("\"with\\nnewline.txt\"\t")),
@@ -66,8 +73,8 @@ fn ls_quotes_unusual_paths_like_git_and_z_keeps_them_raw() {
     let z = cli.ls_z(src);
     assert_eq!(z, ls_oracle_z(repo.path(), &commit), "ls -z: {}", show(&z));
     let records: Vec<&[u8]> = z.split(|&b| b == 0).filter(|r| !r.is_empty()).collect();
-    assert_eq!(records.len(), ODD_PATHS.len() + 2);
-    for path in ODD_PATHS {
+    assert_eq!(records.len(), FILES);
+    for path in ODD_PATHS.into_iter().chain([every_byte().as_slice()]) {
         let mut prefix = path.to_vec();
         prefix.push(b'\t');
         assert!(
@@ -79,7 +86,7 @@ fn ls_quotes_unusual_paths_like_git_and_z_keeps_them_raw() {
 
     // JSON: a string path always; the exact bytes too when it is not UTF-8.
     let json = json_lines(&cli.ok(["ls", "--json", "-s", src]));
-    assert_eq!(json.len(), ODD_PATHS.len() + 2);
+    assert_eq!(json.len(), FILES);
     let newline = json
         .iter()
         .find(|f| f["path"] == "with\nnewline.txt")
@@ -89,8 +96,8 @@ fn ls_quotes_unusual_paths_like_git_and_z_keeps_them_raw() {
     assert_eq!(newline["size"], 11);
     let latin1 = json
         .iter()
-        .find(|f| f.get("path_bytes").is_some())
-        .expect("the non-UTF-8 path has its bytes");
+        .find(|f| f["path"] == "latin1-\u{fffd}.txt")
+        .expect("the non-UTF-8 path is listed");
     let bytes: Vec<u8> = latin1["path_bytes"]
         .as_array()
         .unwrap()
@@ -98,12 +105,12 @@ fn ls_quotes_unusual_paths_like_git_and_z_keeps_them_raw() {
         .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
         .collect();
     assert_eq!(bytes, b"latin1-\xe9.txt");
-    assert_eq!(latin1["path"], "latin1-\u{fffd}.txt");
     assert_eq!(
         json.iter()
             .filter(|f| f.get("path_bytes").is_some())
             .count(),
-        1
+        2,
+        "the latin-1 name and the name of every byte are not UTF-8"
     );
 }
 
