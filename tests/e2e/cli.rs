@@ -1,11 +1,12 @@
-//! The `sync` command line over real git histories, with git as the oracle.
+//! The `projsync` command line over real git histories, with git as the oracle.
 
 use sync_git::testkit::{TestRepo, paths, standard_history};
 
-use crate::support::{Cli, json_lines, ls_oracle, point_branch, show};
+use crate::support::{Cli, json_lines, ls_oracle, ls_oracle_z, point_branch, show};
 
 /// Every commit of the standard history, synced in order (then the other branch, then back),
-/// leaves `sync ls` equal to `git ls-tree -r -l`; restoring an earlier run brings its index
+/// leaves `projsync ls` equal to `git ls-tree -r -l` (quoted as git quotes, and raw with
+/// `-z`); restoring an earlier run brings its index
 /// back; re-syncing the same commit reads no content.
 #[test]
 fn ls_matches_git_ls_tree_after_every_commit() {
@@ -25,10 +26,16 @@ fn ls_matches_git_ls_tree_after_every_commit() {
         assert_eq!(
             ls,
             oracle,
-            "after `{}`:\nsync ls:\n{}\ngit ls-tree:\n{}",
+            "after `{}`:\nprojsync ls:\n{}\ngit ls-tree:\n{}",
             step.label,
             show(&ls),
             show(&oracle)
+        );
+        assert_eq!(
+            cli.ls_z(src),
+            ls_oracle_z(repo.path(), &step.commit),
+            "ls -z after `{}`",
+            step.label
         );
         if step.label == "empty commit" {
             assert_eq!(
@@ -50,13 +57,29 @@ fn ls_matches_git_ls_tree_after_every_commit() {
         ls.contains(&format!("{}\t", paths::LARGE)),
         "large files stay in the index"
     );
-    for odd in [paths::SPACES, paths::UNICODE, paths::DASH] {
-        assert!(ls.contains(&format!("{odd}\t")), "{odd} is listed as it is");
+    for plain in [paths::SPACES, paths::DASH] {
+        assert!(
+            ls.lines().any(|l| l.starts_with(&format!("{plain}\t"))),
+            "{plain} is listed as it is"
+        );
     }
+    // Non-ASCII bytes are quoted in octal, as git does by default; `-z` keeps them raw.
+    let quoted = r#""unicode/h\303\251llo w\303\266rld \342\234\223.md""#;
+    assert!(
+        ls.lines().any(|l| l.starts_with(&format!("{quoted}\t"))),
+        "{ls}"
+    );
+    let raw = cli.ls_z(src);
+    assert!(
+        raw.split(|&b| b == 0)
+            .any(|r| r.starts_with(format!("{}\t", paths::UNICODE).as_bytes())),
+        "{}",
+        show(&raw)
+    );
 
     // Restore the run of the third commit: its index comes back, as a new run.
     let target = run_of_step[2];
-    let out = String::from_utf8(cli.ok(["restore", src, &target.to_string()])).unwrap();
+    let out = String::from_utf8(cli.ok(["restore", &target.to_string(), "--source", src])).unwrap();
     assert!(
         out.contains(&format!("restored from run {target}")),
         "{out}"
@@ -77,12 +100,12 @@ fn ls_matches_git_ls_tree_after_every_commit() {
     assert_eq!(stats["entries_written"], 0);
 
     // The text history lists every run, newest first.
-    let text = String::from_utf8(cli.ok(["history", src])).unwrap();
+    let text = String::from_utf8(cli.ok(["history", "-s", src])).unwrap();
     assert_eq!(text.lines().count(), history.len() + 3, "{text}");
     assert!(text.lines().nth(1).unwrap().contains("completed"));
 }
 
-/// The JSON stream of `sync run --json` is honest: Started first, phases in order, one
+/// The JSON stream of `projsync run --json` is honest: Started first, phases in order, one
 /// terminal event last, each line a whole event.
 #[test]
 fn json_events_follow_the_contract() {
@@ -104,7 +127,8 @@ fn json_events_follow_the_contract() {
     assert_eq!(record.stats.added, 2);
 }
 
-/// Failures exit non-zero with the typed error's message, and change nothing.
+/// Failures exit with their kind's status and the typed error's message, and change
+/// nothing.
 #[test]
 fn failures_are_clear_and_change_nothing() {
     let repo = TestRepo::new();
@@ -113,11 +137,11 @@ fn failures_are_clear_and_change_nothing() {
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();
 
-    let out = cli.run(["ls", src]);
-    assert!(!out.status.success());
+    let out = cli.run(["ls", "-s", src]);
+    assert_eq!(out.status.code(), Some(3), "no store: not found");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("there is no store") && err.contains("sync run"),
+        err.contains("there is no store") && err.contains("projsync run"),
         "{err}"
     );
     assert!(
@@ -125,37 +149,51 @@ fn failures_are_clear_and_change_nothing() {
         "reading creates no store"
     );
 
-    let out = cli.run(["run", src, "--branch", "no-such-branch"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = cli.run(["run", "-s", src, "--branch", "no-such-branch"]);
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.starts_with("error: ") && err.contains("no-such-branch"),
         "{err}"
     );
 
-    let out = cli.run(["run", src, "--include", "src/["]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = cli.run(["run", "-s", src, "--include", "src/["]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an invalid value is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("include glob `src/[`"));
 
     cli.sync_json(src, "main", &[]);
     let before = cli.ls(src);
-    let out = cli.run(["restore", src, "424242"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = cli.run(["restore", "424242", "-s", src]);
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("424242"));
-    let out = cli.run(["search", src, "anything"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = cli.run(["restore", "not-a-number", "-s", src]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli.run(["search", "anything", "-s", src]);
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--embedder hash"));
     assert_eq!(cli.ls(src), before, "failed commands changed nothing");
 
-    let out = cli.run(["run", "/definitely/not/a/repository"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = cli.run(["run", "--source", "/definitely/not/a/repository"]);
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/a/repository"));
 
-    let out = cli.run(["frobnicate"]);
-    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    for usage in [
+        &["frobnicate"][..],
+        &["restore", "1", "2"],
+        &["search"],
+        &["ls", "extra"],
+        &["ls", "-z", "--json"],
+    ] {
+        let out = cli.run(usage);
+        assert_eq!(out.status.code(), Some(2), "{usage:?}: usage errors exit 2");
+    }
 }
 
-/// With an embedder configured, `sync search` finds the closest active entries.
+/// With an embedder configured, `projsync search` finds the closest active entries.
 #[test]
 fn search_finds_entries_once_embedded() {
     let repo = TestRepo::new();
@@ -171,13 +209,14 @@ fn search_finds_entries_once_embedded() {
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();
     cli.sync_json(src, "main", &["--embedder", "hash:64"]);
-    let out = String::from_utf8(cli.ok(["search", src, "parse the config", "-k", "1"])).unwrap();
+    let out =
+        String::from_utf8(cli.ok(["search", "parse the config", "-k", "1", "-s", src])).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "{out}");
     assert!(lines[0].contains("src/parser.rs:1-1"), "{out}");
 }
 
-/// `sync branches` lists branches with the default marked; `--json` history lines parse.
+/// `projsync branches` lists branches with the default marked; `--json` history lines parse.
 #[test]
 fn branches_and_history_json() {
     let repo = TestRepo::new();
@@ -187,14 +226,14 @@ fn branches_and_history_json() {
     repo.checkout("main");
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();
-    let out = String::from_utf8(cli.ok(["branches", src])).unwrap();
+    let out = String::from_utf8(cli.ok(["branches", "-s", src])).unwrap();
     assert_eq!(
         out,
         format!("  feature/x\t{first}\n* main\t{first}\n"),
         "branches, sorted, default marked"
     );
     cli.sync_json(src, "feature/x", &[]);
-    let history = json_lines(&cli.ok(["history", src, "--json"]));
+    let history = json_lines(&cli.ok(["--source", src, "history", "--json"]));
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["branch"], "feature/x");
     assert_eq!(history[0]["status"], "completed");

@@ -1,4 +1,4 @@
-//! A `sync run` killed with SIGKILL in the middle of an import: nothing of it becomes
+//! A `projsync run` killed with SIGKILL in the middle of an import: nothing of it becomes
 //! visible, and the next run converges with nothing lost.
 
 use std::io::{BufRead, BufReader};
@@ -43,6 +43,7 @@ fn sigkill_mid_import_then_the_next_run_converges() {
     let mut child = cli
         .command([
             "run",
+            "--source",
             src,
             "--branch",
             "main",
@@ -55,7 +56,7 @@ fn sigkill_mid_import_then_the_next_run_converges() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("sync starts");
+        .expect("projsync starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut seen = Vec::new();
     for line in BufReader::new(stdout).lines() {
@@ -89,6 +90,7 @@ fn sigkill_mid_import_then_the_next_run_converges() {
     let events = loop {
         let out = cli.run([
             "run",
+            "--source",
             src,
             "--branch",
             "main",
@@ -166,6 +168,6 @@ fn sigkill_mid_import_then_the_next_run_converges() {
         );
     });
     let first_run = history.last().unwrap()["id"].as_i64().unwrap();
-    cli.ok(["restore", src, &first_run.to_string()]);
+    cli.ok(["restore", &first_run.to_string(), "-s", src]);
     assert_eq!(cli.ls(src), before);
 }

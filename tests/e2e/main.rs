@@ -1,11 +1,13 @@
-//! Workspace end-to-end tests: real git histories through the `sync` command line and the
+//! Workspace end-to-end tests: real git histories through the `projsync` command line and the
 //! library, with git itself as the oracle. One test binary, one module per topic.
 
 // Tests tell why they did not run (no Postgres server outside CI) on stderr.
 #![allow(clippy::print_stderr)]
 
 mod cli;
+mod exit;
 mod kill;
+mod output;
 mod sources;
 mod stores;
 mod support;

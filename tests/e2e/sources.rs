@@ -63,24 +63,26 @@ fn github_and_git_give_identical_indexes() {
         }
     });
 
-    // Through the command line: `sync ls` of both agree with git.
+    // Through the command line: `projsync ls` of both agree with git.
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();
     let last = steps.last().unwrap();
     cli.ok([
         "run",
+        "--source",
         "github:octo/demo",
         "--branch",
         last.branch,
         "--api-url",
         &github.api_url(),
     ]);
-    cli.ok(["run", src, "--branch", last.branch]);
+    cli.ok(["run", "-s", src, "--branch", last.branch]);
     let (gh, git) = (cli.ls("github:octo/demo"), cli.ls(src));
     assert_eq!(show(&gh), show(&git));
     assert_eq!(gh, ls_oracle(repo.path(), &last.commit));
     let branches = String::from_utf8(cli.ok([
         "branches",
+        "-s",
         "github:octo/demo",
         "--api-url",
         &github.api_url(),

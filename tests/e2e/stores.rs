@@ -1,4 +1,4 @@
-//! The same git history into SQLite and into Postgres: identical `sync ls` after every
+//! The same git history into SQLite and into Postgres: identical `projsync ls` after every
 //! commit, and the same answers to history, restore and search.
 
 use sync_git::testkit::standard_history;
@@ -43,8 +43,8 @@ fn sqlite_and_postgres_list_the_same_index_after_every_commit() {
             .unwrap()
             .to_string()
     };
-    sqlite.ok(["restore", src, &nth_run(&sqlite, 3)]);
-    postgres.ok(["restore", src, &nth_run(&postgres, 3)]);
+    sqlite.ok(["restore", &nth_run(&sqlite, 3), "-s", src]);
+    postgres.ok(["restore", &nth_run(&postgres, 3), "-s", src]);
     assert_eq!(sqlite.ls(src), postgres.ls(src));
     assert_eq!(postgres.ls(src), ls_oracle(repo.path(), &steps[3].commit));
 
@@ -56,7 +56,7 @@ fn sqlite_and_postgres_list_the_same_index_after_every_commit() {
     };
     assert_eq!(statuses(&sqlite), statuses(&postgres), "the same history");
 
-    let query = ["search", src, "pub fn f07", "-k", "3"];
+    let query = ["search", "pub fn f07", "-k", "3", "-s", src];
     let (a, b) = (sqlite.ok(query), postgres.ok(query));
     assert_eq!(show(&a), show(&b), "the same search results");
     assert_eq!(show(&b).lines().count(), 3);

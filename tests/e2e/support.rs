@@ -1,4 +1,4 @@
-//! Running the `sync` command line, and git's own answers to compare it with.
+//! Running the `projsync` command line, and git's own answers to compare it with.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -6,12 +6,12 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use sync_core::{CommitId, EntryKind};
-use sync_git::testkit::ls_tree;
+use sync_git::testkit::{git_command, ls_tree, run};
 
-/// The `sync` command line of this build (this package's binary of the same program as
-/// the `sync` example).
-pub(crate) fn sync_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sync"))
+/// The `projsync` command line of this build (this package's binary of `sync-cli`'s
+/// program).
+pub(crate) fn projsync_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_projsync-e2e"))
 }
 
 /// A working directory and a SQLite store for command-line runs.
@@ -40,7 +40,7 @@ impl Cli {
         cli
     }
 
-    /// Keeps repositories under `tenant` (through `SYNC_TENANT`), so that tests sharing one
+    /// Keeps repositories under `tenant` (through `PROJSYNC_TENANT`), so that tests sharing one
     /// server do not see each other.
     pub(crate) fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
         self.tenant = Some(tenant.into());
@@ -52,13 +52,13 @@ impl Cli {
         self.dir.path()
     }
 
-    /// `sync <args> --db <db>` (for the commands that take it), waiting for it to end.
+    /// `projsync --db <db> <args>`, waiting for it to end.
     pub(crate) fn run<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.command(args).output().expect("sync runs")
+        self.command(args).output().expect("projsync runs")
     }
 
     /// The command, not started.
@@ -67,24 +67,25 @@ impl Cli {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(sync_bin());
+        let mut cmd = self.bare_command();
+        cmd.arg("--db").arg(&self.db).args(args);
+        cmd
+    }
+
+    /// `projsync` in the working directory with a clean environment (no `PROJSYNC_*`,
+    /// `GITHUB_*` variables but the tenant), without arguments.
+    pub(crate) fn bare_command(&self) -> Command {
+        let mut cmd = Command::new(projsync_bin());
         cmd.current_dir(self.dir.path())
-            .env_remove("SYNC_DB")
-            .env_remove("SYNC_TENANT")
+            .env_remove("PROJSYNC_DB")
+            .env_remove("PROJSYNC_SOURCE")
+            .env_remove("PROJSYNC_TENANT")
             .env_remove("GITHUB_TOKEN")
             .env_remove("GITHUB_API_URL")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
         if let Some(tenant) = &self.tenant {
-            cmd.env("SYNC_TENANT", tenant);
-        }
-        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        let takes_db = args
-            .first()
-            .is_some_and(|c| c != "branches" && c != "--help" && c != "--version");
-        cmd.args(&args);
-        if takes_db {
-            cmd.args(["--db", &self.db]);
+            cmd.env("PROJSYNC_TENANT", tenant);
         }
         cmd
     }
@@ -99,16 +100,17 @@ impl Cli {
         let out = self.run(&args);
         assert!(
             out.status.success(),
-            "sync {args:?} failed ({}):\n{}",
+            "projsync {args:?} failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
     }
 
-    /// `sync run SOURCE --branch B --json [extra…]`: the events, checked to end completed.
+    /// `projsync run --source SOURCE --branch B --json [extra…]`: the events, checked to
+    /// end completed.
     pub(crate) fn sync_json(&self, source: &str, branch: &str, extra: &[&str]) -> Vec<Value> {
-        let mut args = vec!["run", source, "--branch", branch, "--json"];
+        let mut args = vec!["run", "--source", source, "--branch", branch, "--json"];
         args.extend_from_slice(extra);
         let events = json_lines(&self.ok(&args));
         let last = events.last().expect("events were printed");
@@ -116,14 +118,19 @@ impl Cli {
         events
     }
 
-    /// `sync ls SOURCE`.
+    /// `projsync ls -s SOURCE`.
     pub(crate) fn ls(&self, source: &str) -> Vec<u8> {
-        self.ok(["ls", source])
+        self.ok(["ls", "-s", source])
     }
 
-    /// `sync history SOURCE --json`, newest first.
+    /// `projsync ls -z -s SOURCE`.
+    pub(crate) fn ls_z(&self, source: &str) -> Vec<u8> {
+        self.ok(["ls", "-z", "-s", source])
+    }
+
+    /// `projsync history --json -s SOURCE`, newest first.
     pub(crate) fn history(&self, source: &str) -> Vec<Value> {
-        json_lines(&self.ok(["history", source, "--json"]))
+        json_lines(&self.ok(["history", "--json", "-s", source]))
     }
 }
 
@@ -138,22 +145,61 @@ pub(crate) fn json_lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// What `sync ls` must print for a commit: `git ls-tree -r -l` of its blobs and symlinks
-/// (submodules are not indexed), as `path\tblob\tsize\tkind`, sorted by path bytes.
+/// What `projsync ls` must print for a commit: `git ls-tree -r -l` of its blobs and
+/// symlinks (submodules are not indexed), as `path\tblob\tsize\tkind\n`, sorted by path
+/// bytes, each path quoted as git itself quotes it (git's own output, not a copy of its
+/// rules).
 pub(crate) fn ls_oracle(repo: &Path, commit: &CommitId) -> Vec<u8> {
-    let mut rows: Vec<(Vec<u8>, String)> = ls_tree(repo, commit)
+    oracle(repo, commit, b'\n', true)
+}
+
+/// What `projsync ls -z` must print for a commit: as [`ls_oracle`] with raw path bytes,
+/// each record ending with NUL.
+pub(crate) fn ls_oracle_z(repo: &Path, commit: &CommitId) -> Vec<u8> {
+    oracle(repo, commit, 0, false)
+}
+
+fn oracle(repo: &Path, commit: &CommitId, end: u8, quoted: bool) -> Vec<u8> {
+    let raw = ls_tree(repo, commit);
+    // The same listing without -z: git quotes the paths (core.quotePath is on by default,
+    // and the test git reads no configuration), in the same order.
+    let home = repo.join(".sync-test-home-unused");
+    let mut cmd = git_command(repo, &home);
+    cmd.args(["ls-tree", "-r", "-l", "--full-tree", &commit.to_hex()]);
+    let text = run(cmd, None);
+    let git_quoted: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let tab = l.iter().position(|&b| b == b'\t').expect("a tab");
+            &l[tab + 1..]
+        })
+        .collect();
+    assert_eq!(
+        git_quoted.len(),
+        raw.len(),
+        "git listed the same entries twice"
+    );
+    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = raw
         .into_iter()
-        .filter(|e| e.object_type == "blob")
-        .map(|e| {
+        .zip(git_quoted)
+        .filter(|(e, _)| e.object_type == "blob")
+        .map(|(e, quoted_path)| {
             let kind = EntryKind::from_git_mode(e.mode).expect("a blob mode");
             let size = e.size.expect("blobs have sizes");
-            (e.path, format!("\t{}\t{size}\t{kind}\n", e.id))
+            let shown = if quoted {
+                quoted_path.to_vec()
+            } else {
+                e.path.clone()
+            };
+            let mut line = shown;
+            line.extend_from_slice(format!("\t{}\t{size}\t{kind}", e.id).as_bytes());
+            line.push(end);
+            (e.path, line)
         })
         .collect();
     rows.sort();
-    rows.into_iter()
-        .flat_map(|(path, rest)| [path, rest.into_bytes()].concat())
-        .collect()
+    rows.into_iter().flat_map(|(_, line)| line).collect()
 }
 
 /// Shows two `ls` outputs as text for a failed comparison.

@@ -1,16 +1,69 @@
-//! Showing a run's events: a progress bar on a terminal, JSON lines, or plain lines.
+//! What the commands print: errors, a run's progress (a bar, JSON lines or plain lines),
+//! summaries, and the helpers every listing shares.
 
-use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
+use std::borrow::Cow;
+use std::io::{BufWriter, IsTerminal, StdoutLock, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sync_core::{Phase, SourceNotice, SyncEvent, SyncRecord};
+use serde::Serialize;
+use sync_core::{Error, Phase, SourceNotice, SyncEvent, SyncRecord};
 
-/// Prints an error the way every command does and returns the failure exit code.
-pub(crate) fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
+use crate::dburl::DbSpec;
+use crate::exit::Exit;
+
+/// Prints an error the way every command does (`error: …` on stderr, the store's
+/// password scrubbed) and returns the exit status of its kind.
+pub(crate) fn fail(error: &Error, db: &DbSpec) -> Exit {
+    eprintln!("error: {}", db.scrub(&error.to_string()));
+    Exit::from(error)
+}
+
+/// Writes a command's output to stdout, buffered. Output cut short by a closed pipe
+/// (`projsync ls | head`) is not an error.
+pub(crate) fn write_stdout(
+    write: impl FnOnce(&mut BufWriter<StdoutLock<'static>>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Backend {
+            backend: "stdout",
+            message: "could not write the output".to_owned(),
+            retryable: false,
+            source: Some(Box::new(e)),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `value` as one line of JSON.
+pub(crate) fn json_line(out: &mut impl Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
+/// A repository path in JSON output: `path` is always a string (lossy for a path that is
+/// not UTF-8), and `path_bytes` holds the exact bytes when it is not UTF-8.
+#[derive(Debug, Serialize)]
+pub(crate) struct JsonPath<'a> {
+    path: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<&'a [u8]>,
+}
+
+impl<'a> JsonPath<'a> {
+    pub(crate) fn new(path: &'a sync_core::RepoPath) -> Self {
+        match path.to_str() {
+            Some(text) => Self {
+                path: Cow::Borrowed(text),
+                path_bytes: None,
+            },
+            None => Self {
+                path: path.to_string_lossy(),
+                path_bytes: Some(path.as_bytes()),
+            },
+        }
+    }
 }
 
 /// How events are shown.
@@ -41,8 +94,7 @@ impl Reporter {
         match self {
             Self::Json => {
                 let mut out = std::io::stdout().lock();
-                serde_json::to_writer(&mut out, event)?;
-                out.write_all(b"\n")?;
+                json_line(&mut out, event)?;
                 out.flush()
             }
             Self::Bar(bar) => {

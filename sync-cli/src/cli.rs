@@ -1,0 +1,223 @@
+//! The command line's grammar (clap).
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::Exit;
+
+/// Keep a project's memory in exact, diff-aware sync with a code repository.
+///
+/// `projsync run` syncs a branch of the repository into the store; `ls`, `history`,
+/// `branches` and `search` read; `restore` makes an earlier run's state active again.
+#[derive(Debug, Parser)]
+#[command(
+    name = "projsync",
+    bin_name = "projsync",
+    version,
+    max_term_width = 100,
+    after_help = Exit::help_table(),
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The options every command takes, before or after its name.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GlobalArgs {
+    /// The repository: a path or `git:PATH` (a local git repository, bare or not), or
+    /// `github:OWNER/NAME` (token from `GITHUB_TOKEN`).
+    #[arg(
+        long,
+        short = 's',
+        global = true,
+        help_heading = "Global options",
+        env = "PROJSYNC_SOURCE",
+        default_value = ".",
+        value_name = "SOURCE"
+    )]
+    pub(crate) source: String,
+    /// The store: a SQLite file (a path or `sqlite://PATH`), or PostgreSQL with pgvector
+    /// (`postgres://USER:PASSWORD@HOST/DB`; the password is never printed).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "PROJSYNC_DB",
+        hide_env_values = true,
+        default_value = "project-sync.db",
+        value_name = "DB"
+    )]
+    pub(crate) db: String,
+    /// Keep the repository under this tenant of the store.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "PROJSYNC_TENANT",
+        value_name = "TENANT"
+    )]
+    pub(crate) tenant: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Sync a branch of the repository into the store, showing progress.
+    Run(RunArgs),
+    /// Print the active file index: path, blob id, size and kind, tab-separated, by path
+    /// bytes. Unusual paths are quoted as git quotes them.
+    Ls(LsArgs),
+    /// List the repository's runs, newest first.
+    History(HistoryArgs),
+    /// Make the active state what it was right after an earlier run (recorded as a new run).
+    Restore(RestoreArgs),
+    /// List the repository's branches; the default one is marked with `*`.
+    Branches(BranchesArgs),
+    /// Search the active entries by similarity to a query.
+    Search(SearchArgs),
+}
+
+/// `--json`.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct JsonArg {
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Where GitHub's API is, for `github:` sources.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ApiArg {
+    /// GitHub's API base URL, for `github:OWNER/NAME` sources (GitHub Enterprise:
+    /// `https://HOST/api/v3`).
+    #[arg(long, env = "GITHUB_API_URL", value_name = "URL")]
+    pub(crate) api_url: Option<String>,
+}
+
+/// `projsync run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The branch to sync (default: the repository's default branch).
+    #[arg(long, short)]
+    pub(crate) branch: Option<String>,
+    /// Print every event as one JSON object per line instead of a progress bar.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Index only paths matching one of these globs (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include: Vec<String>,
+    /// Leave paths matching these globs out of the index (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// Index larger files without fetching them or giving them entries.
+    #[arg(long, value_name = "BYTES", default_value_t = sync_core::DEFAULT_MAX_FILE_SIZE)]
+    pub(crate) max_file_size: u64,
+    /// Embed new entries: `hash` or `hash:DIMS` (a deterministic, offline, lexical
+    /// embedder).
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) embedder: Option<String>,
+    /// Chunk files into entries of at most this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = sync_core::LineChunker::DEFAULT_MAX_BYTES)]
+    pub(crate) chunk_size: usize,
+    /// How long a run holds the repository without renewing (seconds); a killed process
+    /// blocks the next run for at most this long.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub(crate) lease: u64,
+    #[command(flatten)]
+    pub(crate) api: ApiArg,
+}
+
+/// `projsync ls`.
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// Print paths as raw bytes and end each record with NUL instead of a newline.
+    #[arg(short = 'z', conflicts_with = "json")]
+    pub(crate) nul: bool,
+    /// Print one JSON object per file: `path` (a string; for a path that is not UTF-8, the
+    /// lossy text, with the exact bytes in `path_bytes`), `blob`, `size`, `kind`.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `projsync history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+    /// How many runs to show.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+}
+
+/// `projsync restore`.
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The run whose state to restore (its id, as `projsync history` shows it).
+    #[arg(value_name = "SYNC_ID")]
+    pub(crate) sync_id: String,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+/// `projsync branches`.
+#[derive(Debug, Args)]
+pub(crate) struct BranchesArgs {
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+    #[command(flatten)]
+    pub(crate) api: ApiArg,
+}
+
+/// `projsync search`.
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// What to look for.
+    #[arg(value_name = "QUERY")]
+    pub(crate) query: String,
+    /// How many results.
+    #[arg(short, long = "limit", default_value_t = 10, value_name = "N")]
+    pub(crate) k: usize,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        for args in [
+            &["projsync", "--source", "git:/r", "--db", "x.db", "ls"][..],
+            &["projsync", "ls", "-s", "git:/r", "--db", "x.db"],
+            &["projsync", "--db", "x.db", "ls", "--source", "git:/r"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.global.source, "git:/r", "{args:?}");
+            assert_eq!(cli.global.db, "x.db", "{args:?}");
+            assert!(matches!(cli.command, Command::Ls(_)));
+        }
+    }
+
+    #[test]
+    fn positionals_are_the_commands_own_object() {
+        let cli = Cli::try_parse_from(["projsync", "restore", "42"]).unwrap();
+        let Command::Restore(r) = cli.command else {
+            panic!("not restore")
+        };
+        assert_eq!(r.sync_id, "42");
+        assert!(Cli::try_parse_from(["projsync", "restore", ".", "42"]).is_err());
+        assert!(Cli::try_parse_from(["projsync", "search", ".", "q"]).is_err());
+        assert!(Cli::try_parse_from(["projsync", "ls", "."]).is_err());
+        assert!(Cli::try_parse_from(["projsync", "ls", "-z", "--json"]).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! Opening the source and the store named on the command line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sync_core::{Error, RepoKey, RepoSource, SyncStore};
+
+use crate::cli::GlobalArgs;
+use crate::dburl::{DbKind, DbSpec};
+
+/// What every command works on: the repository, the store and the tenant, as given.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// `--source`.
+    pub(crate) source: SourceSpec,
+    /// `--db`.
+    pub(crate) db: DbSpec,
+    /// `--tenant`.
+    pub(crate) tenant: Option<String>,
+}
+
+impl Target {
+    pub(crate) fn new(global: &GlobalArgs) -> Self {
+        Self {
+            source: SourceSpec::new(&global.source),
+            db: DbSpec::parse(&global.db),
+            tenant: global.tenant.clone(),
+        }
+    }
+}
+
+/// Where a repository given with `--source` is.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceSpec {
+    spec: String,
+}
+
+impl SourceSpec {
+    fn new(spec: &str) -> Self {
+        Self {
+            spec: spec.to_owned(),
+        }
+    }
+
+    /// `OWNER/NAME` of a `github:OWNER/NAME` source.
+    fn github_slug(&self) -> Option<&str> {
+        self.spec.strip_prefix("github:")
+    }
+
+    /// The path of a local repository (`git:PATH` or a plain path).
+    fn path(&self) -> PathBuf {
+        PathBuf::from(self.spec.strip_prefix("git:").unwrap_or(&self.spec))
+    }
+}
+
+/// Opens the repository: `github:OWNER/NAME` on GitHub (token from `GITHUB_TOKEN`, API at
+/// `api_url` when given), anything else a local git repository.
+pub(crate) fn source(
+    spec: &SourceSpec,
+    api_url: Option<&str>,
+) -> Result<Arc<dyn RepoSource>, Error> {
+    if let Some(slug) = spec.github_slug() {
+        let mut builder = sync_github::GitHubSource::from_slug(slug)?;
+        if let Some(url) = api_url {
+            builder = builder.api_url(url);
+        }
+        return Ok(Arc::new(builder.build()?));
+    }
+    let path = spec.path();
+    let source = sync_git::GitSource::open(&path)
+        .map_err(|e| e.context(format!("opening the repository at `{}`", path.display())))?;
+    Ok(Arc::new(source))
+}
+
+/// Opens the store named by `--db`: `postgres://…` on PostgreSQL, a path or `sqlite://…`
+/// a SQLite file. Commands that only read (`create` false) refuse to create an empty
+/// SQLite database where none exists. `dimensions` fixes the embedding dimension of a
+/// Postgres store (which then keeps an HNSW index for it).
+pub(crate) async fn store(
+    db: &DbSpec,
+    create: bool,
+    dimensions: Option<usize>,
+) -> Result<Arc<dyn SyncStore>, Error> {
+    let context = |e: Error| e.context(format!("opening the store `{}`", db.label()));
+    match db.kind() {
+        DbKind::Postgres => {
+            let mut builder = sync_postgres::PgStore::connect(db.raw());
+            if let Some(d) = dimensions {
+                builder = builder.dimensions(d);
+            }
+            Ok(Arc::new(builder.open().await.map_err(context)?))
+        }
+        DbKind::Other(scheme) => Err(Error::unsupported(format!(
+            "`{}`: `{scheme}://` stores are not supported; use a SQLite file (a path or sqlite://PATH) or PostgreSQL (postgres://…)",
+            db.label()
+        ))),
+        DbKind::Sqlite => {
+            let config = sync_sqlite::SqliteConfig::parse(db.raw())?;
+            if !create && !config.path().exists() {
+                return Err(Error::not_found(format!(
+                    "there is no store at `{}`: run `projsync run` first, or pass --db",
+                    config.path().display()
+                )));
+            }
+            Ok(Arc::new(config.open().await.map_err(context)?))
+        }
+    }
+}
+
+/// The key the repository is kept under.
+pub(crate) fn repo_key(source: &dyn RepoSource, tenant: Option<&str>) -> Result<RepoKey, Error> {
+    let key = RepoKey::new(source.identity())?;
+    match tenant {
+        Some(t) => key.with_tenant(t),
+        None => Ok(key),
+    }
+}
+
+/// The store and the repository's key in it, for the commands that read.
+pub(crate) async fn existing(target: &Target) -> Result<(Arc<dyn SyncStore>, RepoKey), Error> {
+    let source = source(&target.source, None)?;
+    let key = repo_key(source.as_ref(), target.tenant.as_deref())?;
+    let store = store(&target.db, false, None).await?;
+    Ok((store, key))
+}
