@@ -139,13 +139,7 @@ mod tests {
             (Error::not_found("no branch"), 3),
             (Error::conflict("busy"), 4),
             (Error::unauthorized("bad token"), 5),
-            (
-                Error::RateLimited {
-                    reset: None,
-                    message: "later".into(),
-                },
-                6,
-            ),
+            (Error::rate_limited(None, "later"), 6),
             (Error::corrupt("bad blob"), 7),
             (Error::unsupported("no vectors"), 8),
             (Error::Cancelled, 130),

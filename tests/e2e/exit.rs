@@ -87,18 +87,18 @@ fn a_second_run_while_one_holds_the_lease_exits_4() {
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let held = rt.block_on(async {
-        let store = sync_sqlite::SqliteStore::open(cli.dir().join("project-sync.db"))
-            .await
-            .unwrap();
-        store
-            .begin(sync_core::testkit::run_start(
-                &git_key(&repo),
-                Duration::from_secs(600),
-            ))
-            .await
-            .unwrap()
-    });
+    // The store stays open while the command runs: this process holds the run.
+    let store = rt
+        .block_on(sync_sqlite::SqliteStore::open(
+            cli.dir().join("project-sync.db"),
+        ))
+        .unwrap();
+    let held = rt
+        .block_on(store.begin(sync_core::testkit::run_start(
+            &git_key(&repo),
+            Duration::from_secs(600),
+        )))
+        .unwrap();
     let err = expect_status(&cli.run(["run", "-s", src]), 4, "conflict");
     assert!(
         err.contains("already being synced") && err.contains(&held.id.to_string()),
@@ -107,6 +107,7 @@ fn a_second_run_while_one_holds_the_lease_exits_4() {
     let history = cli.history(src);
     assert_eq!(history.len(), 1, "the refused run left no record");
     assert_eq!(history[0]["status"], "running");
+    drop(store);
 }
 
 /// GitHub refusing the token exits 5, without printing the token.
@@ -206,20 +207,33 @@ fn a_corrupted_blob_exits_7() {
 
 /// A store file that is not a database exits 1 (a backend failure) and is left alone.
 #[test]
-fn a_store_that_is_not_a_database_exits_1() {
+fn a_store_that_is_not_a_database_exits_7() {
     let repo = small_repo();
     let cli = Cli::new();
     let junk = b"this is a text file, not a SQLite database; please leave it alone\n".repeat(8);
     std::fs::write(cli.dir().join("project-sync.db"), &junk).unwrap();
     let src = repo.path().to_str().unwrap();
     for args in [&["run", "-s", src][..], &["ls", "-s", src]] {
-        let err = expect_status(&cli.run(args), 1, "backend");
+        let err = expect_status(&cli.run(args), 7, "corrupt");
         assert!(err.contains("not a SQLite database"), "{err}");
     }
     assert_eq!(
         std::fs::read(cli.dir().join("project-sync.db")).unwrap(),
         junk
     );
+}
+
+/// A store the operating system cannot open (its directory is a file) exits 1.
+#[test]
+fn a_store_that_cannot_be_opened_exits_1() {
+    let repo = small_repo();
+    let cli = Cli::new();
+    std::fs::write(cli.dir().join("not-a-dir"), "a file\n").unwrap();
+    let db = cli.dir().join("not-a-dir/project-sync.db");
+    let cli = Cli::with_db(db.to_str().unwrap());
+    let src = repo.path().to_str().unwrap();
+    let err = expect_status(&cli.run(["run", "-s", src]), 1, "backend");
+    assert!(err.contains("project-sync.db"), "{err}");
 }
 
 /// A database URL of a scheme no store serves exits 8, without its password.
