@@ -41,7 +41,11 @@ async fn embedder() -> Option<&'static MiniLmEmbedder> {
     EMBEDDER
         .get_or_init(|| async {
             let dir = model_dir()?;
-            Some(MiniLmEmbedder::from_dir(&dir).await.expect("the model loads"))
+            Some(
+                MiniLmEmbedder::from_dir(&dir)
+                    .await
+                    .expect("the model loads"),
+            )
         })
         .await
         .as_ref()
@@ -49,7 +53,11 @@ async fn embedder() -> Option<&'static MiniLmEmbedder> {
 
 fn assert_close(a: &[f32], b: &[f32], tolerance: f32) {
     assert_eq!(a.len(), b.len());
-    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     assert!(worst <= tolerance, "vectors differ by up to {worst}");
 }
 
@@ -63,14 +71,21 @@ async fn reproduces_sentence_transformers_similarities() {
     assert!(e.sentence_model().normalizes());
 
     let v = e
-        .embed(&["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."])
+        .embed(&[
+            "The weather is lovely today.",
+            "It's so sunny outside!",
+            "He drove to the stadium.",
+        ])
         .await
         .unwrap();
     // The model card's numbers (sentence-transformers `model.similarity`).
     let cases = [((0, 1), 0.6660), ((0, 2), 0.1046), ((1, 2), 0.1411)];
     for ((a, b), want) in cases {
         let got = v[a].cosine(&v[b]);
-        assert!((got - want).abs() <= 0.001, "similarity {a}-{b} is {got:.4}, want {want}");
+        assert!(
+            (got - want).abs() <= 0.001,
+            "similarity {a}-{b} is {got:.4}, want {want}"
+        );
     }
     for x in &v {
         let norm: f32 = x.as_slice().iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -88,8 +103,10 @@ async fn tokenizes_like_the_python_tokenizer() {
         [101, 1996, 4633, 2003, 8403, 2651, 1012, 102]
     );
     assert_eq!(
-        m.token_ids("fn parse_config(path: &Path) -> Résultat<Config, Error> { /* naïve 日本語 */ }")
-            .unwrap(),
+        m.token_ids(
+            "fn parse_config(path: &Path) -> Résultat<Config, Error> { /* naïve 日本語 */ }"
+        )
+        .unwrap(),
         [
             101, 1042, 2078, 11968, 3366, 1035, 9530, 8873, 2290, 1006, 4130, 1024, 1004, 4130,
             1007, 1011, 1028, 2765, 4017, 1026, 9530, 8873, 2290, 1010, 7561, 1028, 1063, 1013,
@@ -98,7 +115,9 @@ async fn tokenizes_like_the_python_tokenizer() {
     );
     assert_eq!(
         m.token_ids("émojis 🎉 and\ttabs\u{a0}nbsp").unwrap(),
-        [101, 7861, 29147, 2483, 100, 1998, 21628, 2015, 1050, 5910, 2361, 102]
+        [
+            101, 7861, 29147, 2483, 100, 1998, 21628, 2015, 1050, 5910, 2361, 102
+        ]
     );
     // The limit is sentence_bert_config.json's 256, not tokenizer.json's 128.
     let long = vec!["tokenization"; 300].join(" ");
@@ -176,31 +195,52 @@ async fn lookup_order_and_the_error_naming_the_fix() {
     assert!(msg.contains(FETCH_MODEL_COMMAND), "{msg}");
     assert!(msg.contains(MODEL_DIR_ENV), "{msg}");
     for place in [&explicit, &env, &project, &hub] {
-        assert!(msg.contains(&*place.to_string_lossy()), "{msg} lacks {}", place.display());
+        assert!(
+            msg.contains(&*place.to_string_lossy()),
+            "{msg} lacks {}",
+            place.display()
+        );
     }
 
     // The hub cache layout: models--org--name/snapshots/<rev>/ and refs/main.
     let snapshot = hub.join("models--sentence-transformers--all-MiniLM-L6-v2/snapshots/abc123");
     fake_model(&snapshot);
-    std::fs::create_dir_all(hub.join("models--sentence-transformers--all-MiniLM-L6-v2/refs")).unwrap();
-    std::fs::write(hub.join("models--sentence-transformers--all-MiniLM-L6-v2/refs/main"), "abc123").unwrap();
+    std::fs::create_dir_all(hub.join("models--sentence-transformers--all-MiniLM-L6-v2/refs"))
+        .unwrap();
+    std::fs::write(
+        hub.join("models--sentence-transformers--all-MiniLM-L6-v2/refs/main"),
+        "abc123",
+    )
+    .unwrap();
     let found = base().locate().await.unwrap();
-    assert_eq!((found.source, found.dir.clone()), (ModelSource::HubCache, snapshot));
+    assert_eq!(
+        (found.source, found.dir.clone()),
+        (ModelSource::HubCache, snapshot)
+    );
 
     // The project cache (a <model id> subdirectory) comes before the hub cache.
     fake_model(&project.join(MODEL_ID));
     let found = base().locate().await.unwrap();
-    assert_eq!((found.source, found.dir), (ModelSource::ProjectCache, project.join(MODEL_ID)));
+    assert_eq!(
+        (found.source, found.dir),
+        (ModelSource::ProjectCache, project.join(MODEL_ID))
+    );
 
     // PROJSYNC_MODEL_DIR (the directory itself) before the project cache.
     fake_model(&env);
     let found = base().locate().await.unwrap();
-    assert_eq!((found.source, found.dir), (ModelSource::Environment, env.clone()));
+    assert_eq!(
+        (found.source, found.dir),
+        (ModelSource::Environment, env.clone())
+    );
 
     // The explicit directory first of all.
     fake_model(&explicit);
     let found = base().model_dir(&explicit).locate().await.unwrap();
-    assert_eq!((found.source, found.dir), (ModelSource::Explicit, explicit.clone()));
+    assert_eq!(
+        (found.source, found.dir),
+        (ModelSource::Explicit, explicit.clone())
+    );
 
     // A directory that looks like a model but is not one fails to load with Corrupt.
     let err = base().model_dir(&explicit).build().await.unwrap_err();

@@ -3,9 +3,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use candle_transformers::models::bert::Config as BertConfig;
 use serde::Deserialize;
 use sync_core::Error;
+
+use super::bert::{self, BertConfig};
 
 /// How token vectors become one sentence vector (sentence-transformers' `Pooling` module,
 /// from the pooling directory's `config.json`).
@@ -128,14 +129,12 @@ impl ModelConfig {
             )));
         };
         let bert: BertConfig = parse(dir, "config.json", &text)?;
-        if let Some(kind) = bert.model_type.as_deref()
-            && kind != "bert"
-        {
-            return Err(Error::unsupported(format!(
-                "{}: model type `{kind}` is not BERT-family; the local embedder runs BERT models only",
+        bert::check(&bert).map_err(|why| {
+            Error::unsupported(format!(
+                "{}: {why}; the local embedder runs BERT sentence-transformers models",
                 dir.display()
-            )));
-        }
+            ))
+        })?;
 
         // modules.json names the pipeline: Transformer, Pooling, optional Normalize.
         let mut pooling_dir: Option<PathBuf> = None;

@@ -145,9 +145,13 @@ pub(crate) fn not_found(model_id: &str, tried: &[String], hub: Option<&str>) -> 
         None => String::new(),
     };
     let fix = if model_id == DEFAULT_MODEL {
-        format!("run `{FETCH_MODEL_COMMAND}` (it downloads the model from PyPI into the project's model cache), or set {MODEL_DIR_ENV} to a directory that holds it")
+        format!(
+            "run `{FETCH_MODEL_COMMAND}` (it downloads the model from PyPI into the project's model cache), or set {MODEL_DIR_ENV} to a directory that holds it"
+        )
     } else {
-        format!("put its files (config.json, tokenizer.json, model.safetensors, …) in a directory and pass it as the model directory or in {MODEL_DIR_ENV}")
+        format!(
+            "put its files (config.json, tokenizer.json, model.safetensors, …) in a directory and pass it as the model directory or in {MODEL_DIR_ENV}"
+        )
     };
     Error::not_found(format!(
         "model `{model_id}` not found: looked in {}{hub}; {fix}",

@@ -1,5 +1,6 @@
 //! The local embedder: BERT-family sentence-transformers models on candle (CPU).
 //!
+//! - [`bert`] is the encoder (candle tensors on the CPU);
 //! - [`config`] reads the model's own configuration files (`config.json`,
 //!   `sentence_bert_config.json`, `modules.json`, the pooling module's `config.json`);
 //! - [`locate`] finds the model's directory (explicit, environment, project cache, hub
@@ -7,6 +8,7 @@
 //! - [`model`] owns tokenizer, weights and pooling and embeds one batch;
 //! - [`embedder`] schedules: sorts by length, batches, runs off the async runtime.
 
+mod bert;
 mod config;
 mod embedder;
 mod locate;

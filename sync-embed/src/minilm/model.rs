@@ -7,11 +7,11 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::BertModel;
 use sync_core::Error;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use super::BACKEND;
+use super::bert::Bert;
 use super::config::{ModelConfig, Pooling};
 
 /// A BERT-family sentence-transformers model loaded on the CPU: tokenizer, transformer
@@ -21,10 +21,9 @@ use super::config::{ModelConfig, Pooling};
 /// [`MiniLmEmbedder`](crate::MiniLmEmbedder) adds the scheduling (sorting by length,
 /// batching, running off the async runtime).
 pub struct SentenceModel {
-    bert: BertModel,
+    bert: Bert,
     tokenizer: Tokenizer,
     config: ModelConfig,
-    device: Device,
 }
 
 impl fmt::Debug for SentenceModel {
@@ -78,13 +77,12 @@ impl SentenceModel {
         let device = Device::Cpu;
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
             .map_err(|e| model_error("reading model.safetensors", dir, e))?;
-        let bert = BertModel::load(vb, &config.bert)
+        let bert = Bert::load(vb, &config.bert)
             .map_err(|e| model_error("loading the BERT weights", dir, e))?;
         Ok(Self {
             bert,
             tokenizer,
             config,
-            device,
         })
     }
 
@@ -154,13 +152,13 @@ impl SentenceModel {
             types[base..base + n].copy_from_slice(enc.get_type_ids());
             mask[base..base + n].copy_from_slice(enc.get_attention_mask());
         }
-        let tensor = |v: Vec<u32>| Tensor::from_vec(v, (batch, len), &self.device);
+        let tensor = |v: Vec<u32>| Tensor::from_vec(v, (batch, len), self.bert.device());
         let ids_t = tensor(ids).map_err(compute_error)?;
         let types_t = tensor(types).map_err(compute_error)?;
         let mask_t = tensor(mask.clone()).map_err(compute_error)?;
         let hidden = self
             .bert
-            .forward(&ids_t, &types_t, Some(&mask_t))
+            .forward(&ids_t, &types_t, &mask_t)
             .and_then(|h| h.flatten_all())
             .and_then(|h| h.to_vec1::<f32>())
             .map_err(compute_error)?;

@@ -135,7 +135,9 @@ impl Attempt {
     fn into_error(self) -> Error {
         match self {
             Self::RateLimited { wait, message } => Error::RateLimited {
-                reset: wait.and_then(|w| chrono::Duration::from_std(w).ok()).map(|w| Utc::now() + w),
+                reset: wait
+                    .and_then(|w| chrono::Duration::from_std(w).ok())
+                    .map(|w| Utc::now() + w),
                 message,
             },
             Self::Transient { message, source } => {
@@ -213,7 +215,10 @@ impl Client {
         let parsed = reqwest::Url::parse(base).map_err(|e| {
             Error::invalid_input(format!("the embedding base URL `{base}` is not a URL: {e}"))
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") || !parsed.username().is_empty() || parsed.password().is_some() {
+        if !matches!(parsed.scheme(), "http" | "https")
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
+        {
             return Err(Error::invalid_input(format!(
                 "the embedding base URL must be http(s) without credentials in it (put the key in {})",
                 super::DEFAULT_API_KEY_ENV
@@ -260,7 +265,11 @@ impl Client {
     }
 
     /// One attempt.
-    async fn attempt(&self, inputs: &[&str], dims: usize) -> Result<(Vec<Vec<f32>>, Usage), Attempt> {
+    async fn attempt(
+        &self,
+        inputs: &[&str],
+        dims: usize,
+    ) -> Result<(Vec<Vec<f32>>, Usage), Attempt> {
         let body = Request {
             model: &self.model,
             input: inputs,
@@ -280,7 +289,10 @@ impl Client {
                 source: Some(e),
             }
         };
-        let response = request.send().await.map_err(|e| transient("the request to", e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transient("the request to", e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response
@@ -293,12 +305,16 @@ impl Client {
             return Err(match status {
                 StatusCode::TOO_MANY_REQUESTS => Attempt::RateLimited {
                     wait: rate_limit_wait(&headers),
-                    message: format!("{url} is rate limiting ({status}: {said}); wait and try again, or lower the concurrency"),
+                    message: format!(
+                        "{url} is rate limiting ({status}: {said}); wait and try again, or lower the concurrency"
+                    ),
                 },
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fatal(Error::unauthorized(format!(
-                    "{url} refused the request ({status}: {said}); {}",
-                    self.key_hint()
-                ))),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    Attempt::Fatal(Error::unauthorized(format!(
+                        "{url} refused the request ({status}: {said}); {}",
+                        self.key_hint()
+                    )))
+                }
                 StatusCode::NOT_FOUND => Attempt::Fatal(Error::not_found(format!(
                     "{url} answered {status} ({said}); check the base URL (it ends before /embeddings, e.g. https://api.openai.com/v1) and the model `{}`",
                     self.model
@@ -316,12 +332,18 @@ impl Client {
                 ))),
             });
         }
-        self.parse(&bytes, inputs.len(), dims).map_err(Attempt::Fatal)
+        self.parse(&bytes, inputs.len(), dims)
+            .map_err(Attempt::Fatal)
     }
 
     /// Checks an answer: valid JSON, one vector per input, each index once, every vector of
     /// the expected length; returns the vectors ordered by `index`.
-    fn parse(&self, bytes: &[u8], count: usize, dims: usize) -> Result<(Vec<Vec<f32>>, Usage), Error> {
+    fn parse(
+        &self,
+        bytes: &[u8],
+        count: usize,
+        dims: usize,
+    ) -> Result<(Vec<Vec<f32>>, Usage), Error> {
         let url = &self.url;
         let response: Response = serde_json::from_slice(bytes).map_err(|e| {
             Error::corrupt(format!("{url} answered with malformed JSON ({e}); the server may not speak the OpenAI embeddings API"))
@@ -342,12 +364,17 @@ impl Client {
                 )));
             }
             if datum.embedding.iter().any(|x| !x.is_finite()) {
-                return Err(Error::corrupt(format!("{url} answered a vector with a non-finite value")));
+                return Err(Error::corrupt(format!(
+                    "{url} answered a vector with a non-finite value"
+                )));
             }
             match out.get_mut(datum.index) {
                 Some(slot @ None) => *slot = Some(datum.embedding),
                 Some(Some(_)) => {
-                    return Err(Error::corrupt(format!("{url} answered index {} twice", datum.index)));
+                    return Err(Error::corrupt(format!(
+                        "{url} answered index {} twice",
+                        datum.index
+                    )));
                 }
                 None => {
                     return Err(Error::corrupt(format!(
@@ -362,7 +389,11 @@ impl Client {
     }
 
     /// Embeds one request's inputs, retrying as the policy says.
-    pub(crate) async fn embed(&self, inputs: &[&str], dims: usize) -> Result<(Vec<Vec<f32>>, Usage), Error> {
+    pub(crate) async fn embed(
+        &self,
+        inputs: &[&str],
+        dims: usize,
+    ) -> Result<(Vec<Vec<f32>>, Usage), Error> {
         let policy = self.retry;
         let backoff = ExponentialBuilder::default()
             .with_jitter()
@@ -402,7 +433,10 @@ mod tests {
         assert_eq!(parse_reset("1s"), Some(Duration::from_secs(1)));
         assert_eq!(parse_reset("6m0s"), Some(Duration::from_secs(360)));
         assert_eq!(parse_reset("20ms"), Some(Duration::from_millis(20)));
-        assert_eq!(parse_reset("1h2m3.5s"), Some(Duration::from_secs_f64(3723.5)));
+        assert_eq!(
+            parse_reset("1h2m3.5s"),
+            Some(Duration::from_secs_f64(3723.5))
+        );
         assert_eq!(parse_reset("soon"), None);
         assert_eq!(parse_reset(""), None);
     }

@@ -236,7 +236,9 @@ impl OpenAiEmbedderBuilder {
         let key = match (&self.api_key, &self.api_key_env) {
             (Some(key), _) => Some(key.clone()),
             (None, Some(var)) => match env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Some(ApiKey::new(v.trim().to_string(), Some(var.clone()))),
+                Ok(v) if !v.trim().is_empty() => {
+                    Some(ApiKey::new(v.trim().to_string(), Some(var.clone())))
+                }
                 _ => {
                     return Err(Error::unauthorized(format!(
                         "the environment variable {var} holding the embedding API key is not set"

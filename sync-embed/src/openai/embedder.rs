@@ -153,7 +153,11 @@ impl OpenAiEmbedder {
         for (owner, text) in texts.iter().enumerate() {
             let tokens = (self.count)(text);
             if tokens <= self.max_input_tokens {
-                out.push(Piece { text, tokens, owner });
+                out.push(Piece {
+                    text,
+                    tokens,
+                    owner,
+                });
                 continue;
             }
             let mut rest: &'a str = text;
