@@ -111,7 +111,7 @@ pub(crate) struct Bert {
 
 impl Bert {
     pub(crate) fn load(vb: VarBuilder<'_>, c: &BertConfig) -> Result<Self> {
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             candle_core::bail!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size,
