@@ -2,8 +2,9 @@
 //! (post-layer-norm, exact GELU, absolute positions), with the query, key and value
 //! projections fused into one matrix product and every step on contiguous 2-D tensors.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
+use rayon::prelude::*;
 use serde::Deserialize;
 
 /// The fields of a BERT `config.json` the encoder needs.
@@ -68,11 +69,52 @@ fn linear(vb: &VarBuilder<'_>, inputs: usize, outputs: usize) -> Result<Linear> 
     ))
 }
 
+/// `gelu(x + bias)` over the rows of a contiguous `rows × width` f32 matrix, in one pass
+/// split across threads (candle's own unary ops run on one thread).
+struct BiasGelu {
+    bias: Vec<f32>,
+}
+
+impl CustomOp1 for BiasGelu {
+    fn name(&self) -> &'static str {
+        "bias-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("bias-gelu needs a contiguous f32 tensor");
+        };
+        let width = self.bias.len();
+        let src = &data[start..end];
+        if width == 0 || !src.len().is_multiple_of(width) {
+            candle_core::bail!("bias-gelu: {} values are not rows of {width}", src.len());
+        }
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(width * 16)
+            .zip(src.par_chunks(width * 16))
+            .for_each(|(dst, src)| {
+                for (row_out, row_in) in dst.chunks_exact_mut(width).zip(src.chunks_exact(width)) {
+                    for ((o, x), b) in row_out.iter_mut().zip(row_in).zip(&self.bias) {
+                        let v = x + b;
+                        *o = (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2)
+                            + 1.0)
+                            * 0.5
+                            * v;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
 struct Layer {
     qkv: Linear,
     attention_out: Linear,
     attention_norm: Norm,
-    up: Linear,
+    /// The intermediate projection without its bias, which [`BiasGelu`] adds.
+    up: Tensor,
+    up_bias: BiasGelu,
     down: Linear,
     output_norm: Norm,
 }
@@ -91,7 +133,17 @@ impl Layer {
             qkv: Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?)),
             attention_out: linear(&attn.pp("output").pp("dense"), h, h)?,
             attention_norm: Norm::load(&attn.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
-            up: linear(&vb.pp("intermediate").pp("dense"), h, c.intermediate_size)?,
+            up: vb
+                .pp("intermediate")
+                .pp("dense")
+                .get((c.intermediate_size, h), "weight")?,
+            up_bias: BiasGelu {
+                bias: vb
+                    .pp("intermediate")
+                    .pp("dense")
+                    .get(c.intermediate_size, "bias")?
+                    .to_vec1()?,
+            },
             down: linear(&vb.pp("output").pp("dense"), c.intermediate_size, h)?,
             output_norm: Norm::load(&vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
         })
@@ -194,7 +246,9 @@ impl Bert {
             let attended = layer
                 .attention_norm
                 .forward(&(layer.attention_out.forward(&context)? + &x)?)?;
-            let up = layer.up.forward(&attended)?.gelu_erf()?;
+            let up = attended
+                .matmul(&layer.up.t()?)?
+                .apply_op1_no_bwd(&layer.up_bias)?;
             x = layer
                 .output_norm
                 .forward(&(layer.down.forward(&up)? + &attended)?)?;
