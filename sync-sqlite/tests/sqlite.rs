@@ -58,7 +58,14 @@ async fn open_creates_a_wal_database_at_the_latest_schema() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    for t in ["embeddings", "entries", "entries_lexical", "files", "repositories", "runs"] {
+    for t in [
+        "embeddings",
+        "entries",
+        "entries_lexical",
+        "files",
+        "repositories",
+        "runs",
+    ] {
         assert!(tables.iter().any(|n| n == t), "{t} in {tables:?}");
     }
     assert!(format!("{store:?}").contains("new.db"));
