@@ -283,7 +283,9 @@ async fn search(source: &SourceSpec, db: &DbArg, query: &str, k: usize) -> Resul
     } else {
         store
     };
-    let hits = store.search(&key, &embedder.embed_one(query), k).await?;
+    let hits = store
+        .search_vector(&key, &model, &embedder.embed_one(query), k)
+        .await?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let written: std::io::Result<()> = (|| {
         for hit in &hits {

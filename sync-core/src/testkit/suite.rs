@@ -415,12 +415,7 @@ pub async fn one_active_version(factory: &impl StoreFactory) {
         let query = HashEmbedder::new(DIMS).embed_one(&super::fixture::lib_rs(1));
         let hits = h
             .store
-            .search_vector(
-                h.repo(),
-                &HashEmbedder::new(DIMS).model().to_owned(),
-                &query,
-                100,
-            )
+            .search_vector(h.repo(), HashEmbedder::new(DIMS).model(), &query, 100)
             .await
             .unwrap();
         assert!(!hits.is_empty());

@@ -109,7 +109,7 @@ async fn search_uses_the_hnsw_index_and_finds_the_nearest() {
     );
 
     let plan = store
-        .explain_search(&repo, &format!("test-{}", dims), &vector(1234, dims), 10)
+        .explain_search(&repo, &format!("test-{dims}"), &vector(1234, dims), 10)
         .await
         .unwrap();
     assert!(
@@ -119,7 +119,7 @@ async fn search_uses_the_hnsw_index_and_finds_the_nearest() {
 
     for n in [0, 1234, 2_999] {
         let hits = store
-            .search_vector(&repo, &format!("test-{}", dims), &vector(n, dims), 5)
+            .search_vector(&repo, &format!("test-{dims}"), &vector(n, dims), 5)
             .await
             .unwrap();
         assert_eq!(hits.len(), 5);
