@@ -2001,6 +2001,19 @@ pub async fn lexical_search_finds_identifiers_and_paths(factory: &impl StoreFact
     );
     let hits = store.search_text(&repo, "order", 10).await.unwrap();
     assert_eq!(places(&hits), [("src/rank.rs".to_owned(), 0)], "{hits:?}");
+    // A restore brings the old text back into the index, and takes the new one out.
+    let history = store.history(&repo, 10).await.unwrap();
+    let first = history.last().unwrap().id;
+    store.restore(&repo, first).await.unwrap();
+    let hits = store.search_text(&repo, "sort_hits", 10).await.unwrap();
+    assert_eq!(places(&hits), [("src/rank.rs".to_owned(), 0)], "{hits:?}");
+    assert!(
+        store
+            .search_text(&repo, "order", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let other = repo.clone().with_tenant("other-tenant").unwrap();
     assert!(
@@ -2013,6 +2026,42 @@ pub async fn lexical_search_finds_identifiers_and_paths(factory: &impl StoreFact
     commit_corpus(&store, &other, &[("x.rs", 0, "fn secret_order()")], &["m"]).await;
     let hits = store.search_text(&repo, "secret", 10).await.unwrap();
     assert!(hits.is_empty(), "another tenant's entries: {hits:?}");
+
+    // Staged text is not found, before or after its run is aborted.
+    let run = store
+        .begin(super::fixture::run_start(&repo, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let text = "fn staged_only() {}";
+    let batch = StageBatch {
+        entries: vec![NewEntry {
+            path: RepoPath::new("src/staged.rs").unwrap(),
+            blob: crate::BlobId::for_content(text.as_bytes()),
+            ordinal: 0,
+            content: text.into(),
+            content_hash: crate::ContentHash::of(text),
+            start_line: 1,
+            end_line: 1,
+            model: None,
+        }],
+        embeddings: Vec::new(),
+    };
+    store.stage(&run, batch).await.unwrap();
+    assert!(
+        store
+            .search_text(&repo, "staged", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.abort(&run, &RunEnd::Cancelled).await.unwrap();
+    assert!(
+        store
+            .search_text(&repo, "staged", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A hybrid search is the core's reciprocal rank fusion ([`crate::fuse`]) of the store's
