@@ -414,7 +414,7 @@ fn search(c: &mut Criterion) {
     let queries: Vec<Embedding> = (0..64).map(|_| vectors.next(&mut rng)).collect();
 
     let plan = rt
-        .block_on(indexed.explain_search(&repo, &queries[0], 10))
+        .block_on(indexed.explain_search(&repo, MODEL, &queries[0], 10))
         .unwrap();
     assert!(
         plan.contains("sync_entries_search_384"),
@@ -424,8 +424,8 @@ fn search(c: &mut Criterion) {
     let recall = rt.block_on(async {
         let mut found = 0;
         for q in &queries[..16] {
-            let approx = indexed.search(&repo, q, 10).await.unwrap();
-            let truth = exact.search(&repo, q, 10).await.unwrap();
+            let approx = indexed.search_vector(&repo, MODEL, q, 10).await.unwrap();
+            let truth = exact.search_vector(&repo, MODEL, q, 10).await.unwrap();
             found += truth
                 .iter()
                 .filter(|t| approx.iter().any(|a| a.entry.content == t.entry.content))
@@ -446,7 +446,15 @@ fn search(c: &mut Criterion) {
                 i += 1;
                 let q = &queries[i % queries.len()];
                 let (indexed, repo) = (&indexed, &repo);
-                async move { black_box(indexed.search(repo, q, k).await.unwrap().len()) }
+                async move {
+                    black_box(
+                        indexed
+                            .search_vector(repo, MODEL, q, k)
+                            .await
+                            .unwrap()
+                            .len(),
+                    )
+                }
             });
         });
     }
@@ -457,7 +465,7 @@ fn search(c: &mut Criterion) {
             i += 1;
             let q = &queries[i % queries.len()];
             let (exact, repo) = (&exact, &repo);
-            async move { black_box(exact.search(repo, q, 10).await.unwrap().len()) }
+            async move { black_box(exact.search_vector(repo, MODEL, q, 10).await.unwrap().len()) }
         });
     });
     group.finish();

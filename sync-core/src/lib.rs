@@ -14,6 +14,7 @@ mod model;
 mod path;
 mod policy;
 mod rules;
+mod search;
 mod source;
 mod store;
 mod syncer;
@@ -36,6 +37,7 @@ pub use model::{
 pub use path::RepoPath;
 pub use policy::{BINARY_SNIFF_LEN, DEFAULT_MAX_FILE_SIZE, FilePolicy, PolicySpec};
 pub use rules::{HitRank, RunEnd, check_restore_target, take_over};
+pub use search::{RRF_K, SearchMode, SearchQuery, fuse, lexical_terms, query_terms};
 pub use source::{Blob, RepoSource, SourceNotice, report_notice};
 pub use store::{
     Capabilities, ChangeSet, FileChange, NewEmbedding, RunStart, StageBatch, SyncRun, SyncStore,

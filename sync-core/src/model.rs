@@ -341,12 +341,15 @@ impl EntryQuery {
     }
 }
 
-/// One result of a vector search.
+/// One result of a search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchHit {
     /// The entry (active).
     pub entry: MemoryEntry,
-    /// Cosine similarity to the query vector, higher is closer.
+    /// How well it matches, higher is better: cosine similarity to the query vector from
+    /// [`SyncStore::search_vector`](crate::SyncStore::search_vector), the store's lexical
+    /// relevance from [`SyncStore::search_text`](crate::SyncStore::search_text), the fused
+    /// score ([`fuse`](crate::fuse)) from a hybrid search.
     pub score: f32,
 }
 

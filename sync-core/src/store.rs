@@ -11,13 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     CommitId, ContentHash, Embedding, EntryQuery, Error, FileIndex, IndexedFile, MemoryEntry,
-    NewEntry, RepoKey, RepoPath, RunEnd, SearchHit, SyncId, SyncRecord, SyncStats,
+    NewEntry, RepoKey, RepoPath, RunEnd, SearchHit, SearchMode, SearchQuery, SyncId, SyncRecord,
+    SyncStats,
 };
 
 /// What a store supports beyond the required behaviour, for callers choosing a store.
 ///
-/// The conformance suite branches on [`vector_search`](Self::vector_search) (its search
-/// tests expect results, or [`Error::Unsupported`]). The suite opens one handle per store,
+/// The conformance suite branches on [`vector_search`](Self::vector_search) and
+/// [`lexical_search`](Self::lexical_search) (its search tests expect results, or
+/// [`Error::Unsupported`]). The suite opens one handle per store,
 /// so it cannot observe [`row_level_security`](Self::row_level_security) or
 /// [`multi_process`](Self::multi_process): a store that claims them proves them in its own
 /// tests (`sync-sqlite` and `sync-postgres` race two processes on one database;
@@ -25,8 +27,10 @@ use crate::{
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// [`SyncStore::search`] works.
+    /// [`SyncStore::search_vector`] works.
     pub vector_search: bool,
+    /// [`SyncStore::search_text`] works.
+    pub lexical_search: bool,
     /// Tenants are isolated by the database itself (row-level security), not only by the
     /// store's queries.
     pub row_level_security: bool,
@@ -40,6 +44,13 @@ impl Capabilities {
     #[must_use]
     pub fn with_vector_search(mut self, yes: bool) -> Self {
         self.vector_search = yes;
+        self
+    }
+
+    /// Sets [`Capabilities::lexical_search`].
+    #[must_use]
+    pub fn with_lexical_search(mut self, yes: bool) -> Self {
+        self.lexical_search = yes;
         self
     }
 
@@ -263,7 +274,8 @@ impl ChangeSet {
 ///   [`SyncStatus::Abandoned`](crate::SyncStatus::Abandoned) first. Racing `begin`s:
 ///   exactly one wins.
 /// * **Staging is invisible and idempotent.** Staged entries are not returned by
-///   [`entries`](Self::entries) or [`search`](Self::search); staging the same path and
+///   [`entries`](Self::entries), [`search_vector`](Self::search_vector) or
+///   [`search_text`](Self::search_text); staging the same path and
 ///   ordinal again replaces it.
 /// * **Commit is atomic.** [`commit`](Self::commit) applies the [`ChangeSet`], activates
 ///   the staged entries of upserted paths, supersedes replaced ones and completes the run,
@@ -276,7 +288,7 @@ impl ChangeSet {
 /// * **History is append-only.** Superseded entries, closed file versions and embeddings
 ///   are kept. [`restore`](Self::restore) appends a completed run whose active state equals
 ///   the state right after the target run.
-/// * **Defaults are active-only.** `entries` and `search` return active entries unless the
+/// * **Defaults are active-only.** `entries` and the searches return active entries unless the
 ///   query asks for history.
 /// * **Tenants are separate.** Nothing of one tenant is visible through a key of another.
 ///
@@ -338,18 +350,43 @@ pub trait SyncStore: Send + Sync + Debug {
     /// Memory entries matching the query, ordered by path bytes and ordinal.
     async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error>;
 
-    /// The `k` active entries whose embeddings are closest to `vector` by cosine
-    /// similarity, closest first. Stores without
+    /// The `k` active entries of `repo` whose embeddings of `model` are closest to
+    /// `vector` by cosine similarity, closest first (ties by [`HitRank`](crate::HitRank)),
+    /// each with that embedding. An entry's vector is the embedding of `model` for its
+    /// content hash, whatever model the entry was written with, so several models coexist.
+    /// Vectors of another dimension than the query's do not match.
+    ///
+    /// When the repository has active entries but none with an embedding of `model` of the
+    /// query's dimension, this fails with [`Error::model_not_embedded`]. Stores without
     /// [`vector_search`](Capabilities::vector_search) fail with [`Error::Unsupported`].
-    async fn search(
+    async fn search_vector(
         &self,
         repo: &RepoKey,
+        model: &str,
         vector: &Embedding,
         k: usize,
     ) -> Result<Vec<SearchHit>, Error> {
-        let _ = (repo, vector, k);
+        let _ = (repo, model, vector, k);
         Err(Error::unsupported(format!(
             "{self:?} has no vector search; use a store whose capabilities include vector_search"
+        )))
+    }
+
+    /// The `k` active entries of `repo` that match `text` best in the store's lexical index
+    /// of entry text and path, best first (ties by [`HitRank`](crate::HitRank)), without
+    /// embeddings. An entry matches when its text or path has any of the query's
+    /// [`query_terms`](crate::query_terms); the score is the store's relevance (higher is
+    /// better), comparable only within one list. Stores without
+    /// [`lexical_search`](Capabilities::lexical_search) fail with [`Error::Unsupported`].
+    async fn search_text(
+        &self,
+        repo: &RepoKey,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let _ = (repo, text, k);
+        Err(Error::unsupported(format!(
+            "{self:?} has no lexical search; use a store whose capabilities include lexical_search"
         )))
     }
 }
@@ -415,13 +452,22 @@ macro_rules! forward_store {
             ) -> Result<Vec<MemoryEntry>, Error> {
                 (**self).entries(repo, query).await
             }
-            async fn search(
+            async fn search_vector(
                 &self,
                 repo: &RepoKey,
+                model: &str,
                 vector: &Embedding,
                 k: usize,
             ) -> Result<Vec<SearchHit>, Error> {
-                (**self).search(repo, vector, k).await
+                (**self).search_vector(repo, model, vector, k).await
+            }
+            async fn search_text(
+                &self,
+                repo: &RepoKey,
+                text: &str,
+                k: usize,
+            ) -> Result<Vec<SearchHit>, Error> {
+                (**self).search_text(repo, text, k).await
             }
         }
     };
@@ -441,6 +487,29 @@ pub trait SyncStoreExt: SyncStore {
     /// The repository's newest run of any status.
     async fn latest_run(&self, repo: &RepoKey) -> Result<Option<SyncRecord>, Error> {
         Ok(self.history(repo, 1).await?.into_iter().next())
+    }
+
+    /// Runs `query` as its [`mode`](SearchQuery::mode) says: the vector list
+    /// ([`search_vector`](SyncStore::search_vector)), the lexical list
+    /// ([`search_text`](SyncStore::search_text)), or both fused by reciprocal rank
+    /// ([`fuse`](crate::fuse), [`RRF_K`](crate::RRF_K)), each list `k` long. Vector and
+    /// hybrid searches need [`SearchQuery::vector`] ([`Error::InvalidInput`] without one).
+    /// Hits are ranked best first; a vector-only or lexical-only search keeps the store's
+    /// scores, a hybrid one has fused scores.
+    async fn search(&self, repo: &RepoKey, query: &SearchQuery) -> Result<Vec<SearchHit>, Error> {
+        match query.mode {
+            SearchMode::Vector => {
+                let (model, vector) = query.needs_vector()?;
+                self.search_vector(repo, model, vector, query.k).await
+            }
+            SearchMode::Lexical => self.search_text(repo, &query.text, query.k).await,
+            SearchMode::Hybrid => {
+                let (model, vector) = query.needs_vector()?;
+                let by_vector = self.search_vector(repo, model, vector, query.k).await?;
+                let by_text = self.search_text(repo, &query.text, query.k).await?;
+                Ok(crate::fuse([by_vector, by_text], query.k))
+            }
+        }
     }
 }
 

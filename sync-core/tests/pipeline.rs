@@ -358,14 +358,14 @@ async fn a_run_that_loses_its_lease_fails_without_activating_anything() {
 #[tokio::test]
 async fn the_search_default_is_unsupported_with_a_clear_message() {
     let store = LostLease(MemoryStore::new());
+    let repo = sync_core::RepoKey::new("x").unwrap();
     let err = store
-        .search(
-            &sync_core::RepoKey::new("x").unwrap(),
-            &HashEmbedder::new(4).embed_one("q"),
-            1,
-        )
+        .search_vector(&repo, "hash-4", &HashEmbedder::new(4).embed_one("q"), 1)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("vector_search"), "{err}");
+    let err = store.search_text(&repo, "q", 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("lexical_search"), "{err}");
 }

@@ -1,6 +1,8 @@
-//! Reading entries, and vector search over the active ones: through the HNSW index of the
-//! store's dimension, or exactly. Hits are ranked by the core's one order
-//! ([`SearchHit::rank_all`]).
+//! Reading entries, and the two searches over the active ones. By vector: entries recorded
+//! with the asked model through the HNSW index of the store's dimension (or exactly), and
+//! entries whose embedding of that model came later exactly, through the embeddings table.
+//! By text: the partial GIN index over `sync_lexical_document`, ranked by `ts_rank_cd`.
+//! Hits are ranked by the core's one order ([`SearchHit::rank_all`]).
 
 // The dynamic statements here splice in only compile-time constants and the dimension, a
 // number; values are always bound parameters.
@@ -82,10 +84,17 @@ pub(crate) async fn entries(
     rows.into_iter().map(EntryRow::into_entry).collect()
 }
 
-/// The `k` active entries of `repo` closest to `vector` by cosine similarity.
+/// The `k` active entries of `repo` closest to `vector` by cosine similarity of their
+/// embeddings of `model`.
+///
+/// Two lists, merged by the core's order: entries written with `model`, whose activation
+/// copied that embedding into `search_vector` (the indexed plan), and entries written with
+/// another model (or none) whose content has an embedding of `model` (an exact join, which
+/// is empty unless a model was added to the repository after its entries were written).
 pub(crate) async fn search(
     store: &PgStore,
     repo: &RepoKey,
+    model: &str,
     vector: &Embedding,
     k: usize,
 ) -> Result<Vec<SearchHit>, Error> {
@@ -96,15 +105,42 @@ pub(crate) async fn search(
     let plan = SearchPlan::of(store, vector)?;
     let what = format!("searching `{repo}`");
     let mut tx = search_tx(store, tenant, k, plan, &what).await?;
-    let rows: Vec<HitRow> = sqlx::query_as(AssertSqlSafe(search_sql(plan)))
+    let query = Vector::from(vector.as_slice().to_vec());
+    let limit = i64::try_from(k).unwrap_or(i64::MAX);
+    let mut rows: Vec<HitRow> = sqlx::query_as(AssertSqlSafe(search_sql(plan)))
         .bind(tenant)
         .bind(repo.source())
-        .bind(Vector::from(vector.as_slice().to_vec()))
-        .bind(i64::try_from(k).unwrap_or(i64::MAX))
+        .bind(&query)
+        .bind(limit)
+        .bind(model)
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| error::map(&what, e))?;
+    let later: Vec<HitRow> = sqlx::query_as(AssertSqlSafe(later_model_sql()))
+        .bind(tenant)
+        .bind(repo.source())
+        .bind(&query)
+        .bind(limit)
+        .bind(model)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| error::map(&what, e))?;
+    rows.extend(later);
+    let empty = rows.is_empty()
+        && sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM sync_entries e WHERE e.tenant = $1 \
+             AND e.repository_id = (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
+             AND e.status = 'active')",
+        )
+        .bind(tenant)
+        .bind(repo.source())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| error::map(&what, e))?;
     tx::commit(tx, &what).await?;
+    if empty {
+        return Err(Error::model_not_embedded(repo, model, vector.dimensions()));
+    }
     let mut hits = rows
         .into_iter()
         .map(|row| {
@@ -125,10 +161,78 @@ pub(crate) async fn search(
     Ok(hits)
 }
 
+/// The exact search over active entries written with another model than `$5` (or none)
+/// whose content has an embedding of `$5`: `$1` tenant, `$2` source, `$3` query vector,
+/// `$4` k.
+fn later_model_sql() -> String {
+    format!(
+        "SELECT {ENTRY_COLUMNS}, m.embedding AS embedding, m.embedding <=> $3 AS distance \
+         FROM sync_entries e JOIN sync_embeddings m \
+             ON m.tenant = e.tenant AND m.model = $5 AND m.content_hash = e.content_hash \
+         WHERE e.tenant = $1 AND e.repository_id = \
+             (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
+         AND e.status = 'active' AND e.model IS DISTINCT FROM $5 \
+         AND vector_dims(m.embedding) = vector_dims($3) \
+         ORDER BY m.embedding <=> $3, e.path, e.ordinal LIMIT $4"
+    )
+}
+
+/// The `k` active entries of `repo` whose text or path has any of `text`'s
+/// [`query_terms`](sync_core::query_terms), best first by `ts_rank_cd`.
+pub(crate) async fn search_text(
+    store: &PgStore,
+    repo: &RepoKey,
+    text: &str,
+    k: usize,
+) -> Result<Vec<SearchHit>, Error> {
+    let tenant = store.tenant(repo)?;
+    let terms = sync_core::query_terms(text);
+    if k == 0 || terms.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Every term is letters and digits only; quoted, each is one tsquery lexeme.
+    let query = terms
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let what = format!("searching the text of `{repo}`");
+    let mut tx = store.tx(tenant, &what).await?;
+    let rows: Vec<TextRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {ENTRY_COLUMNS}, NULL::vector AS embedding, \
+             ts_rank_cd(sync_lexical_document(e.content, e.path), q) AS rank \
+         FROM sync_entries e, to_tsquery('simple', $3) q \
+         WHERE e.tenant = $1 AND e.repository_id = \
+             (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
+         AND e.status = 'active' AND sync_lexical_document(e.content, e.path) @@ q \
+         ORDER BY rank DESC, e.path, e.ordinal LIMIT $4"
+    )))
+    .bind(tenant)
+    .bind(repo.source())
+    .bind(query)
+    .bind(i64::try_from(k).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| error::map(&what, e))?;
+    tx::commit(tx, &what).await?;
+    let mut hits = rows
+        .into_iter()
+        .map(|row| {
+            Ok(SearchHit {
+                entry: row.entry.into_entry()?,
+                score: row.rank,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    SearchHit::rank_all(&mut hits, k);
+    Ok(hits)
+}
+
 /// The plan PostgreSQL chooses for [`search`] with these arguments (`EXPLAIN`).
 pub(crate) async fn explain(
     store: &PgStore,
     repo: &RepoKey,
+    model: &str,
     vector: &Embedding,
     k: usize,
 ) -> Result<String, Error> {
@@ -144,6 +248,7 @@ pub(crate) async fn explain(
     .bind(repo.source())
     .bind(Vector::from(vector.as_slice().to_vec()))
     .bind(i64::try_from(k).unwrap_or(i64::MAX))
+    .bind(model)
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| error::map(&what, e))?;
@@ -210,14 +315,15 @@ async fn search_tx(
     Ok(tx)
 }
 
-/// The SQL of a search: `$1` tenant, `$2` source, `$3` query vector, `$4` k. Every plan
+/// The SQL of a search over entries written with model `$5`, whose `search_vector` is
+/// their embedding of it: `$1` tenant, `$2` source, `$3` query vector, `$4` k. Every plan
 /// breaks ties of distance by path bytes and ordinal, as [`SearchHit::rank_all`] does, so
 /// `k` cuts the same order as in any store (the index's order by distance is refined by an
 /// incremental sort; the index itself is approximate).
 fn search_sql(plan: SearchPlan) -> String {
     let from = "FROM sync_entries e WHERE e.tenant = $1 AND e.repository_id = \
              (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
-         AND e.status = 'active'";
+         AND e.status = 'active' AND e.model = $5";
     match plan {
         SearchPlan::Indexed(d) => format!(
             "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \
@@ -239,6 +345,14 @@ fn search_sql(plan: SearchPlan) -> String {
              ORDER BY e.path, e.ordinal LIMIT $4"
         ),
     }
+}
+
+/// One lexical search result row.
+#[derive(FromRow)]
+struct TextRow {
+    #[sqlx(flatten)]
+    entry: EntryRow,
+    rank: f32,
 }
 
 /// One search result row.

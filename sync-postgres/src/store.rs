@@ -83,15 +83,17 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    /// The plan PostgreSQL chooses for [`search`](SyncStore::search) with these arguments
-    /// (`EXPLAIN`), to check that the vector index is used.
+    /// The plan PostgreSQL chooses for [`search_vector`](SyncStore::search_vector) with
+    /// these arguments (`EXPLAIN` of its indexed part, over entries written with `model`),
+    /// to check that the vector index is used.
     pub async fn explain_search(
         &self,
         repo: &RepoKey,
+        model: &str,
         vector: &Embedding,
         k: usize,
     ) -> Result<String, Error> {
-        search::explain(self, repo, vector, k).await
+        search::explain(self, repo, model, vector, k).await
     }
 
     /// The tenant of `repo`, refused if the store is pinned to another one.
@@ -131,6 +133,7 @@ impl SyncStore for PgStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
             .with_vector_search(true)
+            .with_lexical_search(true)
             .with_row_level_security(true)
             .with_multi_process(true)
     }
@@ -193,12 +196,22 @@ impl SyncStore for PgStore {
         search::entries(self, repo, query).await
     }
 
-    async fn search(
+    async fn search_vector(
         &self,
         repo: &RepoKey,
+        model: &str,
         vector: &Embedding,
         k: usize,
     ) -> Result<Vec<SearchHit>, Error> {
-        search::search(self, repo, vector, k).await
+        search::search(self, repo, model, vector, k).await
+    }
+
+    async fn search_text(
+        &self,
+        repo: &RepoKey,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        search::search_text(self, repo, text, k).await
     }
 }

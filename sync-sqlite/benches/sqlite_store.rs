@@ -295,7 +295,9 @@ fn search_100k(c: &mut Criterion) {
     group.throughput(Throughput::Elements(FILES as u64));
     group.bench_function("brute_force_100k_x384_k10", |b| {
         b.iter(|| {
-            let hits = rt.block_on(store.search(&repo, &query, 10)).unwrap();
+            let hits = rt
+                .block_on(store.search_vector(&repo, model, &query, 10))
+                .unwrap();
             assert_eq!(hits.len(), 10);
             black_box(hits)
         });

@@ -20,6 +20,10 @@ pub(crate) const MIGRATION_SQL: &[(&str, &str)] = &[
         "0002_counts_and_history",
         include_str!("../migrations/0002_counts_and_history.sql"),
     ),
+    (
+        "0003_lexical_index",
+        include_str!("../migrations/0003_lexical_index.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

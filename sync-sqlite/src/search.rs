@@ -1,4 +1,5 @@
-//! Reading entries, and vector search over the active ones.
+//! Reading entries, and the two searches over the active ones: by vector (exact cosine over
+//! the embeddings of the asked model) and by text (the FTS5 index `entries_lexical`, bm25).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -162,19 +163,30 @@ fn cosine_le(stored: &[u8], query: &[f32], query_norm2: f32) -> f32 {
     }
 }
 
-/// The `k` active entries of `repo` nearest to `vector` by cosine similarity, best first.
-pub(crate) fn search(
+/// Whether `repo` (by id) has any active entry.
+fn has_active(conn: &Connection, repo_id: i64) -> Result<bool, Error> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM entries WHERE repository_id = ?1 AND status = 'active')",
+    )
+    .and_then(|mut s| s.query_row([repo_id], |r| r.get(0)))
+    .db("searching")
+}
+
+/// The `k` active entries of `repo` nearest to `vector` by cosine similarity over their
+/// embeddings of `model`, best first.
+pub(crate) fn search_vector(
     conn: &Connection,
     repo: &RepoKey,
+    model: &str,
     vector: &Embedding,
     k: usize,
 ) -> Result<Vec<SearchHit>, Error> {
-    if k == 0 {
-        return Ok(Vec::new());
-    }
     let Some(repo_id) = repo_id(conn, repo)? else {
         return Ok(Vec::new());
     };
+    if k == 0 {
+        return Ok(Vec::new());
+    }
     let what = "searching";
     // One read transaction: the scan and the fetch of the winners see the same state.
     let tx = conn.unchecked_transaction().db(what)?;
@@ -185,7 +197,7 @@ pub(crate) fn search(
         let mut stmt = tx
             .prepare_cached(
                 "SELECT e.id, e.path, e.ordinal, v.vector FROM entries e \
-                 JOIN embeddings v ON v.tenant = ?1 AND v.model = e.model \
+                 JOIN embeddings v ON v.tenant = ?1 AND v.model = ?4 \
                  AND v.content_hash = e.content_hash \
                  WHERE e.repository_id = ?2 AND e.status = 'active' AND v.dims = ?3",
             )
@@ -194,7 +206,8 @@ pub(crate) fn search(
             .query(params![
                 repo.tenant(),
                 repo_id,
-                int(vector.dimensions() as u64)
+                int(vector.dimensions() as u64),
+                model
             ])
             .db(what)?;
         while let Some(row) = rows.next().db(what)? {
@@ -227,6 +240,9 @@ pub(crate) fn search(
             });
         }
     }
+    if heap.is_empty() && has_active(&tx, repo_id)? {
+        return Err(Error::model_not_embedded(repo, model, vector.dimensions()));
+    }
     let winners = heap.into_sorted_vec();
     let mut stmt = tx
         .prepare_cached(&format!(
@@ -248,5 +264,52 @@ pub(crate) fn search(
             score: c.score,
         });
     }
+    Ok(hits)
+}
+
+/// The `k` active entries of `repo` that match any of `text`'s
+/// [`query_terms`](sync_core::query_terms) in their text or path, best first by bm25 (FTS5's
+/// defaults, k1 = 1.2 and b = 0.75; the collection statistics are those of the whole
+/// index), ties by path and ordinal.
+pub(crate) fn search_text(
+    conn: &Connection,
+    repo: &RepoKey,
+    text: &str,
+    k: usize,
+) -> Result<Vec<SearchHit>, Error> {
+    let terms = sync_core::query_terms(text);
+    if k == 0 || terms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(repo_id) = repo_id(conn, repo)? else {
+        return Ok(Vec::new());
+    };
+    // Every term is letters and digits only, so quoting makes it a plain FTS5 string.
+    let query = terms
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let what = "searching text";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS}, -bm25(entries_lexical) AS score \
+             FROM entries_lexical JOIN entries e ON e.id = entries_lexical.rowid \
+             WHERE entries_lexical MATCH ?1 AND e.repository_id = ?2 AND e.status = 'active' \
+             ORDER BY score DESC, e.path, e.ordinal LIMIT ?3"
+        ))
+        .db(what)?;
+    let mut rows = stmt
+        .query(params![query, repo_id, int(k as u64)])
+        .db(what)?;
+    let mut hits = Vec::new();
+    while let Some(row) = rows.next().db(what)? {
+        let score: f64 = row.get(11).db(what)?;
+        hits.push(SearchHit {
+            entry: entry_from_row(row, false)?,
+            score: score as f32,
+        });
+    }
+    SearchHit::rank_all(&mut hits, k);
     Ok(hits)
 }

@@ -112,6 +112,7 @@ impl SyncStore for SqliteStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
             .with_vector_search(true)
+            .with_lexical_search(true)
             .with_multi_process(true)
     }
 
@@ -216,15 +217,28 @@ impl SyncStore for SqliteStore {
             .await
     }
 
-    async fn search(
+    async fn search_vector(
         &self,
         repo: &RepoKey,
+        model: &str,
         vector: &Embedding,
         k: usize,
     ) -> Result<Vec<SearchHit>, Error> {
-        let (repo, vector) = (repo.clone(), vector.clone());
+        let (repo, model, vector) = (repo.clone(), model.to_owned(), vector.clone());
         self.pool
-            .read(move |c| search::search(c, &repo, &vector, k))
+            .read(move |c| search::search_vector(c, &repo, &model, &vector, k))
+            .await
+    }
+
+    async fn search_text(
+        &self,
+        repo: &RepoKey,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let (repo, text) = (repo.clone(), text.to_owned());
+        self.pool
+            .read(move |c| search::search_text(c, &repo, &text, k))
             .await
     }
 }

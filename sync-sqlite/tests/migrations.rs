@@ -273,11 +273,29 @@ async fn a_first_version_database_upgrades_without_losing_anything() {
     );
     // Search works over the upgraded embeddings.
     let hits = store
-        .search(&repo, &embedder.embed_one(C), 2)
+        .search_vector(&repo, MODEL, &embedder.embed_one(C), 2)
         .await
         .unwrap();
     assert_eq!(hits[0].entry.path.as_bytes(), b"c.rs");
     assert!((hits[0].score - 1.0).abs() < 1e-5);
+    // The upgrade filled the lexical index with the active entries' text and paths.
+    let hits = store.search_text(&repo, "c", 10).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].entry.path.as_bytes(), b"c.rs");
+    let hits = store.search_text(&repo, "pub", 10).await.unwrap();
+    let mut paths: Vec<_> = hits.iter().map(|h| h.entry.path.to_string()).collect();
+    paths.sort();
+    let active: Vec<_> = store
+        .entries(&repo, &sync_core::EntryQuery::active())
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.path.to_string())
+        .collect();
+    assert_eq!(
+        paths, active,
+        "every active entry, and only those, is indexed"
+    );
 
     // Syncing continues from the old state: a new commit deletes c.rs and brings back the
     // old text of b.rs under a new name. Only that blob is fetched, and its text is not

@@ -38,7 +38,9 @@ async fn open_creates_a_wal_database_at_the_latest_schema() {
     assert!(path.exists(), "open creates the file");
     assert_eq!(store.path(), path);
     let caps = store.capabilities();
-    assert!(caps.vector_search && caps.multi_process && !caps.row_level_security);
+    assert!(
+        caps.vector_search && caps.lexical_search && caps.multi_process && !caps.row_level_security
+    );
 
     let raw = Connection::open(&path).unwrap();
     let mode: String = raw
@@ -48,7 +50,7 @@ async fn open_creates_a_wal_database_at_the_latest_schema() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let tables: Vec<String> = raw
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
         .unwrap()
@@ -56,7 +58,14 @@ async fn open_creates_a_wal_database_at_the_latest_schema() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    for t in ["embeddings", "entries", "files", "repositories", "runs"] {
+    for t in [
+        "embeddings",
+        "entries",
+        "entries_lexical",
+        "files",
+        "repositories",
+        "runs",
+    ] {
         assert!(tables.iter().any(|n| n == t), "{t} in {tables:?}");
     }
     assert!(format!("{store:?}").contains("new.db"));
@@ -260,8 +269,8 @@ async fn open_failures_say_what_to_do() {
     assert!(!e.to_string().contains("pw"), "{e}");
 }
 
-/// Search ranks by cosine over active entries with vectors of the query's size only, and
-/// breaks ties by path.
+/// Vector search ranks by cosine over active entries with vectors of the query's size only,
+/// and breaks ties by path; a query of a size the model has none of is the clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_ranks_and_skips_other_dimensions() {
     let store = Arc::new(SqliteStore::temporary().await.unwrap());
@@ -283,7 +292,7 @@ async fn search_ranks_and_skips_other_dimensions() {
     small.sync(None).await.unwrap();
     let embedder = HashEmbedder::new(8);
     let hits = store
-        .search(small.repo(), &embedder.embed_one("alpha beta"), 3)
+        .search_vector(small.repo(), "hash-8", &embedder.embed_one("alpha beta"), 3)
         .await
         .unwrap();
     let paths: Vec<_> = hits.iter().map(|h| h.entry.path.to_string()).collect();
@@ -291,12 +300,13 @@ async fn search_ranks_and_skips_other_dimensions() {
     assert_eq!(paths[2], "d.txt");
     assert!(hits[0].entry.embedding.is_some());
     let wrong = HashEmbedder::new(9).embed_one("alpha beta");
-    assert!(
-        store
-            .search(small.repo(), &wrong, 3)
-            .await
-            .unwrap()
-            .is_empty(),
+    let e = store
+        .search_vector(small.repo(), "hash-8", &wrong, 3)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        sync_core::Error::model_not_embedded(small.repo(), "hash-8", 9).to_string(),
         "vectors of another size are not compared"
     );
 }

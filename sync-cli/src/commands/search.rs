@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use sync_core::{Embedder, EntryQuery, Error};
+use sync_core::{Embedder, EntryQuery, Error, SearchQuery, SyncStoreExt};
 
 use crate::cli::SearchArgs;
 use crate::exit::Exit;
@@ -60,9 +60,8 @@ pub(super) async fn exec(target: &Target, args: &SearchArgs) -> Result<Exit, Err
     } else {
         store
     };
-    let hits = store
-        .search(&key, &embedder.embed_one(&args.query), args.k)
-        .await?;
+    let query = SearchQuery::vector(model, embedder.embed_one(&args.query)).with_k(args.k);
+    let hits = store.search(&key, &query).await?;
     report::write_stdout(|out| {
         for hit in &hits {
             let e = &hit.entry;

@@ -268,7 +268,9 @@ fn to_entry(row: &EntryRow, status: EntryStatus) -> MemoryEntry {
 #[async_trait]
 impl SyncStore for MemoryStore {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default().with_vector_search(true)
+        Capabilities::default()
+            .with_vector_search(true)
+            .with_lexical_search(true)
     }
 
     async fn begin(&self, start: RunStart) -> Result<SyncRun, Error> {
@@ -630,9 +632,10 @@ impl SyncStore for MemoryStore {
         Ok(out)
     }
 
-    async fn search(
+    async fn search_vector(
         &self,
         repo: &RepoKey,
+        model: &str,
         vector: &Embedding,
         k: usize,
     ) -> Result<Vec<SearchHit>, Error> {
@@ -640,16 +643,17 @@ impl SyncStore for MemoryStore {
         let Some(r) = state.repo(repo) else {
             return Ok(Vec::new());
         };
+        let mut any_active = false;
         let mut hits: Vec<SearchHit> = r
             .active_entries
             .values()
             .flatten()
             .filter_map(|&row| {
+                any_active = true;
                 let er = &r.entries[row];
-                let model = er.entry.model.clone()?;
                 let emb = state.embeddings.get(&(
                     repo.tenant().to_owned(),
-                    model,
+                    model.to_owned(),
                     er.entry.content_hash,
                 ))?;
                 (emb.dimensions() == vector.dimensions()).then(|| {
@@ -659,6 +663,68 @@ impl SyncStore for MemoryStore {
                         score: emb.cosine(vector),
                         entry,
                     }
+                })
+            })
+            .collect();
+        if hits.is_empty() && any_active {
+            return Err(Error::model_not_embedded(repo, model, vector.dimensions()));
+        }
+        SearchHit::rank_all(&mut hits, k);
+        Ok(hits)
+    }
+
+    async fn search_text(
+        &self,
+        repo: &RepoKey,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let state = self.lock();
+        let Some(r) = state.repo(repo) else {
+            return Ok(Vec::new());
+        };
+        let terms = crate::query_terms(text);
+        if terms.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        // Okapi BM25 (k1 = 1.2, b = 0.75, as SQLite's FTS5) over the terms of each active
+        // entry's text and path.
+        let docs: Vec<(usize, Vec<String>)> = r
+            .active_entries
+            .values()
+            .flatten()
+            .map(|&row| {
+                let e = &r.entries[row].entry;
+                let mut words = crate::lexical_terms(&e.content);
+                words.extend(crate::lexical_terms(&e.path.to_string()));
+                (row, words)
+            })
+            .collect();
+        let n = docs.len() as f64;
+        let avg = docs.iter().map(|(_, w)| w.len()).sum::<usize>() as f64 / n.max(1.0);
+        let df = |t: &String| docs.iter().filter(|(_, w)| w.contains(t)).count() as f64;
+        let idf: Vec<f64> = terms
+            .iter()
+            .map(|t| {
+                let d = df(t);
+                ((n - d + 0.5) / (d + 0.5)).ln().max(1e-6)
+            })
+            .collect();
+        let (k1, b) = (1.2, 0.75);
+        let mut hits: Vec<SearchHit> = docs
+            .iter()
+            .filter_map(|(row, words)| {
+                let len = words.len() as f64;
+                let mut score = 0.0;
+                for (t, idf) in terms.iter().zip(&idf) {
+                    let tf = words.iter().filter(|w| *w == t).count() as f64;
+                    if tf > 0.0 {
+                        score += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg));
+                    }
+                }
+                (score > 0.0).then(|| SearchHit {
+                    entry: to_entry(&r.entries[*row], EntryStatus::Active),
+                    score: score as f32,
                 })
             })
             .collect();

@@ -73,7 +73,11 @@ pub use suite::{
     one_active_version, restore_is_new_run, search_active_only, settings_change_reprocesses,
     store_contract, tenant_isolation, work_follows_change,
 };
-pub use suite::{search_ties_rank_by_path_then_ordinal, unknown_runs_are_not_found};
+pub use suite::{
+    hybrid_ranking_is_the_same_in_every_store, lexical_search_finds_identifiers_and_paths,
+    models_coexist_and_an_unknown_model_is_a_clear_error, search_ties_rank_by_path_then_ordinal,
+    unknown_runs_are_not_found,
+};
 pub use wrappers::{CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyStore};
 
 /// Expands to one `#[tokio::test]` per conformance test for a store factory (see the
@@ -87,7 +91,9 @@ macro_rules! sync_store_conformance {
             linear_history, restore_is_new_run, nothing_is_lost, honest_events,
             tenant_isolation, store_contract, search_active_only, restore_counts);
         $crate::sync_store_conformance!(@each $factory;
-            unknown_runs_are_not_found, search_ties_rank_by_path_then_ordinal);
+            unknown_runs_are_not_found, search_ties_rank_by_path_then_ordinal,
+            lexical_search_finds_identifiers_and_paths, hybrid_ranking_is_the_same_in_every_store,
+            models_coexist_and_an_unknown_model_is_a_clear_error);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };

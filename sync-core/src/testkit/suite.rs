@@ -9,9 +9,10 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use crate::{
-    Blob, ChangeSet, CommitId, EntryKind, EntryQuery, EntryStatus, Error, ErrorKind, FileChange,
-    HashEmbedder, IndexedFile, MemoryFile, NewEntry, Phase, RepoKey, RepoPath, RepoSource, RunEnd,
-    RunStart, StageBatch, SyncEvent, SyncStats, SyncStatus, SyncStore, Tree, TreeEntry,
+    Blob, ChangeSet, CommitId, Embedder, EntryKind, EntryQuery, EntryStatus, Error, ErrorKind,
+    FileChange, HashEmbedder, IndexedFile, MemoryFile, NewEntry, Phase, RepoKey, RepoPath,
+    RepoSource, RunEnd, RunStart, StageBatch, SyncEvent, SyncStats, SyncStatus, SyncStore, Tree,
+    TreeEntry,
 };
 
 use super::fixture::{DIMS, Harness, Snapshot, step_branch, step_files};
@@ -412,7 +413,11 @@ pub async fn one_active_version(factory: &impl StoreFactory) {
 
     if h.store.capabilities().vector_search {
         let query = HashEmbedder::new(DIMS).embed_one(&super::fixture::lib_rs(1));
-        let hits = h.store.search(h.repo(), &query, 100).await.unwrap();
+        let hits = h
+            .store
+            .search_vector(h.repo(), HashEmbedder::new(DIMS).model(), &query, 100)
+            .await
+            .unwrap();
         assert!(!hits.is_empty());
         let active_keys: HashSet<_> = active
             .iter()
@@ -1297,7 +1302,13 @@ pub async fn tenant_isolation(factory: &impl StoreFactory) {
     );
     if store.capabilities().vector_search {
         let q = HashEmbedder::new(DIMS).embed_one("pub fn");
-        assert!(store.search(beta.repo(), &q, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .search_vector(beta.repo(), &model, &q, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     beta.sync_step(4).await;
@@ -1585,12 +1596,21 @@ pub async fn search_active_only(factory: &impl StoreFactory) {
     h.sync_step(0).await;
     h.sync_step(1).await;
     let probe = HashEmbedder::new(DIMS).embed_one("pub fn new_fn() {}\n");
+    let model = HashEmbedder::new(DIMS).model().to_owned();
     if !h.store.capabilities().vector_search {
-        let e = h.store.search(h.repo(), &probe, 3).await.unwrap_err();
+        let e = h
+            .store
+            .search_vector(h.repo(), &model, &probe, 3)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         return;
     }
-    let hits = h.store.search(h.repo(), &probe, 3).await.unwrap();
+    let hits = h
+        .store
+        .search_vector(h.repo(), &model, &probe, 3)
+        .await
+        .unwrap();
     assert_eq!(hits.len(), 3, "k hits");
     assert_eq!(
         hits[0].entry.path.as_bytes(),
@@ -1609,14 +1629,18 @@ pub async fn search_active_only(factory: &impl StoreFactory) {
     assert!(hits.iter().all(|h| h.entry.status == EntryStatus::Active));
     // Text that only exists in superseded entries is not found as such.
     let gone = HashEmbedder::new(DIMS).embed_one("pub fn util() -> u8 { 7 }\n");
-    let hits = h.store.search(h.repo(), &gone, 50).await.unwrap();
+    let hits = h
+        .store
+        .search_vector(h.repo(), &model, &gone, 50)
+        .await
+        .unwrap();
     assert!(
         hits.iter()
             .all(|h| h.entry.path.as_bytes() != b"src/util.rs")
     );
     assert!(
         h.store
-            .search(h.repo(), &probe, 0)
+            .search_vector(h.repo(), &model, &probe, 0)
             .await
             .unwrap()
             .is_empty()
@@ -1753,12 +1777,15 @@ pub async fn search_ties_rank_by_path_then_ordinal(factory: &impl StoreFactory) 
     let repo = RepoKey::new("memory:ties").unwrap();
     let embedder = HashEmbedder::new(DIMS);
     let probe = embedder.embed_one("the probe");
+    let model = "conformance-ties";
     if !store.capabilities().vector_search {
-        let e = store.search(&repo, &probe, 3).await.unwrap_err();
+        let e = store
+            .search_vector(&repo, model, &probe, 3)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         return;
     }
-    let model = "conformance-ties";
     // The probe's own text ranks first; the other five entries share one text, so they tie.
     let places = [
         ("z.rs", 0, "the probe"),
@@ -1818,7 +1845,7 @@ pub async fn search_ties_rank_by_path_then_ordinal(factory: &impl StoreFactory) 
         ("b.rs", 0),
     ];
     for k in [1, 3, 4, 6, 10] {
-        let hits = store.search(&repo, &probe, k).await.unwrap();
+        let hits = store.search_vector(&repo, model, &probe, k).await.unwrap();
         let got: Vec<(&[u8], u32)> = hits
             .iter()
             .map(|h| (h.entry.path.as_bytes(), h.entry.ordinal))
@@ -1834,4 +1861,329 @@ pub async fn search_ties_rank_by_path_then_ordinal(factory: &impl StoreFactory) 
             "equal texts score the same: {hits:?}"
         );
     }
+}
+
+/// Commits `docs` (path, ordinal, text) as the only active entries of `repo` in one run.
+/// Entries record `models[0]` as their model; every model in `models` gets an embedding of
+/// every text: the [`HashEmbedder`] vector of `"{model}:{text}"`, so each model's vectors
+/// differ.
+async fn commit_corpus(
+    store: &Arc<dyn SyncStore>,
+    repo: &RepoKey,
+    docs: &[(&str, u32, &str)],
+    models: &[&str],
+) {
+    let blob = |path: &str| crate::BlobId::for_content(path.as_bytes());
+    let mut batch = StageBatch::default();
+    for (path, ordinal, text) in docs {
+        batch.entries.push(NewEntry {
+            path: RepoPath::new(*path).unwrap(),
+            blob: blob(path),
+            ordinal: *ordinal,
+            content: (*text).into(),
+            content_hash: crate::ContentHash::of(text),
+            start_line: 1,
+            end_line: 1,
+            model: models.first().map(|m| (*m).to_owned()),
+        });
+    }
+    let texts: BTreeSet<&str> = docs.iter().map(|(_, _, t)| *t).collect();
+    for model in models {
+        for text in &texts {
+            batch.embeddings.push(crate::NewEmbedding {
+                model: (*model).into(),
+                content_hash: crate::ContentHash::of(text),
+                embedding: model_vector(model, text),
+            });
+        }
+    }
+    let paths: BTreeSet<&str> = docs.iter().map(|(p, _, _)| *p).collect();
+    let changes = ChangeSet {
+        changes: paths
+            .iter()
+            .map(|p| {
+                let entry = TreeEntry::new(RepoPath::new(p).unwrap(), blob(p), 1, EntryKind::File);
+                FileChange::Upsert(IndexedFile::new(entry, None))
+            })
+            .collect(),
+    };
+    let run = store
+        .begin(super::fixture::run_start(repo, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    store.stage(&run, batch).await.unwrap();
+    store
+        .commit(&run, changes, SyncStats::default())
+        .await
+        .unwrap();
+}
+
+/// The vector [`commit_corpus`] stores for `text` under `model`.
+fn model_vector(model: &str, text: &str) -> crate::Embedding {
+    HashEmbedder::new(DIMS).embed_one(&format!("{model}:{text}"))
+}
+
+fn places(hits: &[crate::SearchHit]) -> Vec<(String, u32)> {
+    hits.iter()
+        .map(|h| (h.entry.path.to_string(), h.entry.ordinal))
+        .collect()
+}
+
+/// The lexical index finds entries by an identifier in their text (split at `_`, as
+/// [`crate::lexical_terms`] says) and by their path; it holds active entries only, and one
+/// tenant's entries are invisible to another. Stores without the capability say so with
+/// `Unsupported`.
+pub async fn lexical_search_finds_identifiers_and_paths(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    let repo = RepoKey::new("memory:lexical").unwrap();
+    if !store.capabilities().lexical_search {
+        let e = store.search_text(&repo, "x", 3).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        return;
+    }
+    commit_corpus(
+        &store,
+        &repo,
+        &[
+            ("src/rank.rs", 0, "pub fn sort_hits(hits: &mut Vec<Hit>) {}"),
+            ("src/fusion.rs", 0, "fn fuse(lists) -> Vec<Hit> { todo!() }"),
+            ("docs/guide.md", 0, "How results are ordered."),
+        ],
+        &["lexical-model"],
+    )
+    .await;
+    let hits = store.search_text(&repo, "sort_hits", 10).await.unwrap();
+    assert_eq!(places(&hits), [("src/rank.rs".to_owned(), 0)], "{hits:?}");
+    assert!(hits[0].score > 0.0, "{hits:?}");
+    assert!(hits[0].entry.content.contains("sort_hits"));
+    let hits = store.search_text(&repo, "fusion", 10).await.unwrap();
+    assert_eq!(
+        places(&hits),
+        [("src/fusion.rs".to_owned(), 0)],
+        "a path term finds the entry: {hits:?}"
+    );
+    let hits = store.search_text(&repo, "guide.md", 10).await.unwrap();
+    assert_eq!(places(&hits), [("docs/guide.md".to_owned(), 0)], "{hits:?}");
+    assert!(
+        store
+            .search_text(&repo, "nowhere", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.search_text(&repo, "  ", 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .search_text(&repo, "rank", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Query syntax of any index is plain text here.
+    for odd in ["\"", "rank* OR", "a:b", "NEAR(", "(", "'", "-rank", "&|!"] {
+        store.search_text(&repo, odd, 5).await.unwrap();
+    }
+
+    // A new version of the file supersedes the old text: it is no longer found.
+    commit_corpus(
+        &store,
+        &repo,
+        &[("src/rank.rs", 0, "pub fn order(xs: &mut Vec<Hit>) {}")],
+        &["lexical-model"],
+    )
+    .await;
+    assert!(
+        store
+            .search_text(&repo, "sort_hits", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hits = store.search_text(&repo, "order", 10).await.unwrap();
+    assert_eq!(places(&hits), [("src/rank.rs".to_owned(), 0)], "{hits:?}");
+    // A restore brings the old text back into the index, and takes the new one out.
+    let history = store.history(&repo, 10).await.unwrap();
+    let first = history.last().unwrap().id;
+    store.restore(&repo, first).await.unwrap();
+    let hits = store.search_text(&repo, "sort_hits", 10).await.unwrap();
+    assert_eq!(places(&hits), [("src/rank.rs".to_owned(), 0)], "{hits:?}");
+    assert!(
+        store
+            .search_text(&repo, "order", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let other = repo.clone().with_tenant("other-tenant").unwrap();
+    assert!(
+        store
+            .search_text(&other, "order", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    commit_corpus(&store, &other, &[("x.rs", 0, "fn secret_order()")], &["m"]).await;
+    let hits = store.search_text(&repo, "secret", 10).await.unwrap();
+    assert!(hits.is_empty(), "another tenant's entries: {hits:?}");
+
+    // Staged text is not found, before or after its run is aborted.
+    let run = store
+        .begin(super::fixture::run_start(&repo, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let text = "fn staged_only() {}";
+    let batch = StageBatch {
+        entries: vec![NewEntry {
+            path: RepoPath::new("src/staged.rs").unwrap(),
+            blob: crate::BlobId::for_content(text.as_bytes()),
+            ordinal: 0,
+            content: text.into(),
+            content_hash: crate::ContentHash::of(text),
+            start_line: 1,
+            end_line: 1,
+            model: None,
+        }],
+        embeddings: Vec::new(),
+    };
+    store.stage(&run, batch).await.unwrap();
+    assert!(
+        store
+            .search_text(&repo, "staged", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.abort(&run, &RunEnd::Cancelled).await.unwrap();
+    assert!(
+        store
+            .search_text(&repo, "staged", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A hybrid search is the core's reciprocal rank fusion ([`crate::fuse`]) of the store's
+/// vector list and lexical list, and on this fixed corpus every store returns the same
+/// fixed order.
+pub async fn hybrid_ranking_is_the_same_in_every_store(factory: &impl StoreFactory) {
+    use crate::{SearchQuery, SyncStoreExt};
+    let store = factory.open().await;
+    let repo = RepoKey::new("memory:hybrid").unwrap();
+    let model = "hybrid-model";
+    let text = "parse config";
+    let query = SearchQuery::hybrid(text, model, model_vector(model, "parse config file"));
+    let caps = store.capabilities();
+    if !(caps.vector_search && caps.lexical_search) {
+        let e = store.search(&repo, &query).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        return;
+    }
+    // Lexical: "parse" and "config" each once per entry, entries of equal length, so the
+    // number of query terms an entry has decides; the vector list is the hash embedder's.
+    commit_corpus(
+        &store,
+        &repo,
+        &[
+            ("a.rs", 0, "parse config file"),
+            ("b.rs", 0, "parse other thing"),
+            ("c.rs", 0, "load config value"),
+            ("d.rs", 0, "write output file"),
+            ("e.rs", 0, "parse config value"),
+            ("f.rs", 0, "nothing here at all"),
+        ],
+        &[model],
+    )
+    .await;
+    for k in [1, 3, 6] {
+        let query = query.clone().with_k(k);
+        let by_vector = store
+            .search_vector(
+                &repo,
+                model,
+                query.vector.as_ref().map(|v| &v.1).unwrap(),
+                k,
+            )
+            .await
+            .unwrap();
+        let by_text = store.search_text(&repo, text, k).await.unwrap();
+        let hybrid = store.search(&repo, &query).await.unwrap();
+        assert_eq!(
+            places(&hybrid),
+            places(&crate::fuse([by_vector, by_text], k)),
+            "k = {k}"
+        );
+    }
+    let lexical = store.search_text(&repo, text, 10).await.unwrap();
+    let lexical = places(&lexical);
+    assert_eq!(lexical.len(), 4, "{lexical:?}");
+    assert_eq!(
+        BTreeSet::from_iter(&lexical[..2]),
+        BTreeSet::from_iter(&[("a.rs".to_owned(), 0), ("e.rs".to_owned(), 0)]),
+        "two terms rank before one: {lexical:?}"
+    );
+    let hybrid = store.search(&repo, &query.clone().with_k(6)).await.unwrap();
+    let want: Vec<(String, u32)> = ["a.rs", "e.rs", "b.rs", "c.rs", "d.rs", "f.rs"]
+        .iter()
+        .map(|p| ((*p).to_owned(), 0))
+        .collect();
+    assert_eq!(places(&hybrid), want, "{hybrid:?}");
+}
+
+/// Embeddings of several models coexist: a vector search with a model uses that model's
+/// embeddings of the entries' content, whatever model the entries were written with; a
+/// model with no embeddings for the repository is [`Error::model_not_embedded`], which
+/// names `reembed`.
+pub async fn models_coexist_and_an_unknown_model_is_a_clear_error(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    let repo = RepoKey::new("memory:models").unwrap();
+    if !store.capabilities().vector_search {
+        let e = store
+            .search_vector(&repo, "m", &model_vector("m", "x"), 3)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        return;
+    }
+    let docs = [
+        ("a.rs", 0, "alpha text"),
+        ("b.rs", 0, "beta text"),
+        ("c.rs", 0, "gamma text"),
+    ];
+    commit_corpus(&store, &repo, &docs, &["model-one", "model-two"]).await;
+    for model in ["model-one", "model-two"] {
+        for (path, _, text) in docs {
+            let hits = store
+                .search_vector(&repo, model, &model_vector(model, text), 3)
+                .await
+                .unwrap();
+            assert_eq!(hits.len(), 3);
+            assert_eq!(hits[0].entry.path.to_string(), path, "{model}");
+            assert_eq!(
+                hits[0].entry.embedding.as_ref(),
+                Some(&model_vector(model, text)),
+                "{model}: the hit carries that model's vector"
+            );
+            assert!((hits[0].score - 1.0).abs() < 1e-4, "{}", hits[0].score);
+        }
+    }
+    let e = store
+        .search_vector(&repo, "model-three", &model_vector("model-three", "x"), 3)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert_eq!(
+        e.to_string(),
+        Error::model_not_embedded(&repo, "model-three", DIMS).to_string()
+    );
+    // A repository without active entries has nothing to find, with any model.
+    let empty = RepoKey::new("memory:models-empty").unwrap();
+    assert!(
+        store
+            .search_vector(&empty, "model-three", &model_vector("m", "x"), 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

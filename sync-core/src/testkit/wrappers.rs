@@ -345,14 +345,29 @@ impl<S: SyncStore> SyncStore for FaultyStore<S> {
             .await
     }
 
-    async fn search(
+    async fn search_vector(
         &self,
         repo: &RepoKey,
+        model: &str,
         vector: &Embedding,
         k: usize,
     ) -> Result<Vec<SearchHit>, Error> {
         self.plan
-            .guard("search", self.inner.search(repo, vector, k))
+            .guard(
+                "search_vector",
+                self.inner.search_vector(repo, model, vector, k),
+            )
+            .await
+    }
+
+    async fn search_text(
+        &self,
+        repo: &RepoKey,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        self.plan
+            .guard("search_text", self.inner.search_text(repo, text, k))
             .await
     }
 }

@@ -230,6 +230,19 @@ async fn any_text_round_trips() {
     assert_eq!(index.files()[0].entry.size, u64::from(u32::MAX) * 4);
     let history = store.history(&repo, 1).await.unwrap();
     assert_eq!(history[0].branch, "feature/ß");
+    // The lexical index takes every text and path: a text with a NUL and a path that is
+    // not UTF-8 are found by their ASCII words, the rest by any word.
+    let lexical = |text: &'static str| {
+        let (store, repo) = (&store, &repo);
+        async move {
+            let hits = store.search_text(repo, text, 10).await.unwrap();
+            hits.iter().map(|h| h.entry.ordinal).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(lexical("NUL inside").await, [0]);
+    assert_eq!(lexical("🦀 quotes").await, [1]);
+    assert_eq!(lexical("hex").await, [3]);
+    assert_eq!(lexical("utf8").await, [0, 1, 2, 3], "a term of the path");
     store.close().await;
     db.drop().await;
 }

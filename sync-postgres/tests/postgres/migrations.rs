@@ -410,7 +410,8 @@ async fn upgrade_from_the_first_migration_keeps_every_row_and_vector() {
             .all(|e| e.embedding.as_ref().is_some_and(|v| v.dimensions() == DIMS))
     );
     let probe: &Embedding = entries[17].embedding.as_ref().unwrap();
-    let hits = store.search(&repo, probe, 3).await.unwrap();
+    let model = entries[17].model.as_deref().unwrap();
+    let hits = store.search_vector(&repo, model, probe, 3).await.unwrap();
     assert_eq!(
         hits[0].entry.content, entries[17].content,
         "search finds old entries"

@@ -109,7 +109,7 @@ async fn search_uses_the_hnsw_index_and_finds_the_nearest() {
     );
 
     let plan = store
-        .explain_search(&repo, &vector(1234, dims), 10)
+        .explain_search(&repo, &format!("test-{dims}"), &vector(1234, dims), 10)
         .await
         .unwrap();
     assert!(
@@ -118,7 +118,10 @@ async fn search_uses_the_hnsw_index_and_finds_the_nearest() {
     );
 
     for n in [0, 1234, 2_999] {
-        let hits = store.search(&repo, &vector(n, dims), 5).await.unwrap();
+        let hits = store
+            .search_vector(&repo, &format!("test-{dims}"), &vector(n, dims), 5)
+            .await
+            .unwrap();
         assert_eq!(hits.len(), 5);
         assert_eq!(
             hits[0].entry.content, texts[n],
@@ -131,6 +134,25 @@ async fn search_uses_the_hnsw_index_and_finds_the_nearest() {
         );
         assert_eq!(hits[0].entry.embedding.as_ref(), Some(&vector(n, dims)));
     }
+
+    // The lexical index is a partial GIN index over the same expression the search uses.
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT e.id FROM sync_entries e WHERE e.status = 'active' \
+         AND sync_lexical_document(e.content, e.path) @@ to_tsquery('simple', 'file00007')",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("sync_entries_lexical"), "{plan}");
+    let hits = store.search_text(&repo, "file00007", 200).await.unwrap();
+    assert_eq!(hits.len(), 100, "a path term finds the file's entries");
+    assert!(
+        hits.iter()
+            .all(|h| h.entry.path.as_bytes() == b"src/file00007.rs")
+    );
+    let hits = store.search_text(&repo, "entry 712", 5).await.unwrap();
+    assert_eq!(hits[0].entry.content, texts[712], "both terms rank first");
     store.close().await;
     db.drop().await;
 }
@@ -152,7 +174,10 @@ async fn other_dimensions_are_refused_and_stores_of_several_share_a_database() {
     load(&small, &a, 3, 4, 8).await;
     load(&large, &b, 3, 4, 24).await;
 
-    let e = small.search(&a, &vector(0, 24), 3).await.unwrap_err();
+    let e = small
+        .search_vector(&a, "test-24", &vector(0, 24), 3)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("24 dimensions"), "{e}");
     let run = small
@@ -197,19 +222,42 @@ async fn other_dimensions_are_refused_and_stores_of_several_share_a_database() {
 
     // Each store's index serves its own vectors; the store without a dimension searches
     // any of them exactly.
-    let hits = small.search(&a, &vector(5, 8), 2).await.unwrap();
+    let hits = small
+        .search_vector(&a, "test-8", &vector(5, 8), 2)
+        .await
+        .unwrap();
     assert_eq!(hits[0].entry.embedding.as_ref(), Some(&vector(5, 8)));
-    let hits = large.search(&b, &vector(7, 24), 2).await.unwrap();
+    let hits = large
+        .search_vector(&b, "test-24", &vector(7, 24), 2)
+        .await
+        .unwrap();
     assert_eq!(hits[0].entry.embedding.as_ref(), Some(&vector(7, 24)));
-    let hits = exact.search(&b, &vector(7, 24), 2).await.unwrap();
+    let hits = exact
+        .search_vector(&b, "test-24", &vector(7, 24), 2)
+        .await
+        .unwrap();
     assert_eq!(hits[0].entry.embedding.as_ref(), Some(&vector(7, 24)));
-    assert!(
-        exact.search(&b, &vector(7, 8), 2).await.unwrap().is_empty(),
-        "no 8-dimension vector in b"
+    // Embeddings belong to (content, model) within a tenant: b's entries, written with
+    // test-24, have the same texts as a's, so a's test-8 vectors are theirs too, and each
+    // model searches its own vectors.
+    let hits = exact
+        .search_vector(&b, "test-8", &vector(7, 8), 2)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].entry.embedding.as_ref(), Some(&vector(7, 8)));
+    assert_eq!(hits[0].entry.model.as_deref(), Some("test-24"));
+    let e = exact
+        .search_vector(&b, "test-9", &vector(7, 9), 2)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        sync_core::Error::model_not_embedded(&b, "test-9", 9).to_string(),
+        "no model test-9 in b"
     );
     assert!(
         exact
-            .explain_search(&b, &vector(7, 24), 2)
+            .explain_search(&b, "test-24", &vector(7, 24), 2)
             .await
             .unwrap()
             .contains("Sort")
@@ -218,7 +266,7 @@ async fn other_dimensions_are_refused_and_stores_of_several_share_a_database() {
     // A zero vector has no direction: every entry scores 0, ordered by path and ordinal,
     // as the reference store has it.
     let zero = Embedding::new(vec![0.0; 8]);
-    let hits = small.search(&a, &zero, 5).await.unwrap();
+    let hits = small.search_vector(&a, "test-8", &zero, 5).await.unwrap();
     assert_eq!(hits.len(), 5);
     assert!(hits.iter().all(|h| h.score == 0.0));
     let all = small.entries(&a, &EntryQuery::active()).await.unwrap();

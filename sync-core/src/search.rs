@@ -1,0 +1,321 @@
+//! Search: what a caller asks ([`SearchQuery`], [`SearchMode`]), how a query text becomes
+//! lexical terms ([`lexical_terms`]), and how the store's vector list and lexical list become
+//! one ranking ([`fuse`], reciprocal rank fusion). Stores return the two lists; the fusion
+//! happens here, once, for every store.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Embedding, Error, RepoKey, SearchHit};
+
+/// The constant of reciprocal rank fusion: a hit at 1-based rank `r` in a list adds
+/// `1 / (RRF_K + r)` to its fused score. 60 is the value of the original paper (Cormack,
+/// Clarke and Büttcher, 2009): it damps the difference between the first few places, so a
+/// hit ranked well by both lists beats one ranked first by only one.
+pub const RRF_K: f64 = 60.0;
+
+/// Which lists a search ranks by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    /// Reciprocal rank fusion of the vector list and the lexical list (the default).
+    #[default]
+    Hybrid,
+    /// Cosine similarity of embeddings only.
+    Vector,
+    /// The lexical index only (entry text and path).
+    Lexical,
+}
+
+impl SearchMode {
+    /// The name used in JSON and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hybrid => "hybrid",
+            Self::Vector => "vector",
+            Self::Lexical => "lexical",
+        }
+    }
+}
+
+impl fmt::Display for SearchMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SearchMode {
+    type Err = Error;
+
+    /// ```
+    /// use sync_core::SearchMode;
+    /// assert_eq!("lexical".parse::<SearchMode>()?, SearchMode::Lexical);
+    /// assert!("fuzzy".parse::<SearchMode>().is_err());
+    /// # Ok::<(), sync_core::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "hybrid" => Ok(Self::Hybrid),
+            "vector" => Ok(Self::Vector),
+            "lexical" => Ok(Self::Lexical),
+            other => Err(Error::invalid_input(format!(
+                "unknown search mode `{other}`; use hybrid, vector or lexical"
+            ))),
+        }
+    }
+}
+
+/// One search, as [`SyncStoreExt::search`](crate::SyncStoreExt::search) runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchQuery {
+    /// The query text, for the lexical list.
+    pub text: String,
+    /// The embedding model and the query text's vector of that model, for the vector list.
+    pub vector: Option<(String, Embedding)>,
+    /// How many hits to return.
+    pub k: usize,
+    /// Which lists to rank by.
+    pub mode: SearchMode,
+}
+
+impl SearchQuery {
+    /// A hybrid query for `text`, with its vector of `model`.
+    pub fn hybrid(text: impl Into<String>, model: impl Into<String>, vector: Embedding) -> Self {
+        Self {
+            text: text.into(),
+            vector: Some((model.into(), vector)),
+            k: 10,
+            mode: SearchMode::Hybrid,
+        }
+    }
+
+    /// A lexical query for `text`.
+    pub fn lexical(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            vector: None,
+            k: 10,
+            mode: SearchMode::Lexical,
+        }
+    }
+
+    /// A vector query with `vector` of `model`.
+    pub fn vector(model: impl Into<String>, vector: Embedding) -> Self {
+        Self {
+            text: String::new(),
+            vector: Some((model.into(), vector)),
+            k: 10,
+            mode: SearchMode::Vector,
+        }
+    }
+
+    /// Sets [`SearchQuery::k`].
+    #[must_use]
+    pub fn with_k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+
+    /// The model and vector a vector or hybrid search needs.
+    pub(crate) fn needs_vector(&self) -> Result<(&str, &Embedding), Error> {
+        self.vector
+            .as_ref()
+            .map(|(m, v)| (m.as_str(), v))
+            .ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "a {} search needs a query vector (an embedder's model and the query's embedding); use the lexical mode to search without one",
+                    self.mode
+                ))
+            })
+    }
+}
+
+/// The lexical terms of a text, as every store's lexical index sees words: maximal runs of
+/// letters and digits, lowercased. Everything else separates terms, so `search_text`,
+/// `search-text` and `src/search.rs` split at `_`, `-`, `/` and `.`; a case change does not
+/// split (`SearchHit` is the one term `searchhit`), as in SQLite's `unicode61` tokenizer and
+/// PostgreSQL's `simple` configuration.
+///
+/// A lexical search matches entries with any of the query's terms.
+///
+/// ```
+/// assert_eq!(sync_core::lexical_terms("fn rank_all(SearchHit)"), ["fn", "rank", "all", "searchhit"]);
+/// ```
+pub fn lexical_terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The [`lexical_terms`] of a query, each once, in first-seen order.
+pub fn query_terms(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    lexical_terms(text)
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
+/// Reciprocal rank fusion of ranked lists (each best first, as a store returns them): a hit's
+/// fused score is the sum over the lists it appears in of `1 / (RRF_K + rank)`, rank
+/// counted from 1. Hits are the same entry when path and ordinal are equal; the first list
+/// that has one provides its entry (so put the vector list first to keep embeddings). The
+/// result is ranked by [`SearchHit::rank_all`] (fused score, then path bytes, then ordinal)
+/// and cut to `k`; each hit's [`score`](SearchHit::score) is its fused score.
+///
+/// ```
+/// use sync_core::{fuse, SearchHit};
+/// # use sync_core::*;
+/// # fn hit(path: &str) -> SearchHit {
+/// #     let entry = MemoryEntry {
+/// #         path: RepoPath::new(path).unwrap(), blob: BlobId::for_content(b""), ordinal: 0,
+/// #         content: String::new(), content_hash: ContentHash::of(""), start_line: 1,
+/// #         end_line: 1, model: None, embedding: None, status: EntryStatus::Active,
+/// #         created_by: SyncId(1), superseded_by: None,
+/// #     };
+/// #     SearchHit { entry, score: 0.0 }
+/// # }
+/// let vector = vec![hit("a.rs"), hit("b.rs")];
+/// let lexical = vec![hit("b.rs"), hit("c.rs")];
+/// let fused = fuse([vector, lexical], 3);
+/// let paths: Vec<_> = fused.iter().map(|h| h.entry.path.to_string()).collect();
+/// assert_eq!(paths, ["b.rs", "a.rs", "c.rs"]);
+/// ```
+pub fn fuse<const N: usize>(lists: [Vec<SearchHit>; N], k: usize) -> Vec<SearchHit> {
+    let mut fused: HashMap<(Vec<u8>, u32), (f64, SearchHit)> = HashMap::new();
+    for list in lists {
+        for (i, hit) in list.into_iter().enumerate() {
+            let add = 1.0 / (RRF_K + (i + 1) as f64);
+            let key = (hit.entry.path.as_bytes().to_vec(), hit.entry.ordinal);
+            fused
+                .entry(key)
+                .and_modify(|(score, _)| *score += add)
+                .or_insert((add, hit));
+        }
+    }
+    let mut hits: Vec<SearchHit> = fused
+        .into_values()
+        .map(|(score, mut hit)| {
+            hit.score = score as f32;
+            hit
+        })
+        .collect();
+    SearchHit::rank_all(&mut hits, k);
+    hits
+}
+
+impl Error {
+    /// The error of a vector search with `model` when no active entry of `repo` has an
+    /// embedding of that model with `dimensions` dimensions: the model's vectors were never
+    /// computed for this repository (or were computed with another size), and `reembed`
+    /// computes them from the stored entry text.
+    pub fn model_not_embedded(repo: &RepoKey, model: &str, dimensions: usize) -> Self {
+        Self::not_found(format!(
+            "no active entry of `{repo}` has an embedding of model `{model}` with {dimensions} dimensions; run `projsync reembed --embedder {model}` to embed its entries with that model, or search with the model they were embedded with"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BlobId, ContentHash, EntryStatus, MemoryEntry, RepoPath, SyncId};
+
+    fn hit(path: &str, ordinal: u32) -> SearchHit {
+        let entry = MemoryEntry {
+            path: RepoPath::new(path).unwrap(),
+            blob: BlobId::for_content(b""),
+            ordinal,
+            content: String::new(),
+            content_hash: ContentHash::of(""),
+            start_line: 1,
+            end_line: 1,
+            model: None,
+            embedding: None,
+            status: EntryStatus::Active,
+            created_by: SyncId(1),
+            superseded_by: None,
+        };
+        SearchHit { entry, score: 0.5 }
+    }
+
+    fn order(hits: &[SearchHit]) -> Vec<(String, u32)> {
+        hits.iter()
+            .map(|h| (h.entry.path.to_string(), h.entry.ordinal))
+            .collect()
+    }
+
+    #[test]
+    fn fusion_sums_reciprocal_ranks() {
+        let vector = vec![hit("a", 0), hit("b", 0), hit("c", 0)];
+        let lexical = vec![hit("c", 0), hit("d", 0), hit("a", 0)];
+        let fused = fuse([vector, lexical], 10);
+        // a: 1/61 + 1/63, c: 1/63 + 1/61 (tie, path order), b: 1/62, d: 1/62 (tie).
+        assert_eq!(
+            order(&fused),
+            [
+                ("a".into(), 0),
+                ("c".into(), 0),
+                ("b".into(), 0),
+                ("d".into(), 0)
+            ]
+        );
+        let expected = (1.0 / 61.0 + 1.0 / 63.0) as f32;
+        assert!(
+            (fused[0].score - expected).abs() < 1e-7,
+            "{}",
+            fused[0].score
+        );
+        assert_eq!(fused[2].score, (1.0 / 62.0) as f32);
+    }
+
+    #[test]
+    fn fusion_cuts_at_k_and_keeps_the_first_lists_entry() {
+        let mut with_vector = hit("a", 1);
+        with_vector.entry.embedding = Some(Embedding::new(vec![1.0]));
+        let fused = fuse([vec![with_vector], vec![hit("a", 1), hit("a", 0)]], 1);
+        assert_eq!(order(&fused), [("a".into(), 1)]);
+        assert!(fused[0].entry.embedding.is_some());
+        assert!(fuse([Vec::new(), Vec::new()], 5).is_empty());
+        assert!(fuse([vec![hit("a", 0)]], 0).is_empty());
+    }
+
+    #[test]
+    fn terms_split_code_identifiers_and_paths() {
+        assert_eq!(
+            lexical_terms("src/search.rs: search_vector(k)"),
+            ["src", "search", "rs", "search", "vector", "k"]
+        );
+        assert_eq!(query_terms("Foo foo FOO-bar"), ["foo", "bar"]);
+        assert!(lexical_terms(" \n!").is_empty());
+    }
+
+    #[test]
+    fn modes_parse_and_serialize_in_snake_case() {
+        for mode in [SearchMode::Hybrid, SearchMode::Vector, SearchMode::Lexical] {
+            assert_eq!(mode.as_str().parse::<SearchMode>().unwrap(), mode);
+            assert_eq!(
+                serde_json::to_value(mode).unwrap(),
+                serde_json::Value::String(mode.to_string())
+            );
+        }
+        assert_eq!(SearchMode::default(), SearchMode::Hybrid);
+        let e = "Hybrid".parse::<SearchMode>().unwrap_err();
+        assert!(e.to_string().contains("hybrid, vector or lexical"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_model_names_reembed() {
+        let repo = RepoKey::new("memory:demo").unwrap();
+        let e = Error::model_not_embedded(&repo, "minilm", 384);
+        assert_eq!(e.kind(), crate::ErrorKind::NotFound);
+        assert!(
+            e.to_string().contains("projsync reembed --embedder minilm"),
+            "{e}"
+        );
+    }
+}
