@@ -8,6 +8,7 @@ mod cli;
 mod exit;
 mod kill;
 mod output;
+mod search_quality;
 mod sources;
 mod stores;
 mod support;
