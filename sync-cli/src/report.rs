@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use sync_core::{Error, Phase, SourceNotice, SyncEvent, SyncRecord};
+use sync_core::{Error, Phase, Progress, SourceNotice, SyncEvent, SyncRecord};
 
 use crate::dburl::DbSpec;
 use crate::exit::Exit;
@@ -70,8 +70,8 @@ impl<'a> JsonPath<'a> {
 pub(crate) enum Reporter {
     /// One JSON object per event on stdout.
     Json,
-    /// A progress bar on stderr.
-    Bar(ProgressBar),
+    /// A progress bar on stderr, and the template it shows now.
+    Bar(ProgressBar, Option<&'static str>),
     /// A line per phase on stderr (not a terminal).
     Plain,
 }
@@ -83,7 +83,7 @@ impl Reporter {
         } else if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
-            Self::Bar(bar)
+            Self::Bar(bar, None)
         } else {
             Self::Plain
         }
@@ -97,8 +97,8 @@ impl Reporter {
                 json_line(&mut out, event)?;
                 out.flush()
             }
-            Self::Bar(bar) => {
-                show_on_bar(bar, event);
+            Self::Bar(bar, template) => {
+                show_on_bar(bar, template, event);
                 Ok(())
             }
             Self::Plain => {
@@ -112,7 +112,7 @@ impl Reporter {
 
     /// Clears the progress display.
     pub(crate) fn finish(&self) {
-        if let Self::Bar(bar) = self {
+        if let Self::Bar(bar, _) = self {
             bar.finish_and_clear();
         }
     }
@@ -123,7 +123,7 @@ impl Reporter {
     }
 }
 
-fn show_on_bar(bar: &ProgressBar, event: &SyncEvent) {
+fn show_on_bar(bar: &ProgressBar, shown: &mut Option<&'static str>, event: &SyncEvent) {
     match event {
         SyncEvent::Phase { phase } => bar.set_message(phase_name(*phase).to_owned()),
         SyncEvent::Scanned { .. } => {
@@ -131,24 +131,7 @@ fn show_on_bar(bar: &ProgressBar, event: &SyncEvent) {
                 bar.println(line);
             }
         }
-        SyncEvent::Progress(p) => {
-            if bar.length().is_none() {
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {msg:8} [{bar:40}] {pos}/{len} files  {prefix}  {elapsed}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-            }
-            bar.set_length(p.files_total);
-            bar.set_position(p.files_done);
-            bar.set_prefix(format!(
-                "{} / {}",
-                human_bytes(p.bytes_done),
-                human_bytes(p.bytes_total)
-            ));
-        }
+        SyncEvent::Progress(p) => show_progress(bar, shown, p),
         SyncEvent::Source(_) => {
             if let Some(line) = plain_line(event) {
                 bar.println(line);
@@ -156,6 +139,57 @@ fn show_on_bar(bar: &ProgressBar, event: &SyncEvent) {
         }
         _ => {}
     }
+}
+
+/// The bar counts files until the first text is to be embedded, then texts embedded (with
+/// their rate and the time left), the files read so far beside it.
+fn show_progress(bar: &ProgressBar, shown: &mut Option<&'static str>, p: &Progress) {
+    let files = format!(
+        "{}/{} files, {} / {}",
+        p.files_done,
+        p.files_total,
+        human_bytes(p.bytes_done),
+        human_bytes(p.bytes_total)
+    );
+    let (template, position, length, prefix) = if p.texts_to_embed == 0 {
+        (FILES_TEMPLATE, p.files_done, p.files_total, String::new())
+    } else {
+        (
+            TEXTS_TEMPLATE,
+            p.texts_embedded,
+            estimated_texts(p),
+            files.clone(),
+        )
+    };
+    if *shown != Some(template) {
+        *shown = Some(template);
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.reset_eta();
+    }
+    bar.set_length(length);
+    bar.set_position(position);
+    bar.set_prefix(if prefix.is_empty() { files } else { prefix });
+}
+
+/// The bar while no text is embedded: files read of the total.
+const FILES_TEMPLATE: &str = "{spinner} {msg:8} [{bar:40}] {pos}/{len} files  {prefix}  {elapsed}";
+/// The bar while texts are embedded: texts embedded of the (estimated) total, the rate and
+/// the time left.
+const TEXTS_TEMPLATE: &str =
+    "{spinner} {msg:8} [{bar:30}] {pos}/~{len} texts embedded, {per_sec}, ETA {eta}  ({prefix})";
+
+/// The texts a run will embed, estimated: those found so far, scaled up by the bytes not
+/// read yet (texts are found only as their files are read).
+fn estimated_texts(p: &Progress) -> u64 {
+    if p.bytes_done == 0 || p.bytes_done >= p.bytes_total {
+        return p.texts_to_embed;
+    }
+    let scaled = p.texts_to_embed as f64 * p.bytes_total as f64 / p.bytes_done as f64;
+    (scaled.round() as u64).max(p.texts_to_embed)
 }
 
 fn phase_name(phase: Phase) -> &'static str {
@@ -260,5 +294,26 @@ pub(crate) fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sync_core::Progress;
+
+    use super::estimated_texts;
+
+    #[test]
+    fn the_text_total_is_scaled_by_the_bytes_still_to_read() {
+        let p = |texts_to_embed, bytes_done, bytes_total| Progress {
+            bytes_done,
+            bytes_total,
+            texts_to_embed,
+            ..Progress::default()
+        };
+        assert_eq!(estimated_texts(&p(10, 25, 100)), 40, "a quarter read");
+        assert_eq!(estimated_texts(&p(10, 100, 100)), 10, "all read: exact");
+        assert_eq!(estimated_texts(&p(0, 0, 100)), 0);
+        assert_eq!(estimated_texts(&p(7, 0, 100)), 7);
     }
 }

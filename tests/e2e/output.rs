@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sync_git::testkit::TestRepo;
 
-use crate::support::{Cli, json_lines, ls_oracle, ls_oracle_z, postgres_url, show};
+use crate::support::{Cli, NO_EMBEDDER, json_lines, ls_oracle, ls_oracle_z, postgres_url, show};
 
 /// Paths no line-based listing survives unquoted, staged with their exact bytes.
 const ODD_PATHS: [&[u8]; 9] = [
@@ -48,7 +48,7 @@ fn ls_quotes_unusual_paths_like_git_and_z_keeps_them_raw() {
     let (repo, commit) = odd_repo();
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();
-    cli.sync_json(src, "main", &[]);
+    cli.sync_json(src, "main", NO_EMBEDDER);
 
     let ls = cli.ls(src);
     assert_eq!(
@@ -210,7 +210,7 @@ fn a_database_password_with_at_and_colon_is_never_printed() {
     let unreachable = format!("postgres://sync:{PASSWORD}@db.invalid:5432/app");
     let cli = Cli::with_db(&unreachable);
     for args in [
-        &["run", "-s", src][..],
+        &["run", "-s", src, "--embedder", "none"][..],
         &["ls", "-s", src],
         &["history", "-s", src],
         &["restore", "1", "-s", src],

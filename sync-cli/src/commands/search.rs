@@ -3,9 +3,10 @@
 use std::io::Write;
 
 use serde::Serialize;
-use sync_core::{Embedder, EntryQuery, Error};
+use sync_core::{EntryQuery, Error};
 
 use crate::cli::SearchArgs;
+use crate::embedder::EmbedderSpec;
 use crate::exit::Exit;
 use crate::open::{self, Target};
 use crate::quote::quote_path;
@@ -37,32 +38,48 @@ pub(super) async fn exec(target: &Target, args: &SearchArgs) -> Result<Exit, Err
         .await?;
     let Some(first) = sample.first() else {
         return Err(Error::not_found(format!(
-            "`{key}` has no entries in `{}`: run `projsync run --embedder hash` first",
+            "`{key}` has no entries in `{}`: run `projsync run` first",
             db.label()
         )));
     };
     let model = first.model.clone().ok_or_else(|| {
         Error::invalid_input(format!(
-            "the entries of `{key}` have no embeddings: configure an embedder and sync again, e.g. `projsync run --embedder hash`"
+            "the entries of `{key}` have no embeddings (synced with `--embedder none`): sync again with an embedder, `projsync run` (MiniLM) or e.g. `projsync run --embedder hash`"
         ))
     })?;
-    let embedder = model
-        .strip_prefix("hash-")
-        .and_then(|dims| super::parse_embedder(&format!("hash:{dims}")).ok())
-        .ok_or_else(|| {
-            Error::unsupported(format!(
-                "the entries of `{key}` were embedded with `{model}`, which this command line cannot compute; search them through the library with that embedder"
+    // The query must be embedded with the model the entries were embedded with.
+    let spec = match args.embed.embedder.as_deref() {
+        Some(spec) => EmbedderSpec::parse(spec, false)?,
+        None => EmbedderSpec::for_model(&model).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "the entries of `{key}` were embedded with `{model}`: pass the embedder that computes it, e.g. `--embedder openai:{model}`"
             ))
-        })?;
+        })?,
+    };
+    let embedder = spec
+        .open(&args.embed)
+        .await?
+        .ok_or_else(|| Error::invalid_input("`projsync search` needs an embedder"))?;
+    if embedder.model() != model {
+        return Err(Error::invalid_input(format!(
+            "the entries of `{key}` were embedded with `{model}`, but `--embedder` computes `{}`: leave `--embedder` out, or sync again with it",
+            embedder.model()
+        )));
+    }
     // A Postgres store with the dimension fixed searches through its HNSW index.
     let store = if db.is_postgres() {
         open::store(db, false, Some(embedder.dimensions())).await?
     } else {
         store
     };
-    let hits = store
-        .search(&key, &embedder.embed_one(&args.query), args.k)
-        .await?;
+    let query = embedder
+        .embed(&[args.query.as_str()])
+        .await?
+        .pop()
+        .ok_or_else(|| {
+            Error::invalid_input(format!("`{model}` returned no vector for the query"))
+        })?;
+    let hits = store.search(&key, &query, args.k).await?;
     report::write_stdout(|out| {
         for hit in &hits {
             let e = &hit.entry;
