@@ -7,7 +7,8 @@ use crate::exit::Exit;
 /// Keep a project's memory in exact, diff-aware sync with a code repository.
 ///
 /// `projsync run` syncs a branch of the repository into the store; `ls`, `history`,
-/// `branches` and `search` read; `restore` makes an earlier run's state active again.
+/// `branches` and `search` read; `restore` makes an earlier run's state active again;
+/// `embed` prints the vectors of texts.
 #[derive(Debug, Parser)]
 #[command(
     name = "projsync",
