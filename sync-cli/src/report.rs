@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::io::{BufWriter, IsTerminal, StdoutLock, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -72,8 +72,68 @@ pub(crate) enum Reporter {
     Json,
     /// A progress bar on stderr, and the template it shows now.
     Bar(ProgressBar, Option<&'static str>),
-    /// A line per phase on stderr (not a terminal).
-    Plain,
+    /// A line per phase on stderr (not a terminal), and one about the embedding now and
+    /// then.
+    Plain(EmbedLog),
+}
+
+/// When the embedding started and when it was last reported, for plain output.
+#[derive(Default)]
+pub(crate) struct EmbedLog {
+    started: Option<(Instant, u64)>,
+    last: Option<Instant>,
+    finished: bool,
+}
+
+/// How often plain output reports the embedding.
+const EMBED_LOG_EVERY: Duration = Duration::from_secs(30);
+
+impl EmbedLog {
+    /// A line about the embedding, at most every [`EMBED_LOG_EVERY`] and once at the end.
+    fn line(&mut self, p: &Progress) -> Option<String> {
+        if p.texts_to_embed == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let (since, from) = *self.started.get_or_insert((now, p.texts_embedded));
+        let total = estimated_texts(p);
+        let done = p.texts_embedded >= total && p.files_done >= p.files_total;
+        if self.finished || (!done && self.last.is_some_and(|t| now - t < EMBED_LOG_EVERY)) {
+            return None;
+        }
+        self.last = Some(now);
+        self.finished = done;
+        if p.texts_embedded == from {
+            return Some(format!(
+                "embedding ~{total} texts; {} of {} files read",
+                p.files_done, p.files_total
+            ));
+        }
+        let secs = (now - since).as_secs_f64();
+        let rate = (p.texts_embedded - from) as f64 / secs.max(1e-3);
+        let eta = if rate > 0.0 && !done {
+            let left = total.saturating_sub(p.texts_embedded) as f64 / rate;
+            format!(", about {} left", human_duration(left))
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "embedded {} of ~{total} texts ({rate:.1}/s{eta}); {} of {} files read",
+            p.texts_embedded, p.files_done, p.files_total
+        ))
+    }
+}
+
+/// Seconds as `1h 02m`, `3m 04s` or `5s`.
+fn human_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 impl Reporter {
@@ -85,7 +145,7 @@ impl Reporter {
             bar.enable_steady_tick(Duration::from_millis(120));
             Self::Bar(bar, None)
         } else {
-            Self::Plain
+            Self::Plain(EmbedLog::default())
         }
     }
 
@@ -101,8 +161,12 @@ impl Reporter {
                 show_on_bar(bar, template, event);
                 Ok(())
             }
-            Self::Plain => {
-                if let Some(line) = plain_line(event) {
+            Self::Plain(log) => {
+                let line = match event {
+                    SyncEvent::Progress(p) => log.line(p),
+                    _ => plain_line(event),
+                };
+                if let Some(line) = line {
                     eprintln!("{line}");
                 }
                 Ok(())
@@ -301,7 +365,7 @@ pub(crate) fn human_bytes(n: u64) -> String {
 mod tests {
     use sync_core::Progress;
 
-    use super::estimated_texts;
+    use super::{estimated_texts, human_duration};
 
     #[test]
     fn the_text_total_is_scaled_by_the_bytes_still_to_read() {
@@ -315,5 +379,12 @@ mod tests {
         assert_eq!(estimated_texts(&p(10, 100, 100)), 10, "all read: exact");
         assert_eq!(estimated_texts(&p(0, 0, 100)), 0);
         assert_eq!(estimated_texts(&p(7, 0, 100)), 7);
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(5.4), "5s");
+        assert_eq!(human_duration(184.0), "3m 04s");
+        assert_eq!(human_duration(3720.0), "1h 02m");
     }
 }
