@@ -7,7 +7,8 @@ use crate::exit::Exit;
 /// Keep a project's memory in exact, diff-aware sync with a code repository.
 ///
 /// `projsync run` syncs a branch of the repository into the store; `ls`, `history`,
-/// `branches` and `search` read; `restore` makes an earlier run's state active again.
+/// `branches` and `search` read; `restore` makes an earlier run's state active again;
+/// `embed` prints the vectors of texts.
 #[derive(Debug, Parser)]
 #[command(
     name = "projsync",
@@ -77,6 +78,8 @@ pub(crate) enum Command {
     Branches(BranchesArgs),
     /// Search the active entries by similarity to a query.
     Search(SearchArgs),
+    /// Print the embedding of each text as one JSON array of numbers per line, in order.
+    Embed(EmbedArgs),
 }
 
 /// `--json`.
@@ -94,6 +97,31 @@ pub(crate) struct ApiArg {
     /// `https://HOST/api/v3`).
     #[arg(long, env = "GITHUB_API_URL", value_name = "URL")]
     pub(crate) api_url: Option<String>,
+}
+
+/// Which embedder computes vectors, and where it finds its model or server.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EmbedderArgs {
+    /// The embedder: `minilm` (the local all-MiniLM-L6-v2 model, the default),
+    /// `openai:MODEL` (an OpenAI-compatible server at --embed-url, key from
+    /// OPENAI_API_KEY), `hash` or `hash:DIMS` (deterministic, offline, lexical), and for
+    /// `run` also `none` (entries without vectors). `search` defaults to the model the
+    /// entries were embedded with.
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) embedder: Option<String>,
+    /// A directory holding the MiniLM model, looked in before PROJSYNC_MODEL_DIR, the
+    /// project's model cache (~/.cache/projsync/models, filled by `scripts/fetch-model`),
+    /// the Hugging Face hub cache and the hub.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) model_dir: Option<String>,
+    /// The base URL of the OpenAI-compatible server of `--embedder openai:MODEL`.
+    #[arg(
+        long,
+        env = "PROJSYNC_EMBED_URL",
+        default_value = "https://api.openai.com/v1",
+        value_name = "URL"
+    )]
+    pub(crate) embed_url: String,
 }
 
 /// `projsync run`.
@@ -114,10 +142,8 @@ pub(crate) struct RunArgs {
     /// Index larger files without fetching them or giving them entries.
     #[arg(long, value_name = "BYTES", default_value_t = sync_core::DEFAULT_MAX_FILE_SIZE)]
     pub(crate) max_file_size: u64,
-    /// Embed new entries: `hash` or `hash:DIMS` (a deterministic, offline, lexical
-    /// embedder).
-    #[arg(long, value_name = "SPEC")]
-    pub(crate) embedder: Option<String>,
+    #[command(flatten)]
+    pub(crate) embed: EmbedderArgs,
     /// Chunk files into entries of at most this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = sync_core::LineChunker::DEFAULT_MAX_BYTES)]
     pub(crate) chunk_size: usize,
@@ -179,8 +205,25 @@ pub(crate) struct SearchArgs {
     /// How many results.
     #[arg(short, long = "limit", default_value_t = 10, value_name = "N")]
     pub(crate) k: usize,
+    /// How hits are ranked: `hybrid` (reciprocal rank fusion of the vector and lexical
+    /// lists), `vector` (embeddings only) or `lexical` (entry text and path only; needs no
+    /// embeddings).
+    #[arg(long, default_value = "hybrid", value_name = "MODE")]
+    pub(crate) mode: String,
     #[command(flatten)]
     pub(crate) json: JsonArg,
+    #[command(flatten)]
+    pub(crate) embed: EmbedderArgs,
+}
+
+/// `projsync embed`.
+#[derive(Debug, Args)]
+pub(crate) struct EmbedArgs {
+    /// The texts to embed; `-` reads one text per line from stdin.
+    #[arg(value_name = "TEXT", required = true)]
+    pub(crate) texts: Vec<String>,
+    #[command(flatten)]
+    pub(crate) embed: EmbedderArgs,
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ const TABLE: [(Exit, &str); 10] = [
     (Exit::Unsupported, "unsupported by the store or source"),
     (
         Exit::Interrupted,
-        "interrupted (Ctrl-C); the store is unchanged",
+        "interrupted (Ctrl-C); the active state is unchanged, vectors computed so far are kept",
     ),
 ];
 

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod dburl;
+mod embedder;
 mod exit;
 mod open;
 mod quote;

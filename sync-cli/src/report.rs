@@ -3,11 +3,11 @@
 
 use std::borrow::Cow;
 use std::io::{BufWriter, IsTerminal, StdoutLock, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use sync_core::{Error, Phase, SourceNotice, SyncEvent, SyncRecord};
+use sync_core::{Error, Phase, Progress, SourceNotice, SyncEvent, SyncRecord};
 
 use crate::dburl::DbSpec;
 use crate::exit::Exit;
@@ -70,10 +70,70 @@ impl<'a> JsonPath<'a> {
 pub(crate) enum Reporter {
     /// One JSON object per event on stdout.
     Json,
-    /// A progress bar on stderr.
-    Bar(ProgressBar),
-    /// A line per phase on stderr (not a terminal).
-    Plain,
+    /// A progress bar on stderr, and the template it shows now.
+    Bar(ProgressBar, Option<&'static str>),
+    /// A line per phase on stderr (not a terminal), and one about the embedding now and
+    /// then.
+    Plain(EmbedLog),
+}
+
+/// When the embedding started and when it was last reported, for plain output.
+#[derive(Default)]
+pub(crate) struct EmbedLog {
+    started: Option<(Instant, u64)>,
+    last: Option<Instant>,
+    finished: bool,
+}
+
+/// How often plain output reports the embedding.
+const EMBED_LOG_EVERY: Duration = Duration::from_secs(30);
+
+impl EmbedLog {
+    /// A line about the embedding, at most every [`EMBED_LOG_EVERY`] and once at the end.
+    fn line(&mut self, p: &Progress) -> Option<String> {
+        if p.texts_to_embed == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let (since, from) = *self.started.get_or_insert((now, p.texts_embedded));
+        let total = estimated_texts(p);
+        let done = p.texts_embedded >= total && p.files_done >= p.files_total;
+        if self.finished || (!done && self.last.is_some_and(|t| now - t < EMBED_LOG_EVERY)) {
+            return None;
+        }
+        self.last = Some(now);
+        self.finished = done;
+        if p.texts_embedded == from {
+            return Some(format!(
+                "embedding ~{total} texts; {} of {} files read",
+                p.files_done, p.files_total
+            ));
+        }
+        let secs = (now - since).as_secs_f64();
+        let rate = (p.texts_embedded - from) as f64 / secs.max(1e-3);
+        let eta = if rate > 0.0 && !done {
+            let left = total.saturating_sub(p.texts_embedded) as f64 / rate;
+            format!(", about {} left", human_duration(left))
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "embedded {} of ~{total} texts ({rate:.1}/s{eta}); {} of {} files read",
+            p.texts_embedded, p.files_done, p.files_total
+        ))
+    }
+}
+
+/// Seconds as `1h 02m`, `3m 04s` or `5s`.
+fn human_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 impl Reporter {
@@ -83,9 +143,9 @@ impl Reporter {
         } else if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
-            Self::Bar(bar)
+            Self::Bar(bar, None)
         } else {
-            Self::Plain
+            Self::Plain(EmbedLog::default())
         }
     }
 
@@ -97,12 +157,16 @@ impl Reporter {
                 json_line(&mut out, event)?;
                 out.flush()
             }
-            Self::Bar(bar) => {
-                show_on_bar(bar, event);
+            Self::Bar(bar, template) => {
+                show_on_bar(bar, template, event);
                 Ok(())
             }
-            Self::Plain => {
-                if let Some(line) = plain_line(event) {
+            Self::Plain(log) => {
+                let line = match event {
+                    SyncEvent::Progress(p) => log.line(p),
+                    _ => plain_line(event),
+                };
+                if let Some(line) = line {
                     eprintln!("{line}");
                 }
                 Ok(())
@@ -112,7 +176,7 @@ impl Reporter {
 
     /// Clears the progress display.
     pub(crate) fn finish(&self) {
-        if let Self::Bar(bar) = self {
+        if let Self::Bar(bar, _) = self {
             bar.finish_and_clear();
         }
     }
@@ -123,7 +187,7 @@ impl Reporter {
     }
 }
 
-fn show_on_bar(bar: &ProgressBar, event: &SyncEvent) {
+fn show_on_bar(bar: &ProgressBar, shown: &mut Option<&'static str>, event: &SyncEvent) {
     match event {
         SyncEvent::Phase { phase } => bar.set_message(phase_name(*phase).to_owned()),
         SyncEvent::Scanned { .. } => {
@@ -131,24 +195,7 @@ fn show_on_bar(bar: &ProgressBar, event: &SyncEvent) {
                 bar.println(line);
             }
         }
-        SyncEvent::Progress(p) => {
-            if bar.length().is_none() {
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {msg:8} [{bar:40}] {pos}/{len} files  {prefix}  {elapsed}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-            }
-            bar.set_length(p.files_total);
-            bar.set_position(p.files_done);
-            bar.set_prefix(format!(
-                "{} / {}",
-                human_bytes(p.bytes_done),
-                human_bytes(p.bytes_total)
-            ));
-        }
+        SyncEvent::Progress(p) => show_progress(bar, shown, p),
         SyncEvent::Source(_) => {
             if let Some(line) = plain_line(event) {
                 bar.println(line);
@@ -156,6 +203,57 @@ fn show_on_bar(bar: &ProgressBar, event: &SyncEvent) {
         }
         _ => {}
     }
+}
+
+/// The bar counts files until the first text is to be embedded, then texts embedded (with
+/// their rate and the time left), the files read so far beside it.
+fn show_progress(bar: &ProgressBar, shown: &mut Option<&'static str>, p: &Progress) {
+    let files = format!(
+        "{}/{} files, {} / {}",
+        p.files_done,
+        p.files_total,
+        human_bytes(p.bytes_done),
+        human_bytes(p.bytes_total)
+    );
+    let (template, position, length, prefix) = if p.texts_to_embed == 0 {
+        (FILES_TEMPLATE, p.files_done, p.files_total, String::new())
+    } else {
+        (
+            TEXTS_TEMPLATE,
+            p.texts_embedded,
+            estimated_texts(p),
+            files.clone(),
+        )
+    };
+    if *shown != Some(template) {
+        *shown = Some(template);
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.reset_eta();
+    }
+    bar.set_length(length);
+    bar.set_position(position);
+    bar.set_prefix(if prefix.is_empty() { files } else { prefix });
+}
+
+/// The bar while no text is embedded: files read of the total.
+const FILES_TEMPLATE: &str = "{spinner} {msg:8} [{bar:40}] {pos}/{len} files  {prefix}  {elapsed}";
+/// The bar while texts are embedded: texts embedded of the (estimated) total, the rate and
+/// the time left.
+const TEXTS_TEMPLATE: &str =
+    "{spinner} {msg:8} [{bar:30}] {pos}/~{len} texts embedded, {per_sec}, ETA {eta}  ({prefix})";
+
+/// The texts a run will embed, estimated: those found so far, scaled up by the bytes not
+/// read yet (texts are found only as their files are read).
+fn estimated_texts(p: &Progress) -> u64 {
+    if p.bytes_done == 0 || p.bytes_done >= p.bytes_total {
+        return p.texts_to_embed;
+    }
+    let scaled = p.texts_to_embed as f64 * p.bytes_total as f64 / p.bytes_done as f64;
+    (scaled.round() as u64).max(p.texts_to_embed)
 }
 
 fn phase_name(phase: Phase) -> &'static str {
@@ -260,5 +358,33 @@ pub(crate) fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sync_core::Progress;
+
+    use super::{estimated_texts, human_duration};
+
+    #[test]
+    fn the_text_total_is_scaled_by_the_bytes_still_to_read() {
+        let p = |texts_to_embed, bytes_done, bytes_total| Progress {
+            bytes_done,
+            bytes_total,
+            texts_to_embed,
+            ..Progress::default()
+        };
+        assert_eq!(estimated_texts(&p(10, 25, 100)), 40, "a quarter read");
+        assert_eq!(estimated_texts(&p(10, 100, 100)), 10, "all read: exact");
+        assert_eq!(estimated_texts(&p(0, 0, 100)), 0);
+        assert_eq!(estimated_texts(&p(7, 0, 100)), 7);
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(5.4), "5s");
+        assert_eq!(human_duration(184.0), "3m 04s");
+        assert_eq!(human_duration(3720.0), "1h 02m");
     }
 }

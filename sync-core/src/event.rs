@@ -19,7 +19,8 @@ pub enum Phase {
     Finalize,
 }
 
-/// Progress of the import phase. Every field only grows during a run.
+/// Progress of the import phase. Every field only grows during a run, and each count
+/// stays within its total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Blobs imported so far.
@@ -30,6 +31,14 @@ pub struct Progress {
     pub bytes_done: u64,
     /// Bytes to import.
     pub bytes_total: u64,
+    /// Texts embedded by this run so far (texts whose vectors the store already had are
+    /// not embedded again and not counted). Absent from older JSON: 0.
+    #[serde(default)]
+    pub texts_embedded: u64,
+    /// Texts found so far that need embedding: grows while files are read, so it reaches
+    /// its final value only when every file has been read. Absent from older JSON: 0.
+    #[serde(default)]
+    pub texts_to_embed: u64,
 }
 
 /// What the stream of a sync yields.
@@ -134,5 +143,28 @@ impl SyncEvent {
             Self::Failed { .. } => "failed",
             Self::Cancelled { .. } => "cancelled",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Progress, SyncEvent};
+
+    #[test]
+    fn progress_without_the_text_counts_still_reads() {
+        let old =
+            r#"{"event":"progress","files_done":1,"files_total":2,"bytes_done":3,"bytes_total":4}"#;
+        let event: SyncEvent = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            event,
+            SyncEvent::Progress(Progress {
+                files_done: 1,
+                files_total: 2,
+                bytes_done: 3,
+                bytes_total: 4,
+                texts_embedded: 0,
+                texts_to_embed: 0,
+            })
+        );
     }
 }

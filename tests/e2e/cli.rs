@@ -2,7 +2,7 @@
 
 use sync_git::testkit::{TestRepo, paths, standard_history};
 
-use crate::support::{Cli, json_lines, ls_oracle, ls_oracle_z, point_branch, show};
+use crate::support::{Cli, NO_EMBEDDER, json_lines, ls_oracle, ls_oracle_z, point_branch, show};
 
 /// Every commit of the standard history, synced in order (then the other branch, then back),
 /// leaves `projsync ls` equal to `git ls-tree -r -l` (quoted as git quotes, and raw with
@@ -17,7 +17,7 @@ fn ls_matches_git_ls_tree_after_every_commit() {
     let mut run_of_step = Vec::new();
     for step in &steps {
         point_branch(&repo, step.branch, &step.commit);
-        let events = cli.sync_json(src, step.branch, &[]);
+        let events = cli.sync_json(src, step.branch, NO_EMBEDDER);
         let record = &events.last().expect("events")["record"];
         assert_eq!(record["commit"], step.commit.to_hex(), "{}", step.label);
         assert_eq!(record["branch"], step.branch);
@@ -48,7 +48,7 @@ fn ls_matches_git_ls_tree_after_every_commit() {
     }
     // Back to main: the index follows the branch.
     let main_head = steps.iter().rev().find(|s| s.branch == "main").unwrap();
-    cli.sync_json(src, "main", &[]);
+    cli.sync_json(src, "main", NO_EMBEDDER);
     assert_eq!(cli.ls(src), ls_oracle(repo.path(), &main_head.commit));
     let ls = String::from_utf8(cli.ls(src)).unwrap();
     assert!(ls.contains(&format!("{}\t", paths::SYMLINK)) && ls.contains("\tsymlink\n"));
@@ -90,9 +90,9 @@ fn ls_matches_git_ls_tree_after_every_commit() {
     assert_eq!(history.len(), steps.len() + 2);
 
     // Converge again, then re-sync the same commit: nothing is read.
-    cli.sync_json(src, "main", &[]);
+    cli.sync_json(src, "main", NO_EMBEDDER);
     assert_eq!(cli.ls(src), ls_oracle(repo.path(), &main_head.commit));
-    let again = cli.sync_json(src, "main", &[]);
+    let again = cli.sync_json(src, "main", NO_EMBEDDER);
     let scanned = again.iter().find(|e| e["event"] == "scanned").unwrap();
     assert_eq!(scanned["unchanged_head"], true);
     let stats = &again.last().unwrap()["record"]["stats"];
@@ -114,7 +114,7 @@ fn json_events_follow_the_contract() {
     let commit = repo.commit("first");
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();
-    let events = cli.sync_json(src, "main", &[]);
+    let events = cli.sync_json(src, "main", NO_EMBEDDER);
     let events: Vec<sync_core::SyncEvent> = events
         .into_iter()
         .map(|v| serde_json::from_value(v).expect("each line is a SyncEvent"))
@@ -149,7 +149,15 @@ fn failures_are_clear_and_change_nothing() {
         "reading creates no store"
     );
 
-    let out = cli.run(["run", "-s", src, "--branch", "no-such-branch"]);
+    let out = cli.run([
+        "run",
+        "-s",
+        src,
+        "--branch",
+        "no-such-branch",
+        "--embedder",
+        "none",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -157,7 +165,7 @@ fn failures_are_clear_and_change_nothing() {
         "{err}"
     );
 
-    let out = cli.run(["run", "-s", src, "--include", "src/["]);
+    let out = cli.run(["run", "-s", src, "--include", "src/[", "--embedder", "none"]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -165,7 +173,7 @@ fn failures_are_clear_and_change_nothing() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("include glob `src/[`"));
 
-    cli.sync_json(src, "main", &[]);
+    cli.sync_json(src, "main", NO_EMBEDDER);
     let before = cli.ls(src);
     let out = cli.run(["restore", "424242", "-s", src]);
     assert_eq!(out.status.code(), Some(3));
@@ -177,7 +185,13 @@ fn failures_are_clear_and_change_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--embedder hash"));
     assert_eq!(cli.ls(src), before, "failed commands changed nothing");
 
-    let out = cli.run(["run", "--source", "/definitely/not/a/repository"]);
+    let out = cli.run([
+        "run",
+        "--source",
+        "/definitely/not/a/repository",
+        "--embedder",
+        "none",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/a/repository"));
 
@@ -232,7 +246,7 @@ fn branches_and_history_json() {
         format!("  feature/x\t{first}\n* main\t{first}\n"),
         "branches, sorted, default marked"
     );
-    cli.sync_json(src, "feature/x", &[]);
+    cli.sync_json(src, "feature/x", NO_EMBEDDER);
     let history = json_lines(&cli.ok(["--source", src, "history", "--json"]));
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["branch"], "feature/x");

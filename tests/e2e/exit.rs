@@ -99,7 +99,11 @@ fn a_second_run_while_one_holds_the_lease_exits_4() {
             Duration::from_secs(600),
         )))
         .unwrap();
-    let err = expect_status(&cli.run(["run", "-s", src]), 4, "conflict");
+    let err = expect_status(
+        &cli.run(["run", "-s", src, "--embedder", "none"]),
+        4,
+        "conflict",
+    );
     assert!(
         err.contains("already being synced") && err.contains(&held.id.to_string()),
         "{err}"
@@ -123,6 +127,8 @@ fn a_refused_github_token_exits_5() {
     let out = cli
         .command([
             "run",
+            "--embedder",
+            "none",
             "-s",
             "github:octo/demo",
             "--api-url",
@@ -138,6 +144,8 @@ fn a_refused_github_token_exits_5() {
     let out = cli
         .command([
             "run",
+            "--embedder",
+            "none",
             "-s",
             "github:octo/demo",
             "--api-url",
@@ -173,6 +181,8 @@ fn a_rate_limit_without_waiting_exits_6() {
     let cli = Cli::new();
     let out = cli.run([
         "run",
+        "--embedder",
+        "none",
         "-s",
         "github:octo/demo",
         "--api-url",
@@ -195,7 +205,15 @@ fn a_corrupted_blob_exits_7() {
     github.inject(Some(Route::Blob), 1, Reply::CorruptBody);
     let cli = Cli::new();
     let api = github.api_url();
-    let out = cli.run(["run", "-s", "github:octo/demo", "--api-url", &api]);
+    let out = cli.run([
+        "run",
+        "-s",
+        "github:octo/demo",
+        "--api-url",
+        &api,
+        "--embedder",
+        "none",
+    ]);
     let err = expect_status(&out, 7, "corrupt");
     assert!(err.contains("hash"), "{err}");
     assert!(
@@ -213,7 +231,10 @@ fn a_store_that_is_not_a_database_exits_7() {
     let junk = b"this is a text file, not a SQLite database; please leave it alone\n".repeat(8);
     std::fs::write(cli.dir().join("project-sync.db"), &junk).unwrap();
     let src = repo.path().to_str().unwrap();
-    for args in [&["run", "-s", src][..], &["ls", "-s", src]] {
+    for args in [
+        &["run", "-s", src, "--embedder", "none"][..],
+        &["ls", "-s", src],
+    ] {
         let err = expect_status(&cli.run(args), 7, "corrupt");
         assert!(err.contains("not a SQLite database"), "{err}");
     }
@@ -232,7 +253,11 @@ fn a_store_that_cannot_be_opened_exits_1() {
     let db = cli.dir().join("not-a-dir/project-sync.db");
     let cli = Cli::with_db(db.to_str().unwrap());
     let src = repo.path().to_str().unwrap();
-    let err = expect_status(&cli.run(["run", "-s", src]), 1, "backend");
+    let err = expect_status(
+        &cli.run(["run", "-s", src, "--embedder", "none"]),
+        1,
+        "backend",
+    );
     assert!(err.contains("project-sync.db"), "{err}");
 }
 
@@ -242,7 +267,13 @@ fn an_unsupported_store_exits_8() {
     let repo = small_repo();
     let cli = Cli::with_db("mysql://root:hunter2@db.example/app");
     let err = expect_status(
-        &cli.run(["run", "-s", repo.path().to_str().unwrap()]),
+        &cli.run([
+            "run",
+            "-s",
+            repo.path().to_str().unwrap(),
+            "--embedder",
+            "none",
+        ]),
         8,
         "unsupported",
     );
@@ -257,8 +288,9 @@ fn big_text(file: usize, lines: usize) -> String {
         .collect()
 }
 
-/// SIGINT in the middle of an import cancels the run: exit 130, the store as it was, the
-/// run recorded as cancelled, and the next run starts at once (nothing holds the lease).
+/// SIGINT in the middle of an import cancels the run: exit 130, the active state as it was,
+/// the run recorded as cancelled, and the next run starts at once (nothing holds the lease)
+/// and reuses the vectors the cancelled run computed.
 #[test]
 fn sigint_mid_import_exits_130_and_leaves_the_store_as_it_was() {
     let repo = TestRepo::new();
@@ -280,12 +312,18 @@ fn sigint_mid_import_exits_130_and_leaves_the_store_as_it_was() {
         .expect("projsync starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let mut embedded = 0;
     for line in lines.by_ref() {
         let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if event["event"] == "progress" && event["files_done"].as_u64() > Some(0) {
+        if event["event"] == "progress" && event["texts_embedded"].as_u64() > Some(0) {
+            embedded = event["texts_embedded"].as_u64().unwrap();
             break;
         }
     }
+    assert!(
+        embedded > 0,
+        "the run embedded texts before it was interrupted"
+    );
     let signalled = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -306,6 +344,12 @@ fn sigint_mid_import_exits_130_and_leaves_the_store_as_it_was() {
     assert_eq!(cli.ls(src), before, "the store is as it was");
     let history = cli.history(src);
     assert_eq!(history[0]["status"], "cancelled");
-    // No lease to wait for: the next run goes through at once.
-    cli.sync_json(src, "main", &embed);
+    // No lease to wait for: the next run goes through at once, and reuses every vector
+    // the cancelled run computed.
+    let events = cli.sync_json(src, "main", &embed);
+    let stats = &events.last().unwrap()["record"]["stats"];
+    assert!(
+        stats["embeddings_reused"].as_u64().unwrap() >= embedded,
+        "{embedded} texts were embedded before the interrupt: {stats}"
+    );
 }

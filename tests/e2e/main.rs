@@ -5,6 +5,7 @@
 #![allow(clippy::print_stderr)]
 
 mod cli;
+mod embed;
 mod exit;
 mod kill;
 mod output;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sync_git::testkit::TestRepo;
 
-use crate::support::{Cli, json_lines, ls_oracle, ls_oracle_z, postgres_url, show};
+use crate::support::{Cli, NO_EMBEDDER, json_lines, ls_oracle, ls_oracle_z, postgres_url, show};
 
 /// Paths no line-based listing survives unquoted, staged with their exact bytes.
 const ODD_PATHS: [&[u8]; 9] = [
@@ -48,7 +48,7 @@ fn ls_quotes_unusual_paths_like_git_and_z_keeps_them_raw() {
     let (repo, commit) = odd_repo();
     let cli = Cli::new();
     let src = repo.path().to_str().unwrap();
-    cli.sync_json(src, "main", &[]);
+    cli.sync_json(src, "main", NO_EMBEDDER);
 
     let ls = cli.ls(src);
     assert_eq!(
@@ -175,6 +175,28 @@ fn every_command_speaks_json_lines() {
             .contains("parse_config")
     );
     assert!(hits[0]["score"].as_f64().unwrap() >= hits[1]["score"].as_f64().unwrap());
+    assert_eq!(
+        hits[0]["snippet"],
+        "fn parse_config(input: &str) -> Config { todo }"
+    );
+    assert_eq!(hits[0]["end_line"], 1);
+
+    // Each ranking on its own: the lexical index finds the identifier by its name and
+    // the path by its words; the vectors alone rank by similarity.
+    for (mode, query, first) in [
+        ("lexical", "render_site", "src/render.rs"),
+        ("lexical", "parser", "src/parser.rs"),
+        ("vector", "parse the config", "src/parser.rs"),
+    ] {
+        let hits = json_lines(&cli.ok(["search", query, "--mode", mode, "--json", "-s", src]));
+        assert_eq!(hits[0]["path"], first, "{mode} `{query}`: {hits:?}");
+    }
+    let bad = cli.run(["search", "x", "--mode", "fuzzy", "-s", src]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown mode is a usage error"
+    );
 
     // restore: the new run's record.
     let restored = json_lines(&cli.ok(["restore", &first_run.to_string(), "--json", "-s", src]));
@@ -210,7 +232,7 @@ fn a_database_password_with_at_and_colon_is_never_printed() {
     let unreachable = format!("postgres://sync:{PASSWORD}@db.invalid:5432/app");
     let cli = Cli::with_db(&unreachable);
     for args in [
-        &["run", "-s", src][..],
+        &["run", "-s", src, "--embedder", "none"][..],
         &["ls", "-s", src],
         &["history", "-s", src],
         &["restore", "1", "-s", src],

@@ -69,6 +69,8 @@ fn github_and_git_give_identical_indexes() {
     let last = steps.last().unwrap();
     cli.ok([
         "run",
+        "--embedder",
+        "none",
         "--source",
         "github:octo/demo",
         "--branch",
@@ -76,7 +78,15 @@ fn github_and_git_give_identical_indexes() {
         "--api-url",
         &github.api_url(),
     ]);
-    cli.ok(["run", "-s", src, "--branch", last.branch]);
+    cli.ok([
+        "run",
+        "-s",
+        src,
+        "--branch",
+        last.branch,
+        "--embedder",
+        "none",
+    ]);
     let (gh, git) = (cli.ls("github:octo/demo"), cli.ls(src));
     assert_eq!(show(&gh), show(&git));
     assert_eq!(gh, ls_oracle(repo.path(), &last.commit));

@@ -14,6 +14,10 @@ pub(crate) fn projsync_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_projsync-e2e"))
 }
 
+/// `run`'s arguments for a sync without vectors, for tests that are not about embeddings
+/// (the default embedder, MiniLM, takes seconds per file on a CPU).
+pub(crate) const NO_EMBEDDER: &[&str] = &["--embedder", "none"];
+
 /// A working directory and a SQLite store for command-line runs.
 pub(crate) struct Cli {
     dir: tempfile::TempDir,
@@ -73,7 +77,8 @@ impl Cli {
     }
 
     /// `projsync` in the working directory with a clean environment (no `PROJSYNC_*`,
-    /// `GITHUB_*` variables but the tenant), without arguments.
+    /// `GITHUB_*` variables but the tenant and `PROJSYNC_MODEL_DIR`), without arguments.
+    /// The Hugging Face hub is off and its cache empty: tests never download a model.
     pub(crate) fn bare_command(&self) -> Command {
         let mut cmd = Command::new(projsync_bin());
         cmd.current_dir(self.dir.path())
@@ -82,6 +87,10 @@ impl Cli {
             .env_remove("PROJSYNC_TENANT")
             .env_remove("GITHUB_TOKEN")
             .env_remove("GITHUB_API_URL")
+            .env_remove("PROJSYNC_EMBED_URL")
+            .env_remove("OPENAI_API_KEY")
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_HOME", self.dir.path().join("no-hf-home"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
         if let Some(tenant) = &self.tenant {

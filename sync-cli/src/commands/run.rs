@@ -4,20 +4,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use sync_core::{Embedder, Error, FilePolicy, LineChunker, SyncOptions, Syncer};
+use sync_core::{Error, FilePolicy, LineChunker, SyncOptions, Syncer};
 
 use crate::cli::RunArgs;
+use crate::embedder::{self, EmbedderSpec};
 use crate::exit::Exit;
 use crate::open::{self, Target};
 use crate::report::{self, Reporter};
 
 pub(super) async fn exec(target: &Target, args: &RunArgs) -> Result<Exit, Error> {
+    let spec = EmbedderSpec::parse(
+        args.embed
+            .embedder
+            .as_deref()
+            .unwrap_or(embedder::DEFAULT_SPEC),
+        true,
+    )?;
     let source = open::source(&target.source, args.api.api_url.as_deref())?;
-    let embedder = args
-        .embedder
-        .as_deref()
-        .map(super::parse_embedder)
-        .transpose()?;
     let mut policy = FilePolicy::builder().max_file_size(args.max_file_size);
     for glob in &args.include {
         policy = policy.include(glob);
@@ -26,6 +29,7 @@ pub(super) async fn exec(target: &Target, args: &RunArgs) -> Result<Exit, Error>
         policy = policy.exclude(glob);
     }
     let policy = policy.build()?;
+    let embedder = spec.open(&args.embed).await?;
     let store = open::store(&target.db, true, embedder.as_ref().map(|e| e.dimensions())).await?;
     let mut syncer = Syncer::new(source, store)?
         .with_policy(policy)
@@ -35,7 +39,7 @@ pub(super) async fn exec(target: &Target, args: &RunArgs) -> Result<Exit, Error>
         syncer = syncer.with_tenant(tenant)?;
     }
     if let Some(embedder) = embedder {
-        syncer = syncer.with_embedder(Arc::new(embedder));
+        syncer = syncer.with_embedder(embedder);
     }
 
     let mut reporter = Reporter::new(args.json);
@@ -65,7 +69,7 @@ pub(super) async fn exec(target: &Target, args: &RunArgs) -> Result<Exit, Error>
                     return Ok(Exit::Interrupted);
                 }
                 interrupted = true;
-                eprintln!("interrupted: cancelling the run; the store stays as it was (Ctrl-C again to stop at once)");
+                eprintln!("interrupted: cancelling the run; the active state stays as it was, the vectors computed so far are kept (Ctrl-C again to stop at once)");
                 stream.cancel();
             }
         }

@@ -2,10 +2,16 @@
 
 use std::io::Write;
 
+use std::sync::Arc;
+
 use serde::Serialize;
-use sync_core::{Embedder, EntryQuery, Error, SearchQuery, SyncStoreExt};
+use sync_core::{
+    Embedding, EntryQuery, Error, RepoKey, SearchHit, SearchMode, SearchQuery, SyncStore,
+    SyncStoreExt,
+};
 
 use crate::cli::SearchArgs;
+use crate::embedder::EmbedderSpec;
 use crate::exit::Exit;
 use crate::open::{self, Target};
 use crate::quote::quote_path;
@@ -14,21 +20,72 @@ use crate::report::{self, JsonPath};
 /// One hit of `search --json`.
 #[derive(Serialize)]
 struct JsonHit<'a> {
-    score: f32,
     #[serde(flatten)]
     path: JsonPath<'a>,
-    ordinal: u32,
     start_line: u32,
     end_line: u32,
+    score: f32,
+    /// The first lines of the entry's text.
+    snippet: String,
+    ordinal: u32,
+    /// The entry's whole text.
     content: &'a str,
 }
 
+/// The first non-blank lines of `text`, at most [`SNIPPET_LINES`] lines and about
+/// [`SNIPPET_CHARS`] characters.
+fn snippet(text: &str) -> String {
+    let mut out = String::new();
+    for line in text
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take(SNIPPET_LINES)
+    {
+        if out.chars().count() >= SNIPPET_CHARS {
+            break;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.extend(line.trim_end().chars().take(SNIPPET_CHARS));
+    }
+    out
+}
+
+const SNIPPET_LINES: usize = 3;
+const SNIPPET_CHARS: usize = 240;
+
 pub(super) async fn exec(target: &Target, args: &SearchArgs) -> Result<Exit, Error> {
+    let mode: SearchMode = args.mode.parse()?;
     let (store, key) = open::existing(target).await?;
+    let (store, query) = match mode {
+        SearchMode::Lexical => (store, SearchQuery::lexical(args.query.as_str())),
+        mode => {
+            let (store, (model, vector)) = query_vector(target, store, &key, args).await?;
+            let query = if mode == SearchMode::Vector {
+                SearchQuery::vector(model, vector)
+            } else {
+                SearchQuery::hybrid(args.query.as_str(), model, vector)
+            };
+            (store, query)
+        }
+    };
+    let hits = store.search(&key, &query.with_k(args.k)).await?;
+    print(&hits, args)
+}
+
+/// The query's vector, by the model the entries were embedded with, and the store to
+/// search it in.
+async fn query_vector(
+    target: &Target,
+    store: Arc<dyn SyncStore>,
+    key: &RepoKey,
+    args: &SearchArgs,
+) -> Result<(Arc<dyn SyncStore>, (String, Embedding)), Error> {
     let db = &target.db;
     let sample = store
         .entries(
-            &key,
+            key,
             &EntryQuery {
                 limit: Some(1),
                 ..EntryQuery::default()
@@ -37,43 +94,64 @@ pub(super) async fn exec(target: &Target, args: &SearchArgs) -> Result<Exit, Err
         .await?;
     let Some(first) = sample.first() else {
         return Err(Error::not_found(format!(
-            "`{key}` has no entries in `{}`: run `projsync run --embedder hash` first",
+            "`{key}` has no entries in `{}`: run `projsync run` first",
             db.label()
         )));
     };
     let model = first.model.clone().ok_or_else(|| {
         Error::invalid_input(format!(
-            "the entries of `{key}` have no embeddings: configure an embedder and sync again, e.g. `projsync run --embedder hash`"
+            "the entries of `{key}` have no embeddings (synced with `--embedder none`): search them with `--mode lexical`, or sync again with an embedder, `projsync run` (MiniLM) or e.g. `projsync run --embedder hash`"
         ))
     })?;
-    let embedder = model
-        .strip_prefix("hash-")
-        .and_then(|dims| super::parse_embedder(&format!("hash:{dims}")).ok())
-        .ok_or_else(|| {
-            Error::unsupported(format!(
-                "the entries of `{key}` were embedded with `{model}`, which this command line cannot compute; search them through the library with that embedder"
+    // The query must be embedded with the model the entries were embedded with.
+    let spec = match args.embed.embedder.as_deref() {
+        Some(spec) => EmbedderSpec::parse(spec, false)?,
+        None => EmbedderSpec::for_model(&model).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "the entries of `{key}` were embedded with `{model}`: pass the embedder that computes it, e.g. `--embedder openai:{model}`"
             ))
-        })?;
+        })?,
+    };
+    let embedder = spec
+        .open(&args.embed)
+        .await?
+        .ok_or_else(|| Error::invalid_input("`projsync search` needs an embedder"))?;
+    if embedder.model() != model {
+        return Err(Error::invalid_input(format!(
+            "the entries of `{key}` were embedded with `{model}`, but `--embedder` computes `{}`: leave `--embedder` out, or sync again with it",
+            embedder.model()
+        )));
+    }
     // A Postgres store with the dimension fixed searches through its HNSW index.
     let store = if db.is_postgres() {
         open::store(db, false, Some(embedder.dimensions())).await?
     } else {
         store
     };
-    let query = SearchQuery::vector(model, embedder.embed_one(&args.query)).with_k(args.k);
-    let hits = store.search(&key, &query).await?;
+    let query = embedder
+        .embed(&[args.query.as_str()])
+        .await?
+        .pop()
+        .ok_or_else(|| {
+            Error::invalid_input(format!("`{model}` returned no vector for the query"))
+        })?;
+    Ok((store, (model, query)))
+}
+
+fn print(hits: &[SearchHit], args: &SearchArgs) -> Result<Exit, Error> {
     report::write_stdout(|out| {
-        for hit in &hits {
+        for hit in hits {
             let e = &hit.entry;
             if args.json.json {
                 report::json_line(
                     out,
                     &JsonHit {
-                        score: hit.score,
                         path: JsonPath::new(&e.path),
-                        ordinal: e.ordinal,
                         start_line: e.start_line,
                         end_line: e.end_line,
+                        score: hit.score,
+                        snippet: snippet(&e.content),
+                        ordinal: e.ordinal,
                         content: &e.content,
                     },
                 )?;

@@ -25,6 +25,8 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
         files_total: plan.fetch.len() as u64,
         bytes_done: 0,
         bytes_total: plan.fetch.iter().map(|e| e.size).sum(),
+        texts_embedded: 0,
+        texts_to_embed: 0,
     };
     phases.emit.send(SyncEvent::Progress(progress)).await?;
     if plan.fetch.is_empty() {
@@ -46,7 +48,7 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
         progress.files_done += 1;
         progress.bytes_done += size;
         if batch.pending.len() >= s.options.batch_size {
-            batch.flush(&mut plan.stats).await?;
+            batch.flush(&mut plan.stats, &mut progress).await?;
             phases.emit.send(SyncEvent::Progress(progress)).await?;
         } else if progress.files_done.is_multiple_of(PROGRESS_EVERY) {
             phases.emit.send(SyncEvent::Progress(progress)).await?;
@@ -60,7 +62,7 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
             plan.waiting.len()
         )));
     }
-    batch.flush(&mut plan.stats).await?;
+    batch.flush(&mut plan.stats, &mut progress).await?;
     phases.emit.send(SyncEvent::Progress(progress)).await?;
     Ok(())
 }
@@ -126,13 +128,13 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Embeds the texts of `pending` never embedded before, and stages the batch.
-    async fn flush(&mut self, stats: &mut SyncStats) -> Result<(), Error> {
+    /// Embeds the texts of `pending` never embedded before, and stages the batch. Sends
+    /// progress after every call to the embedder (the slow part on a CPU).
+    async fn flush(&mut self, stats: &mut SyncStats, progress: &mut Progress) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let s = self.phases.syncer;
-        let mut embeddings = Vec::new();
         if let Some(embedder) = &s.embedder {
             let model = embedder.model();
             let mut fresh: Vec<(ContentHash, &str)> = Vec::new();
@@ -149,8 +151,16 @@ impl Batch<'_> {
                     .into_iter()
                     .filter(|(h, _)| !known.contains_key(h))
                     .collect();
+                if !todo.is_empty() {
+                    progress.texts_to_embed += todo.len() as u64;
+                    self.phases
+                        .emit
+                        .send(SyncEvent::Progress(*progress))
+                        .await?;
+                }
                 for batch in todo.chunks(s.options.embed_batch) {
                     let texts: Vec<&str> = batch.iter().map(|(_, t)| *t).collect();
+                    let mut embeddings = Vec::with_capacity(texts.len());
                     let vectors = embedder
                         .embed(&texts)
                         .await
@@ -176,13 +186,26 @@ impl Batch<'_> {
                             embedding: vector,
                         });
                     }
+                    // Stored at once: vectors are kept by (content, model) whatever becomes
+                    // of the run, so a cancelled run loses at most the call in flight.
+                    let batch_len = batch.len() as u64;
+                    let vectors = StageBatch {
+                        entries: Vec::new(),
+                        embeddings,
+                    };
+                    s.store.stage(self.run, vectors).await?;
+                    progress.texts_embedded += batch_len;
+                    stats.embeddings_computed += batch_len;
+                    self.phases
+                        .emit
+                        .send(SyncEvent::Progress(*progress))
+                        .await?;
                 }
-                stats.embeddings_computed += todo.len() as u64;
             }
         }
         let batch = StageBatch {
             entries: std::mem::take(&mut self.pending),
-            embeddings,
+            embeddings: Vec::new(),
         };
         s.store.stage(self.run, batch).await
     }
@@ -231,13 +254,18 @@ mod tests {
             .events()
             .into_iter()
             .filter_map(|e| match e {
-                SyncEvent::Progress(p) => Some(p.files_done),
+                SyncEvent::Progress(p) => Some((p.files_done, p.texts_embedded, p.texts_to_embed)),
                 _ => None,
             })
             .collect();
-        assert_eq!(progress.first(), Some(&0));
-        assert_eq!(progress.last(), Some(&4));
+        assert_eq!(progress.first().map(|p| p.0), Some(0));
+        assert_eq!(
+            progress.last(),
+            Some(&(4, 3, 3)),
+            "4 files, 3 texts embedded of 3"
+        );
         assert!(progress.is_sorted(), "{progress:?}");
+        assert!(progress.iter().all(|p| p.1 <= p.2), "{progress:?}");
     }
 
     #[tokio::test]

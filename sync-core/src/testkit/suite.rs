@@ -966,6 +966,8 @@ pub async fn honest_events(factory: &impl StoreFactory) {
     assert_eq!(last.files_done, last.files_total);
     assert_eq!(last.bytes_done, last.bytes_total);
     assert_eq!(last.files_done, record.stats.blobs_fetched);
+    assert_eq!(last.texts_embedded, last.texts_to_embed);
+    assert_eq!(last.texts_embedded, record.stats.embeddings_computed);
     for e in &events {
         let json = serde_json::to_string(e).expect("events serialize");
         let back: SyncEvent = serde_json::from_str(&json).expect("events deserialize");
@@ -1064,8 +1066,11 @@ pub fn check_event_order(events: &[SyncEvent]) {
                 assert!(
                     p.files_done >= last.files_done
                         && p.bytes_done >= last.bytes_done
+                        && p.texts_embedded >= last.texts_embedded
+                        && p.texts_to_embed >= last.texts_to_embed
                         && p.files_done <= p.files_total
-                        && p.bytes_done <= p.bytes_total,
+                        && p.bytes_done <= p.bytes_total
+                        && p.texts_embedded <= p.texts_to_embed,
                     "progress only grows and stays within its totals: {last:?} then {p:?}"
                 );
                 last = *p;

@@ -1,0 +1,190 @@
+//! Embedders on the command line: `projsync embed`, the default MiniLM model for `run` and
+//! `search`, a missing model, bad specs. The model comes from `PROJSYNC_MODEL_DIR` or the
+//! project's model cache (`scripts/fetch-model`); the hub is never asked.
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+use sync_git::testkit::TestRepo;
+
+use crate::support::{Cli, json_lines};
+
+/// The vectors `projsync embed` printed, one per line.
+fn vectors(stdout: &[u8]) -> Vec<Vec<f32>> {
+    json_lines(stdout)
+        .into_iter()
+        .map(|v| {
+            v.as_array()
+                .expect("a JSON array")
+                .iter()
+                .map(|x| x.as_f64().expect("a number") as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The example sentence-transformers publishes for all-MiniLM-L6-v2: 384-dimensional unit
+/// vectors, the sunny sentence closer to the lovely weather than the stadium is.
+#[test]
+fn embed_with_the_default_model_gives_unit_vectors_in_order() {
+    let cli = Cli::new();
+    let out = cli.ok([
+        "embed",
+        "The weather is lovely today.",
+        "It's so sunny outside!",
+        "He drove to the stadium.",
+    ]);
+    let v = vectors(&out);
+    assert_eq!(v.len(), 3, "one line per text");
+    for x in &v {
+        assert_eq!(x.len(), 384);
+        assert!((dot(x, x) - 1.0).abs() < 1e-3, "a unit vector");
+    }
+    let (sunny, stadium) = (dot(&v[0], &v[1]), dot(&v[0], &v[2]));
+    // Published: 0.6660 and 0.1046.
+    assert!((sunny - 0.6660).abs() < 0.01, "{sunny}");
+    assert!((stadium - 0.1046).abs() < 0.01, "{stadium}");
+    assert!(sunny > stadium);
+}
+
+/// `-` reads one text per line from stdin, in place among the other texts.
+#[test]
+fn embed_dash_reads_texts_from_stdin() {
+    let cli = Cli::new();
+    let mut child = cli
+        .command(["embed", "--embedder", "hash:16", "first", "-", "last"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("projsync starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"parse the config\r\nrender the page\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let piped = vectors(&out.stdout);
+    let direct = vectors(&cli.ok([
+        "embed",
+        "--embedder",
+        "hash:16",
+        "first",
+        "parse the config",
+        "render the page",
+        "last",
+    ]));
+    assert_eq!(piped.len(), 4);
+    assert_eq!(piped, direct);
+    assert!(piped.iter().all(|v| v.len() == 16));
+}
+
+/// `run` and `search` with the default embedder: MiniLM finds the file a natural-language
+/// question is about, and `search` picks the model from the entries itself.
+#[test]
+fn run_and_search_with_the_default_model_find_the_right_file() {
+    let repo = TestRepo::new();
+    repo.write(
+        "src/settings.rs",
+        "/// Reads the TOML configuration file from disk and parses the user's settings.\nfn load_settings(path: &Path) -> Settings { todo!() }\n",
+    )
+    .write(
+        "src/http.rs",
+        "/// Sends an HTTP request to the server and retries when the network times out.\nfn send_request(req: Request) -> Response { todo!() }\n",
+    )
+    .write(
+        "src/image.rs",
+        "/// Resizes a photograph to a thumbnail and saves it as a PNG picture.\nfn make_thumbnail(img: &Image) -> Png { todo!() }\n",
+    );
+    repo.commit("three files");
+    let cli = Cli::new();
+    let src = repo.path().to_str().unwrap();
+    let events = cli.sync_json(src, "main", &[]);
+    let done = events.last().unwrap();
+    assert_eq!(done["record"]["stats"]["embeddings_computed"], 3, "{done}");
+    for (query, file) in [
+        (
+            "where are the preferences read from a config file",
+            "src/settings.rs",
+        ),
+        ("shrink a picture", "src/image.rs"),
+        ("network call with retry", "src/http.rs"),
+    ] {
+        let hits = json_lines(&cli.ok(["search", query, "-k", "1", "--json", "-s", src]));
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0]["path"], file, "{query}: {}", hits[0]);
+    }
+    // Another model's query vectors are refused, not compared with MiniLM's.
+    let out = cli.run(["search", "x", "--embedder", "hash:384", "-s", src]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("all-MiniLM-L6-v2"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Without the model anywhere (and the hub off), the error names the one command that
+/// fixes it and exits 3 (not found).
+#[test]
+fn a_missing_model_names_scripts_fetch_model() {
+    let repo = TestRepo::new();
+    repo.write("a.txt", "a\n");
+    repo.commit("one");
+    let cli = Cli::new();
+    let empty = cli.dir().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let src = repo.path().to_str().unwrap();
+    for args in [&["embed", "hello"][..], &["run", "-s", src]] {
+        let out = cli
+            .command(args)
+            .env("PROJSYNC_MODEL_DIR", &empty)
+            .env("XDG_CACHE_HOME", &empty)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: ") && err.contains("scripts/fetch-model"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    assert!(
+        !cli.dir().join("project-sync.db").exists(),
+        "no store was created, no run started without the embedder"
+    );
+}
+
+/// An embedder spec that is not one of the accepted forms is a usage error (2).
+#[test]
+fn a_bogus_embedder_exits_2() {
+    let repo = TestRepo::new();
+    repo.write("a.txt", "a\n");
+    repo.commit("one");
+    let cli = Cli::new();
+    let src = repo.path().to_str().unwrap();
+    for args in [
+        &["run", "-s", src, "--embedder", "bogus"][..],
+        &["embed", "--embedder", "bogus", "x"],
+        &["embed", "--embedder", "none", "x"],
+        &["embed", "--embedder", "hash:0", "x"],
+    ] {
+        let out = cli.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("hash:DIMS"), "{}", stderr(&out));
+    }
+    cli.sync_json(src, "main", &["--embedder", "hash:8"]);
+    let out = cli.run(["search", "a", "--embedder", "bogus", "-s", src]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
