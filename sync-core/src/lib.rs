@@ -13,6 +13,7 @@ mod memory;
 mod model;
 mod path;
 mod policy;
+mod reembed;
 mod rules;
 mod search;
 mod source;
@@ -36,6 +37,7 @@ pub use model::{
 };
 pub use path::RepoPath;
 pub use policy::{BINARY_SNIFF_LEN, DEFAULT_MAX_FILE_SIZE, FilePolicy, PolicySpec};
+pub use reembed::{REEMBED_PAGE, ReembedProgress, ReembedStats, reembed};
 pub use rules::{HitRank, RunEnd, check_restore_target, take_over};
 pub use search::{RRF_K, SearchMode, SearchQuery, fuse, lexical_terms, query_terms};
 pub use source::{Blob, RepoSource, SourceNotice, report_notice};

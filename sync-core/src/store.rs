@@ -320,6 +320,21 @@ pub trait SyncStore: Send + Sync + Debug {
         hashes: &[ContentHash],
     ) -> Result<HashMap<ContentHash, Embedding>, Error>;
 
+    /// Stores embeddings outside any run (see [`reembed`](crate::reembed)), in `repo`'s
+    /// tenant. Idempotent: an embedding whose tenant, model and content hash are already
+    /// stored is left as it is. Stores that cannot keep embeddings fail with
+    /// [`Error::Unsupported`].
+    async fn store_embeddings(
+        &self,
+        repo: &RepoKey,
+        embeddings: Vec<NewEmbedding>,
+    ) -> Result<(), Error> {
+        let _ = (repo, embeddings);
+        Err(Error::unsupported(format!(
+            "{self:?} cannot store embeddings outside a run; use a store that implements store_embeddings"
+        )))
+    }
+
     /// Stages a batch of entries and new embeddings for a running run.
     async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error>;
 
@@ -417,6 +432,13 @@ macro_rules! forward_store {
                 hashes: &[ContentHash],
             ) -> Result<HashMap<ContentHash, Embedding>, Error> {
                 (**self).known_embeddings(repo, model, hashes).await
+            }
+            async fn store_embeddings(
+                &self,
+                repo: &RepoKey,
+                embeddings: Vec<NewEmbedding>,
+            ) -> Result<(), Error> {
+                (**self).store_embeddings(repo, embeddings).await
             }
             async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {
                 (**self).stage(run, batch).await

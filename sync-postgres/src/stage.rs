@@ -48,6 +48,25 @@ pub(crate) async fn known_embeddings(
         .collect()
 }
 
+/// Stores embeddings outside a run, in the repository's tenant; existing ones are kept.
+pub(crate) async fn store_embeddings(
+    store: &PgStore,
+    repo: &RepoKey,
+    embeddings: Vec<NewEmbedding>,
+) -> Result<(), Error> {
+    let tenant = store.tenant(repo)?;
+    if embeddings.is_empty() {
+        return Ok(());
+    }
+    for e in &embeddings {
+        check_embedding(store, e)?;
+    }
+    let what = "storing embeddings".to_owned();
+    let mut tx = store.tx(tenant, &what).await?;
+    insert_embeddings(&mut tx, tenant, embeddings, &what).await?;
+    tx::commit(tx, &what).await
+}
+
 /// Stages a batch of a run that still holds its repository, in one transaction.
 pub(crate) async fn stage(store: &PgStore, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {
     let tenant = store.tenant(&run.repo)?;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sync_core::{
     Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, Error, FileIndex, MemoryEntry,
-    RepoKey, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats,
-    SyncStore,
+    NewEmbedding, RepoKey, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun,
+    SyncStats, SyncStore,
 };
 
 use crate::config::{PgStoreBuilder, StoreOptions};
@@ -161,6 +161,14 @@ impl SyncStore for PgStore {
         hashes: &[ContentHash],
     ) -> Result<HashMap<ContentHash, Embedding>, Error> {
         stage::known_embeddings(self, repo, model, hashes).await
+    }
+
+    async fn store_embeddings(
+        &self,
+        repo: &RepoKey,
+        embeddings: Vec<NewEmbedding>,
+    ) -> Result<(), Error> {
+        stage::store_embeddings(self, repo, embeddings).await
     }
 
     async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
-use sync_core::{ContentHash, Embedding, Error, NewEntry, RepoKey, StageBatch, SyncRun};
+use sync_core::{
+    ContentHash, Embedding, Error, NewEmbedding, NewEntry, RepoKey, StageBatch, SyncRun,
+};
 
 use crate::error::DbResultExt;
 use crate::runs::check_running;
@@ -34,28 +36,52 @@ pub(crate) fn known_embeddings(
     Ok(out)
 }
 
+/// Stores embeddings outside a run; existing ones are kept as they are.
+pub(crate) fn store_embeddings(
+    conn: &mut Connection,
+    repo: &RepoKey,
+    embeddings: &[NewEmbedding],
+) -> Result<(), Error> {
+    if embeddings.is_empty() {
+        return Ok(());
+    }
+    let tx = immediate(conn, "storing embeddings")?;
+    insert_embeddings(&tx, repo.tenant(), embeddings)?;
+    tx.commit().db("storing embeddings")
+}
+
+/// Inserts embeddings not stored yet for `tenant`.
+fn insert_embeddings(
+    conn: &Connection,
+    tenant: &str,
+    embeddings: &[NewEmbedding],
+) -> Result<(), Error> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO embeddings (tenant, model, content_hash, vector, dims) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        )
+        .db("storing embeddings")?;
+    for e in embeddings {
+        insert
+            .execute(params![
+                tenant,
+                e.model,
+                e.content_hash.as_bytes().as_slice(),
+                e.embedding.to_le_bytes(),
+                int(e.embedding.dimensions() as u64),
+            ])
+            .db("storing embeddings")?;
+    }
+    Ok(())
+}
+
 pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) -> Result<(), Error> {
     let what = "staging entries";
     let tx = immediate(conn, what)?;
     let repo_id = check_running(&tx, run)?;
+    insert_embeddings(&tx, run.repo.tenant(), &batch.embeddings)?;
     {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO embeddings (tenant, model, content_hash, vector, dims) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-            )
-            .db(what)?;
-        for e in &batch.embeddings {
-            insert
-                .execute(params![
-                    run.repo.tenant(),
-                    e.model,
-                    e.content_hash.as_bytes().as_slice(),
-                    e.embedding.to_le_bytes(),
-                    int(e.embedding.dimensions() as u64),
-                ])
-                .db("storing embeddings")?;
-        }
         let mut upsert = tx
             .prepare_cached(
                 "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sync_core::{
     Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, Error, FileIndex, MemoryEntry,
-    RepoKey, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats,
-    SyncStore,
+    NewEmbedding, RepoKey, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun,
+    SyncStats, SyncStore,
 };
 use tempfile::TempDir;
 
@@ -152,6 +152,20 @@ impl SyncStore for SqliteStore {
         let (repo, model, hashes) = (repo.clone(), model.to_owned(), hashes.to_vec());
         self.pool
             .read(move |c| stage::known_embeddings(c, &repo, &model, &hashes))
+            .await
+    }
+
+    async fn store_embeddings(
+        &self,
+        repo: &RepoKey,
+        embeddings: Vec<NewEmbedding>,
+    ) -> Result<(), Error> {
+        if embeddings.is_empty() {
+            return Ok(());
+        }
+        let repo = repo.clone();
+        self.pool
+            .write(move |c| stage::store_embeddings(c, &repo, &embeddings))
             .await
     }
 

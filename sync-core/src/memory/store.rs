@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::store::validate_start;
 use crate::{
     Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, EntryStatus, Error, FileChange,
-    FileIndex, IndexedFile, MemoryEntry, NewEntry, RepoKey, RepoPath, RunStart, SearchHit,
-    StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore,
+    FileIndex, IndexedFile, MemoryEntry, NewEmbedding, NewEntry, RepoKey, RepoPath, RunStart,
+    SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore,
 };
 use crate::{RunEnd, check_restore_target, take_over};
 
@@ -348,6 +348,21 @@ impl SyncStore for MemoryStore {
                 state.embeddings.get(&key).map(|e| (*h, e.clone()))
             })
             .collect())
+    }
+
+    async fn store_embeddings(
+        &self,
+        repo: &RepoKey,
+        embeddings: Vec<NewEmbedding>,
+    ) -> Result<(), Error> {
+        let mut state = self.lock();
+        for e in embeddings {
+            state
+                .embeddings
+                .entry((repo.tenant().to_owned(), e.model, e.content_hash))
+                .or_insert(e.embedding);
+        }
+        Ok(())
     }
 
     async fn stage(&self, run: &SyncRun, batch: StageBatch) -> Result<(), Error> {

@@ -30,6 +30,7 @@
 //! | [`honest_events`] | 8. honest events |
 //! | [`tenant_isolation`], [`store_contract`], [`search_active_only`] | the store contract |
 //! | [`restore_counts`], [`unknown_runs_are_not_found`], [`search_ties_rank_by_path_then_ordinal`] | the store contract: the core's rules |
+//! | [`reembed_fills_in_missing_embeddings`] | the store contract: embeddings stored outside a run |
 //!
 //! # Sources
 //!
@@ -75,8 +76,8 @@ pub use suite::{
 };
 pub use suite::{
     hybrid_ranking_is_the_same_in_every_store, lexical_search_finds_identifiers_and_paths,
-    models_coexist_and_an_unknown_model_is_a_clear_error, search_ties_rank_by_path_then_ordinal,
-    unknown_runs_are_not_found,
+    models_coexist_and_an_unknown_model_is_a_clear_error, reembed_fills_in_missing_embeddings,
+    search_ties_rank_by_path_then_ordinal, unknown_runs_are_not_found,
 };
 pub use wrappers::{CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyStore};
 
@@ -93,7 +94,8 @@ macro_rules! sync_store_conformance {
         $crate::sync_store_conformance!(@each $factory;
             unknown_runs_are_not_found, search_ties_rank_by_path_then_ordinal,
             lexical_search_finds_identifiers_and_paths, hybrid_ranking_is_the_same_in_every_store,
-            models_coexist_and_an_unknown_model_is_a_clear_error);
+            models_coexist_and_an_unknown_model_is_a_clear_error,
+            reembed_fills_in_missing_embeddings);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };

@@ -2192,3 +2192,134 @@ pub async fn models_coexist_and_an_unknown_model_is_a_clear_error(factory: &impl
             .is_empty()
     );
 }
+
+/// A [`HashEmbedder`] of the suite's dimension under another model name, failing on one
+/// call to `embed` if asked to.
+#[derive(Debug)]
+struct OtherModel {
+    model: &'static str,
+    fail_on_call: Option<usize>,
+    calls: AtomicUsize,
+}
+
+impl OtherModel {
+    fn new(model: &'static str, fail_on_call: Option<usize>) -> Self {
+        Self {
+            model,
+            fail_on_call,
+            calls: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Embedder for OtherModel {
+    fn model(&self) -> &str {
+        self.model
+    }
+
+    fn dimensions(&self) -> usize {
+        DIMS
+    }
+
+    async fn embed(&self, texts: &[&str]) -> Result<Vec<crate::Embedding>, Error> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_on_call == Some(call) {
+            return Err(Error::unauthorized(format!(
+                "`{}` refused the key",
+                self.model
+            )));
+        }
+        HashEmbedder::new(DIMS).embed(texts).await
+    }
+}
+
+/// Re-embedding from the store alone ([`crate::reembed`]): after a sync with the suite's
+/// model, a re-embedding with another model computes exactly the distinct active texts
+/// and stores them with [`SyncStore::store_embeddings`]; a second one computes nothing;
+/// searches with the new model and the old one both work; an embedder failing after the
+/// first call keeps that call's vectors, and the rerun computes only the rest.
+pub async fn reembed_fills_in_missing_embeddings(factory: &impl StoreFactory) {
+    let h = Harness::new(factory.open().await);
+    h.sync_step(0).await;
+    h.sync_step(1).await;
+    let active = h
+        .store
+        .entries(h.repo(), &EntryQuery::active())
+        .await
+        .unwrap();
+    let hashes: Vec<crate::ContentHash> = active
+        .iter()
+        .map(|e| e.content_hash)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let distinct = hashes.len() as u64;
+    assert!(distinct > 2, "the fixture has several texts");
+    let store = h.store.as_ref();
+
+    let fresh = OtherModel::new("reembed-model", None);
+    let mut reports = Vec::new();
+    let stats = crate::reembed(store, h.repo(), &fresh, 2, |p| reports.push(p))
+        .await
+        .unwrap();
+    assert_eq!(stats.entries, active.len() as u64);
+    assert_eq!(stats.texts, distinct);
+    assert_eq!((stats.reused, stats.computed), (0, distinct), "{stats:?}");
+    let last = reports.last().copied().unwrap();
+    assert_eq!(
+        (last.texts_to_embed, last.texts_embedded),
+        (distinct, distinct)
+    );
+    assert!(
+        reports.len() as u64 > distinct / 2,
+        "progress after every call"
+    );
+    let known = store
+        .known_embeddings(h.repo(), "reembed-model", &hashes)
+        .await
+        .unwrap();
+    assert_eq!(known.len() as u64, distinct);
+
+    let again = crate::reembed(store, h.repo(), &fresh, 2, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.reused, again.computed), (distinct, 0), "{again:?}");
+    assert_eq!(
+        fresh.calls.load(Ordering::SeqCst) as u64,
+        distinct.div_ceil(2)
+    );
+
+    if store.capabilities().vector_search {
+        let probe = HashEmbedder::new(DIMS).embed_one("pub fn new_fn() {}\n");
+        for model in ["reembed-model", &format!("hash-{DIMS}")] {
+            let hits = store
+                .search_vector(h.repo(), model, &probe, 3)
+                .await
+                .unwrap_or_else(|e| panic!("search with {model}: {e}"));
+            assert_eq!(hits[0].entry.path.as_bytes(), b"src/new.rs", "{model}");
+        }
+    }
+
+    // A failure after the first call keeps its vectors; the rerun computes the rest.
+    let failing = OtherModel::new("reembed-faulty", Some(2));
+    let e = crate::reembed(store, h.repo(), &failing, 1, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    let kept = store
+        .known_embeddings(h.repo(), "reembed-faulty", &hashes)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1, "the first call's vector is stored");
+    let rerun = OtherModel::new("reembed-faulty", None);
+    let stats = crate::reembed(store, h.repo(), &rerun, 1, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (stats.reused, stats.computed),
+        (1, distinct - 1),
+        "{stats:?}"
+    );
+    assert_eq!(rerun.calls.load(Ordering::SeqCst) as u64, distinct - 1);
+}

@@ -10,8 +10,8 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
     Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedder, Embedding, EntryQuery,
-    Error, FileIndex, FilePolicy, MemoryEntry, RepoKey, RepoSource, RunEnd, RunStart, SearchHit,
-    StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStore, Tree, TreeEntry,
+    Error, FileIndex, FilePolicy, MemoryEntry, NewEmbedding, RepoKey, RepoSource, RunEnd, RunStart,
+    SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStore, Tree, TreeEntry,
 };
 
 /// When an injected fault strikes relative to the wrapped call.
@@ -297,6 +297,19 @@ impl<S: SyncStore> SyncStore for FaultyStore<S> {
             .guard(
                 "known_embeddings",
                 self.inner.known_embeddings(repo, model, hashes),
+            )
+            .await
+    }
+
+    async fn store_embeddings(
+        &self,
+        repo: &RepoKey,
+        embeddings: Vec<NewEmbedding>,
+    ) -> Result<(), Error> {
+        self.plan
+            .guard(
+                "store_embeddings",
+                self.inner.store_embeddings(repo, embeddings),
             )
             .await
     }
