@@ -8,7 +8,8 @@ use crate::exit::Exit;
 ///
 /// `projsync run` syncs a branch of the repository into the store; `ls`, `history`,
 /// `branches` and `search` read; `restore` makes an earlier run's state active again;
-/// `embed` prints the vectors of texts.
+/// `embed` prints the vectors of texts; `reembed` computes a model's missing vectors from
+/// the store alone.
 #[derive(Debug, Parser)]
 #[command(
     name = "projsync",
@@ -80,6 +81,10 @@ pub(crate) enum Command {
     Search(SearchArgs),
     /// Print the embedding of each text as one JSON array of numbers per line, in order.
     Embed(EmbedArgs),
+    /// Compute the missing embeddings of a model (`--embedder`, MiniLM by default) for the
+    /// active entries from the text in the store, without reading the repository;
+    /// resumable, and a later `run` or `search` with that model uses them.
+    Reembed(ReembedArgs),
 }
 
 /// `--json`.
@@ -222,6 +227,16 @@ pub(crate) struct EmbedArgs {
     /// The texts to embed; `-` reads one text per line from stdin.
     #[arg(value_name = "TEXT", required = true)]
     pub(crate) texts: Vec<String>,
+    #[command(flatten)]
+    pub(crate) embed: EmbedderArgs,
+}
+
+/// `projsync reembed`.
+#[derive(Debug, Args)]
+pub(crate) struct ReembedArgs {
+    /// Print the summary as one JSON object.
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
     #[command(flatten)]
     pub(crate) embed: EmbedderArgs,
 }

@@ -5,6 +5,7 @@ mod branches;
 mod embed;
 mod history;
 mod ls;
+mod reembed;
 mod restore;
 mod run;
 mod search;
@@ -25,5 +26,6 @@ pub(crate) async fn dispatch(target: &Target, command: &Command) -> Result<Exit,
         Command::Branches(args) => branches::exec(target, args).await,
         Command::Search(args) => search::exec(target, args).await,
         Command::Embed(args) => embed::exec(args).await,
+        Command::Reembed(args) => reembed::exec(target, args).await,
     }
 }

@@ -98,30 +98,28 @@ async fn query_vector(
             db.label()
         )));
     };
-    let model = first.model.clone().ok_or_else(|| {
-        Error::invalid_input(format!(
-            "the entries of `{key}` have no embeddings (synced with `--embedder none`): search them with `--mode lexical`, or sync again with an embedder, `projsync run` (MiniLM) or e.g. `projsync run --embedder hash`"
-        ))
-    })?;
-    // The query must be embedded with the model the entries were embedded with.
-    let spec = match args.embed.embedder.as_deref() {
-        Some(spec) => EmbedderSpec::parse(spec, false)?,
-        None => EmbedderSpec::for_model(&model).ok_or_else(|| {
-            Error::invalid_input(format!(
-                "the entries of `{key}` were embedded with `{model}`: pass the embedder that computes it, e.g. `--embedder openai:{model}`"
-            ))
-        })?,
-    };
-    let embedder = spec
-        .open(&args.embed)
-        .await?
-        .ok_or_else(|| Error::invalid_input("`projsync search` needs an embedder"))?;
-    if embedder.model() != model {
-        return Err(Error::invalid_input(format!(
-            "the entries of `{key}` were embedded with `{model}`, but `--embedder` computes `{}`: leave `--embedder` out, or sync again with it",
-            embedder.model()
-        )));
+    // Without `--embedder`, the query is embedded with the model the entries were synced
+    // with; with it, with that model (whose vectors `projsync reembed` may have computed).
+    let embedder = match args.embed.embedder.as_deref() {
+        Some(spec) => EmbedderSpec::parse(spec, false)?.open(&args.embed).await?,
+        None => {
+            let model = first.model.clone().ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "the entries of `{key}` have no embeddings (synced with `--embedder none`): search them with `--mode lexical`, compute them with `projsync reembed`, or sync again with an embedder, `projsync run` (MiniLM) or e.g. `projsync run --embedder hash`"
+                ))
+            })?;
+            EmbedderSpec::for_model(&model)
+                .ok_or_else(|| {
+                    Error::invalid_input(format!(
+                        "the entries of `{key}` were embedded with `{model}`: pass the embedder that computes it, e.g. `--embedder openai:{model}`"
+                    ))
+                })?
+                .open(&args.embed)
+                .await?
+        }
     }
+    .ok_or_else(|| Error::invalid_input("`projsync search` needs an embedder"))?;
+    let model = embedder.model().to_owned();
     // A Postgres store with the dimension fixed searches through its HNSW index.
     let store = if db.is_postgres() {
         open::store(db, false, Some(embedder.dimensions())).await?
