@@ -46,7 +46,8 @@ impl EmbedderSpec {
                 "minilm" => Ok(Self::MiniLm),
                 "hash" => Ok(Self::Hash(256)),
                 "none" if allow_none => Ok(Self::None),
-                _ => Err(unknown()),
+                // A stored model's name, as error messages about a model give it.
+                _ => Self::for_model(spec).ok_or_else(unknown),
             },
             Some(("hash", dims)) => dims
                 .parse()
@@ -125,6 +126,8 @@ mod tests {
         assert_eq!(ok("minilm", false), EmbedderSpec::MiniLm);
         assert_eq!(ok("hash", false), EmbedderSpec::Hash(256));
         assert_eq!(ok("hash:64", false), EmbedderSpec::Hash(64));
+        assert_eq!(ok("hash-64", false), EmbedderSpec::Hash(64));
+        assert_eq!(ok("all-MiniLM-L6-v2", false), EmbedderSpec::MiniLm);
         assert_eq!(
             ok("openai:text-embedding-3-small", false),
             EmbedderSpec::OpenAi("text-embedding-3-small".into())

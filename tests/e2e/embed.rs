@@ -124,11 +124,12 @@ fn run_and_search_with_the_default_model_find_the_right_file() {
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0]["path"], file, "{query}: {}", hits[0]);
     }
-    // Another model's query vectors are refused, not compared with MiniLM's.
+    // Another model's query vectors are not compared with MiniLM's: that model has no
+    // vectors yet, and the error says how to compute them.
     let out = cli.run(["search", "x", "--embedder", "hash:384", "-s", src]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("all-MiniLM-L6-v2"),
+        stderr(&out).contains("projsync reembed --embedder hash-384"),
         "{}",
         stderr(&out)
     );

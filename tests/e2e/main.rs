@@ -9,6 +9,7 @@ mod embed;
 mod exit;
 mod kill;
 mod output;
+mod reembed;
 mod search_quality;
 mod sources;
 mod stores;
