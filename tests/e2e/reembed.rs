@@ -70,6 +70,11 @@ fn reembed_computes_a_new_models_vectors_once_and_search_uses_them() {
         assert_eq!(hits[0]["path"], "src/config.rs", "{spec}: {}", hits[0]);
     }
 
+    // A sync with the new model reuses the vectors.
+    let events = cli.sync_json(src, "main", &["--embedder", "hash:64"]);
+    let stats = &events.last().unwrap()["record"]["stats"];
+    assert_eq!(stats["embeddings_computed"], 0, "{stats}");
+
     let out = cli.run(["search", "x", "--embedder", "hash:16", "-s", src]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
