@@ -48,6 +48,18 @@ pub async fn reembed(
     repo: &RepoKey,
     embedder: &dyn Embedder,
     batch: usize,
+    on_progress: impl FnMut(ReembedProgress) + Send,
+) -> Result<ReembedStats, Error> {
+    reembed_paged(store, repo, embedder, batch, REEMBED_PAGE, on_progress).await
+}
+
+/// [`reembed`] with pages of `page` entries.
+async fn reembed_paged(
+    store: &dyn SyncStore,
+    repo: &RepoKey,
+    embedder: &dyn Embedder,
+    batch: usize,
+    page: usize,
     mut on_progress: impl FnMut(ReembedProgress) + Send,
 ) -> Result<ReembedStats, Error> {
     if batch == 0 {
@@ -63,16 +75,16 @@ pub async fn reembed(
     loop {
         let query = EntryQuery {
             offset,
-            limit: Some(REEMBED_PAGE),
+            limit: Some(page),
             ..EntryQuery::active()
         };
-        let page = store.entries(repo, &query).await?;
-        let read = page.len();
+        let entries = store.entries(repo, &query).await?;
+        let read = entries.len();
         offset += read;
         stats.entries += read as u64;
         progress.entries = stats.entries;
         let mut fresh: Vec<(ContentHash, String)> = Vec::new();
-        for e in page {
+        for e in entries {
             if seen.insert(e.content_hash) {
                 fresh.push((e.content_hash, e.content));
             }
@@ -96,7 +108,7 @@ pub async fn reembed(
             progress.texts_embedded = stats.computed;
             on_progress(progress);
         }
-        if read < REEMBED_PAGE {
+        if read < page {
             return Ok(stats);
         }
     }
@@ -138,4 +150,34 @@ async fn embed_chunk(
             })
         })
         .collect()
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testkit::{CountingEmbedder, Harness};
+    use crate::{HashEmbedder, MemoryStore, SyncStoreExt};
+
+    #[tokio::test]
+    async fn pages_cover_every_entry_and_texts_are_embedded_once() {
+        let h = Harness::new(Arc::new(MemoryStore::new()));
+        h.sync_step(0).await;
+        let active = h.store.active_entries(h.repo()).await.unwrap();
+        let texts: HashSet<ContentHash> = active.iter().map(|e| e.content_hash).collect();
+        assert!(active.len() > 4, "several pages");
+        let embedder = CountingEmbedder::new(HashEmbedder::new(7));
+        let stats = reembed_paged(h.store.as_ref(), h.repo(), &embedder, 3, 2, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(stats.entries, active.len() as u64);
+        assert_eq!(stats.texts, texts.len() as u64);
+        assert_eq!(stats.computed, texts.len() as u64);
+        assert_eq!(embedder.texts(), texts.len() as u64);
+        let e = reembed(h.store.as_ref(), h.repo(), &embedder, 0, |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+    }
 }
