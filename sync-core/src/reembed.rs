@@ -99,7 +99,7 @@ async fn reembed_paged(
         }
         on_progress(progress);
         for chunk in fresh.chunks(batch) {
-            let embeddings = embed_chunk(embedder, chunk).await?;
+            let embeddings = embed_checked(embedder, chunk).await?;
             store
                 .store_embeddings(repo, embeddings)
                 .await
@@ -114,13 +114,14 @@ async fn reembed_paged(
     }
 }
 
-/// The embeddings of one call to the embedder, checked against what it promises.
-async fn embed_chunk(
+/// The embeddings of one call to the embedder, checked against what it promises: one
+/// vector per text, each of the embedder's dimensions. The syncer's import uses it too.
+pub(crate) async fn embed_checked<T: AsRef<str>>(
     embedder: &dyn Embedder,
-    chunk: &[(ContentHash, String)],
+    chunk: &[(ContentHash, T)],
 ) -> Result<Vec<NewEmbedding>, Error> {
     let model = embedder.model();
-    let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+    let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_ref()).collect();
     let vectors = embedder
         .embed(&texts)
         .await

@@ -8,8 +8,8 @@ use futures::StreamExt;
 use super::Phases;
 use super::scan::{Plan, change_path, change_size};
 use crate::{
-    Blob, BlobId, ContentHash, Error, FileChange, FilePolicy, NewEmbedding, NewEntry, Progress,
-    SkipReason, StageBatch, SyncEvent, SyncRun, SyncStats,
+    Blob, BlobId, ContentHash, Error, FileChange, FilePolicy, NewEntry, Progress, SkipReason,
+    StageBatch, SyncEvent, SyncRun, SyncStats,
 };
 
 /// Progress events are sent at least every this many blobs (and after every staged batch).
@@ -159,33 +159,8 @@ impl Batch<'_> {
                         .await?;
                 }
                 for batch in todo.chunks(s.options.embed_batch) {
-                    let texts: Vec<&str> = batch.iter().map(|(_, t)| *t).collect();
-                    let mut embeddings = Vec::with_capacity(texts.len());
-                    let vectors = embedder
-                        .embed(&texts)
-                        .await
-                        .map_err(|e| e.context(format!("embedding with `{model}`")))?;
-                    if vectors.len() != texts.len() {
-                        return Err(Error::invalid_input(format!(
-                            "embedder `{model}` returned {} vectors for {} texts",
-                            vectors.len(),
-                            texts.len()
-                        )));
-                    }
-                    for ((hash, _), vector) in batch.iter().zip(vectors) {
-                        if vector.dimensions() != embedder.dimensions() {
-                            return Err(Error::invalid_input(format!(
-                                "embedder `{model}` returned a vector of {} dimensions, but says it has {}",
-                                vector.dimensions(),
-                                embedder.dimensions()
-                            )));
-                        }
-                        embeddings.push(NewEmbedding {
-                            model: model.to_owned(),
-                            content_hash: *hash,
-                            embedding: vector,
-                        });
-                    }
+                    let embeddings =
+                        crate::reembed::embed_checked(embedder.as_ref(), batch).await?;
                     // Stored at once: vectors are kept by (content, model) whatever becomes
                     // of the run, so a cancelled run loses at most the call in flight.
                     let batch_len = batch.len() as u64;
