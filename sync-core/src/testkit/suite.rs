@@ -1821,25 +1821,7 @@ pub async fn search_ties_rank_by_path_then_ordinal(factory: &impl StoreFactory) 
             embedding: embedder.embed_one(text),
         });
     }
-    let paths: BTreeSet<&str> = places.iter().map(|(p, _, _)| *p).collect();
-    let changes = ChangeSet {
-        changes: paths
-            .iter()
-            .map(|p| {
-                let entry = TreeEntry::new(RepoPath::new(p).unwrap(), blob(p), 1, EntryKind::File);
-                FileChange::Upsert(IndexedFile::new(entry, None))
-            })
-            .collect(),
-    };
-    let run = store
-        .begin(super::fixture::run_start(&repo, Duration::from_secs(60)))
-        .await
-        .unwrap();
-    store.stage(&run, batch).await.unwrap();
-    store
-        .commit(&run, changes, SyncStats::default())
-        .await
-        .unwrap();
+    commit_staged(&store, &repo, batch).await;
 
     let ranked = [
         ("z.rs", 0),
@@ -1902,12 +1884,22 @@ async fn commit_corpus(
             });
         }
     }
-    let paths: BTreeSet<&str> = docs.iter().map(|(p, _, _)| *p).collect();
+    commit_staged(store, repo, batch).await;
+}
+
+/// Stages `batch` in a new run of `repo` and commits it, each path of its entries upserted
+/// as a file of one byte with the entries' blob.
+async fn commit_staged(store: &Arc<dyn SyncStore>, repo: &RepoKey, batch: StageBatch) {
+    let files: std::collections::BTreeMap<RepoPath, crate::BlobId> = batch
+        .entries
+        .iter()
+        .map(|e| (e.path.clone(), e.blob))
+        .collect();
     let changes = ChangeSet {
-        changes: paths
-            .iter()
-            .map(|p| {
-                let entry = TreeEntry::new(RepoPath::new(p).unwrap(), blob(p), 1, EntryKind::File);
+        changes: files
+            .into_iter()
+            .map(|(path, blob)| {
+                let entry = TreeEntry::new(path, blob, 1, EntryKind::File);
                 FileChange::Upsert(IndexedFile::new(entry, None))
             })
             .collect(),
