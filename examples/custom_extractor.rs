@@ -43,11 +43,7 @@ impl Extractor for MarkdownSections {
                     chunk.content.push('\n');
                     chunk.end_line = line_no;
                 }
-                _ => chunks.push(Chunk {
-                    content: format!("{line}\n"),
-                    start_line: line_no,
-                    end_line: line_no,
-                }),
+                _ => chunks.push(Chunk::lines(format!("{line}\n"), line_no, line_no)),
             }
         }
         chunks

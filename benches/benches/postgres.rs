@@ -234,6 +234,7 @@ fn batch(
             content_hash: hash,
             start_line: ordinal * 6 + 1,
             end_line: ordinal * 6 + 6,
+            meta: Default::default(),
             model: Some(MODEL.into()),
         });
         batch.embeddings.push(NewEmbedding {

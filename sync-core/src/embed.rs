@@ -1,11 +1,12 @@
 //! Embedding vectors and the embedder interface.
 
 use std::fmt::{self, Debug};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, TokenCounter};
 
 /// An embedding vector.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +104,19 @@ pub trait Embedder: Send + Sync + Debug {
 
     /// One embedding per text, in the same order.
     async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error>;
+
+    /// The most tokens of one text the model reads; it ignores (or the embedder splits)
+    /// the rest. `None` when the model has no known limit. Extractors size chunks to it
+    /// through [`TokenBudget::of`](crate::TokenBudget::of).
+    fn max_tokens(&self) -> Option<usize> {
+        None
+    }
+
+    /// A counter of the model's own tokens, lent to extractors to size chunks; `None` when
+    /// the embedder has none, and an estimate ([`ApproxTokens`](crate::ApproxTokens)) is used.
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        None
+    }
 }
 
 /// A deterministic, offline embedder: feature hashing of lower-cased word tokens into a

@@ -1,10 +1,12 @@
-//! Turning a file's text into memory entries.
+//! Turning a file's text into memory entries, and the token budget that sizes them.
 
+use std::borrow::Cow;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::RepoPath;
+use crate::{Embedder, RepoPath};
 
 /// A piece of a file that becomes one [`MemoryEntry`](crate::MemoryEntry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +17,182 @@ pub struct Chunk {
     pub start_line: u32,
     /// Last line covered, inclusive.
     pub end_line: u32,
+    /// What the text is, when the extractor knows: language, syntactic kind, symbol path.
+    #[serde(flatten)]
+    pub meta: ChunkMeta,
+}
+
+impl Chunk {
+    /// A chunk of plain lines, without [`ChunkMeta`].
+    pub fn lines(content: impl Into<String>, start_line: u32, end_line: u32) -> Self {
+        Self {
+            content: content.into(),
+            start_line,
+            end_line,
+            meta: ChunkMeta::default(),
+        }
+    }
+
+    /// The text an embedder reads for this chunk: [`embedding_text`] of its content.
+    pub fn embedding_text(&self) -> Cow<'_, str> {
+        embedding_text(&self.meta, &self.content)
+    }
+}
+
+/// What a chunk is, as far as its extractor knows. Stores keep it beside the entry text;
+/// search results show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkMeta {
+    /// The language, e.g. `rust` or `markdown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The syntactic kind of the chunk's unit, e.g. `function` or `section`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Where the unit sits, outermost first, e.g. `impl Parser > fn parse_block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+}
+
+impl ChunkMeta {
+    /// Whether nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self.language.is_none() && self.kind.is_none() && self.symbol.is_none()
+    }
+}
+
+/// The text an embedder reads for an entry: its content, after a one-line header naming the
+/// language and symbol path when the [`ChunkMeta`] has them, so that the vector knows what
+/// the code is. The header never holds the file's path: a moved file keeps its vectors.
+///
+/// Entries are addressed by the [`ContentHash`](crate::ContentHash) of this text, so the
+/// same code under another symbol is embedded again, and a rename is not.
+///
+/// ```
+/// use sync_core::{ChunkMeta, embedding_text};
+/// let meta = ChunkMeta {
+///     language: Some("rust".into()),
+///     kind: Some("function".into()),
+///     symbol: Some("impl Parser > fn parse".into()),
+/// };
+/// assert_eq!(embedding_text(&meta, "fn parse() {}\n"), "rust: impl Parser > fn parse\nfn parse() {}\n");
+/// assert_eq!(embedding_text(&ChunkMeta::default(), "text"), "text");
+/// ```
+pub fn embedding_text<'a>(meta: &ChunkMeta, content: &'a str) -> Cow<'a, str> {
+    match (meta.language.as_deref(), meta.symbol.as_deref()) {
+        (None, None) => Cow::Borrowed(content),
+        (Some(language), None) => Cow::Owned(format!("{language}\n{content}")),
+        (None, Some(symbol)) => Cow::Owned(format!("{symbol}\n{content}")),
+        (Some(language), Some(symbol)) => Cow::Owned(format!("{language}: {symbol}\n{content}")),
+    }
+}
+
+/// Counts a model's tokens in a text, so that an extractor can size chunks to what the
+/// model reads. An [`Embedder`] lends one through [`Embedder::token_counter`].
+pub trait TokenCounter: Send + Sync + Debug {
+    /// A stable name of the counting scheme, e.g. `wordpiece:all-MiniLM-L6-v2`; part of
+    /// the extractor's id, so that another tokenizer re-extracts every file.
+    fn id(&self) -> String;
+
+    /// The number of tokens the model reads for `text`, without special tokens.
+    fn count(&self, text: &str) -> usize;
+}
+
+/// An estimate of a subword tokenizer's count for code and prose, for embedders that lend
+/// no counter: every run of letters and digits is one token per 6 characters (at least one),
+/// every other visible character is one token, whitespace is free. WordPiece and BPE
+/// vocabularies of English and code land near it.
+///
+/// ```
+/// use sync_core::{ApproxTokens, TokenCounter};
+/// assert_eq!(ApproxTokens.count("fn parse_block(x: u32) {}"), 11);
+/// assert_eq!(ApproxTokens.count("   \n"), 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApproxTokens;
+
+impl TokenCounter for ApproxTokens {
+    fn id(&self) -> String {
+        "approx".to_owned()
+    }
+
+    fn count(&self, text: &str) -> usize {
+        let mut tokens = 0;
+        let mut word = 0usize;
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                word += 1;
+                continue;
+            }
+            tokens += word.div_ceil(6);
+            word = 0;
+            if !c.is_whitespace() {
+                tokens += 1;
+            }
+        }
+        tokens + word.div_ceil(6)
+    }
+}
+
+/// How many tokens one chunk may hold, counted by the embedder's own tokenizer.
+///
+/// ```
+/// use sync_core::{HashEmbedder, TokenBudget};
+/// let budget = TokenBudget::of(Some(&HashEmbedder::new(8)));
+/// assert_eq!(budget.max(), TokenBudget::DEFAULT_MAX);
+/// assert_eq!(budget.id(), "approx:256");
+/// ```
+#[derive(Debug, Clone)]
+pub struct TokenBudget {
+    max: usize,
+    counter: Arc<dyn TokenCounter>,
+}
+
+impl TokenBudget {
+    /// The budget when the embedder names no limit: 256 tokens, what all-MiniLM-L6-v2 reads.
+    pub const DEFAULT_MAX: usize = 256;
+
+    /// A budget of `max` tokens (at least 16) counted by `counter`.
+    pub fn new(max: usize, counter: Arc<dyn TokenCounter>) -> Self {
+        Self {
+            max: max.max(16),
+            counter,
+        }
+    }
+
+    /// The embedder's budget: its [`max_tokens`](Embedder::max_tokens) counted by its
+    /// [`token_counter`](Embedder::token_counter); [`Self::DEFAULT_MAX`] and
+    /// [`ApproxTokens`] for what it does not say, and without an embedder.
+    pub fn of(embedder: Option<&dyn Embedder>) -> Self {
+        let max = embedder
+            .and_then(|e| e.max_tokens())
+            .unwrap_or(Self::DEFAULT_MAX);
+        let counter = embedder
+            .and_then(|e| e.token_counter())
+            .unwrap_or_else(|| Arc::new(ApproxTokens));
+        Self::new(max, counter)
+    }
+
+    /// The most tokens of one chunk's [`embedding_text`].
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The tokens of `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.counter.count(text)
+    }
+
+    /// The counter's id and the limit, e.g. `wordpiece:all-MiniLM-L6-v2:256`.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.counter.id(), self.max)
+    }
+}
+
+impl Default for TokenBudget {
+    fn default() -> Self {
+        Self::of(None)
+    }
 }
 
 /// Turns a file's text into chunks, each of which becomes a memory entry.
@@ -45,11 +223,7 @@ impl Extractor for WholeFile {
             return Vec::new();
         }
         let lines = text.lines().count().max(1);
-        vec![Chunk {
-            content: text.to_owned(),
-            start_line: 1,
-            end_line: line_no(lines),
-        }]
+        vec![Chunk::lines(text, 1, line_no(lines))]
     }
 }
 
@@ -99,11 +273,11 @@ impl Extractor for LineChunker {
         let mut start = 1;
         let mut flush = |current: &mut String, start: usize, end: usize| {
             if !current.is_empty() {
-                chunks.push(Chunk {
-                    content: std::mem::take(current),
-                    start_line: line_no(start),
-                    end_line: line_no(end),
-                });
+                chunks.push(Chunk::lines(
+                    std::mem::take(current),
+                    line_no(start),
+                    line_no(end),
+                ));
             }
         };
         for (i, line) in text.split_inclusive('\n').enumerate() {

@@ -28,7 +28,10 @@ pub use diff::{Change, DiffCounts, TreeDiff, diff, diff_all};
 pub use embed::{Embedder, Embedding, HashEmbedder};
 pub use error::{BoxError, DbFault, Error, ErrorKind, ErrorReport, Result};
 pub use event::{Phase, Progress, SyncEvent};
-pub use extract::{Chunk, Extractor, LineChunker, WholeFile};
+pub use extract::{
+    ApproxTokens, Chunk, ChunkMeta, Extractor, LineChunker, TokenBudget, TokenCounter, WholeFile,
+    embedding_text,
+};
 pub use id::{BlobId, CommitId, ContentHash, SyncId};
 pub use memory::{MemoryFile, MemorySource, MemoryStore};
 pub use model::{

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{BlobId, CommitId, ContentHash, Embedding, Error, RepoPath, SyncId};
+use crate::{BlobId, Chunk, ChunkMeta, CommitId, ContentHash, Embedding, Error, RepoPath, SyncId};
 
 /// The tenant used when none is given.
 pub const DEFAULT_TENANT: &str = "default";
@@ -253,12 +253,16 @@ pub struct MemoryEntry {
     pub ordinal: u32,
     /// The text.
     pub content: String,
-    /// Hash of the text.
+    /// Hash of the text the embedder reads ([`embedding_text`](crate::embedding_text) of
+    /// `content` and `meta`): the key of the entry's embeddings.
     pub content_hash: ContentHash,
     /// First line covered, from 1.
     pub start_line: u32,
     /// Last line covered, inclusive.
     pub end_line: u32,
+    /// What the text is: language, syntactic kind, symbol path (when the extractor knew).
+    #[serde(flatten)]
+    pub meta: ChunkMeta,
     /// The embedding model, when one was configured.
     pub model: Option<String>,
     /// The embedding, when one was configured.
@@ -282,14 +286,49 @@ pub struct NewEntry {
     pub ordinal: u32,
     /// The text.
     pub content: String,
-    /// Hash of the text.
+    /// Hash of the text the embedder reads ([`embedding_text`](crate::embedding_text) of
+    /// `content` and `meta`): the key of the entry's embeddings.
     pub content_hash: ContentHash,
     /// First line covered, from 1.
     pub start_line: u32,
     /// Last line covered, inclusive.
     pub end_line: u32,
+    /// What the text is: language, syntactic kind, symbol path (when the extractor knew).
+    pub meta: ChunkMeta,
     /// The embedding model whose vector for `content_hash` belongs to this entry.
     pub model: Option<String>,
+}
+
+impl NewEntry {
+    /// The entry of a file's `ordinal`-th chunk, addressed by the hash of the chunk's
+    /// [`embedding_text`](crate::embedding_text).
+    pub fn from_chunk(
+        path: RepoPath,
+        blob: BlobId,
+        ordinal: u32,
+        chunk: Chunk,
+        model: Option<String>,
+    ) -> Self {
+        Self {
+            path,
+            blob,
+            ordinal,
+            content_hash: ContentHash::of(&chunk.embedding_text()),
+            content: chunk.content,
+            start_line: chunk.start_line,
+            end_line: chunk.end_line,
+            meta: chunk.meta,
+            model,
+        }
+    }
+}
+
+impl MemoryEntry {
+    /// The text an embedder reads for this entry: its content after the header of its
+    /// [`ChunkMeta`] ([`embedding_text`](crate::embedding_text)).
+    pub fn embedding_text(&self) -> std::borrow::Cow<'_, str> {
+        crate::embedding_text(&self.meta, &self.content)
+    }
 }
 
 /// Which entries [`SyncStore::entries`](crate::SyncStore::entries) returns. The default is

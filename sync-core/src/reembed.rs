@@ -86,7 +86,7 @@ async fn reembed_paged(
         let mut fresh: Vec<(ContentHash, String)> = Vec::new();
         for e in entries {
             if seen.insert(e.content_hash) {
-                fresh.push((e.content_hash, e.content));
+                fresh.push((e.content_hash, e.embedding_text().into_owned()));
             }
         }
         stats.texts += fresh.len() as u64;

@@ -174,7 +174,7 @@ pub fn query_terms(text: &str) -> Vec<String> {
 /// #     let entry = MemoryEntry {
 /// #         path: RepoPath::new(path).unwrap(), blob: BlobId::for_content(b""), ordinal: 0,
 /// #         content: String::new(), content_hash: ContentHash::of(""), start_line: 1,
-/// #         end_line: 1, model: None, embedding: None, status: EntryStatus::Active,
+/// #         end_line: 1, meta: ChunkMeta::default(), model: None, embedding: None, status: EntryStatus::Active,
 /// #         created_by: SyncId(1), superseded_by: None,
 /// #     };
 /// #     SearchHit { entry, score: 0.0 }
@@ -234,6 +234,7 @@ mod tests {
             content_hash: ContentHash::of(""),
             start_line: 1,
             end_line: 1,
+            meta: Default::default(),
             model: None,
             embedding: None,
             status: EntryStatus::Active,

@@ -144,6 +144,7 @@ impl EntryRow {
             content_hash: content_hash(&self.content_hash)?,
             start_line: u32_of("line number", self.start_line)?,
             end_line: u32_of("line number", self.end_line)?,
+            meta: Default::default(),
             model: self.model,
             embedding: self.embedding.map(|v| Embedding::new(v.to_vec())),
             status,

@@ -246,6 +246,7 @@ mod tests {
             content_hash: ContentHash::of(text),
             start_line: 1,
             end_line: 1,
+            meta: Default::default(),
             model: None,
         };
         let kept = last_per_key(vec![entry(0, "a"), entry(1, "b"), entry(0, "c")]);

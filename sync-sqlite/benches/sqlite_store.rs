@@ -82,6 +82,7 @@ fn entry(i: usize, version: u32, model: Option<&str>) -> NewEntry {
         content,
         start_line: 1,
         end_line: 1,
+        meta: Default::default(),
         model: model.map(str::to_owned),
     }
 }

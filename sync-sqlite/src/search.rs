@@ -34,6 +34,7 @@ fn entry_from_row(row: &Row<'_>, with_vector: bool) -> Result<MemoryEntry, Error
         content_hash: content_hash(blob(row, 4, what)?)?,
         start_line: u32_of(row.get(5).db(what)?, "line number")?,
         end_line: u32_of(row.get(6).db(what)?, "line number")?,
+        meta: Default::default(),
         model: row.get(7).db(what)?,
         embedding,
         status: status.parse::<EntryStatus>()?,

@@ -102,6 +102,7 @@ pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) ->
                 content_hash,
                 start_line,
                 end_line,
+                meta: _,
                 model,
             } = e;
             upsert

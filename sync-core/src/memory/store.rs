@@ -257,6 +257,7 @@ fn to_entry(row: &EntryRow, status: EntryStatus) -> MemoryEntry {
         content_hash: e.content_hash,
         start_line: e.start_line,
         end_line: e.end_line,
+        meta: e.meta.clone(),
         model: e.model.clone(),
         embedding: None,
         status,
@@ -703,7 +704,7 @@ impl SyncStore for MemoryStore {
             return Ok(Vec::new());
         }
         // Okapi BM25 (k1 = 1.2, b = 0.75, as SQLite's FTS5) over the terms of each active
-        // entry's text and path.
+        // entry's text, path and symbol path.
         let docs: Vec<(usize, Vec<String>)> = r
             .active_entries
             .values()
@@ -712,6 +713,9 @@ impl SyncStore for MemoryStore {
                 let e = &r.entries[row].entry;
                 let mut words = crate::lexical_terms(&e.content);
                 words.extend(crate::lexical_terms(&e.path.to_string()));
+                if let Some(symbol) = &e.meta.symbol {
+                    words.extend(crate::lexical_terms(symbol));
+                }
                 (row, words)
             })
             .collect();

@@ -2,14 +2,16 @@
 //! before and stages them in batches.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 
 use super::Phases;
 use super::scan::{Plan, change_path, change_size};
 use crate::{
-    Blob, BlobId, ContentHash, Error, FileChange, FilePolicy, NewEntry, Progress, SkipReason,
-    StageBatch, SyncEvent, SyncRun, SyncStats,
+    Blob, BlobId, ContentHash, Error, Extractor, FileChange, FilePolicy, NewEntry, Progress,
+    RepoPath, SkipReason, StageBatch, SyncEvent, SyncRun, SyncStats,
 };
 
 /// Progress events are sent at least every this many blobs (and after every staged batch).
@@ -38,15 +40,33 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
         pending: Vec::new(),
         embedded: HashSet::new(),
     };
+    // Extraction is CPU work: it runs on the blocking pool, up to one file per core at a
+    // time, while the source reads on; results are taken in fetch order.
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut extracting = FuturesOrdered::new();
     let mut contents = s.source.contents(&run.commit, plan.fetch.clone());
-    while let Some(blob) = contents.next().await {
-        let blob = blob?;
-        let size = blob.data.len() as u64;
-        accept(phases, plan, &blob, &mut batch.pending)?;
-        plan.stats.blobs_fetched += 1;
-        plan.stats.bytes_fetched += size;
+    let mut source_done = false;
+    loop {
+        while !source_done && extracting.len() < parallel {
+            let Some(blob) = contents.next().await else {
+                source_done = true;
+                break;
+            };
+            let blob = blob?;
+            let size = blob.data.len() as u64;
+            plan.stats.blobs_fetched += 1;
+            plan.stats.bytes_fetched += size;
+            progress.bytes_done += size;
+            match accept(phases, plan, blob)? {
+                Some(job) => extracting.push_back(job.spawn()),
+                None => progress.files_done += 1,
+            }
+        }
+        let Some(done) = extracting.next().await else {
+            break;
+        };
+        batch.pending.extend(done?);
         progress.files_done += 1;
-        progress.bytes_done += size;
         if batch.pending.len() >= s.options.batch_size {
             batch.flush(&mut plan.stats, &mut progress).await?;
             phases.emit.send(SyncEvent::Progress(progress)).await?;
@@ -67,13 +87,9 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
     Ok(())
 }
 
-/// Checks one fetched blob and turns it into entries for every path waiting for it.
-fn accept(
-    phases: Phases<'_>,
-    plan: &mut Plan,
-    blob: &Blob,
-    pending: &mut Vec<NewEntry>,
-) -> Result<(), Error> {
+/// Checks one fetched blob and returns the extraction of every path waiting for it;
+/// `None` for a binary blob, whose files are marked [`SkipReason::Binary`] in the plan.
+fn accept(phases: Phases<'_>, plan: &mut Plan, blob: Blob) -> Result<Option<Extraction>, Error> {
     let s = phases.syncer;
     let Some(waiting) = plan.waiting.remove(&blob.id) else {
         return Err(Error::corrupt(format!(
@@ -97,26 +113,59 @@ fn accept(
                 f.skip = Some(SkipReason::Binary);
             }
         }
-        return Ok(());
+        return Ok(None);
     }
-    let text = String::from_utf8_lossy(&blob.data);
-    let model = s.embedder.as_ref().map(|e| e.model().to_owned());
-    for at in waiting {
-        let path = change_path(&plan.changes[at]).clone();
-        for (ordinal, chunk) in s.extractor.extract(&path, &text).into_iter().enumerate() {
-            pending.push(NewEntry {
-                path: path.clone(),
-                blob: blob.id,
-                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
-                content_hash: ContentHash::of(&chunk.content),
-                content: chunk.content,
-                start_line: chunk.start_line,
-                end_line: chunk.end_line,
-                model: model.clone(),
-            });
+    Ok(Some(Extraction {
+        extractor: Arc::clone(&s.extractor),
+        model: s.embedder.as_ref().map(|e| e.model().to_owned()),
+        paths: waiting
+            .iter()
+            .map(|&at| change_path(&plan.changes[at]).clone())
+            .collect(),
+        blob,
+    }))
+}
+
+/// The entries of one blob for every path that holds it, to be computed off the runtime.
+struct Extraction {
+    extractor: Arc<dyn Extractor>,
+    model: Option<String>,
+    paths: Vec<RepoPath>,
+    blob: Blob,
+}
+
+impl Extraction {
+    /// Runs [`Extraction::entries`] on the blocking pool.
+    fn spawn(self) -> impl Future<Output = Result<Vec<NewEntry>, Error>> {
+        let task = tokio::task::spawn_blocking(move || self.entries());
+        async move {
+            task.await.map_err(|e| {
+                Error::backend(
+                    "extractor",
+                    "extracting a file's entries stopped unexpectedly (a bug in the extractor)",
+                    e,
+                )
+            })
         }
     }
-    Ok(())
+
+    fn entries(self) -> Vec<NewEntry> {
+        let text = String::from_utf8_lossy(&self.blob.data);
+        let mut entries = Vec::new();
+        for path in self.paths {
+            let chunks = self.extractor.extract(&path, &text);
+            entries.extend(chunks.into_iter().enumerate().map(|(ordinal, chunk)| {
+                NewEntry::from_chunk(
+                    path.clone(),
+                    self.blob.id,
+                    u32::try_from(ordinal).unwrap_or(u32::MAX),
+                    chunk,
+                    self.model.clone(),
+                )
+            }));
+        }
+        entries
+    }
 }
 
 /// Entries waiting to be staged, and the texts embedded by this run so far.

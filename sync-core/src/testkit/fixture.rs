@@ -57,6 +57,7 @@ pub fn one_entry_batch(path: &str, text: &str) -> StageBatch {
             content_hash: ContentHash::of(text),
             start_line: 1,
             end_line: 1,
+            meta: Default::default(),
             model: None,
         }],
         embeddings: vec![],
@@ -242,7 +243,7 @@ impl Snapshot {
                         path: m.path().clone(),
                         ordinal: i as u32,
                         blob,
-                        content_hash: ContentHash::of(&chunk.content),
+                        content_hash: ContentHash::of(&chunk.embedding_text()),
                         model: model.map(str::to_owned),
                     });
                 }

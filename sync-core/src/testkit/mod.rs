@@ -31,6 +31,7 @@
 //! | [`tenant_isolation`], [`store_contract`], [`search_active_only`] | the store contract |
 //! | [`restore_counts`], [`unknown_runs_are_not_found`], [`search_ties_rank_by_path_then_ordinal`] | the store contract: the core's rules |
 //! | [`reembed_fills_in_missing_embeddings`] | the store contract: embeddings stored outside a run |
+//! | [`chunk_meta_round_trips`] | the store contract: language, kind and symbol path kept |
 //!
 //! # Sources
 //!
@@ -75,7 +76,8 @@ pub use suite::{
     store_contract, tenant_isolation, work_follows_change,
 };
 pub use suite::{
-    hybrid_ranking_is_the_same_in_every_store, lexical_search_finds_identifiers_and_paths,
+    chunk_meta_round_trips, hybrid_ranking_is_the_same_in_every_store,
+    lexical_search_finds_identifiers_and_paths,
     models_coexist_and_an_unknown_model_is_a_clear_error, reembed_fills_in_missing_embeddings,
     search_ties_rank_by_path_then_ordinal, unknown_runs_are_not_found,
 };
@@ -95,7 +97,7 @@ macro_rules! sync_store_conformance {
             unknown_runs_are_not_found, search_ties_rank_by_path_then_ordinal,
             lexical_search_finds_identifiers_and_paths, hybrid_ranking_is_the_same_in_every_store,
             models_coexist_and_an_unknown_model_is_a_clear_error,
-            reembed_fills_in_missing_embeddings);
+            reembed_fills_in_missing_embeddings, chunk_meta_round_trips);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };

@@ -1390,6 +1390,7 @@ pub async fn store_contract(factory: &impl StoreFactory) {
         content_hash: crate::ContentHash::of(text),
         start_line: 1,
         end_line: 1,
+        meta: Default::default(),
         model: None,
     };
 
@@ -1811,6 +1812,7 @@ pub async fn search_ties_rank_by_path_then_ordinal(factory: &impl StoreFactory) 
             content_hash: crate::ContentHash::of(text),
             start_line: 1,
             end_line: 1,
+            meta: Default::default(),
             model: Some(model.into()),
         });
     }
@@ -1871,6 +1873,7 @@ async fn commit_corpus(
             content_hash: crate::ContentHash::of(text),
             start_line: 1,
             end_line: 1,
+            meta: Default::default(),
             model: models.first().map(|m| (*m).to_owned()),
         });
     }
@@ -2039,6 +2042,7 @@ pub async fn lexical_search_finds_identifiers_and_paths(factory: &impl StoreFact
             content_hash: crate::ContentHash::of(text),
             start_line: 1,
             end_line: 1,
+            meta: Default::default(),
             model: None,
         }],
         embeddings: Vec::new(),
@@ -2314,4 +2318,118 @@ pub async fn reembed_fills_in_missing_embeddings(factory: &impl StoreFactory) {
         "{stats:?}"
     );
     assert_eq!(rerun.calls.load(Ordering::SeqCst) as u64, distinct - 1);
+}
+
+/// What an extractor knows of a chunk ([`crate::ChunkMeta`]: language, kind, symbol path)
+/// is kept with the entry: listed, found by search (the lexical index holds the symbol
+/// path), carried by a rename and brought back by a restore. Entries without it read back
+/// without it.
+pub async fn chunk_meta_round_trips(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    let repo = RepoKey::new("memory:meta").unwrap();
+    let meta = crate::ChunkMeta {
+        language: Some("rust".into()),
+        kind: Some("function".into()),
+        symbol: Some("impl Tokenizer > fn frobnicate_spans".into()),
+    };
+    let text = "fn body() { let total = 0; }\n";
+    let labelled = NewEntry {
+        path: RepoPath::new("src/tok.rs").unwrap(),
+        blob: crate::BlobId::for_content(b"src/tok.rs"),
+        ordinal: 0,
+        content: text.into(),
+        content_hash: crate::ContentHash::of(&crate::embedding_text(&meta, text)),
+        start_line: 3,
+        end_line: 9,
+        meta: meta.clone(),
+        model: Some("meta-model".into()),
+    };
+    let plain = NewEntry {
+        path: RepoPath::new("notes.txt").unwrap(),
+        blob: crate::BlobId::for_content(b"notes.txt"),
+        content: "plain words\n".into(),
+        content_hash: crate::ContentHash::of("plain words\n"),
+        meta: crate::ChunkMeta::default(),
+        ..labelled.clone()
+    };
+    let embeddings = [&labelled, &plain]
+        .iter()
+        .map(|e| crate::NewEmbedding {
+            model: "meta-model".into(),
+            content_hash: e.content_hash,
+            embedding: model_vector("meta-model", &e.content),
+        })
+        .collect();
+    let batch = StageBatch {
+        entries: vec![labelled.clone(), plain],
+        embeddings,
+    };
+    commit_staged(&store, &repo, batch).await;
+    let listed = store.entries(&repo, &EntryQuery::active()).await.unwrap();
+    let metas: Vec<_> = listed
+        .iter()
+        .map(|e| (e.path.to_string(), e.meta.clone(), e.start_line, e.end_line))
+        .collect();
+    assert_eq!(
+        metas,
+        [
+            ("notes.txt".to_owned(), crate::ChunkMeta::default(), 3, 9),
+            ("src/tok.rs".to_owned(), meta.clone(), 3, 9)
+        ]
+    );
+    assert_eq!(listed[1].content, text, "the entry keeps the plain text");
+
+    if store.capabilities().lexical_search {
+        let hits = store.search_text(&repo, "frobnicate", 5).await.unwrap();
+        assert_eq!(places(&hits), [("src/tok.rs".to_owned(), 0)], "by symbol");
+        assert_eq!(hits[0].entry.meta, meta);
+    }
+    if store.capabilities().vector_search {
+        let probe = model_vector("meta-model", text);
+        let hits = store
+            .search_vector(&repo, "meta-model", &probe, 1)
+            .await
+            .unwrap();
+        assert_eq!(hits[0].entry.meta, meta);
+    }
+
+    // A rename copies the entries with their meta; a restore brings the old path back.
+    let history = store.history(&repo, 1).await.unwrap();
+    let first = history[0].id;
+    let to = TreeEntry::new(
+        RepoPath::new("src/lexer.rs").unwrap(),
+        labelled.blob,
+        1,
+        EntryKind::File,
+    );
+    let run = store
+        .begin(super::fixture::run_start(&repo, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let changes = ChangeSet {
+        changes: vec![FileChange::Rename {
+            from: labelled.path.clone(),
+            to: IndexedFile::new(to, None),
+        }],
+    };
+    store
+        .commit(&run, changes, SyncStats::default())
+        .await
+        .unwrap();
+    let moved = store
+        .entries(
+            &repo,
+            &EntryQuery::path(RepoPath::new("src/lexer.rs").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].meta, meta, "a rename keeps the meta");
+    store.restore(&repo, first).await.unwrap();
+    let back = store
+        .entries(&repo, &EntryQuery::path(labelled.path.clone()))
+        .await
+        .unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].meta, meta, "a restore keeps the meta");
 }

@@ -193,6 +193,7 @@ async fn any_text_round_trips() {
             content_hash: ContentHash::of(t),
             start_line: u32::MAX - 1,
             end_line: u32::MAX,
+            meta: Default::default(),
             model: None,
         })
         .collect();

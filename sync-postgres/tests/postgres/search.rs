@@ -61,6 +61,7 @@ pub(crate) async fn load(
                 content_hash: hash,
                 start_line: 1,
                 end_line: 1,
+                meta: Default::default(),
                 model: Some(model.clone()),
             });
             batch.embeddings.push(NewEmbedding {
