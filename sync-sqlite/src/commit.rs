@@ -104,9 +104,9 @@ impl Apply<'_, '_> {
             .tx
             .prepare_cached(
                 "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \
-                 start_line, end_line, model, status, created_by) \
+                 start_line, end_line, language, kind, symbol, model, status, created_by) \
                  SELECT repository_id, ?3, ordinal, ?4, content, content_hash, start_line, \
-                 end_line, model, 'active', ?5 FROM entries \
+                 end_line, language, kind, symbol, model, 'active', ?5 FROM entries \
                  WHERE repository_id = ?1 AND path = ?2 AND status = 'active' ORDER BY ordinal",
             )
             .db(what)?

@@ -24,6 +24,10 @@ pub(crate) const MIGRATION_SQL: &[(&str, &str)] = &[
         "0003_lexical_index",
         include_str!("../migrations/0003_lexical_index.sql"),
     ),
+    (
+        "0004_chunk_meta",
+        include_str!("../migrations/0004_chunk_meta.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

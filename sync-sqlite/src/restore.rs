@@ -126,9 +126,11 @@ pub(crate) fn restore(
             stats.entries_written += tx
                 .prepare_cached(
                     "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, \
-                     content_hash, start_line, end_line, model, status, created_by) \
+                     content_hash, start_line, end_line, language, kind, symbol, model, status, \
+                     created_by) \
                      SELECT repository_id, path, ordinal, blob_id, content, content_hash, \
-                     start_line, end_line, model, 'active', ?2 FROM entries WHERE id = ?1",
+                     start_line, end_line, language, kind, symbol, model, 'active', ?2 \
+                     FROM entries WHERE id = ?1",
                 )
                 .db(what)?
                 .execute(params![row, id.0])

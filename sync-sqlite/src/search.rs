@@ -7,8 +7,8 @@ use std::collections::BinaryHeap;
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row, params};
 use sync_core::{
-    Embedding, EntryQuery, EntryStatus, Error, HitRank, MemoryEntry, RepoKey, RepoPath, SearchHit,
-    SyncId,
+    ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, HitRank, MemoryEntry, RepoKey, RepoPath,
+    SearchHit, SyncId,
 };
 
 use crate::error::DbResultExt;
@@ -19,7 +19,7 @@ fn entry_from_row(row: &Row<'_>, with_vector: bool) -> Result<MemoryEntry, Error
     let what = "reading entries";
     let status: String = row.get(8).db(what)?;
     let embedding = if with_vector {
-        match row.get_ref(11).db(what)? {
+        match row.get_ref(ENTRY_COLUMN_COUNT).db(what)? {
             rusqlite::types::ValueRef::Blob(b) => Some(Embedding::from_le_bytes(b)?),
             _ => None,
         }
@@ -34,7 +34,11 @@ fn entry_from_row(row: &Row<'_>, with_vector: bool) -> Result<MemoryEntry, Error
         content_hash: content_hash(blob(row, 4, what)?)?,
         start_line: u32_of(row.get(5).db(what)?, "line number")?,
         end_line: u32_of(row.get(6).db(what)?, "line number")?,
-        meta: Default::default(),
+        meta: ChunkMeta {
+            language: row.get(11).db(what)?,
+            kind: row.get(12).db(what)?,
+            symbol: row.get(13).db(what)?,
+        },
         model: row.get(7).db(what)?,
         embedding,
         status: status.parse::<EntryStatus>()?,
@@ -44,7 +48,11 @@ fn entry_from_row(row: &Row<'_>, with_vector: bool) -> Result<MemoryEntry, Error
 }
 
 const ENTRY_COLUMNS: &str = "e.path, e.ordinal, e.blob_id, e.content, e.content_hash, \
-     e.start_line, e.end_line, e.model, e.status, e.created_by, e.superseded_by";
+     e.start_line, e.end_line, e.model, e.status, e.created_by, e.superseded_by, e.language, \
+     e.kind, e.symbol";
+
+/// How many columns [`ENTRY_COLUMNS`] has: the index of the first column after them.
+const ENTRY_COLUMN_COUNT: usize = 14;
 
 /// The entries of `repo` that `query` asks for.
 pub(crate) fn entries(
@@ -269,9 +277,9 @@ pub(crate) fn search_vector(
 }
 
 /// The `k` active entries of `repo` that match any of `text`'s
-/// [`query_terms`](sync_core::query_terms) in their text or path, best first by bm25 (FTS5's
-/// defaults, k1 = 1.2 and b = 0.75; the collection statistics are those of the whole
-/// index), ties by path and ordinal.
+/// [`query_terms`](sync_core::query_terms) in their text, path or symbol path, best first
+/// by bm25 (FTS5's defaults, k1 = 1.2 and b = 0.75; the collection statistics are those of
+/// the whole index), ties by path and ordinal.
 pub(crate) fn search_text(
     conn: &Connection,
     repo: &RepoKey,
@@ -305,7 +313,7 @@ pub(crate) fn search_text(
         .db(what)?;
     let mut hits = Vec::new();
     while let Some(row) = rows.next().db(what)? {
-        let score: f64 = row.get(11).db(what)?;
+        let score: f64 = row.get(ENTRY_COLUMN_COUNT).db(what)?;
         hits.push(SearchHit {
             entry: entry_from_row(row, false)?,
             score: score as f32,

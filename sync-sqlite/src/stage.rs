@@ -85,12 +85,13 @@ pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) ->
         let mut upsert = tx
             .prepare_cached(
                 "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \
-                 start_line, end_line, model, status, created_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'staged', ?10) \
+                 start_line, end_line, language, kind, symbol, model, status, created_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'staged', ?13) \
                  ON CONFLICT (created_by, path, ordinal) WHERE status = 'staged' DO UPDATE SET \
                  blob_id = excluded.blob_id, content = excluded.content, \
                  content_hash = excluded.content_hash, start_line = excluded.start_line, \
-                 end_line = excluded.end_line, model = excluded.model",
+                 end_line = excluded.end_line, language = excluded.language, \
+                 kind = excluded.kind, symbol = excluded.symbol, model = excluded.model",
             )
             .db(what)?;
         for e in &batch.entries {
@@ -102,7 +103,7 @@ pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) ->
                 content_hash,
                 start_line,
                 end_line,
-                meta: _,
+                meta,
                 model,
             } = e;
             upsert
@@ -115,6 +116,9 @@ pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) ->
                     content_hash.as_bytes().as_slice(),
                     start_line,
                     end_line,
+                    meta.language,
+                    meta.kind,
+                    meta.symbol,
                     model,
                     run.id.0,
                 ])
