@@ -138,9 +138,11 @@ async fn copy_renamed(
     let blobs: Vec<&[u8]> = renames.iter().map(|r| r.2.as_slice()).collect();
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, \
-             content_hash, start_line, end_line, model, status, created_by, search_vector) \
+             content_hash, start_line, end_line, language, kind, symbol, model, status, \
+             created_by, search_vector) \
          SELECT e.tenant, e.repository_id, m.to_path, m.to_blob, e.ordinal, e.content, \
-             e.content_hash, e.start_line, e.end_line, e.model, 'active', $2, {ENTRY_VECTOR} \
+             e.content_hash, e.start_line, e.end_line, e.language, e.kind, e.symbol, e.model, \
+             'active', $2, {ENTRY_VECTOR} \
          FROM UNNEST($3::bytea[], $4::bytea[], $5::bytea[]) AS m(from_path, to_path, to_blob) \
          JOIN sync_entries e ON e.repository_id = $1 AND e.path = m.from_path \
              AND e.status = 'superseded' AND e.superseded_by = $2"

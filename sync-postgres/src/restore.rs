@@ -225,9 +225,11 @@ async fn restore_entries(
     }
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, \
-             content_hash, start_line, end_line, model, status, created_by, search_vector) \
+             content_hash, start_line, end_line, language, kind, symbol, model, status, \
+             created_by, search_vector) \
          SELECT e.tenant, e.repository_id, e.path, e.blob_id, e.ordinal, e.content, \
-             e.content_hash, e.start_line, e.end_line, e.model, 'active', $3, {ENTRY_VECTOR} \
+             e.content_hash, e.start_line, e.end_line, e.language, e.kind, e.symbol, e.model, \
+             'active', $3, {ENTRY_VECTOR} \
          FROM sync_entries e \
          WHERE e.id IN (SELECT id FROM ({ENTRIES_AT}) past WHERE past.path = ANY($4))"
     )))

@@ -7,8 +7,9 @@ use sqlx::types::Json;
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use sync_core::{
-    BlobId, CommitId, ContentHash, Embedding, EntryKind, EntryStatus, Error, IndexedFile,
-    MemoryEntry, RepoKey, RepoPath, SkipReason, SyncId, SyncRecord, SyncStats, TreeEntry,
+    BlobId, ChunkMeta, CommitId, ContentHash, Embedding, EntryKind, EntryStatus, Error,
+    IndexedFile, MemoryEntry, RepoKey, RepoPath, SkipReason, SyncId, SyncRecord, SyncStats,
+    TreeEntry,
 };
 
 /// The error of a stored value that is not what the schema promises, keeping why as the
@@ -113,7 +114,8 @@ pub(crate) fn skip_reason(skip: Option<String>) -> Result<Option<SkipReason>, Er
 
 /// The columns of an [`EntryRow`] but its embedding, of `sync_entries e`.
 pub(crate) const ENTRY_COLUMNS: &str = "e.path, e.blob_id, e.ordinal, e.content, \
-    e.content_hash, e.start_line, e.end_line, e.model, e.status, e.created_by, e.superseded_by";
+    e.content_hash, e.start_line, e.end_line, e.language, e.kind, e.symbol, e.model, e.status, \
+    e.created_by, e.superseded_by";
 
 /// A memory entry, with its embedding when the query selected one.
 #[derive(FromRow)]
@@ -125,6 +127,9 @@ pub(crate) struct EntryRow {
     content_hash: Vec<u8>,
     start_line: i64,
     end_line: i64,
+    language: Option<String>,
+    kind: Option<String>,
+    symbol: Option<String>,
     model: Option<String>,
     status: String,
     created_by: i64,
@@ -144,7 +149,11 @@ impl EntryRow {
             content_hash: content_hash(&self.content_hash)?,
             start_line: u32_of("line number", self.start_line)?,
             end_line: u32_of("line number", self.end_line)?,
-            meta: Default::default(),
+            meta: ChunkMeta {
+                language: self.language,
+                kind: self.kind,
+                symbol: self.symbol,
+            },
             model: self.model,
             embedding: self.embedding.map(|v| Embedding::new(v.to_vec())),
             status,

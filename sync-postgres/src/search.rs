@@ -177,7 +177,7 @@ fn later_model_sql() -> String {
     )
 }
 
-/// The `k` active entries of `repo` whose text or path has any of `text`'s
+/// The `k` active entries of `repo` whose text, path or symbol path has any of `text`'s
 /// [`query_terms`](sync_core::query_terms), best first by `ts_rank_cd`.
 pub(crate) async fn search_text(
     store: &PgStore,
@@ -200,11 +200,11 @@ pub(crate) async fn search_text(
     let mut tx = store.tx(tenant, &what).await?;
     let rows: Vec<TextRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {ENTRY_COLUMNS}, NULL::vector AS embedding, \
-             ts_rank_cd(sync_lexical_document(e.content, e.path), q) AS rank \
+             ts_rank_cd(sync_lexical_document(e.content, e.path, e.symbol), q) AS rank \
          FROM sync_entries e, to_tsquery('simple', $3) q \
          WHERE e.tenant = $1 AND e.repository_id = \
              (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
-         AND e.status = 'active' AND sync_lexical_document(e.content, e.path) @@ q \
+         AND e.status = 'active' AND sync_lexical_document(e.content, e.path, e.symbol) @@ q \
          ORDER BY rank DESC, e.path, e.ordinal LIMIT $4"
     )))
     .bind(tenant)

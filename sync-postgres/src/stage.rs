@@ -181,6 +181,11 @@ async fn stage_entries(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let (mut languages, mut kinds, mut symbols) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for e in entries {
         paths.push(e.path.as_bytes());
         blobs.push(e.blob.as_bytes().as_slice());
@@ -190,18 +195,23 @@ async fn stage_entries(
         starts.push(i64::from(e.start_line));
         ends.push(i64::from(e.end_line));
         models.push(e.model.as_deref());
+        languages.push(e.meta.language.as_deref());
+        kinds.push(e.meta.kind.as_deref());
+        symbols.push(e.meta.symbol.as_deref());
     }
     sqlx::query(
         "INSERT INTO sync_entries (tenant, repository_id, created_by, status, path, blob_id, \
-             ordinal, content, content_hash, start_line, end_line, model) \
+             ordinal, content, content_hash, start_line, end_line, model, language, kind, symbol) \
          SELECT $1, $2, $3, 'staged', t.* \
          FROM UNNEST($4::bytea[], $5::bytea[], $6::int8[], $7::bytea[], $8::bytea[], \
-             $9::int8[], $10::int8[], $11::text[]) \
-             AS t(path, blob_id, ordinal, content, content_hash, start_line, end_line, model) \
+             $9::int8[], $10::int8[], $11::text[], $12::text[], $13::text[], $14::text[]) \
+             AS t(path, blob_id, ordinal, content, content_hash, start_line, end_line, model, \
+                 language, kind, symbol) \
          ON CONFLICT (created_by, path, ordinal) WHERE status = 'staged' DO UPDATE SET \
              blob_id = EXCLUDED.blob_id, content = EXCLUDED.content, \
              content_hash = EXCLUDED.content_hash, start_line = EXCLUDED.start_line, \
-             end_line = EXCLUDED.end_line, model = EXCLUDED.model",
+             end_line = EXCLUDED.end_line, model = EXCLUDED.model, \
+             language = EXCLUDED.language, kind = EXCLUDED.kind, symbol = EXCLUDED.symbol",
     )
     .bind(tenant)
     .bind(repo_id)
@@ -214,6 +224,9 @@ async fn stage_entries(
     .bind(starts)
     .bind(ends)
     .bind(models)
+    .bind(languages)
+    .bind(kinds)
+    .bind(symbols)
     .execute_in(tx, what)
     .await?;
     Ok(())

@@ -139,7 +139,7 @@ async fn search_uses_the_hnsw_index_and_finds_the_nearest() {
     // The lexical index is a partial GIN index over the same expression the search uses.
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN SELECT e.id FROM sync_entries e WHERE e.status = 'active' \
-         AND sync_lexical_document(e.content, e.path) @@ to_tsquery('simple', 'file00007')",
+         AND sync_lexical_document(e.content, e.path, e.symbol) @@ to_tsquery('simple', 'file00007')",
     )
     .fetch_all(&mut admin)
     .await
