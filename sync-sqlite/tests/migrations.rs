@@ -1,6 +1,8 @@
 //! Invariant 7 across schema versions: a database written at the first schema version, with
 //! runs, files, entries and embeddings, opens with the current build (which upgrades it)
 //! with every row and every embedding still there and usable, and syncing continues from it.
+//! A database at version 3 (the lexical index, before chunk meta) upgrades the same way, its
+//! entries read with empty meta and its lexical index kept exact.
 
 use std::sync::Arc;
 
@@ -8,13 +10,16 @@ use rusqlite::{Connection, params};
 use rusqlite_migration::{M, Migrations};
 use sync_core::testkit::{CountingEmbedder, FaultPlan, FaultySource, Snapshot};
 use sync_core::{
-    BlobId, CommitId, ContentHash, EntryQuery, EntryStatus, HashEmbedder, MemorySource,
+    BlobId, ChunkMeta, CommitId, ContentHash, EntryQuery, EntryStatus, HashEmbedder, MemorySource,
     MemoryStore, RepoKey, RepoSource, SyncId, SyncStats, SyncStatus, SyncStore, Syncer, WholeFile,
 };
 use sync_sqlite::SqliteStore;
 
 /// The first schema version, exactly as the first release embedded it.
 const V1: &str = include_str!("../migrations/0001_base.sql");
+/// Schema versions 2 and 3, as the releases before chunk meta embedded them.
+const V2: &str = include_str!("../migrations/0002_counts_and_history.sql");
+const V3: &str = include_str!("../migrations/0003_lexical_index.sql");
 const DIMS: usize = 16;
 const MODEL: &str = "hash-16";
 
@@ -239,6 +244,10 @@ async fn a_first_version_database_upgrades_without_losing_anything() {
         .await
         .unwrap();
     assert_eq!(all.len(), 4, "{all:#?}");
+    assert!(
+        all.iter().all(|e| e.meta == ChunkMeta::default()),
+        "entries written before chunk meta read back without it: {all:#?}"
+    );
     let old_b = all
         .iter()
         .find(|e| e.status == EntryStatus::Superseded)
@@ -334,4 +343,279 @@ async fn a_first_version_database_upgrades_without_losing_anything() {
     s.sync(None).await.unwrap();
     assert_eq!(Snapshot::read(store.as_ref(), &repo).await, state_c3);
     assert_eq!(source.head("main").await.unwrap(), c3);
+}
+
+/// Every row of the tables of `conn`'s schema as it is now, by the columns each table has
+/// now, as SQL literals (`quote`), in rowid order. Read again after an upgrade, the same
+/// columns show whether any value changed.
+fn table_columns(conn: &Connection) -> Vec<(String, Vec<String>)> {
+    ["repositories", "runs", "files", "entries", "embeddings"]
+        .iter()
+        .map(|t| {
+            let cols = conn
+                .prepare(&format!(
+                    "SELECT name FROM pragma_table_info('{t}') ORDER BY cid"
+                ))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<Vec<String>, _>>()
+                .unwrap();
+            ((*t).to_owned(), cols)
+        })
+        .collect()
+}
+
+fn rows(conn: &Connection, columns: &[(String, Vec<String>)]) -> Vec<(String, Vec<String>)> {
+    columns
+        .iter()
+        .map(|(table, cols)| {
+            let list = cols
+                .iter()
+                .map(|c| format!("quote({c})"))
+                .collect::<Vec<_>>()
+                .join(" || ',' || ");
+            let rows = conn
+                .prepare(&format!("SELECT {list} FROM {table} ORDER BY rowid"))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<Vec<String>, _>>()
+                .unwrap();
+            (table.clone(), rows)
+        })
+        .collect()
+}
+
+/// What the lexical index holds: every (term, entry id, column, offset), sorted.
+fn lexical_instances(conn: &Connection, table: &str) -> Vec<(String, i64, String, i64)> {
+    let schema = if table == "entries_lexical" {
+        "main"
+    } else {
+        "temp"
+    };
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS temp.{table}_vocab; \
+         CREATE VIRTUAL TABLE temp.{table}_vocab USING fts5vocab({schema}, {table}, 'instance');"
+    ))
+    .unwrap();
+    conn.prepare(&format!(
+        "SELECT term, doc, col, offset FROM temp.{table}_vocab ORDER BY term, doc, col, offset"
+    ))
+    .unwrap()
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// Checks that the lexical index holds exactly the active entries, each by its text and by
+/// its path and symbol path, by comparing it with an index built afresh from `entries`. A
+/// contentless FTS5 index forgets an entry only when told the exact values it indexed, so a
+/// superseded entry whose values did not match would leave its terms behind.
+fn assert_lexical_index_exact(conn: &Connection, when: &str) {
+    conn.execute_batch(
+        "DROP TABLE IF EXISTS temp.fresh; \
+         CREATE VIRTUAL TABLE temp.fresh USING fts5(content, path, content = '', \
+             tokenize = 'unicode61 remove_diacritics 0'); \
+         INSERT INTO temp.fresh (rowid, content, path) \
+         SELECT id, content, CAST(path AS TEXT) || coalesce(' ' || symbol, '') \
+         FROM entries WHERE status = 'active';",
+    )
+    .unwrap();
+    let fresh = lexical_instances(conn, "fresh");
+    assert!(!fresh.is_empty());
+    assert_eq!(
+        lexical_instances(conn, "entries_lexical"),
+        fresh,
+        "{when}: the lexical index holds exactly the active entries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_database_upgrades_to_chunk_meta_without_losing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    let (c1, c2) = (CommitId::from_bytes([1; 20]), CommitId::from_bytes([2; 20]));
+    write_v1_database(&path, c1, c2, "fp");
+    // Brought to version 3 as the release before chunk meta did: its migration filled the
+    // lexical index from the active entries.
+    let (before, index_before, columns) = {
+        let mut conn = Connection::open(&path).unwrap();
+        Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+            .to_latest(&mut conn)
+            .unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3, "the database starts at version 3");
+        let columns = table_columns(&conn);
+        let before = rows(&conn, &columns);
+        assert!(before.iter().all(|(_, rows)| !rows.is_empty()));
+        let index = lexical_instances(&conn, "entries_lexical");
+        assert!(!index.is_empty(), "version 3 indexed the active entries");
+        (before, index, columns)
+    };
+
+    // Open with the current build: the schema is upgraded to the latest version.
+    let store = SqliteStore::open(&path).await.unwrap();
+    let raw = Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    assert_eq!(rows(&raw, &columns), before, "every row and value is kept");
+    let with_meta: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM entries \
+             WHERE language IS NOT NULL OR kind IS NOT NULL OR symbol IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(with_meta, 0, "old entries have no meta");
+    assert_eq!(
+        lexical_instances(&raw, "entries_lexical"),
+        index_before,
+        "the lexical index is kept as it was"
+    );
+    assert_lexical_index_exact(&raw, "after the upgrade");
+
+    // The store reads the old entries with empty meta and their vectors.
+    let repo = RepoKey::new("memory:legacy").unwrap();
+    let all = store
+        .entries(
+            &repo,
+            &EntryQuery {
+                include_superseded: true,
+                with_embeddings: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    let embedder = HashEmbedder::new(DIMS);
+    for e in &all {
+        assert_eq!(e.meta, ChunkMeta::default(), "`{}`", e.path);
+        assert_eq!(
+            e.embedding,
+            Some(embedder.embed_one(&e.content)),
+            "`{}`",
+            e.path
+        );
+    }
+    let hits = store.search_text(&repo, "c", 10).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        (hits[0].entry.path.as_bytes(), &hits[0].entry.meta),
+        (&b"c.rs"[..], &ChunkMeta::default())
+    );
+
+    // A run after the upgrade: a.rs gets an entry with meta (superseding one indexed before
+    // the upgrade, which must leave the index), and c.rs moves to e.rs (its old entry is
+    // copied, still without meta).
+    let meta = ChunkMeta {
+        language: Some("rust".into()),
+        kind: Some("function".into()),
+        symbol: Some("impl Legacy > fn frobnicate_spans".into()),
+    };
+    let text = "pub fn a() -> u8 { 3 }\n";
+    let blob = BlobId::for_content(text.as_bytes());
+    let run = store
+        .begin(sync_core::testkit::run_start(
+            &repo,
+            std::time::Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    let entry = sync_core::NewEntry {
+        path: sync_core::RepoPath::new("a.rs").unwrap(),
+        blob,
+        ordinal: 0,
+        content: text.into(),
+        content_hash: ContentHash::of(&sync_core::embedding_text(&meta, text)),
+        start_line: 1,
+        end_line: 1,
+        meta: meta.clone(),
+        model: None,
+    };
+    store
+        .stage(
+            &run,
+            sync_core::StageBatch {
+                entries: vec![entry],
+                embeddings: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let file = |path: &str, blob: BlobId, size: u64| {
+        sync_core::IndexedFile::new(
+            sync_core::TreeEntry::new(
+                sync_core::RepoPath::new(path).unwrap(),
+                blob,
+                size,
+                sync_core::EntryKind::File,
+            ),
+            None,
+        )
+    };
+    let changes = sync_core::ChangeSet {
+        changes: vec![
+            sync_core::FileChange::Upsert(file("a.rs", blob, text.len() as u64)),
+            sync_core::FileChange::Rename {
+                from: sync_core::RepoPath::new("c.rs").unwrap(),
+                to: file("e.rs", BlobId::for_content(C.as_bytes()), C.len() as u64),
+            },
+        ],
+    };
+    store
+        .commit(&run, changes, SyncStats::default())
+        .await
+        .unwrap();
+    let hits = store.search_text(&repo, "frobnicate", 10).await.unwrap();
+    assert_eq!(hits.len(), 1, "found by its symbol path: {hits:?}");
+    assert_eq!(
+        (hits[0].entry.path.as_bytes(), &hits[0].entry.meta),
+        (&b"a.rs"[..], &meta)
+    );
+    let moved = store
+        .entries(
+            &repo,
+            &EntryQuery::path(sync_core::RepoPath::new("e.rs").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        (moved[0].content.as_str(), &moved[0].meta),
+        (C, &ChunkMeta::default())
+    );
+    assert_lexical_index_exact(&raw, "after a run that superseded old entries");
+
+    // Restoring the last run written before the upgrade brings its entries back as they
+    // were, and the lexical index follows.
+    store.restore(&repo, SyncId(2)).await.unwrap();
+    let active = store.entries(&repo, &EntryQuery::active()).await.unwrap();
+    let state: Vec<_> = active
+        .iter()
+        .map(|e| (e.path.to_string(), e.content.as_str(), e.meta.clone()))
+        .collect();
+    assert_eq!(
+        state,
+        [
+            ("a.rs".to_owned(), A, ChunkMeta::default()),
+            ("b.rs".to_owned(), B2, ChunkMeta::default()),
+            ("c.rs".to_owned(), C, ChunkMeta::default()),
+        ]
+    );
+    assert!(
+        store
+            .search_text(&repo, "frobnicate", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_lexical_index_exact(&raw, "after a restore");
 }
