@@ -1,6 +1,8 @@
 //! Migrations are forward-only and additive: none drops a table or a column, and a
 //! database filled at the first migration keeps every row and every vector through the
-//! upgrade to the latest.
+//! upgrade to the latest. A database at the schema before chunk meta upgrades across it
+//! with every row and value, its entries read with empty meta and found through the new
+//! lexical index.
 
 use sqlx::AssertSqlSafe;
 use std::borrow::Cow;
@@ -9,7 +11,7 @@ use std::path::Path;
 
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor, Row};
-use sync_core::{Embedding, EntryQuery, RepoKey, SyncStatus, SyncStore};
+use sync_core::{ChunkMeta, Embedding, EntryQuery, RepoKey, SyncStatus, SyncStore};
 
 use crate::common::{self, DIMS};
 
@@ -409,6 +411,10 @@ async fn upgrade_from_the_first_migration_keeps_every_row_and_vector() {
             .iter()
             .all(|e| e.embedding.as_ref().is_some_and(|v| v.dimensions() == DIMS))
     );
+    assert!(
+        entries.iter().all(|e| e.meta == ChunkMeta::default()),
+        "entries written before chunk meta read back without it"
+    );
     let probe: &Embedding = entries[17].embedding.as_ref().unwrap();
     let model = entries[17].model.as_deref().unwrap();
     let hits = store.search_vector(&repo, model, probe, 3).await.unwrap();
@@ -423,5 +429,159 @@ async fn upgrade_from_the_first_migration_keeps_every_row_and_vector() {
         .await
         .unwrap();
     assert_eq!(known.len(), 1, "embeddings no entry uses are kept");
+    db.drop().await;
+}
+
+/// The version of the migration that added chunk meta.
+const CHUNK_META: i64 = 20261203100000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_across_chunk_meta_keeps_every_row_and_reads_empty_meta() {
+    let Some(server) = common::server("upgrade_across_chunk_meta") else {
+        return;
+    };
+    let db = server.database().await;
+
+    // A database filled at the first migration, then brought to the schema just before
+    // chunk meta (which back-filled `search_vector` and built the lexical index).
+    let all = sqlx::migrate!("./migrations");
+    assert!(
+        all.iter().any(|m| m.version == CHUNK_META),
+        "the chunk meta migration is embedded"
+    );
+    let mut first = sqlx::migrate!("./migrations");
+    first.migrations = Cow::Owned(all.migrations[..1].to_vec());
+    let mut before_meta = sqlx::migrate!("./migrations");
+    before_meta.migrations = Cow::Owned(
+        all.migrations
+            .iter()
+            .filter(|m| m.version < CHUNK_META)
+            .cloned()
+            .collect(),
+    );
+    let mut app = PgConnection::connect_with(&db.app).await.unwrap();
+    first.run(&mut app).await.expect("the first migration");
+    fill_first_schema(&mut app).await;
+    before_meta
+        .run(&mut app)
+        .await
+        .expect("the migrations before chunk meta");
+    app.close().await.unwrap();
+    // Read as the administrator: row-level security hides every row from the application
+    // role without a tenant.
+    let mut admin = db.admin().await;
+    let before_columns = columns(&mut admin).await;
+    assert!(
+        !before_columns["sync_entries"].contains(&"symbol".to_owned())
+            && before_columns["sync_entries"].contains(&"search_vector".to_owned()),
+        "the test starts from the schema before chunk meta"
+    );
+    let before = rows(&mut admin, &before_columns).await;
+    admin.close().await.unwrap();
+
+    // Upgrade by connecting a store.
+    let store = db.store().await;
+    let mut admin = db.admin().await;
+    let after = rows(&mut admin, &before_columns).await;
+    for (table, rows_before) in &before {
+        assert!(!rows_before.is_empty(), "{table} was filled");
+        assert_eq!(&after[table], rows_before, "{table} changed in the upgrade");
+    }
+    let after_columns = columns(&mut admin).await;
+    for column in ["language", "kind", "symbol"] {
+        assert!(
+            after_columns["sync_entries"].contains(&column.to_owned()),
+            "sync_entries.{column} was added"
+        );
+    }
+    let with_meta: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_entries \
+         WHERE language IS NOT NULL OR kind IS NOT NULL OR symbol IS NOT NULL",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(with_meta, 0, "old entries have no meta");
+    // The lexical index is over the new document, and the search's expression is the
+    // indexed one (the table is small: the planner is kept from scanning it or another
+    // index whole, to show whether it can use the lexical index at all).
+    let indexdef: String =
+        sqlx::query_scalar("SELECT pg_get_indexdef('sync_entries_lexical'::regclass)")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert!(
+        indexdef.contains("sync_lexical_document(content, path, symbol)"),
+        "{indexdef}"
+    );
+    admin
+        .execute("ANALYZE sync_entries; SET enable_seqscan = off; SET enable_indexscan = off")
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT e.id FROM sync_entries e WHERE e.status = 'active' \
+         AND sync_lexical_document(e.content, e.path, e.symbol) @@ to_tsquery('simple', 'f3')",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("sync_entries_lexical"), "{plan}");
+    admin.close().await.unwrap();
+
+    // The store reads the old entries with empty meta and their vectors, and finds them
+    // by their words through the new lexical document.
+    let repo = RepoKey::new("git:/repo/2")
+        .unwrap()
+        .with_tenant("beta")
+        .unwrap();
+    let entries = store
+        .entries(
+            &repo,
+            &EntryQuery {
+                include_superseded: true,
+                with_embeddings: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 60, "40 active and 20 superseded entries");
+    assert!(entries.iter().all(|e| e.meta == ChunkMeta::default()));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.embedding.as_ref().is_some_and(|v| v.dimensions() == DIMS))
+    );
+    let hits = store.search_text(&repo, "f3", 10).await.unwrap();
+    let mut found: Vec<_> = hits
+        .iter()
+        .map(|h| {
+            (
+                h.entry.path.to_string(),
+                h.entry.ordinal,
+                h.entry.meta.clone(),
+            )
+        })
+        .collect();
+    found.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert_eq!(
+        found,
+        (0..4)
+            .map(|o| ("src/f3.rs".to_owned(), o, ChunkMeta::default()))
+            .collect::<Vec<_>>(),
+        "a path word finds the active entries of the file"
+    );
+    let active = entries
+        .iter()
+        .find(|e| e.status == sync_core::EntryStatus::Active)
+        .unwrap();
+    let probe = active.embedding.as_ref().unwrap();
+    let model = active.model.as_deref().unwrap();
+    let hits = store.search_vector(&repo, model, probe, 1).await.unwrap();
+    assert_eq!(
+        (&hits[0].entry.content, &hits[0].entry.meta),
+        (&active.content, &ChunkMeta::default())
+    );
     db.drop().await;
 }
