@@ -8,7 +8,8 @@ use crate::pack::{Lines, Packer, line_segments};
 /// Chunks of whole lines with content-defined boundaries: a boundary follows a line where a
 /// hash of that line and the two before it hits a target (the odds grow with the line's
 /// tokens, so chunks average two thirds of the budget), and a line of at least half the
-/// budget stands alone. A chunk over the budget is split at its lowest-hashed line,
+/// budget stands alone. A chunk over the budget is split where the lines' hashes fall under a
+/// threshold doubled until the pieces fit,
 /// recursively, and a single line over it is cut at character boundaries.
 ///
 /// Unlike greedy packing, inserting a line moves only the boundaries next to it: the

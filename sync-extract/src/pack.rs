@@ -4,8 +4,8 @@
 //! Packing never cascades. A boundary after a segment depends only on that segment and the
 //! next one (a large segment stands alone; otherwise a boundary wherever the segment's own
 //! hash hits a target whose odds grow with its size). A run between two such boundaries
-//! that exceeds the budget is split at the gap after its lowest-hashed segment, recursively;
-//! that too depends only on the run's own content. An edit therefore changes only the
+//! that exceeds the budget is cut where segments' hashes fall under a threshold, doubled
+//! until the pieces fit; that too depends only on the segments' own content. An edit therefore changes only the
 //! chunks of the run it falls in, and of a neighbouring run when it moves the boundary
 //! between them.
 
@@ -172,7 +172,14 @@ impl<'a, 'b> Packer<'a, 'b> {
                 segs.iter().find_map(|s| s.kind).map(str::to_owned),
             )
         } else {
-            (common_prefix(segs), Some("group".to_owned()))
+            // A container's head and its members: the container's path and kind.
+            let symbol = common_prefix(segs);
+            let kind = if symbol.is_some() && symbol.as_deref() == first {
+                segs[0].kind
+            } else {
+                Some("group")
+            };
+            (symbol, kind.map(str::to_owned))
         };
         let mut meta = ChunkMeta {
             language: self.language.map(str::to_owned),
@@ -187,11 +194,15 @@ impl<'a, 'b> Packer<'a, 'b> {
         (meta, header)
     }
 
-    /// Emits one run: one chunk when it fits, else split at its lowest-hashed gap.
+    /// Emits one run: one chunk when it fits; else cut at every gap whose segment's hash
+    /// falls under a threshold that doubles level by level, each piece again; past the
+    /// last level (a run of identical segments), halved. The cuts at a level depend on the
+    /// gaps' own hashes, not on their neighbours', so an edit re-chunks at most the piece
+    /// it falls in.
     fn emit_run(&mut self, run: &[Seg]) {
         // An explicit stack: runs of a huge generated file may be deep.
-        let mut stack = vec![(0, run.len())];
-        while let Some((lo, hi)) = stack.pop() {
+        let mut stack = vec![(0, run.len(), 1u32)];
+        while let Some((lo, hi, level)) = stack.pop() {
             let segs = &run[lo..hi];
             let (meta, header) = self.meta(segs);
             let content_tokens: usize = segs.iter().map(|s| s.tokens).sum();
@@ -208,19 +219,39 @@ impl<'a, 'b> Packer<'a, 'b> {
                     continue;
                 }
             }
-            if segs.len() >= 2 {
-                let cut = lo + lowest_gap(segs) + 1;
-                stack.push((cut, hi));
-                stack.push((lo, cut));
-            } else {
-                self.split_segment(&segs[0], meta, header);
+            if segs.len() < 2 {
+                self.split_segment(&segs[0], &meta, header);
+                continue;
             }
+            if level > LEVELS + 1 {
+                // Only identical segments left between cuts (a generated table): halves.
+                let mid = lo + segs.len() / 2;
+                stack.push((mid, hi, level));
+                stack.push((lo, mid, level));
+                continue;
+            }
+            // The last level cuts at every gap but between identical segments.
+            let threshold = match LEVELS.checked_sub(level) {
+                Some(shift) => (1u64 << 32) >> (shift + 1),
+                None => u64::MAX,
+            };
+            let mut pieces = Vec::new();
+            let mut from = lo;
+            for k in lo..hi - 1 {
+                let (this, next) = (&run[k], &run[k + 1]);
+                if this.hash >> 32 < threshold && this.hash != next.hash {
+                    pieces.push((from, k + 1, level + 1));
+                    from = k + 1;
+                }
+            }
+            pieces.push((from, hi, level + 1));
+            stack.extend(pieces.into_iter().rev());
         }
     }
 
     /// A single segment over the budget: its lines, packed by the same rule; a single line
     /// over it, cut at character boundaries.
-    fn split_segment(&mut self, seg: &Seg, meta: ChunkMeta, header: usize) {
+    fn split_segment(&mut self, seg: &Seg, meta: &ChunkMeta, header: usize) {
         if seg.end - seg.start <= 1 {
             self.split_line(seg.start, meta, header);
             return;
@@ -231,7 +262,7 @@ impl<'a, 'b> Packer<'a, 'b> {
 
     /// Cuts one long line into pieces within the budget, preferring cuts after a
     /// non-word character; minified files end up here.
-    fn split_line(&mut self, line: usize, meta: ChunkMeta, header: usize) {
+    fn split_line(&mut self, line: usize, meta: &ChunkMeta, header: usize) {
         let text = self.lines.slice(line, line + 1);
         let avail = self.max().saturating_sub(header).max(1);
         let total = self.lines.tokens(line, line + 1).max(1);
@@ -256,7 +287,7 @@ impl<'a, 'b> Packer<'a, 'b> {
                 }
             }
             let piece = &text[at..end];
-            let fits = self.budget.count(&embedding_text(&meta, piece)) <= self.max();
+            let fits = self.budget.count(&embedding_text(meta, piece)) <= self.max();
             if !fits && end - at > 1 && guess > 1 {
                 guess = guess * 3 / 4;
                 continue;
@@ -301,21 +332,15 @@ pub(crate) fn line_segments(
     segs
 }
 
-/// The gap to split a run at: after the segment of lowest hash; among equal hashes, the
-/// one nearest the middle, so that a run of identical lines halves.
-fn lowest_gap(segs: &[Seg]) -> usize {
-    (0..segs.len() - 1)
-        .min_by_key(|&k| (segs[k].hash >> 32, (2 * k + 2).abs_diff(segs.len()), k))
-        .unwrap_or(0)
-}
+/// Levels of cuts inside a run over the budget: at level `l` up to this, gaps whose hash is
+/// under `2^l/64` of the range; one level more, every gap.
+const LEVELS: u32 = 5;
 
 /// The components that all segments' paths start with.
 fn common_prefix(segs: &[Seg]) -> Option<String> {
     let mut prefix: Vec<&str> = segs[0].path.as_deref()?.split(PATH_SEP).collect();
     for seg in &segs[1..] {
-        let Some(path) = seg.path.as_deref() else {
-            return None;
-        };
+        let path = seg.path.as_deref()?;
         let shared = path
             .split(PATH_SEP)
             .zip(&prefix)

@@ -246,7 +246,11 @@ impl Walker<'_, '_> {
                 Some(p) => format!("{p}{PATH_SEP}{part}").into(),
                 None => part.into(),
             };
-            if leaf || self.fits(first, last, &unit_path) {
+            // A unit that holds units (a class, an impl, a module) is always split into
+            // them and merged back by the packer: whether it fits must not decide its
+            // members' chunks, or deleting one method would re-chunk all the others.
+            let container = !leaf && first < last && self.has_unit(node, in_body, UNIT_LOOKAHEAD);
+            if leaf || (!container && self.fits(first, last, &unit_path)) {
                 self.items.push(Item {
                     first,
                     last,
@@ -328,7 +332,12 @@ impl Walker<'_, '_> {
         }
         if let Some(mut d) = node.child_by_field_name("declarator") {
             let mut steps = 0;
-            while let Some(inner) = d.child_by_field_name("declarator") {
+            while let Some(inner) = d.child_by_field_name("declarator").or_else(|| {
+                // `T& f()`: a reference declarator holds the function's without a field.
+                let mut cursor = d.walk();
+                d.named_children(&mut cursor)
+                    .find(|c| c.kind().ends_with("declarator"))
+            }) {
                 d = inner;
                 steps += 1;
                 if steps > 16 {
