@@ -1,0 +1,404 @@
+//! The syntax-aware extractor: tree-sitter units, sized in the embedder's tokens.
+
+use std::ops::ControlFlow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use sync_core::{Chunk, Extractor, RepoPath, TokenBudget};
+use tree_sitter::{Node, ParseOptions, ParseState, Parser, Point};
+
+use crate::grammars::{GRAMMARS, grammar_digest};
+use crate::language::{Language, attaches_forward};
+use crate::pack::{Lines, PATH_SEP, Packer, Seg};
+use crate::{CdcLineChunker, markdown};
+
+/// Deeper nodes are kept whole (and split by lines if need be): no input can exhaust the
+/// stack.
+const MAX_DEPTH: usize = 128;
+
+/// How far below a node that fits the budget the walk looks for units before keeping the
+/// node whole (`export function`, `const f = () => ...`, decorated definitions).
+const UNIT_LOOKAHEAD: usize = 3;
+
+/// A file whose syntax errors cover more than this share of its bytes is chunked by lines.
+const MAX_ERROR_SHARE: usize = 3;
+
+/// Chunks that follow the syntax: a chunk is a unit (function, method, class, impl block,
+/// type, module-level group) with its doc comments and attributes, sized to the embedder's
+/// token budget.
+///
+/// * A unit over the budget is split at its own children (the members of a class, the
+///   statements of a body), recursively; the pieces keep the unit's symbol path, or extend
+///   it with a child unit's name.
+/// * Small neighbours are merged up to the budget by a content-defined rule (see
+///   [`CdcLineChunker`] for the same rule on lines), so editing one function re-embeds
+///   only its chunks and at most their neighbours.
+/// * Markdown is chunked by headings; a file of an unknown language, a file that does not
+///   parse (too many errors, past the time limit, a grammar left out of this build) falls
+///   back to the [`CdcLineChunker`]. Extraction never fails and never panics.
+///
+/// Every chunk records its language, kind (`function`, `class`, `section`, `group` when it
+/// holds several units, `code` for what lies between units) and symbol path, e.g.
+/// `impl Parser > fn parse_block`. Chunks are whole lines, in order, and concatenate to the
+/// file's text; only a single line over the budget is cut inside.
+///
+/// ```
+/// use sync_core::{Extractor, RepoPath, TokenBudget};
+/// use sync_extract::SyntaxChunker;
+/// let chunker = SyntaxChunker::new(TokenBudget::default());
+/// let text = "/// Adds.\nfn add(a: u32, b: u32) -> u32 {\n    a + b\n}\n";
+/// let chunks = chunker.extract(&RepoPath::new("src/math.rs")?, text);
+/// assert_eq!(chunks.len(), 1);
+/// assert_eq!(chunks[0].meta.symbol.as_deref(), Some("fn add"));
+/// assert_eq!(chunks[0].meta.kind.as_deref(), Some("function"));
+/// assert_eq!(chunks[0].embedding_text(), format!("rust: fn add\n{text}"));
+/// # Ok::<(), sync_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SyntaxChunker {
+    budget: TokenBudget,
+    lines: CdcLineChunker,
+}
+
+impl SyntaxChunker {
+    /// A chunker whose chunks' [`embedding_text`](sync_core::embedding_text) holds at most
+    /// `budget.max()` tokens of `budget`'s counter.
+    pub fn new(budget: TokenBudget) -> Self {
+        Self {
+            lines: CdcLineChunker::new(budget.clone()),
+            budget,
+        }
+    }
+
+    /// The budget chunks are sized to.
+    pub fn budget(&self) -> &TokenBudget {
+        &self.budget
+    }
+
+    /// The syntax chunks, or `None` when the file must be chunked by lines.
+    fn by_syntax(&self, language: Language, text: &str) -> Option<Vec<Chunk>> {
+        let lines = Lines::new(text, &self.budget);
+        let segs = if language == Language::Markdown {
+            markdown::segments(&lines, &self.budget)
+        } else {
+            let grammar = language.grammar()?;
+            let mut parser = Parser::new();
+            parser.set_language(&grammar).ok()?;
+            let started = Instant::now();
+            let limit = parse_limit(text.len());
+            let mut progress = |_: &ParseState| {
+                if started.elapsed() > limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            let bytes = text.as_bytes();
+            let tree = parser.parse_with_options(
+                &mut |at: usize, _: Point| bytes.get(at..).unwrap_or_default(),
+                None,
+                Some(ParseOptions::new().progress_callback(&mut progress)),
+            )?;
+            let root = tree.root_node();
+            if root.has_error() && error_bytes(root) * MAX_ERROR_SHARE > text.len() {
+                return None;
+            }
+            let mut walker = Walker {
+                language,
+                lines: &lines,
+                src: bytes,
+                budget: &self.budget,
+                items: Vec::new(),
+            };
+            walker.walk(root, &None, "code", false, 0);
+            segments(&lines, walker.items)
+        };
+        let mut packer = Packer::new(&lines, &self.budget, Some(language.name()));
+        packer.pack(&segs);
+        Some(packer.chunks)
+    }
+}
+
+impl Extractor for SyntaxChunker {
+    /// `syntax:1:{budget}:{grammars}`, the last part a digest of the grammar crates and
+    /// their versions, so that a grammar upgrade re-extracts.
+    fn id(&self) -> String {
+        format!("syntax:1:{}:{}", self.budget.id(), grammar_digest(GRAMMARS))
+    }
+
+    fn extract(&self, path: &RepoPath, text: &str) -> Vec<Chunk> {
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let Some(language) = Language::from_path(path) else {
+            return self.lines.chunk(text, None);
+        };
+        match catch_unwind(AssertUnwindSafe(|| self.by_syntax(language, text))) {
+            Ok(Some(chunks)) => chunks,
+            Ok(None) | Err(_) => self.lines.chunk(text, Some(language.name())),
+        }
+    }
+}
+
+/// Two seconds, plus a second per 100 KB: far above any sane file, so that the time limit
+/// only stops pathological input.
+fn parse_limit(len: usize) -> Duration {
+    Duration::from_millis(2_000 + (len / 100) as u64)
+}
+
+/// Bytes inside `ERROR` nodes.
+fn error_bytes(root: Node<'_>) -> usize {
+    let mut total = 0;
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        let descend = if node.is_error() {
+            total += node.byte_range().len();
+            false
+        } else {
+            node.has_error()
+        };
+        if descend && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return total;
+            }
+        }
+    }
+}
+
+/// A node kept whole, on lines `first..=last`.
+#[derive(Debug)]
+struct Item {
+    first: usize,
+    last: usize,
+    path: Option<Rc<str>>,
+    kind: &'static str,
+    unit: bool,
+    /// A comment or attribute, which goes with what follows.
+    attach: bool,
+}
+
+struct Walker<'a, 'b> {
+    language: Language,
+    lines: &'b Lines<'a>,
+    src: &'a [u8],
+    budget: &'b TokenBudget,
+    items: Vec<Item>,
+}
+
+impl Walker<'_, '_> {
+    fn walk(
+        &mut self,
+        node: Node<'_>,
+        path: &Option<Rc<str>>,
+        kind: &'static str,
+        in_body: bool,
+        depth: usize,
+    ) {
+        let mut cursor = node.walk();
+        for child in node.children(&mut cursor) {
+            self.visit(child, path, kind, in_body, depth + 1);
+        }
+    }
+
+    /// Whether a node is a unit: inside a function's body only functions and types with
+    /// members are (a local `let` or the `enum` of a C return type is not).
+    fn unit(&self, node: Node<'_>, in_body: bool) -> Option<(&'static str, &'static str)> {
+        let unit = self.language.unit(node.kind())?;
+        let local = matches!(
+            unit.1,
+            "variable" | "const" | "static" | "type" | "enum" | "struct" | "union" | "property"
+        );
+        (!(in_body && local)).then_some(unit)
+    }
+
+    fn visit(
+        &mut self,
+        node: Node<'_>,
+        path: &Option<Rc<str>>,
+        kind: &'static str,
+        in_body: bool,
+        depth: usize,
+    ) {
+        if node.start_byte() >= node.end_byte() {
+            return;
+        }
+        let (first, last) = self.rows(node);
+        let leaf = node.child_count() == 0 || depth >= MAX_DEPTH;
+        if let Some((word, unit_kind)) = self.unit(node, in_body) {
+            let word = if word.is_empty() {
+                node.child(0).map_or("", |c| c.kind())
+            } else {
+                word
+            };
+            let part = match self.unit_name(node) {
+                Some(name) => format!("{word} {name}"),
+                None => word.to_owned(),
+            };
+            let unit_path: Rc<str> = match path {
+                Some(p) => format!("{p}{PATH_SEP}{part}").into(),
+                None => part.into(),
+            };
+            // A unit that holds units (a class, an impl, a module) is always split into
+            // them and merged back by the packer: whether it fits must not decide its
+            // members' chunks, or deleting one method would re-chunk all the others.
+            let container = !leaf && first < last && self.has_unit(node, in_body, UNIT_LOOKAHEAD);
+            if leaf || (!container && self.fits(first, last, &unit_path)) {
+                self.items.push(Item {
+                    first,
+                    last,
+                    path: Some(unit_path),
+                    kind: unit_kind,
+                    unit: true,
+                    attach: false,
+                });
+            } else {
+                let body = in_body || matches!(unit_kind, "function" | "method" | "constructor");
+                self.walk(node, &Some(unit_path), unit_kind, body, depth);
+            }
+            return;
+        }
+        let whole = (first == last || self.fits(first, last, path.as_deref().unwrap_or("")))
+            && !self.has_unit(node, in_body, UNIT_LOOKAHEAD);
+        if whole || leaf {
+            self.items.push(Item {
+                first,
+                last,
+                path: path.clone(),
+                kind,
+                unit: false,
+                attach: attaches_forward(node.kind()),
+            });
+        } else {
+            self.walk(node, path, kind, in_body, depth);
+        }
+    }
+
+    /// The first and last line of a node (a node ending at a line start ends on the line
+    /// before).
+    fn rows(&self, node: Node<'_>) -> (usize, usize) {
+        let max = self.lines.len() - 1;
+        let first = node.start_position().row.min(max);
+        let end = node.end_position();
+        let last = if end.column == 0 && end.row > first {
+            end.row - 1
+        } else {
+            end.row
+        };
+        (first, last.clamp(first, max))
+    }
+
+    /// Whether lines `first..=last` with a header naming `path` fit the budget.
+    fn fits(&self, first: usize, last: usize, path: &str) -> bool {
+        let content = self.lines.tokens(first, last + 1);
+        content <= self.budget.max()
+            && content
+                + self
+                    .budget
+                    .count(&format!("{}: {path}\n", self.language.name()))
+                <= self.budget.max()
+    }
+
+    fn has_unit(&self, node: Node<'_>, in_body: bool, depth: usize) -> bool {
+        if depth == 0 {
+            return false;
+        }
+        let mut cursor = node.walk();
+        node.named_children(&mut cursor)
+            .any(|c| self.unit(c, in_body).is_some() || self.has_unit(c, in_body, depth - 1))
+    }
+
+    /// A unit's name: its `name` field, the innermost of its C-style declarators, or the
+    /// name of its first declarator or spec (`const a = ...`, `type T struct`).
+    fn unit_name(&self, node: Node<'_>) -> Option<String> {
+        if node.kind() == "impl_item" {
+            let ty = self.text(node.child_by_field_name("type")?)?;
+            return Some(
+                match node.child_by_field_name("trait").and_then(|t| self.text(t)) {
+                    Some(tr) => format!("{tr} for {ty}"),
+                    None => ty,
+                },
+            );
+        }
+        if let Some(name) = node.child_by_field_name("name") {
+            return self.text(name);
+        }
+        if let Some(mut d) = node.child_by_field_name("declarator") {
+            let mut steps = 0;
+            while let Some(inner) = d.child_by_field_name("declarator").or_else(|| {
+                // `T& f()`: a reference declarator holds the function's without a field.
+                let mut cursor = d.walk();
+                d.named_children(&mut cursor)
+                    .find(|c| c.kind().ends_with("declarator"))
+            }) {
+                d = inner;
+                steps += 1;
+                if steps > 16 {
+                    break;
+                }
+            }
+            return self.text(d);
+        }
+        let mut cursor = node.walk();
+        let named = node
+            .named_children(&mut cursor)
+            .find_map(|c| c.child_by_field_name("name"));
+        named.and_then(|n| self.text(n))
+    }
+
+    /// A name as shown in a symbol path: the first line of the node's text, at most 60
+    /// characters.
+    fn text(&self, node: Node<'_>) -> Option<String> {
+        let text = node.utf8_text(self.src).ok()?;
+        let line = text.lines().next()?.trim();
+        (!line.is_empty()).then(|| line.chars().take(60).collect())
+    }
+}
+
+/// The segments of a file from its items: items sharing a line are one segment; comments
+/// and attributes join the item after them; lines between segments (blank lines) belong to
+/// the segment after them, and the last segment runs to the end of the file.
+fn segments(lines: &Lines<'_>, items: Vec<Item>) -> Vec<Seg> {
+    let mut groups: Vec<Item> = Vec::new();
+    for item in items {
+        if let Some(g) = groups.last_mut()
+            && (item.first <= g.last || g.attach)
+        {
+            if g.attach || (!g.unit && item.unit) {
+                g.path = item.path;
+                g.kind = item.kind;
+                g.unit = item.unit;
+            }
+            g.attach = g.attach && item.attach;
+            g.last = g.last.max(item.last);
+            continue;
+        }
+        groups.push(item);
+    }
+    let n = lines.len();
+    if groups.is_empty() {
+        return vec![Seg::new(lines, 0, n, None, Some("code"))];
+    }
+    let mut segs = Vec::with_capacity(groups.len());
+    let mut start = 0;
+    let count = groups.len();
+    for (i, g) in groups.into_iter().enumerate() {
+        let end = if i + 1 == count {
+            n
+        } else {
+            (g.last + 1).min(n)
+        };
+        if end > start {
+            segs.push(Seg::new(lines, start, end, g.path, Some(g.kind)));
+            start = end;
+        }
+    }
+    segs
+}
