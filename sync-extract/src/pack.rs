@@ -1,13 +1,15 @@
 //! The shared back end of every extractor here: a file's lines, their token counts, and
 //! the content-defined packing of segments (whole units, sections or lines) into chunks.
 //!
-//! Packing never cascades. A boundary after a segment depends only on that segment and the
-//! next one (a large segment stands alone; otherwise a boundary wherever the segment's own
-//! hash hits a target whose odds grow with its size). A run between two such boundaries
-//! that exceeds the budget is cut where segments' hashes fall under a threshold, doubled
-//! until the pieces fit; that too depends only on the segments' own content. An edit therefore changes only the
-//! chunks of the run it falls in, and of a neighbouring run when it moves the boundary
-//! between them.
+//! Packing does not cascade. Whether a boundary follows a segment depends only on that
+//! segment and the next one: a large segment (half the budget or more) stands alone;
+//! otherwise a boundary follows wherever the segment's own hash hits a target whose odds
+//! grow with its tokens, so that runs between boundaries average two thirds of the budget
+//! whatever the size of their segments. A run that fits is one chunk. A run over the
+//! budget is cut where its segments' hashes fall under a threshold, doubled level by level
+//! until every piece fits. An edit thus changes only the chunk it falls in and the chunks
+//! next to it, or merges pieces of its own run into the chunk that holds it, up to the
+//! budget; every other chunk keeps its text, and so its embedding.
 
 use std::rc::Rc;
 

@@ -59,6 +59,8 @@ const MAX_ERROR_SHARE: usize = 3;
 pub struct SyntaxChunker {
     budget: TokenBudget,
     lines: CdcLineChunker,
+    /// A fixed parse time limit instead of [`parse_limit`] (tests).
+    time_limit: Option<Duration>,
 }
 
 impl SyntaxChunker {
@@ -68,6 +70,7 @@ impl SyntaxChunker {
         Self {
             lines: CdcLineChunker::new(budget.clone()),
             budget,
+            time_limit: None,
         }
     }
 
@@ -86,9 +89,16 @@ impl SyntaxChunker {
             let mut parser = Parser::new();
             parser.set_language(&grammar).ok()?;
             let started = Instant::now();
-            let limit = parse_limit(text.len());
-            let mut progress = |_: &ParseState| {
-                if started.elapsed() > limit {
+            let limit = self.time_limit.unwrap_or_else(|| parse_limit(text.len()));
+            // Tree-sitter reports progress every hundred parse operations, the same number
+            // for the same text: the work limit stops error recovery that explodes on
+            // fragments (a table body included by a C file) the same way on every machine.
+            let max_reports = work_limit(text.len());
+            let mut reports = 0usize;
+            let mut progress = |state: &ParseState| {
+                reports += 1;
+                let elapsed = started.elapsed();
+                if reports > max_reports || elapsed > limit || recovering_slowly(state, elapsed) {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
@@ -145,6 +155,23 @@ impl Extractor for SyntaxChunker {
 /// only stops pathological input.
 fn parse_limit(len: usize) -> Duration {
     Duration::from_millis(2_000 + (len / 100) as u64)
+}
+
+/// Progress reports (a hundred parse operations each) a file may take: a thousand, plus
+/// one per 8 bytes; a well-formed file takes about one per 300 bytes.
+fn work_limit(len: usize) -> usize {
+    1_000 + len / 8
+}
+
+/// Whether a parse with errors is crawling: error recovery on text that is not code in
+/// the language (a table fragment named `.h`) can take a thousand times longer than a
+/// parse; past 20 ms at under 256 KB/s (well-formed code parses at 10 MB/s and more) the
+/// file is chunked by lines instead.
+fn recovering_slowly(state: &ParseState, elapsed: Duration) -> bool {
+    const MIN: Duration = Duration::from_millis(20);
+    state.has_error()
+        && elapsed > MIN
+        && elapsed.as_micros() > 4 * state.current_byte_offset() as u128
 }
 
 /// Bytes inside `ERROR` nodes.
@@ -401,4 +428,42 @@ fn segments(lines: &Lines<'_>, items: Vec<Item>) -> Vec<Seg> {
         }
     }
     segs
+}
+
+#[cfg(all(test, feature = "rust"))]
+mod tests {
+    use std::sync::Arc;
+
+    use sync_core::ApproxTokens;
+
+    use super::*;
+
+    #[test]
+    fn a_parse_past_the_time_limit_falls_back_to_lines() {
+        let text = include_str!("../tests/data/samples/parser.rs").repeat(200);
+        let path = RepoPath::new("big.rs").unwrap();
+        let budget = TokenBudget::new(256, Arc::new(ApproxTokens));
+        let mut chunker = SyntaxChunker::new(budget.clone());
+        let parsed = chunker.extract(&path, &text);
+        assert!(parsed.iter().all(|c| c.meta.kind.is_some()));
+        chunker.time_limit = Some(Duration::ZERO);
+        let timed_out = chunker.extract(&path, &text);
+        assert_eq!(
+            timed_out,
+            CdcLineChunker::new(budget).chunk(&text, Some("rust"))
+        );
+        assert!(timed_out.iter().all(|c| c.meta.kind.is_none()));
+    }
+
+    #[test]
+    fn error_bytes_counts_error_nodes_only() {
+        let mut parser = Parser::new();
+        parser
+            .set_language(&Language::Rust.grammar().unwrap())
+            .unwrap();
+        let good = parser.parse("fn a() {}\n", None).unwrap();
+        assert_eq!(error_bytes(good.root_node()), 0);
+        let bad = parser.parse("fn a() {}\n)))) ]]]] @@@@\n", None).unwrap();
+        assert!(error_bytes(bad.root_node()) >= 8);
+    }
 }
