@@ -28,15 +28,23 @@ const MAX_ERROR_SHARE: usize = 3;
 /// type, module-level group) with its doc comments and attributes, sized to the embedder's
 /// token budget.
 ///
-/// * A unit over the budget is split at its own children (the members of a class, the
-///   statements of a body), recursively; the pieces keep the unit's symbol path, or extend
-///   it with a child unit's name.
+/// * A unit over the budget is split at its own children (the statements of a body),
+///   recursively; the pieces keep the unit's symbol path, or extend it with a child unit's
+///   name. A unit that holds units (a class, an impl block, a module) is always split into
+///   its members, which are merged back up to the budget: a chunk of several members of
+///   `class Foo` has the symbol `class Foo`.
 /// * Small neighbours are merged up to the budget by a content-defined rule (see
 ///   [`CdcLineChunker`] for the same rule on lines), so editing one function re-embeds
 ///   only its chunks and at most their neighbours.
-/// * Markdown is chunked by headings; a file of an unknown language, a file that does not
-///   parse (too many errors, past the time limit, a grammar left out of this build) falls
-///   back to the [`CdcLineChunker`]. Extraction never fails and never panics.
+/// * Markdown is chunked by ATX headings (`#` to `######`, outside fenced code; setext
+///   underlines are not headings here). A file of an unknown language, or one that does
+///   not parse (syntax errors over a third of its bytes, past the parse's work or time
+///   limit, a grammar left out of this build) falls back to the [`CdcLineChunker`], with
+///   its language but no kind or symbol. Extraction never fails and never panics.
+///
+/// The time limits (a parse taking over 2 s plus 1 s per 100 KB, or error recovery
+/// crawling at under 256 KB/s) stop pathological input only, far from where well-formed
+/// code parses; the work limit is counted in parse operations, the same on every machine.
 ///
 /// Every chunk records its language, kind (`function`, `class`, `section`, `group` when it
 /// holds several units, `code` for what lies between units) and symbol path, e.g.
