@@ -1,5 +1,6 @@
 //! The syntax-aware extractor: tree-sitter units, sized in the embedder's tokens.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
@@ -90,6 +91,7 @@ impl SyntaxChunker {
     /// The syntax chunks, or `None` when the file must be chunked by lines.
     fn by_syntax(&self, language: Language, text: &str) -> Option<Vec<Chunk>> {
         let lines = Lines::new(text, &self.budget);
+        let mut kinds = HashMap::new();
         let segs = if language == Language::Markdown {
             markdown::segments(&lines, &self.budget)
         } else {
@@ -128,11 +130,13 @@ impl SyntaxChunker {
                 src: bytes,
                 budget: &self.budget,
                 items: Vec::new(),
+                kinds: HashMap::new(),
             };
             walker.walk(root, &None, "code", false, 0);
+            kinds = walker.kinds;
             segments(&lines, walker.items)
         };
-        let mut packer = Packer::new(&lines, &self.budget, Some(language.name()));
+        let mut packer = Packer::new(&lines, &self.budget, Some(language.name())).with_kinds(kinds);
         packer.pack(&segs);
         Some(packer.chunks)
     }
@@ -226,6 +230,8 @@ struct Walker<'a, 'b> {
     src: &'a [u8],
     budget: &'b TokenBudget,
     items: Vec<Item>,
+    /// The kind of every unit, by path.
+    kinds: HashMap<Rc<str>, &'static str>,
 }
 
 impl Walker<'_, '_> {
@@ -281,6 +287,7 @@ impl Walker<'_, '_> {
                 Some(p) => format!("{p}{PATH_SEP}{part}").into(),
                 None => part.into(),
             };
+            self.kinds.insert(unit_path.clone(), unit_kind);
             // A unit that holds units (a class, an impl, a module) is always split into
             // them and merged back by the packer: whether it fits must not decide its
             // members' chunks, or deleting one method would re-chunk all the others.

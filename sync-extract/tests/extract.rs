@@ -439,7 +439,7 @@ fn a_generated_table_is_chunked_without_a_chunk_per_line() {
 fn crlf_is_kept_byte_for_byte_and_parses_alike() {
     let lf = sample("parser.rs");
     let crlf = lf.replace('\n', "\r\n");
-    let b = budget(100);
+    let b = budget(64);
     let chunker = SyntaxChunker::new(b.clone());
     let a = chunker.extract(&path("parser.rs"), lf);
     let c = chunker.extract(&path("parser.rs"), &crlf);
@@ -616,6 +616,23 @@ fn corpus() -> Vec<(&'static str, &'static str)> {
     files
 }
 
+/// Whether every bracket opened in `text` is closed in it, and none closed that it did
+/// not open.
+fn balanced(text: &str) -> bool {
+    let mut depth = 0i64;
+    for c in text.chars() {
+        match c {
+            '{' | '(' | '[' => depth += 1,
+            '}' | ')' | ']' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0
+}
+
 fn line_start(text: &str, line: usize) -> usize {
     text.split_inclusive('\n').take(line).map(str::len).sum()
 }
@@ -661,10 +678,15 @@ proptest! {
         let (name, text) = files[file % files.len()];
         let chunker = SyntaxChunker::new(budget(128));
         let old = chunker.extract(&path(name), text);
-        // Whole units: a function chunk whose symbol no other chunk has.
+        // Whole units: a function chunk whose symbol no other chunk has, and which does not
+        // hold the closing line of the block around it (a closing `}` goes with the chunk
+        // before it; Ruby's `end` is not told from the unit's own here, so Ruby is left to
+        // the other properties).
+        prop_assume!(!name.ends_with(".rb"));
         let whole: Vec<usize> = (0..old.len())
             .filter(|&i| matches!(old[i].meta.kind.as_deref(), Some("function" | "method")))
             .filter(|&i| unit_span(&old, i) == (i, i))
+            .filter(|&i| balanced(&old[i].content))
             .collect();
         prop_assume!(!whole.is_empty());
         let k = whole[pick % whole.len()];
