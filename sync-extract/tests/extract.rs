@@ -336,6 +336,53 @@ fn every_sample_reassembles_and_fits_at_any_budget() {
     }
 }
 
+#[test]
+fn the_embedded_text_names_the_language_and_symbol_but_not_the_file() {
+    let b = budget(100);
+    let chunker = SyntaxChunker::new(b);
+    let here = chunker.extract(&path("src/parser.rs"), sample("parser.rs"));
+    let moved = chunker.extract(&path("lib/deep/other_name.rs"), sample("parser.rs"));
+    assert_eq!(here, moved);
+    for c in &here {
+        let text = c.embedding_text();
+        assert!(!text.contains("src/parser.rs"));
+        let header = text.strip_suffix(c.content.as_str()).unwrap();
+        match &c.meta.symbol {
+            Some(symbol) => assert_eq!(header, format!("rust: {symbol}\n")),
+            None => assert_eq!(header, "rust\n"),
+        }
+    }
+}
+
+#[test]
+fn small_neighbours_are_merged_up_to_the_budget() {
+    // Sixty one-line items: a chunk each would waste the budget.
+    let text: String = (0..60)
+        .map(|i| format!("use crate::module_{i}::Item{i};\n"))
+        .collect();
+    let b = budget(256);
+    let chunks = SyntaxChunker::new(b.clone()).extract(&path("imports.rs"), &text);
+    check(&chunks, &text, &b);
+    let tokens: usize = chunks.iter().map(|c| b.count(&c.content)).sum();
+    assert!(
+        chunks.len() * 256 <= tokens * 4,
+        "{} chunks for {tokens} tokens",
+        chunks.len()
+    );
+    // A large unit stands alone.
+    let body = "    let value = compute(input, 42);\n".repeat(20);
+    let text = format!("fn small() {{}}\n\nfn large() {{\n{body}}}\n\nfn tail() {{}}\n");
+    let chunks = SyntaxChunker::new(b.clone()).extract(&path("units.rs"), &text);
+    check(&chunks, &text, &b);
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.meta.symbol.as_deref() == Some("fn large")
+                && c.content.starts_with("\nfn large")
+                && c.content.ends_with("}\n"))
+    );
+}
+
 /// A counter of a different tokenizer: one token per two bytes.
 #[derive(Debug)]
 struct BytePairs;
