@@ -370,7 +370,21 @@ impl Walker<'_, '_> {
             );
         }
         if let Some(name) = node.child_by_field_name("name") {
-            return self.text(name);
+            let name = self.text(name)?;
+            // Go methods: `func (s *Store) Get` is `Store.Get`.
+            if node.kind() == "method_declaration"
+                && let Some(receiver) = node.child_by_field_name("receiver")
+            {
+                let mut cursor = receiver.walk();
+                let ty = receiver
+                    .named_children(&mut cursor)
+                    .find_map(|p| p.child_by_field_name("type"))
+                    .and_then(|t| self.text(t));
+                if let Some(ty) = ty {
+                    return Some(format!("{}.{name}", ty.trim_start_matches('*')));
+                }
+            }
+            return Some(name);
         }
         if let Some(mut d) = node.child_by_field_name("declarator") {
             let mut steps = 0;

@@ -204,9 +204,9 @@ fn go_units_are_funcs_and_methods() {
     expect_units(
         "server.go",
         &[
-            ("func Get", "method"),
-            ("func Set", "method"),
-            ("func ServeHTTP", "method"),
+            ("func Store.Get", "method"),
+            ("func Store.Set", "method"),
+            ("func Store.ServeHTTP", "method"),
         ],
     );
     expect_units(
