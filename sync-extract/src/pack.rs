@@ -1,14 +1,17 @@
 //! The shared back end of every extractor here: a file's lines, their token counts, and
 //! the content-defined packing of segments (whole units, sections or lines) into chunks.
 //!
-//! Packing never cascades. A boundary after a segment depends only on that segment and the
-//! next one (a large segment stands alone; otherwise a boundary wherever the segment's own
-//! hash hits a target whose odds grow with its size). A run between two such boundaries
-//! that exceeds the budget is cut where segments' hashes fall under a threshold, doubled
-//! until the pieces fit; that too depends only on the segments' own content. An edit therefore changes only the
-//! chunks of the run it falls in, and of a neighbouring run when it moves the boundary
-//! between them.
+//! Packing does not cascade. Whether a boundary follows a segment depends only on that
+//! segment and the next one: a large segment (half the budget or more) stands alone;
+//! otherwise a boundary follows wherever the segment's own hash hits a target whose odds
+//! grow with its tokens, so that runs between boundaries average two thirds of the budget
+//! whatever the size of their segments. A run that fits is one chunk. A run over the
+//! budget is cut where its segments' hashes fall under a threshold, doubled level by level
+//! until every piece fits. An edit thus changes only the chunk it falls in and the chunks
+//! next to it, or merges pieces of its own run into the chunk that holds it, up to the
+//! budget; every other chunk keeps its text, and so its embedding.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use sync_core::{Chunk, ChunkMeta, TokenBudget, embedding_text};
@@ -105,6 +108,8 @@ pub(crate) struct Packer<'a, 'b> {
     pub(crate) lines: &'b Lines<'a>,
     budget: &'b TokenBudget,
     language: Option<&'static str>,
+    /// The kind of every unit by its path, for chunks of several members of one unit.
+    kinds: HashMap<Rc<str>, &'static str>,
     pub(crate) chunks: Vec<Chunk>,
 }
 
@@ -118,8 +123,16 @@ impl<'a, 'b> Packer<'a, 'b> {
             lines,
             budget,
             language,
+            kinds: HashMap::new(),
             chunks: Vec::new(),
         }
+    }
+
+    /// Names the kind of each unit path (`class Foo` is a `class`), for the chunks that hold
+    /// several of its members.
+    pub(crate) fn with_kinds(mut self, kinds: HashMap<Rc<str>, &'static str>) -> Self {
+        self.kinds = kinds;
+        self
     }
 
     fn max(&self) -> usize {
@@ -135,10 +148,19 @@ impl<'a, 'b> Packer<'a, 'b> {
         seg.tokens * 2 >= self.max()
     }
 
+    /// A segment that never starts a chunk: a closing `}`, `});` or `end`.
+    fn closer(seg: &Seg) -> bool {
+        seg.tokens <= 2
+    }
+
     /// Whether a boundary follows `segs[i]` (which has a successor): a decision on the two
     /// segments alone.
     fn boundary_after(&self, segs: &[Seg], i: usize) -> bool {
         let (this, next) = (&segs[i], &segs[i + 1]);
+        if Self::closer(next) {
+            // With what it closes, when there is room.
+            return (this.tokens + next.tokens) * 8 > self.max() * 7;
+        }
         if self.large(this) || self.large(next) {
             return true;
         }
@@ -172,12 +194,13 @@ impl<'a, 'b> Packer<'a, 'b> {
                 segs.iter().find_map(|s| s.kind).map(str::to_owned),
             )
         } else {
-            // A container's head and its members: the container's path and kind.
+            // Members of one unit (with its head, or its closing line): that unit.
             let symbol = common_prefix(segs);
-            let kind = if symbol.is_some() && symbol.as_deref() == first {
-                segs[0].kind
-            } else {
-                Some("group")
+            let one_kind = segs.iter().all(|s| s.kind == segs[0].kind);
+            let kind = match symbol.as_deref() {
+                Some(path) if self.kinds.contains_key(path) => self.kinds.get(path).copied(),
+                _ if one_kind => segs[0].kind,
+                _ => Some("group"),
             };
             (symbol, kind.map(str::to_owned))
         };

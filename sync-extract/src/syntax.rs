@@ -1,5 +1,6 @@
 //! The syntax-aware extractor: tree-sitter units, sized in the embedder's tokens.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
@@ -28,15 +29,23 @@ const MAX_ERROR_SHARE: usize = 3;
 /// type, module-level group) with its doc comments and attributes, sized to the embedder's
 /// token budget.
 ///
-/// * A unit over the budget is split at its own children (the members of a class, the
-///   statements of a body), recursively; the pieces keep the unit's symbol path, or extend
-///   it with a child unit's name.
+/// * A unit over the budget is split at its own children (the statements of a body),
+///   recursively; the pieces keep the unit's symbol path, or extend it with a child unit's
+///   name. A unit that holds units (a class, an impl block, a module) is always split into
+///   its members, which are merged back up to the budget: a chunk of several members of
+///   `class Foo` has the symbol `class Foo`.
 /// * Small neighbours are merged up to the budget by a content-defined rule (see
 ///   [`CdcLineChunker`] for the same rule on lines), so editing one function re-embeds
 ///   only its chunks and at most their neighbours.
-/// * Markdown is chunked by headings; a file of an unknown language, a file that does not
-///   parse (too many errors, past the time limit, a grammar left out of this build) falls
-///   back to the [`CdcLineChunker`]. Extraction never fails and never panics.
+/// * Markdown is chunked by ATX headings (`#` to `######`, outside fenced code; setext
+///   underlines are not headings here). A file of an unknown language, or one that does
+///   not parse (syntax errors over a third of its bytes, past the parse's work or time
+///   limit, a grammar left out of this build) falls back to the [`CdcLineChunker`], with
+///   its language but no kind or symbol. Extraction never fails and never panics.
+///
+/// The time limits (a parse taking over 2 s plus 1 s per 100 KB, or error recovery
+/// crawling at under 256 KB/s) stop pathological input only, far from where well-formed
+/// code parses; the work limit is counted in parse operations, the same on every machine.
 ///
 /// Every chunk records its language, kind (`function`, `class`, `section`, `group` when it
 /// holds several units, `code` for what lies between units) and symbol path, e.g.
@@ -59,6 +68,8 @@ const MAX_ERROR_SHARE: usize = 3;
 pub struct SyntaxChunker {
     budget: TokenBudget,
     lines: CdcLineChunker,
+    /// A fixed parse time limit instead of [`parse_limit`] (tests).
+    time_limit: Option<Duration>,
 }
 
 impl SyntaxChunker {
@@ -68,6 +79,7 @@ impl SyntaxChunker {
         Self {
             lines: CdcLineChunker::new(budget.clone()),
             budget,
+            time_limit: None,
         }
     }
 
@@ -79,6 +91,7 @@ impl SyntaxChunker {
     /// The syntax chunks, or `None` when the file must be chunked by lines.
     fn by_syntax(&self, language: Language, text: &str) -> Option<Vec<Chunk>> {
         let lines = Lines::new(text, &self.budget);
+        let mut kinds = HashMap::new();
         let segs = if language == Language::Markdown {
             markdown::segments(&lines, &self.budget)
         } else {
@@ -86,9 +99,16 @@ impl SyntaxChunker {
             let mut parser = Parser::new();
             parser.set_language(&grammar).ok()?;
             let started = Instant::now();
-            let limit = parse_limit(text.len());
-            let mut progress = |_: &ParseState| {
-                if started.elapsed() > limit {
+            let limit = self.time_limit.unwrap_or_else(|| parse_limit(text.len()));
+            // Tree-sitter reports progress every hundred parse operations, the same number
+            // for the same text: the work limit stops error recovery that explodes on
+            // fragments (a table body included by a C file) the same way on every machine.
+            let max_reports = work_limit(text.len());
+            let mut reports = 0usize;
+            let mut progress = |state: &ParseState| {
+                reports += 1;
+                let elapsed = started.elapsed();
+                if reports > max_reports || elapsed > limit || recovering_slowly(state, elapsed) {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
@@ -110,11 +130,13 @@ impl SyntaxChunker {
                 src: bytes,
                 budget: &self.budget,
                 items: Vec::new(),
+                kinds: HashMap::new(),
             };
             walker.walk(root, &None, "code", false, 0);
+            kinds = walker.kinds;
             segments(&lines, walker.items)
         };
-        let mut packer = Packer::new(&lines, &self.budget, Some(language.name()));
+        let mut packer = Packer::new(&lines, &self.budget, Some(language.name())).with_kinds(kinds);
         packer.pack(&segs);
         Some(packer.chunks)
     }
@@ -145,6 +167,23 @@ impl Extractor for SyntaxChunker {
 /// only stops pathological input.
 fn parse_limit(len: usize) -> Duration {
     Duration::from_millis(2_000 + (len / 100) as u64)
+}
+
+/// Progress reports (a hundred parse operations each) a file may take: a thousand, plus
+/// one per 8 bytes; a well-formed file takes about one per 300 bytes.
+fn work_limit(len: usize) -> usize {
+    1_000 + len / 8
+}
+
+/// Whether a parse with errors is crawling: error recovery on text that is not code in
+/// the language (a table fragment named `.h`) can take a thousand times longer than a
+/// parse; past 20 ms at under 256 KB/s (well-formed code parses at 10 MB/s and more) the
+/// file is chunked by lines instead.
+fn recovering_slowly(state: &ParseState, elapsed: Duration) -> bool {
+    const MIN: Duration = Duration::from_millis(20);
+    state.has_error()
+        && elapsed > MIN
+        && elapsed.as_micros() > 4 * state.current_byte_offset() as u128
 }
 
 /// Bytes inside `ERROR` nodes.
@@ -191,6 +230,8 @@ struct Walker<'a, 'b> {
     src: &'a [u8],
     budget: &'b TokenBudget,
     items: Vec<Item>,
+    /// The kind of every unit, by path.
+    kinds: HashMap<Rc<str>, &'static str>,
 }
 
 impl Walker<'_, '_> {
@@ -246,6 +287,7 @@ impl Walker<'_, '_> {
                 Some(p) => format!("{p}{PATH_SEP}{part}").into(),
                 None => part.into(),
             };
+            self.kinds.insert(unit_path.clone(), unit_kind);
             // A unit that holds units (a class, an impl, a module) is always split into
             // them and merged back by the packer: whether it fits must not decide its
             // members' chunks, or deleting one method would re-chunk all the others.
@@ -328,7 +370,21 @@ impl Walker<'_, '_> {
             );
         }
         if let Some(name) = node.child_by_field_name("name") {
-            return self.text(name);
+            let name = self.text(name)?;
+            // Go methods: `func (s *Store) Get` is `Store.Get`.
+            if node.kind() == "method_declaration"
+                && let Some(receiver) = node.child_by_field_name("receiver")
+            {
+                let mut cursor = receiver.walk();
+                let ty = receiver
+                    .named_children(&mut cursor)
+                    .find_map(|p| p.child_by_field_name("type"))
+                    .and_then(|t| self.text(t));
+                if let Some(ty) = ty {
+                    return Some(format!("{}.{name}", ty.trim_start_matches('*')));
+                }
+            }
+            return Some(name);
         }
         if let Some(mut d) = node.child_by_field_name("declarator") {
             let mut steps = 0;
@@ -401,4 +457,42 @@ fn segments(lines: &Lines<'_>, items: Vec<Item>) -> Vec<Seg> {
         }
     }
     segs
+}
+
+#[cfg(all(test, feature = "rust"))]
+mod tests {
+    use std::sync::Arc;
+
+    use sync_core::ApproxTokens;
+
+    use super::*;
+
+    #[test]
+    fn a_parse_past_the_time_limit_falls_back_to_lines() {
+        let text = include_str!("../tests/data/samples/parser.rs").repeat(200);
+        let path = RepoPath::new("big.rs").unwrap();
+        let budget = TokenBudget::new(256, Arc::new(ApproxTokens));
+        let mut chunker = SyntaxChunker::new(budget.clone());
+        let parsed = chunker.extract(&path, &text);
+        assert!(parsed.iter().all(|c| c.meta.kind.is_some()));
+        chunker.time_limit = Some(Duration::ZERO);
+        let timed_out = chunker.extract(&path, &text);
+        assert_eq!(
+            timed_out,
+            CdcLineChunker::new(budget).chunk(&text, Some("rust"))
+        );
+        assert!(timed_out.iter().all(|c| c.meta.kind.is_none()));
+    }
+
+    #[test]
+    fn error_bytes_counts_error_nodes_only() {
+        let mut parser = Parser::new();
+        parser
+            .set_language(&Language::Rust.grammar().unwrap())
+            .unwrap();
+        let good = parser.parse("fn a() {}\n", None).unwrap();
+        assert_eq!(error_bytes(good.root_node()), 0);
+        let bad = parser.parse("fn a() {}\n)))) ]]]] @@@@\n", None).unwrap();
+        assert!(error_bytes(bad.root_node()) >= 8);
+    }
 }

@@ -204,9 +204,9 @@ fn go_units_are_funcs_and_methods() {
     expect_units(
         "server.go",
         &[
-            ("func Get", "method"),
-            ("func Set", "method"),
-            ("func ServeHTTP", "method"),
+            ("func Store.Get", "method"),
+            ("func Store.Set", "method"),
+            ("func Store.ServeHTTP", "method"),
         ],
     );
     expect_units(
@@ -336,6 +336,53 @@ fn every_sample_reassembles_and_fits_at_any_budget() {
     }
 }
 
+#[test]
+fn the_embedded_text_names_the_language_and_symbol_but_not_the_file() {
+    let b = budget(100);
+    let chunker = SyntaxChunker::new(b);
+    let here = chunker.extract(&path("src/parser.rs"), sample("parser.rs"));
+    let moved = chunker.extract(&path("lib/deep/other_name.rs"), sample("parser.rs"));
+    assert_eq!(here, moved);
+    for c in &here {
+        let text = c.embedding_text();
+        assert!(!text.contains("src/parser.rs"));
+        let header = text.strip_suffix(c.content.as_str()).unwrap();
+        match &c.meta.symbol {
+            Some(symbol) => assert_eq!(header, format!("rust: {symbol}\n")),
+            None => assert_eq!(header, "rust\n"),
+        }
+    }
+}
+
+#[test]
+fn small_neighbours_are_merged_up_to_the_budget() {
+    // Sixty one-line items: a chunk each would waste the budget.
+    let text: String = (0..60)
+        .map(|i| format!("use crate::module_{i}::Item{i};\n"))
+        .collect();
+    let b = budget(256);
+    let chunks = SyntaxChunker::new(b.clone()).extract(&path("imports.rs"), &text);
+    check(&chunks, &text, &b);
+    let tokens: usize = chunks.iter().map(|c| b.count(&c.content)).sum();
+    assert!(
+        chunks.len() * 256 <= tokens * 4,
+        "{} chunks for {tokens} tokens",
+        chunks.len()
+    );
+    // A large unit stands alone.
+    let body = "    let value = compute(input, 42);\n".repeat(20);
+    let text = format!("fn small() {{}}\n\nfn large() {{\n{body}}}\n\nfn tail() {{}}\n");
+    let chunks = SyntaxChunker::new(b.clone()).extract(&path("units.rs"), &text);
+    check(&chunks, &text, &b);
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.meta.symbol.as_deref() == Some("fn large")
+                && c.content.starts_with("\nfn large")
+                && c.content.ends_with("}\n"))
+    );
+}
+
 /// A counter of a different tokenizer: one token per two bytes.
 #[derive(Debug)]
 struct BytePairs;
@@ -439,7 +486,7 @@ fn a_generated_table_is_chunked_without_a_chunk_per_line() {
 fn crlf_is_kept_byte_for_byte_and_parses_alike() {
     let lf = sample("parser.rs");
     let crlf = lf.replace('\n', "\r\n");
-    let b = budget(100);
+    let b = budget(64);
     let chunker = SyntaxChunker::new(b.clone());
     let a = chunker.extract(&path("parser.rs"), lf);
     let c = chunker.extract(&path("parser.rs"), &crlf);
@@ -560,25 +607,36 @@ fn comment_for(name: &str) -> &'static str {
     }
 }
 
-/// Asserts that `new` keeps every chunk of `old` outside `old[lo..=hi]`: the same chunks
-/// before, and the same chunks after (their lines shifted by `shift`).
+/// Asserts that every chunk of `new` that is not a chunk of `old` (lines shifted by `shift`
+/// after the edit) overlaps the lines of `old[lo..=hi]`, the edited chunks and their
+/// neighbours: chunks elsewhere keep their text, their lines and so their embeddings. A
+/// changed chunk may reach further only by holding an old one whole, merged into the edited
+/// unit's chunk up to the budget.
 fn assert_kept(old: &[Chunk], new: &[Chunk], lo: usize, hi: usize, shift: i64) {
-    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    let suffix = old
-        .iter()
-        .rev()
-        .zip(new.iter().rev())
-        .take_while(|(a, b)| {
-            a.content == b.content
-                && a.meta == b.meta
-                && i64::from(a.start_line) + shift == i64::from(b.start_line)
-        })
-        .count();
-    assert!(
-        prefix >= lo && suffix >= old.len().saturating_sub(hi + 1),
-        "changed chunks beyond {lo}..={hi} of {}: kept {prefix} before and {suffix} after",
-        old.len()
+    let hi = hi.min(old.len() - 1);
+    let (first, last) = (
+        i64::from(old[lo].start_line),
+        i64::from(old[hi].end_line) + shift,
     );
+    let known: std::collections::HashSet<_> = old
+        .iter()
+        .map(|c| (c.content.as_str(), &c.meta, i64::from(c.start_line)))
+        .collect();
+    for c in new {
+        let start = i64::from(c.start_line);
+        let same_place = known.contains(&(c.content.as_str(), &c.meta, start));
+        let shifted = known.contains(&(c.content.as_str(), &c.meta, start - shift));
+        if same_place || shifted {
+            continue;
+        }
+        assert!(
+            start <= last && i64::from(c.end_line) >= first,
+            "chunk {}-{} changed outside lines {first}-{last} (old chunks {lo}..={hi} of {})",
+            c.start_line,
+            c.end_line,
+            old.len()
+        );
+    }
 }
 
 /// The chunks of the unit around chunk `k`: the run of chunks with its symbol path.
@@ -605,12 +663,29 @@ fn corpus() -> Vec<(&'static str, &'static str)> {
     files
 }
 
+/// Whether every bracket opened in `text` is closed in it, and none closed that it did
+/// not open.
+fn balanced(text: &str) -> bool {
+    let mut depth = 0i64;
+    for c in text.chars() {
+        match c {
+            '{' | '(' | '[' => depth += 1,
+            '}' | ')' | ']' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0
+}
+
 fn line_start(text: &str, line: usize) -> usize {
     text.split_inclusive('\n').take(line).map(str::len).sum()
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// A comment line inserted inside a function changes only the chunks of that function
     /// and of its neighbours.
@@ -650,10 +725,15 @@ proptest! {
         let (name, text) = files[file % files.len()];
         let chunker = SyntaxChunker::new(budget(128));
         let old = chunker.extract(&path(name), text);
-        // Whole units: a function chunk whose symbol no other chunk has.
+        // Whole units: a function chunk whose symbol no other chunk has, and which does not
+        // hold the closing line of the block around it (a closing `}` goes with the chunk
+        // before it; Ruby's `end` is not told from the unit's own here, so Ruby is left to
+        // the other properties).
+        prop_assume!(!name.ends_with(".rb"));
         let whole: Vec<usize> = (0..old.len())
             .filter(|&i| matches!(old[i].meta.kind.as_deref(), Some("function" | "method")))
             .filter(|&i| unit_span(&old, i) == (i, i))
+            .filter(|&i| balanced(&old[i].content))
             .collect();
         prop_assume!(!whole.is_empty());
         let k = whole[pick % whole.len()];
@@ -674,13 +754,11 @@ proptest! {
         };
         let new = chunker.extract(&path(name), &edited);
         check(&new, &edited, &budget(128));
-        // Merging up to the budget lets a chunk next to the change absorb, or give up, the
-        // chunk beyond it: two chunks on either side at most.
-        assert_kept(&old, &new, lo.saturating_sub(1), hi + 1, shift);
+        assert_kept(&old, &new, lo, hi, shift);
     }
 
-    /// The line chunker: inserting a line changes only chunks of the run it lands in,
-    /// never the rest of the file.
+    /// The line chunker: inserting a line changes only the chunk it lands in (with the two
+    /// lines after it, whose rolling hash it enters) and the chunks next to them.
     #[test]
     fn the_line_chunker_keeps_boundaries_away_from_an_insert(
         words in prop::collection::vec("[a-z]{1,8}( [a-z]{1,8}){0,12}", 50..400),
@@ -702,9 +780,6 @@ proptest! {
         let k = old.iter().position(|c| c.end_line as usize > line).unwrap();
         let last = (line + 1).min(words.len() - 1);
         let k_end = old.iter().position(|c| c.end_line as usize > last).unwrap();
-        // The change stays inside the content-defined run it falls in (runs average two
-        // thirds of the budget; one over the budget is cut into several chunks, which a
-        // new boundary may merge again), so chunks farther away are kept.
-        assert_kept(&old, &new, k.saturating_sub(8), k_end + 8, 1);
+        assert_kept(&old, &new, k.saturating_sub(1), k_end + 1, 1);
     }
 }
