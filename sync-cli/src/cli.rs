@@ -149,7 +149,12 @@ pub(crate) struct RunArgs {
     pub(crate) max_file_size: u64,
     #[command(flatten)]
     pub(crate) embed: EmbedderArgs,
-    /// Chunk files into entries of at most this many bytes.
+    /// How files become entries: `syntax` (functions, classes, sections, sized in the
+    /// embedder's tokens; other files by content-defined line chunks) or `lines` (whole
+    /// lines packed up to `--chunk-size` bytes).
+    #[arg(long, value_name = "CHUNKER", default_value = "syntax", value_parser = ["syntax", "lines"])]
+    pub(crate) chunker: String,
+    /// With `--chunker lines`: entries of at most this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = sync_core::LineChunker::DEFAULT_MAX_BYTES)]
     pub(crate) chunk_size: usize,
     /// How long a run holds the repository without renewing (seconds); a killed process

@@ -4,6 +4,7 @@
 // Tests tell why they did not run (no Postgres server outside CI) on stderr.
 #![allow(clippy::print_stderr)]
 
+mod chunks;
 mod cli;
 mod embed;
 mod exit;

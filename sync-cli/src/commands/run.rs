@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use sync_core::{Error, FilePolicy, LineChunker, SyncOptions, Syncer};
+use sync_core::{
+    Embedder, Error, Extractor, FilePolicy, LineChunker, SyncOptions, Syncer, TokenBudget,
+};
+use sync_extract::SyntaxChunker;
 
 use crate::cli::RunArgs;
 use crate::embedder::{self, EmbedderSpec};
@@ -33,7 +36,7 @@ pub(super) async fn exec(target: &Target, args: &RunArgs) -> Result<Exit, Error>
     let store = open::store(&target.db, true, embedder.as_ref().map(|e| e.dimensions())).await?;
     let mut syncer = Syncer::new(source, store)?
         .with_policy(policy)
-        .with_extractor(Arc::new(LineChunker::new(args.chunk_size)))
+        .with_extractor(extractor(args, embedder.as_deref()))
         .with_options(SyncOptions::default().lease(Duration::from_secs(args.lease.max(1))));
     if let Some(tenant) = &target.tenant {
         syncer = syncer.with_tenant(tenant)?;
@@ -83,4 +86,12 @@ pub(super) async fn exec(target: &Target, args: &RunArgs) -> Result<Exit, Error>
         })?;
     }
     Ok(Exit::Success)
+}
+
+/// The extractor `--chunker` names, sized for `embedder`.
+fn extractor(args: &RunArgs, embedder: Option<&dyn Embedder>) -> Arc<dyn Extractor> {
+    match args.chunker.as_str() {
+        "lines" => Arc::new(LineChunker::new(args.chunk_size)),
+        _ => Arc::new(SyntaxChunker::new(TokenBudget::of(embedder))),
+    }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sync_core::{
-    Embedding, EntryQuery, Error, RepoKey, SearchHit, SearchMode, SearchQuery, SyncStore,
-    SyncStoreExt,
+    ChunkMeta, Embedding, EntryQuery, Error, RepoKey, SearchHit, SearchMode, SearchQuery,
+    SyncStore, SyncStoreExt,
 };
 
 use crate::cli::SearchArgs;
@@ -28,6 +28,9 @@ struct JsonHit<'a> {
     /// The first lines of the entry's text.
     snippet: String,
     ordinal: u32,
+    /// Language, syntactic kind and symbol path, when the extractor knew them.
+    #[serde(flatten)]
+    meta: &'a ChunkMeta,
     /// The entry's whole text.
     content: &'a str,
 }
@@ -150,16 +153,20 @@ fn print(hits: &[SearchHit], args: &SearchArgs) -> Result<Exit, Error> {
                         score: hit.score,
                         snippet: snippet(&e.content),
                         ordinal: e.ordinal,
+                        meta: &e.meta,
                         content: &e.content,
                     },
                 )?;
                 continue;
             }
-            let first_line = e
-                .content
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
+            // The symbol path says what the hit is; without one, its first line.
+            let label = e.meta.symbol.as_deref().unwrap_or_else(|| {
+                e.content
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+            });
             writeln!(
                 out,
                 "{:.3}\t{}:{}-{}\t{}",
@@ -167,7 +174,7 @@ fn print(hits: &[SearchHit], args: &SearchArgs) -> Result<Exit, Error> {
                 quote_path(e.path.as_bytes()),
                 e.start_line,
                 e.end_line,
-                first_line.trim()
+                label
             )?;
         }
         Ok(())
