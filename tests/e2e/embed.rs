@@ -330,7 +330,7 @@ fn openai_runs_send_dimensions_and_report_the_tokens_billed() {
     assert_eq!(these, "fn send_request() {}\n".len() as u64);
     assert!(
         summary.contains(&format!(
-            "1 texts embedded ({these} tokens), 3 embeddings reused"
+            "1 texts embedded ({these} tokens), 0 embeddings reused"
         )),
         "{summary}"
     );
