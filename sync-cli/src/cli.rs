@@ -127,6 +127,11 @@ pub(crate) struct EmbedderArgs {
         value_name = "URL"
     )]
     pub(crate) embed_url: String,
+    /// The vector length of `--embedder openai:MODEL`: sent to the server as the API's
+    /// `dimensions` (OpenAI's text-embedding-3 models shorten their vectors to it), and the
+    /// length expected for a model projsync does not know.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) embed_dimensions: Option<u32>,
 }
 
 /// `projsync run`.

@@ -15,7 +15,7 @@ pub(crate) const DEFAULT_SPEC: &str = "minilm";
 const MINILM_MODEL: &str = "all-MiniLM-L6-v2";
 
 /// The forms `--embedder` accepts, for error messages.
-const FORMS: &str = "`minilm` (the local all-MiniLM-L6-v2 model), `openai:MODEL` (an OpenAI-compatible server at --embed-url, key from OPENAI_API_KEY), `hash` or `hash:DIMS` (deterministic, offline, lexical)";
+const FORMS: &str = "`minilm` (the local all-MiniLM-L6-v2 model), `openai:MODEL` (an OpenAI-compatible server at --embed-url, key from OPENAI_API_KEY, vector length from --embed-dimensions), `hash` or `hash:DIMS` (deterministic, offline, lexical)";
 
 /// A parsed `--embedder`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +85,16 @@ impl EmbedderSpec {
         &self,
         args: &EmbedderArgs,
     ) -> Result<Option<Arc<dyn Embedder>>, Error> {
+        if let (Some(n), false) = (args.embed_dimensions, matches!(self, Self::OpenAi(_))) {
+            let what = match self {
+                Self::MiniLm => "`minilm` always gives 384".to_owned(),
+                Self::Hash(dims) => format!("`hash` takes its length in the spec, `hash:{dims}`"),
+                _ => "`none` computes no vectors".to_owned(),
+            };
+            return Err(Error::invalid_input(format!(
+                "`--embed-dimensions {n}` applies to `--embedder openai:MODEL` only: {what}"
+            )));
+        }
         Ok(Some(match self {
             Self::None => return Ok(None),
             Self::Hash(dims) => Arc::new(HashEmbedder::new(*dims)),
@@ -96,9 +106,20 @@ impl EmbedderSpec {
                 Arc::new(builder.build().await?)
             }
             Self::OpenAi(model) => {
-                let embedder = OpenAiEmbedder::builder(args.embed_url.as_str(), model.as_str())
-                    .build()
-                    .map_err(|e| e.context(format!("configuring `--embedder openai:{model}`")))?;
+                let mut builder = OpenAiEmbedder::builder(args.embed_url.as_str(), model.as_str());
+                if let Some(n) = args.embed_dimensions {
+                    builder = builder.dimensions(n as usize);
+                }
+                let embedder = builder.build().map_err(|e| {
+                    let hint = if args.embed_dimensions.is_none()
+                        && e.kind() == sync_core::ErrorKind::InvalidInput
+                    {
+                        " (give the vector length with --embed-dimensions N)"
+                    } else {
+                        ""
+                    };
+                    e.context(format!("configuring `--embedder openai:{model}`{hint}"))
+                })?;
                 Arc::new(embedder)
             }
         }))

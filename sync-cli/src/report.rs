@@ -326,8 +326,18 @@ pub(crate) fn summary(record: &SyncRecord) -> String {
         .restored_from
         .map(|r| format!(" restored from run {r};"))
         .unwrap_or_default();
+    let embedded = if s.embeddings_computed + s.embeddings_reused > 0 {
+        format!(
+            "; {} texts embedded{}, {} embeddings reused",
+            s.embeddings_computed,
+            tokens(s.embedding_tokens),
+            s.embeddings_reused
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "run {} {}: `{}` at {};{restored} {} added, {} modified, {} deleted, {} renamed, {} unchanged; {} files{skipped}; {} entries written, {} superseded; {} blobs fetched ({})",
+        "run {} {}: `{}` at {};{restored} {} added, {} modified, {} deleted, {} renamed, {} unchanged; {} files{skipped}; {} entries written, {} superseded; {} blobs fetched ({}){embedded}",
         record.id,
         record.status,
         record.branch,
@@ -343,6 +353,15 @@ pub(crate) fn summary(record: &SyncRecord) -> String {
         s.blobs_fetched,
         human_bytes(s.bytes_fetched),
     )
+}
+
+/// ` (N tokens)` for the tokens an embedder reported; nothing when it reported none.
+pub(crate) fn tokens(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} tokens)")
+    }
 }
 
 /// Bytes in binary units.

@@ -87,12 +87,39 @@ impl From<Vec<f32>> for Embedding {
     }
 }
 
+/// The answer of one [`Embedder::embed_with_usage`] call: the vectors, and the tokens
+/// this call consumed.
+///
+/// The count belongs to the call, not to the embedder, so that runs sharing one embedder
+/// each add up exactly their own tokens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Embedded {
+    /// One embedding per text, in the order of the texts.
+    pub vectors: Vec<Embedding>,
+    /// The tokens the call consumed, as the embedder counts them: what a server billed
+    /// (the `usage` of its answers), or the tokens a local model read. `0` from an
+    /// embedder that does not count.
+    pub tokens: u64,
+}
+
+impl Embedded {
+    /// Vectors of an embedder that does not count tokens.
+    pub fn uncounted(vectors: Vec<Embedding>) -> Self {
+        Self { vectors, tokens: 0 }
+    }
+}
+
 /// Computes embedding vectors for texts.
 ///
 /// The pipeline looks every text's [`ContentHash`](crate::ContentHash) up in the store
-/// first and calls [`Embedder::embed`] only for texts it has never embedded with this
-/// [`model`](Embedder::model), in batches of at most
-/// [`SyncOptions::embed_batch`](crate::SyncOptions::embed_batch).
+/// first and calls [`Embedder::embed_with_usage`] only for texts it has never embedded
+/// with this [`model`](Embedder::model), in batches of at most
+/// [`SyncOptions::embed_batch`](crate::SyncOptions::embed_batch); the tokens of every call
+/// are added up in the run's [`SyncStats::embedding_tokens`](crate::SyncStats).
+///
+/// Only [`embed`](Self::embed) is required. An embedder that knows what a call costs
+/// implements [`embed_with_usage`](Self::embed_with_usage) as well (and its `embed` drops
+/// the count); a wrapper around another embedder forwards both, or the count is lost.
 #[async_trait]
 pub trait Embedder: Send + Sync + Debug {
     /// A stable name of the model, e.g. `all-MiniLM-L6-v2`. Embeddings are stored per
@@ -105,8 +132,15 @@ pub trait Embedder: Send + Sync + Debug {
     /// One embedding per text, in the same order.
     async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error>;
 
-    /// The most tokens of one text the model reads; it ignores (or the embedder splits)
-    /// the rest. `None` when the model has no known limit. Extractors size chunks to it
+    /// One embedding per text, in the same order, and the tokens this call consumed.
+    /// Provided: [`embed`](Self::embed)'s vectors with no tokens counted.
+    async fn embed_with_usage(&self, texts: &[&str]) -> Result<Embedded, Error> {
+        Ok(Embedded::uncounted(self.embed(texts).await?))
+    }
+
+    /// The most tokens of one text the model reads, counted as
+    /// [`token_counter`](Self::token_counter) counts (without the special tokens a model
+    /// adds itself); it ignores (or the embedder splits) the rest. `None` when the model has no known limit. Extractors size chunks to it
     /// through [`TokenBudget::of`](crate::TokenBudget::of).
     fn max_tokens(&self) -> Option<usize> {
         None

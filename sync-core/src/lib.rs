@@ -25,7 +25,7 @@ mod tree;
 pub mod testkit;
 
 pub use diff::{Change, DiffCounts, TreeDiff, diff, diff_all};
-pub use embed::{Embedder, Embedding, HashEmbedder};
+pub use embed::{Embedded, Embedder, Embedding, HashEmbedder};
 pub use error::{BoxError, DbFault, Error, ErrorKind, ErrorReport, Result};
 pub use event::{Phase, Progress, SyncEvent};
 pub use extract::{

@@ -175,6 +175,11 @@ pub struct SyncStats {
     pub embeddings_computed: u64,
     /// Texts whose embedding was found by content hash instead.
     pub embeddings_reused: u64,
+    /// Tokens the embedder reported for this run's calls
+    /// ([`Embedded::tokens`](crate::Embedded::tokens)): billed by a server, or read by a
+    /// local model; `0` when nothing was embedded or the embedder does not count (and in
+    /// records written before the count existed).
+    pub embedding_tokens: u64,
 }
 
 /// One run of a repository: a sync or a restore.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ContentHash, Embedder, EntryQuery, Error, NewEmbedding, RepoKey, SyncStore};
+use crate::{ContentHash, Embedded, Embedder, EntryQuery, Error, NewEmbedding, RepoKey, SyncStore};
 
 /// Active entries read from the store per page.
 pub const REEMBED_PAGE: usize = 1_000;
@@ -32,6 +32,8 @@ pub struct ReembedStats {
     pub reused: u64,
     /// Texts embedded now.
     pub computed: u64,
+    /// Tokens the embedder reported for them ([`Embedded::tokens`](crate::Embedded::tokens)).
+    pub tokens: u64,
 }
 
 /// Computes and stores the embeddings of `embedder`'s model missing for `repo`'s active
@@ -99,7 +101,8 @@ async fn reembed_paged(
         }
         on_progress(progress);
         for chunk in fresh.chunks(batch) {
-            let embeddings = embed_checked(embedder, chunk).await?;
+            let (embeddings, tokens) = embed_checked(embedder, chunk).await?;
+            stats.tokens += tokens;
             store
                 .store_embeddings(repo, embeddings)
                 .await
@@ -115,15 +118,16 @@ async fn reembed_paged(
 }
 
 /// The embeddings of one call to the embedder, checked against what it promises: one
-/// vector per text, each of the embedder's dimensions. The syncer's import uses it too.
+/// vector per text, each of the embedder's dimensions; and the tokens the call consumed.
+/// The syncer's import uses it too.
 pub(crate) async fn embed_checked<T: AsRef<str>>(
     embedder: &dyn Embedder,
     chunk: &[(ContentHash, T)],
-) -> Result<Vec<NewEmbedding>, Error> {
+) -> Result<(Vec<NewEmbedding>, u64), Error> {
     let model = embedder.model();
     let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_ref()).collect();
-    let vectors = embedder
-        .embed(&texts)
+    let Embedded { vectors, tokens } = embedder
+        .embed_with_usage(&texts)
         .await
         .map_err(|e| e.context(format!("embedding with `{model}`")))?;
     if vectors.len() != texts.len() {
@@ -133,7 +137,7 @@ pub(crate) async fn embed_checked<T: AsRef<str>>(
             texts.len()
         )));
     }
-    chunk
+    let embeddings = chunk
         .iter()
         .zip(vectors)
         .map(|((hash, _), vector)| {
@@ -150,7 +154,8 @@ pub(crate) async fn embed_checked<T: AsRef<str>>(
                 embedding: vector,
             })
         })
-        .collect()
+        .collect::<Result<_, Error>>()?;
+    Ok((embeddings, tokens))
 }
 
 #[cfg(all(test, feature = "testkit"))]

@@ -8,9 +8,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use sync_core::testkit::{Snapshot, check_event_order};
 use sync_core::{
-    Blob, Branch, CommitId, Embedder, Embedding, Error, ErrorKind, HashEmbedder, MemorySource,
-    MemoryStore, RepoSource, SourceNotice, SyncEvent, SyncOptions, SyncRun, SyncStatus, SyncStore,
-    Syncer, Tree, TreeEntry, report_notice,
+    Blob, Branch, CommitId, Embedded, Embedder, Embedding, Error, ErrorKind, HashEmbedder,
+    MemorySource, MemoryStore, RepoSource, SourceNotice, SyncEvent, SyncOptions, SyncRun,
+    SyncStatus, SyncStore, SyncStoreExt, Syncer, Tree, TreeEntry, report_notice,
 };
 
 /// How a [`Quirky`] source misbehaves.
@@ -368,4 +368,109 @@ async fn the_search_default_is_unsupported_with_a_clear_message() {
     let err = store.search_text(&repo, "q", 1).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("lexical_search"), "{err}");
+}
+
+/// An embedder that reports a token per byte of every text it embeds, and waits a little
+/// in every call so that the calls of concurrent runs interleave.
+#[derive(Debug)]
+struct Metered {
+    model: &'static str,
+}
+
+#[async_trait]
+impl Embedder for Metered {
+    fn model(&self) -> &str {
+        self.model
+    }
+    fn dimensions(&self) -> usize {
+        8
+    }
+    async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
+        Ok(self.embed_with_usage(texts).await?.vectors)
+    }
+    async fn embed_with_usage(&self, texts: &[&str]) -> Result<Embedded, Error> {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Ok(Embedded {
+            vectors: HashEmbedder::new(8).embed(texts).await?,
+            tokens: texts.iter().map(|t| t.len() as u64).sum(),
+        })
+    }
+}
+
+/// The bytes of the distinct texts of a repository's active entries: what [`Metered`]
+/// reports for embedding them all.
+async fn metered_tokens(store: &MemoryStore, repo: &sync_core::RepoKey) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    store
+        .active_entries(repo)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| seen.insert(e.content_hash))
+        .map(|e| e.embedding_text().len() as u64)
+        .sum()
+}
+
+/// Two runs sharing one embedder at the same time each count exactly the tokens of their
+/// own calls; an unchanged re-sync counts none; `reembed` counts what it embedded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_sharing_an_embedder_count_exactly_their_own_tokens() {
+    let embedder: Arc<dyn Embedder> = Arc::new(Metered { model: "metered" });
+    let small = Arc::new(MemorySource::new("small"));
+    small
+        .commit(
+            "main",
+            (0..6).map(|i| (format!("s{i}.txt"), format!("s{i}\n"))),
+        )
+        .unwrap();
+    let large = Arc::new(MemorySource::new("large"));
+    large
+        .commit(
+            "main",
+            (0..9).map(|i| {
+                (
+                    format!("l{i}.txt"),
+                    format!("{}\n", "large text ".repeat(i + 3)),
+                )
+            }),
+        )
+        .unwrap();
+    let syncer = |source: Arc<MemorySource>, store: Arc<MemoryStore>| {
+        Syncer::new(source, store)
+            .unwrap()
+            .with_embedder(Arc::clone(&embedder))
+            .with_options(SyncOptions::default().embed_batch(1))
+    };
+    let (small_store, large_store) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+    let a = syncer(small, small_store.clone());
+    let b = syncer(large, large_store.clone());
+    let (ra, rb) = tokio::join!(a.sync(None), b.sync(None));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let want_a = metered_tokens(&small_store, a.repo()).await;
+    let want_b = metered_tokens(&large_store, b.repo()).await;
+    assert!(want_a > 0 && want_b > want_a, "{want_a} {want_b}");
+    assert_eq!(ra.stats.embedding_tokens, want_a);
+    assert_eq!(rb.stats.embedding_tokens, want_b);
+    assert_eq!(ra.stats.embeddings_computed, 6);
+    // The count is stored with the run.
+    let history = small_store.history(a.repo(), 1).await.unwrap();
+    assert_eq!(history[0].stats.embedding_tokens, want_a);
+
+    let again = a.sync(None).await.unwrap();
+    assert_eq!(again.stats.embedding_tokens, 0, "nothing embedded");
+
+    let other = Metered { model: "metered-2" };
+    let stats = sync_core::reembed(large_store.as_ref(), b.repo(), &other, 4, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((stats.computed, stats.tokens), (9, want_b));
+}
+
+/// Run records written before the token count existed read as 0 tokens.
+#[test]
+fn stats_without_a_token_count_read_as_zero() {
+    let old = r#"{"files":3,"added":3,"embeddings_computed":3,"embeddings_reused":0}"#;
+    let stats: sync_core::SyncStats = serde_json::from_str(old).unwrap();
+    assert_eq!((stats.files, stats.embeddings_computed), (3, 3));
+    assert_eq!(stats.embedding_tokens, 0);
 }

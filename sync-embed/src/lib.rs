@@ -12,7 +12,7 @@ mod openai;
 #[cfg_attr(docsrs, doc(cfg(feature = "minilm")))]
 pub use minilm::{
     DEFAULT_MODEL, FETCH_MODEL_COMMAND, MODEL_DIR_ENV, MiniLmEmbedder, MiniLmEmbedderBuilder,
-    ModelLocation, ModelSource, Pooling, SentenceModel, project_model_cache,
+    ModelLocation, ModelSource, Pooling, SentenceModel, WordPieces, project_model_cache,
 };
 #[cfg(feature = "openai")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]

@@ -66,7 +66,11 @@ async fn reproduces_sentence_transformers_similarities() {
     let Some(e) = embedder().await else { return };
     assert_eq!(e.dimensions(), 384);
     assert_eq!(e.model(), "all-MiniLM-L6-v2");
-    assert_eq!(e.max_tokens(), 256);
+    assert_eq!(
+        e.max_tokens(),
+        Some(254),
+        "256 positions less [CLS] and [SEP]"
+    );
     assert_eq!(e.sentence_model().pooling(), Pooling::MEAN);
     assert!(e.sentence_model().normalizes());
 
@@ -125,7 +129,78 @@ async fn tokenizes_like_the_python_tokenizer() {
     assert_eq!(ids.len(), 256);
     assert_eq!(&ids[..3], &[101, 19204, 3989]);
     assert_eq!(ids.last(), Some(&102));
-    assert_eq!(e.count_tokens(&long).unwrap(), 256);
+}
+
+/// The limit is exactly what the model reads: a text of `max_tokens` word pieces embeds
+/// like the same text with more words after it, while its last word piece still counts;
+/// the counter agrees with the tokenizer, cuts nothing off, and the tokens reported are
+/// those the model read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_limit_and_counter_are_what_the_model_reads() {
+    let Some(e) = embedder().await else { return };
+    let m = e.sentence_model();
+    let max = e.max_tokens().unwrap();
+    assert_eq!((max, m.max_seq_length()), (254, 256));
+    let counter = e.token_counter().unwrap();
+    assert_eq!(counter.id(), "wordpiece:all-MiniLM-L6-v2");
+    assert_eq!(
+        sync_core::TokenBudget::of(Some(e)).id(),
+        "wordpiece:all-MiniLM-L6-v2:254"
+    );
+    for text in [
+        "The weather is lovely today.",
+        "fn parse_config(path: &Path) -> Résultat<Config, Error> { /* naïve 日本語 */ }",
+        "émojis 🎉 and\ttabs\u{a0}nbsp",
+        "UPPER case Is Lowered",
+        "",
+    ] {
+        assert_eq!(
+            counter.count(text) + 2,
+            m.token_ids(text).unwrap().len(),
+            "{text:?}"
+        );
+        assert_eq!(counter.count(text), m.count_tokens(text).unwrap());
+    }
+    let long = vec!["tokenization"; 300].join(" ");
+    assert_eq!(
+        counter.count(&long),
+        600,
+        "two pieces a word, nothing cut off"
+    );
+
+    let words = ["river", "green", "data", "code", "hello", "world"];
+    assert!(words.iter().all(|w| counter.count(w) == 1));
+    let text = |n: usize| {
+        (0..n)
+            .map(|k| words[k % words.len()])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let exact = text(max);
+    let shorter = text(max - 1);
+    let more = format!("{exact} and then a good many more words past the limit");
+    assert_eq!(counter.count(&exact), max);
+    assert_eq!(m.token_ids(&exact).unwrap().len(), 256);
+    let got = e
+        .embed_with_usage(&[
+            exact.as_str(),
+            more.as_str(),
+            shorter.as_str(),
+            "The weather is lovely today.",
+        ])
+        .await
+        .unwrap();
+    let v = &got.vectors;
+    assert_close(v[0].as_slice(), v[1].as_slice(), 1e-5);
+    let moved = v[0]
+        .as_slice()
+        .iter()
+        .zip(v[2].as_slice())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(moved > 1e-4, "the last word piece is read: {moved}");
+    // Positions read, [CLS] and [SEP] included: 256 + 256 + 255 + 8.
+    assert_eq!(got.tokens, 256 + 256 + 255 + 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +222,7 @@ async fn a_batch_gives_the_vectors_of_one_text_at_a_time() {
         let alone = e.embed(&[text]).await.unwrap();
         assert_close(got.as_slice(), alone[0].as_slice(), 1e-5);
     }
-    // Over 256 word pieces only the first 256 count: text beyond them changes nothing.
+    // Past the limit (254 word pieces and the two special tokens) text changes nothing.
     assert_close(batch[1].as_slice(), batch[4].as_slice(), 1e-5);
     // A tiny batch size schedules differently and still agrees.
     let small = MiniLmEmbedder::builder()

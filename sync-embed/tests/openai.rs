@@ -518,3 +518,73 @@ async fn over_long_inputs_are_truncated_or_split() {
     }
     assert_eq!(e.usage().inputs, 4);
 }
+
+/// A call reports the `usage.total_tokens` of all its requests, summed: requests split by
+/// size and the pieces of a split input all count, and concurrent calls each get their own.
+#[tokio::test]
+async fn each_call_reports_the_tokens_of_its_own_requests() {
+    let fake = Fake::start(vec![]).await;
+    let words = |t: &str| t.split_whitespace().count();
+    let e = Arc::new(
+        fake.builder()
+            .token_counter(words)
+            .max_input_tokens(4)
+            .overflow(Overflow::Split)
+            .max_batch_inputs(2)
+            .build()
+            .unwrap(),
+    );
+    // "w1 … w10" is three pieces, so 5 inputs in 3 requests; the server bills 10 tokens per
+    // input of a request.
+    let long = "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10";
+    let got = e.embed_with_usage(&["short", long, "x"]).await.unwrap();
+    assert_eq!(got.vectors.len(), 3);
+    assert_eq!(fake.requests().len(), 3);
+    assert_eq!(got.tokens, 50);
+
+    let (a, b) = tokio::join!(e.embed_with_usage(&["a"; 3]), e.embed_with_usage(&["b"; 7]));
+    assert_eq!((a.unwrap().tokens, b.unwrap().tokens), (30, 70));
+    assert_eq!(e.usage().total_tokens, 150, "the embedder's own total");
+    assert_eq!(e.embed_with_usage(&[]).await.unwrap().tokens, 0);
+}
+
+/// OpenAI's models have their documented limit of 8191 tokens, other models none unless
+/// set, and without a limit an input is sent whole.
+#[tokio::test]
+async fn the_token_limit_is_known_for_openai_models_and_set_for_others() {
+    let fake = Fake::start(vec![]).await;
+    for model in [
+        "text-embedding-3-small",
+        "text-embedding-3-large",
+        "text-embedding-ada-002",
+    ] {
+        let e = OpenAiEmbedder::builder(format!("http://{}/v1", fake.addr), model)
+            .api_key(KEY)
+            .build()
+            .unwrap();
+        assert_eq!(e.max_tokens(), Some(8191), "{model}");
+        assert!(e.token_counter().is_none(), "the estimate is the default");
+    }
+    let unknown = fake.builder().build().unwrap();
+    assert_eq!(unknown.max_tokens(), None);
+    assert_eq!(
+        fake.builder()
+            .max_input_tokens(512)
+            .build()
+            .unwrap()
+            .max_tokens(),
+        Some(512)
+    );
+    let budget = sync_core::TokenBudget::of(Some(&unknown));
+    assert_eq!(
+        budget.id(),
+        "approx:256",
+        "extractors fall back to the defaults"
+    );
+
+    let words = |t: &str| t.split_whitespace().count();
+    let whole = fake.builder().token_counter(words).build().unwrap();
+    let long = vec!["word"; 10_000].join(" ");
+    whole.embed(&[long.as_str()]).await.unwrap();
+    assert_eq!(fake.requests().concat(), vec![long], "sent whole");
+}

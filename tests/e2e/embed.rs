@@ -4,7 +4,9 @@
 
 use std::io::Write;
 use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
 
+use serde_json::{Value, json};
 use sync_git::testkit::TestRepo;
 
 use crate::support::{Cli, json_lines};
@@ -188,4 +190,227 @@ fn a_bogus_embedder_exits_2() {
     cli.sync_json(src, "main", &["--embedder", "hash:8"]);
     let out = cli.run(["search", "a", "--embedder", "bogus", "-s", src]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// What a local OpenAI-compatible server was asked, request by request.
+#[derive(Default)]
+struct Asked {
+    /// The inputs of each request.
+    inputs: Vec<Vec<String>>,
+    /// The `dimensions` of each request.
+    dimensions: Vec<Option<u64>>,
+}
+
+impl Asked {
+    /// The tokens the server billed so far: a token per byte of every input.
+    fn tokens(&self) -> u64 {
+        self.inputs.iter().flatten().map(|t| t.len() as u64).sum()
+    }
+}
+
+/// A local `/v1/embeddings` server: vectors of the requested `dimensions` (3 without),
+/// and a `usage` of one token per byte of input.
+struct EmbeddingServer {
+    url: String,
+    asked: Arc<Mutex<Asked>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl EmbeddingServer {
+    fn start() -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let asked = Arc::new(Mutex::new(Asked::default()));
+        let state = Arc::clone(&asked);
+        let app = axum::Router::new().route(
+            "/v1/embeddings",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let state = Arc::clone(&state);
+                async move {
+                    let inputs: Vec<String> = body["input"]
+                        .as_array()
+                        .expect("input is an array")
+                        .iter()
+                        .map(|t| t.as_str().expect("a string").to_owned())
+                        .collect();
+                    let dims = body["dimensions"].as_u64();
+                    let tokens: usize = inputs.iter().map(String::len).sum();
+                    let data: Vec<Value> = inputs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            let mut v = vec![0.5f32; dims.unwrap_or(3) as usize];
+                            v[0] = t.len() as f32;
+                            json!({"object": "embedding", "index": i, "embedding": v})
+                        })
+                        .collect();
+                    let mut asked = state.lock().unwrap();
+                    asked.inputs.push(inputs);
+                    asked.dimensions.push(dims);
+                    axum::Json(json!({
+                        "object": "list",
+                        "data": data,
+                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                    }))
+                }
+            }),
+        );
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        rt.spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            asked,
+            _rt: rt,
+        }
+    }
+
+    fn tokens(&self) -> u64 {
+        self.asked.lock().unwrap().tokens()
+    }
+}
+
+/// `--embedder openai:MODEL --embed-dimensions N` asks the server for N dimensions and
+/// takes N as the length of a model it does not know; the tokens the server billed are in
+/// the run's stats (`--json`), its text summary, and `reembed`'s.
+#[test]
+fn openai_runs_send_dimensions_and_report_the_tokens_billed() {
+    let server = EmbeddingServer::start();
+    let repo = TestRepo::new();
+    repo.write("src/config.rs", "fn parse_config() {}\n")
+        .write("src/render.rs", "fn render_page() {}\n")
+        .write("README.md", "# demo\nA small project.\n");
+    repo.commit("three files");
+    let cli = Cli::new();
+    let src = repo.path().to_str().unwrap();
+    let openai = |model: &str| {
+        vec![
+            "--embedder".to_owned(),
+            format!("openai:{model}"),
+            "--embed-url".to_owned(),
+            server.url.clone(),
+            "--embed-dimensions".to_owned(),
+            "6".to_owned(),
+        ]
+    };
+    let run = |extra: &[&str], model: &str| {
+        let mut args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        args.extend(openai(model));
+        cli.command(&args)
+            .env("OPENAI_API_KEY", "sk-e2e-test")
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&["run", "-s", src, "--json"], "house-model");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = json_lines(&out.stdout);
+    let stats = &events.last().unwrap()["record"]["stats"];
+    let billed = server.tokens();
+    assert!(billed > 0);
+    assert_eq!(stats["embedding_tokens"], billed, "{stats}");
+    assert_eq!(stats["embeddings_computed"], 3, "{stats}");
+    {
+        let asked = server.asked.lock().unwrap();
+        assert!(
+            asked.dimensions.iter().all(|d| *d == Some(6)),
+            "{:?}",
+            asked.dimensions
+        );
+    }
+
+    // The text summary of the next run counts only its own tokens.
+    repo.write("src/network.rs", "fn send_request() {}\n");
+    repo.commit("a fourth file");
+    let out = run(&["run", "-s", src], "house-model");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    let these = server.tokens() - billed;
+    assert_eq!(these, "fn send_request() {}\n".len() as u64);
+    assert!(
+        summary.contains(&format!(
+            "1 texts embedded ({these} tokens), 0 embeddings reused"
+        )),
+        "{summary}"
+    );
+
+    let before = server.tokens();
+    let out = run(&["reembed", "-s", src, "--json"], "other-model");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = &json_lines(&out.stdout)[0];
+    assert_eq!(json["computed"], 4, "{json}");
+    assert_eq!(json["tokens"], server.tokens() - before, "{json}");
+    let out = run(&["reembed", "-s", src], "third-model");
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        summary.contains(&format!(
+            "computed 4 embeddings ({} tokens)",
+            server.tokens() - before - json["tokens"].as_u64().unwrap()
+        )),
+        "{summary}"
+    );
+
+    // Vectors have the length asked for.
+    let v = vectors(&{
+        let mut args = vec!["embed".to_owned(), "hello".to_owned()];
+        args.extend(openai("house-model"));
+        let out = cli
+            .command(&args)
+            .env("OPENAI_API_KEY", "sk-e2e-test")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        out.stdout
+    });
+    assert_eq!(v[0].len(), 6);
+}
+
+/// `--embed-dimensions` with an embedder that is not `openai:MODEL` is a usage error (2)
+/// naming the option, before any store is made.
+#[test]
+fn embed_dimensions_without_openai_exits_2() {
+    let cli = Cli::new();
+    for spec in ["minilm", "hash:8", "hash"] {
+        let out = cli.run(["embed", "x", "--embedder", spec, "--embed-dimensions", "8"]);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {}", stderr(&out));
+        assert!(
+            stderr(&out)
+                .contains("--embed-dimensions 8` applies to `--embedder openai:MODEL` only"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let repo = TestRepo::new();
+    repo.write("a.txt", "a\n");
+    repo.commit("one");
+    let src = repo.path().to_str().unwrap();
+    let out = cli.run([
+        "run",
+        "-s",
+        src,
+        "--embedder",
+        "none",
+        "--embed-dimensions",
+        "8",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--embed-dimensions"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli.run([
+        "embed",
+        "x",
+        "--embedder",
+        "openai:m",
+        "--embed-dimensions",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        !cli.dir().join("project-sync.db").exists(),
+        "no store was created"
+    );
 }

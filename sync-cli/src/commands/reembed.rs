@@ -59,8 +59,12 @@ pub(super) async fn exec(target: &Target, args: &ReembedArgs) -> Result<Exit, Er
         } else {
             writeln!(
                 out,
-                "reembed with `{model}`: computed {} embeddings, reused {}; {} distinct texts in {} active entries",
-                stats.computed, stats.reused, stats.texts, stats.entries
+                "reembed with `{model}`: computed {} embeddings{}, reused {}; {} distinct texts in {} active entries",
+                stats.computed,
+                report::tokens(stats.tokens),
+                stats.reused,
+                stats.texts,
+                stats.entries
             )
         }
     })?;

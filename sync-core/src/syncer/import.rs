@@ -208,8 +208,9 @@ impl Batch<'_> {
                         .await?;
                 }
                 for batch in todo.chunks(s.options.embed_batch) {
-                    let embeddings =
+                    let (embeddings, tokens) =
                         crate::reembed::embed_checked(embedder.as_ref(), batch).await?;
+                    stats.embedding_tokens += tokens;
                     // Stored at once: vectors are kept by (content, model) whatever becomes
                     // of the run, so a cancelled run loses at most the call in flight.
                     let batch_len = batch.len() as u64;

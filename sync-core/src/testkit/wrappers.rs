@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
-    Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedder, Embedding, EntryQuery,
-    Error, FileIndex, FilePolicy, MemoryEntry, NewEmbedding, RepoKey, RepoSource, RunEnd, RunStart,
-    SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStore, Tree, TreeEntry,
+    Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedded, Embedder, Embedding,
+    EntryQuery, Error, FileIndex, FilePolicy, MemoryEntry, NewEmbedding, RepoKey, RepoSource,
+    RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStore,
+    TokenCounter, Tree, TreeEntry,
 };
 
 /// When an injected fault strikes relative to the wrapped call.
@@ -428,5 +429,19 @@ impl<E: Embedder> Embedder for CountingEmbedder<E> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.texts.fetch_add(texts.len() as u64, Ordering::SeqCst);
         self.inner.embed(texts).await
+    }
+
+    async fn embed_with_usage(&self, texts: &[&str]) -> Result<Embedded, Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.texts.fetch_add(texts.len() as u64, Ordering::SeqCst);
+        self.inner.embed_with_usage(texts).await
+    }
+
+    fn max_tokens(&self) -> Option<usize> {
+        self.inner.max_tokens()
+    }
+
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        self.inner.token_counter()
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sync_core::{Embedder, Embedding, Error};
+use sync_core::{Embedded, Embedder, Embedding, Error, TokenCounter};
 
 use super::BACKEND;
 use super::locate::{self, DEFAULT_MODEL, MODEL_DIR_ENV, ModelLocation};
@@ -188,7 +188,10 @@ impl MiniLmEmbedderBuilder {
 /// [`embed`](Embedder::embed) tokenizes every text, sorts them by length so that each
 /// batch pads little, runs the batches on a blocking thread (the matrix products use every
 /// core) and returns the vectors in the input order. Texts longer than
-/// [`max_tokens`](Self::max_tokens) word pieces are truncated, as sentence-transformers does.
+/// [`max_tokens`](Embedder::max_tokens) word pieces (254 for all-MiniLM-L6-v2: its
+/// `max_seq_length` of 256 positions holds `[CLS]` and `[SEP]` too) are truncated, as
+/// sentence-transformers does; [`token_counter`](Embedder::token_counter) counts word
+/// pieces the same way, for extractors that size chunks to fit.
 #[derive(Debug, Clone)]
 pub struct MiniLmEmbedder {
     model: Arc<SentenceModel>,
@@ -226,36 +229,27 @@ impl MiniLmEmbedder {
         &self.model
     }
 
-    /// The most word pieces of a text the model sees (special tokens included).
-    pub fn max_tokens(&self) -> usize {
-        self.model.max_tokens()
-    }
-
-    /// The number of word pieces the model sees of `text` (special tokens included,
-    /// after truncation).
-    pub fn count_tokens(&self, text: &str) -> Result<usize, Error> {
-        Ok(self.model.token_ids(text)?.len())
-    }
-
     /// Embeds on the calling thread (blocking): sorts by length, batches, restores the
-    /// order.
-    pub fn embed_blocking(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
+    /// order. The tokens are those [`embed_with_usage`](Embedder::embed_with_usage) reports.
+    pub fn embed_blocking(&self, texts: &[&str]) -> Result<Embedded, Error> {
         schedule(&self.model, texts, self.batch_size, self.batch_tokens)
     }
 }
 
 /// Tokenizes all texts, runs them longest first in batches bounded by count and padded
-/// tokens, and puts the vectors back in input order.
+/// tokens, and puts the vectors back in input order; counts the positions the model read
+/// (special tokens included, padding not).
 fn schedule(
     model: &SentenceModel,
     texts: &[&str],
     batch_size: usize,
     batch_tokens: usize,
-) -> Result<Vec<Embedding>, Error> {
+) -> Result<Embedded, Error> {
     if texts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Embedded::default());
     }
     let encodings = model.tokenize(texts)?;
+    let tokens = encodings.iter().map(|e| e.len() as u64).sum();
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].len()));
 
@@ -273,9 +267,11 @@ fn schedule(
         }
         start = end;
     }
-    out.into_iter()
+    let vectors = out
+        .into_iter()
         .map(|v| v.ok_or_else(|| Error::backend(BACKEND, "a text got no vector", NoVector)))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Embedded { vectors, tokens })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -293,8 +289,14 @@ impl Embedder for MiniLmEmbedder {
     }
 
     async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
+        Ok(self.embed_with_usage(texts).await?.vectors)
+    }
+
+    /// The vectors, and the word pieces the model read: every text's, up to the limit,
+    /// with its `[CLS]` and `[SEP]`, padding not counted.
+    async fn embed_with_usage(&self, texts: &[&str]) -> Result<Embedded, Error> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Embedded::default());
         }
         let owned: Vec<String> = texts.iter().map(|t| (*t).to_string()).collect();
         let model = Arc::clone(&self.model);
@@ -305,5 +307,17 @@ impl Embedder for MiniLmEmbedder {
         })
         .await
         .map_err(|e| Error::backend(BACKEND, "the embedding thread panicked", e))?
+    }
+
+    /// [`SentenceModel::max_tokens`]: the word pieces of a text the model reads, special
+    /// tokens not counted.
+    fn max_tokens(&self) -> Option<usize> {
+        Some(self.model.max_tokens())
+    }
+
+    /// The model's own word pieces ([`SentenceModel::token_counter`]), named
+    /// `wordpiece:{model}`.
+    fn token_counter(&self) -> Option<Arc<dyn TokenCounter>> {
+        Some(Arc::new(self.model.token_counter(&self.name)))
     }
 }

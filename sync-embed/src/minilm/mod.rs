@@ -20,7 +20,7 @@ pub use locate::{
     DEFAULT_MODEL, FETCH_MODEL_COMMAND, MODEL_DIR_ENV, ModelLocation, ModelSource,
     project_model_cache,
 };
-pub use model::SentenceModel;
+pub use model::{SentenceModel, WordPieces};
 
 /// The backend name in [`sync_core::Error::Backend`].
 const BACKEND: &str = "minilm";

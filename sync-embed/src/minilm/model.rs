@@ -4,11 +4,12 @@
 use std::fmt;
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use sync_core::Error;
-use tokenizers::{Encoding, Tokenizer, TruncationParams};
+use sync_core::{ApproxTokens, Error, TokenCounter};
+use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationParams};
 
 use super::BACKEND;
 use super::bert::Bert;
@@ -22,7 +23,12 @@ use super::config::{ModelConfig, Pooling};
 /// batching, running off the async runtime).
 pub struct SentenceModel {
     bert: Bert,
+    /// Truncates to `max_seq_length`, special tokens included: what the model reads.
     tokenizer: Tokenizer,
+    /// The same without truncation, for counting.
+    counter: Arc<Tokenizer>,
+    /// Special tokens the tokenizer adds to one text (`[CLS]` and `[SEP]` for BERT).
+    special_tokens: usize,
     config: ModelConfig,
 }
 
@@ -33,7 +39,8 @@ impl fmt::Debug for SentenceModel {
             .field("hidden_size", &self.config.bert.hidden_size)
             .field("pooling", &self.config.pooling)
             .field("normalize", &self.config.normalize)
-            .field("max_tokens", &self.config.max_seq_length)
+            .field("max_seq_length", &self.config.max_seq_length)
+            .field("special_tokens", &self.special_tokens)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +67,21 @@ impl SentenceModel {
 
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| model_error("reading tokenizer.json", dir, e))?;
+        tokenizer.with_padding(None);
+        let mut counter = tokenizer.clone();
+        counter
+            .with_truncation(None)
+            .map_err(|e| model_error("switching the tokenizer's truncation off", dir, e))?;
+        let special_tokens = tokenizer
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        if special_tokens >= config.max_seq_length {
+            return Err(Error::corrupt(format!(
+                "the tokenizer in {} adds {special_tokens} special tokens to every text, as many as the model's limit of {}",
+                dir.display(),
+                config.max_seq_length
+            )));
+        }
         // The limit is sentence-transformers' (sentence_bert_config.json), whatever the
         // tokenizer file says; padding is done here, per batch.
         tokenizer
@@ -82,6 +104,8 @@ impl SentenceModel {
         Ok(Self {
             bert,
             tokenizer,
+            counter: Arc::new(counter),
+            special_tokens,
             config,
         })
     }
@@ -91,10 +115,33 @@ impl SentenceModel {
         self.config.dimensions
     }
 
-    /// The most word pieces of a text the model sees, special tokens included; longer
-    /// texts are truncated to it.
-    pub fn max_tokens(&self) -> usize {
+    /// The model's input length (`max_seq_length` of `sentence_bert_config.json`): the
+    /// most positions it reads of one text, special tokens (`[CLS]`, `[SEP]`) included.
+    pub fn max_seq_length(&self) -> usize {
         self.config.max_seq_length
+    }
+
+    /// The most word pieces of a text the model reads, special tokens not counted:
+    /// [`max_seq_length`](Self::max_seq_length) less the special tokens the tokenizer adds
+    /// (254 for all-MiniLM-L6-v2). Word pieces past it are cut off, as
+    /// sentence-transformers does.
+    pub fn max_tokens(&self) -> usize {
+        self.config.max_seq_length - self.special_tokens
+    }
+
+    /// The word pieces of `text`, special tokens not counted and nothing cut off: what
+    /// [`max_tokens`](Self::max_tokens) limits.
+    pub fn count_tokens(&self, text: &str) -> Result<usize, Error> {
+        count_with(&self.counter, self.config.do_lower_case, text)
+    }
+
+    /// A [`TokenCounter`] of this model's word pieces, named `wordpiece:{model}`.
+    pub fn token_counter(&self, model: &str) -> WordPieces {
+        WordPieces {
+            tokenizer: Arc::clone(&self.counter),
+            lower_case: self.config.do_lower_case,
+            id: format!("wordpiece:{model}"),
+        }
     }
 
     /// The pooling of the model.
@@ -176,6 +223,51 @@ impl SentenceModel {
             })
             .collect();
         Ok(out)
+    }
+}
+
+/// The word pieces of `text` by a tokenizer without truncation, special tokens not counted.
+fn count_with(tokenizer: &Tokenizer, lower_case: bool, text: &str) -> Result<usize, Error> {
+    let encoded = if lower_case {
+        tokenizer.encode(text.to_lowercase().as_str(), false)
+    } else {
+        tokenizer.encode(text, false)
+    };
+    encoded
+        .map(|e| e.len())
+        .map_err(|e| Error::invalid_input(format!("a text could not be tokenized: {e}")))
+}
+
+/// Counts a [`SentenceModel`]'s word pieces (special tokens not counted, nothing cut
+/// off): the [`TokenCounter`] a [`MiniLmEmbedder`](crate::MiniLmEmbedder) lends to
+/// extractors. Made by [`SentenceModel::token_counter`].
+#[derive(Clone)]
+pub struct WordPieces {
+    tokenizer: Arc<Tokenizer>,
+    lower_case: bool,
+    id: String,
+}
+
+impl fmt::Debug for WordPieces {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WordPieces")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenCounter for WordPieces {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    /// The word pieces of `text`; a text the tokenizer refuses (it has never refused a
+    /// UTF-8 string) is estimated by [`ApproxTokens`] instead.
+    fn count(&self, text: &str) -> usize {
+        count_with(&self.tokenizer, self.lower_case, text).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "counting word pieces failed; estimating");
+            ApproxTokens.count(text)
+        })
     }
 }
 

@@ -14,7 +14,8 @@ use super::embedder::OpenAiEmbedder;
 pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
 
 /// What happens to an input longer than the model's token limit
-/// ([`max_input_tokens`](OpenAiEmbedderBuilder::max_input_tokens)).
+/// ([`max_input_tokens`](OpenAiEmbedderBuilder::max_input_tokens)), as the embedder counts
+/// tokens (its [`token_counter`](OpenAiEmbedderBuilder::token_counter)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Overflow {
@@ -74,7 +75,7 @@ pub struct OpenAiEmbedderBuilder {
     pub(crate) api_key: Option<ApiKey>,
     pub(crate) max_batch_inputs: usize,
     pub(crate) max_batch_tokens: usize,
-    pub(crate) max_input_tokens: usize,
+    pub(crate) max_input_tokens: Option<usize>,
     pub(crate) overflow: Overflow,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -103,6 +104,19 @@ impl fmt::Debug for OpenAiEmbedderBuilder {
     }
 }
 
+/// The input limit OpenAI documents for its embedding models: 8191 tokens.
+const OPENAI_MAX_INPUT_TOKENS: usize = 8191;
+
+/// Token limits of well-known models, by name.
+fn known_max_input_tokens(model: &str) -> Option<usize> {
+    match model {
+        "text-embedding-3-small" | "text-embedding-3-large" | "text-embedding-ada-002" => {
+            Some(OPENAI_MAX_INPUT_TOKENS)
+        }
+        _ => None,
+    }
+}
+
 /// Vector lengths of well-known models that need no `dimensions`.
 fn known_dimensions(model: &str) -> Option<usize> {
     match model {
@@ -126,7 +140,7 @@ impl OpenAiEmbedderBuilder {
             api_key: None,
             max_batch_inputs: 256,
             max_batch_tokens: 100_000,
-            max_input_tokens: 8191,
+            max_input_tokens: None,
             overflow: Overflow::Truncate,
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
@@ -177,9 +191,14 @@ impl OpenAiEmbedderBuilder {
         self
     }
 
-    /// The model's limit of tokens per input (default 8191, OpenAI's).
+    /// The model's limit of tokens per input. Default: 8191 for OpenAI's
+    /// `text-embedding-3-small`, `text-embedding-3-large` and `text-embedding-ada-002`;
+    /// none for other models, whose inputs are then sent whole (a server that refuses an
+    /// input as too long fails the call with [`Error::InvalidInput`]). The embedder reports
+    /// it as [`Embedder::max_tokens`](sync_core::Embedder::max_tokens), so that extractors
+    /// size chunks to it.
     pub fn max_input_tokens(mut self, n: usize) -> Self {
-        self.max_input_tokens = n.max(1);
+        self.max_input_tokens = Some(n.max(1));
         self
     }
 
@@ -189,8 +208,11 @@ impl OpenAiEmbedderBuilder {
         self
     }
 
-    /// How tokens are counted (default: a token per three bytes, which over-counts for
-    /// typical text and code; pass the model's tokenizer for exact limits).
+    /// How the embedder counts tokens for its own limits, per input and per request
+    /// (default: a token per three bytes, which over-counts for typical text and code;
+    /// pass the model's tokenizer for exact limits). Extractors size chunks with
+    /// [`ApproxTokens`](sync_core::ApproxTokens) all the same: this embedder lends them no
+    /// [`token_counter`](sync_core::Embedder::token_counter).
     pub fn token_counter(mut self, count: impl Fn(&str) -> usize + Send + Sync + 'static) -> Self {
         self.token_counter = Arc::new(count);
         self
@@ -219,7 +241,10 @@ impl OpenAiEmbedderBuilder {
     /// # Errors
     /// [`Error::InvalidInput`] for a bad base URL or unknown dimensions,
     /// [`Error::Unauthorized`] when a named key variable is unset.
-    pub fn build(self) -> Result<OpenAiEmbedder, Error> {
+    pub fn build(mut self) -> Result<OpenAiEmbedder, Error> {
+        self.max_input_tokens = self
+            .max_input_tokens
+            .or_else(|| known_max_input_tokens(&self.model));
         let dims = self
             .dimensions
             .or(self.native_dimensions)

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
-use sync_core::{Embedder, Embedding, Error};
+use sync_core::{Embedded, Embedder, Embedding, Error};
 use tokio::sync::Semaphore;
 
 use super::client::Client;
@@ -42,8 +42,10 @@ struct UsageCounter {
 ///   [`max_batch_tokens`](OpenAiEmbedderBuilder::max_batch_tokens) tokens, at most
 ///   [`concurrency`](OpenAiEmbedderBuilder::concurrency) requests in flight across all
 ///   calls.
-/// - An input over [`max_input_tokens`](OpenAiEmbedderBuilder::max_input_tokens) is
-///   truncated or split as [`Overflow`] says.
+/// - An input over [`max_input_tokens`](OpenAiEmbedderBuilder::max_input_tokens) (8191
+///   for OpenAI's models, none for others unless set), as the embedder's
+///   [`token_counter`](OpenAiEmbedderBuilder::token_counter) counts it, is truncated or
+///   split as [`Overflow`] says; without a limit, inputs are sent whole.
 /// - Answers are ordered by their `index`; every vector's length is checked
 ///   ([`Error::Corrupt`] otherwise), as is the JSON.
 /// - HTTP 429 waits as `Retry-After` (or `retry-after-ms`, or `x-ratelimit-reset-*`)
@@ -51,7 +53,9 @@ struct UsageCounter {
 ///   ([`RetryPolicy`](crate::RetryPolicy)); past the retries, [`Error::RateLimited`] or a
 ///   retryable [`Error::Backend`]. 401/403 is [`Error::Unauthorized`], 404
 ///   [`Error::NotFound`], other 4xx [`Error::InvalidInput`].
-/// - Token usage is counted in [`usage`](Self::usage).
+/// - [`embed_with_usage`](Embedder::embed_with_usage) reports the `usage.total_tokens` of
+///   the call's answers (the pipeline adds them up per run); [`usage`](Self::usage) counts
+///   everything since the embedder was made.
 ///
 /// The API key never appears in `Debug` output, logs or errors.
 pub struct OpenAiEmbedder {
@@ -60,7 +64,7 @@ pub struct OpenAiEmbedder {
     dims: usize,
     max_batch_inputs: usize,
     max_batch_tokens: usize,
-    max_input_tokens: usize,
+    max_input_tokens: Option<usize>,
     overflow: Overflow,
     concurrency: usize,
     permits: Arc<Semaphore>,
@@ -124,11 +128,6 @@ impl OpenAiEmbedder {
         }
     }
 
-    /// The model's limit of tokens per input.
-    pub fn max_tokens(&self) -> usize {
-        self.max_input_tokens
-    }
-
     /// The longest prefix of `text` (cut at a character boundary) within `limit` tokens.
     fn prefix_within(&self, text: &str, limit: usize) -> usize {
         let bounds: Vec<usize> = text
@@ -152,17 +151,17 @@ impl OpenAiEmbedder {
         let mut out = Vec::with_capacity(texts.len());
         for (owner, text) in texts.iter().enumerate() {
             let tokens = (self.count)(text);
-            if tokens <= self.max_input_tokens {
+            let Some(limit) = self.max_input_tokens.filter(|&limit| tokens > limit) else {
                 out.push(Piece {
                     text,
                     tokens,
                     owner,
                 });
                 continue;
-            }
+            };
             let mut rest: &'a str = text;
             loop {
-                let mut end = self.prefix_within(rest, self.max_input_tokens);
+                let mut end = self.prefix_within(rest, limit);
                 if end < rest.len()
                     && self.overflow == Overflow::Split
                     && let Some(space) = rest[..end].rfind(char::is_whitespace)
@@ -207,7 +206,8 @@ impl OpenAiEmbedder {
         out
     }
 
-    async fn send(&self, batch: &[Piece<'_>]) -> Result<Vec<Vec<f32>>, Error> {
+    /// One request: its vectors, and the tokens the server says it used.
+    async fn send(&self, batch: &[Piece<'_>]) -> Result<(Vec<Vec<f32>>, u64), Error> {
         let _permit = self
             .permits
             .acquire()
@@ -225,7 +225,7 @@ impl OpenAiEmbedder {
         self.usage
             .total_tokens
             .fetch_add(usage.total_tokens, Ordering::Relaxed);
-        Ok(vectors)
+        Ok((vectors, usage.total_tokens))
     }
 }
 
@@ -240,8 +240,14 @@ impl Embedder for OpenAiEmbedder {
     }
 
     async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
+        Ok(self.embed_with_usage(texts).await?.vectors)
+    }
+
+    /// The vectors, and the `usage.total_tokens` the server reported for this call's
+    /// requests, summed (an input split in pieces counts every piece).
+    async fn embed_with_usage(&self, texts: &[&str]) -> Result<Embedded, Error> {
         if texts.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Embedded::default());
         }
         let pieces = self.pieces(texts);
         let requests = self.requests(&pieces);
@@ -255,13 +261,15 @@ impl Embedder for OpenAiEmbedder {
                 async move { call.await.map(|v| (n, v)) }
             })
             .collect();
-        let answers: Vec<(usize, Vec<Vec<f32>>)> = stream::iter(calls)
+        let answers: Vec<(usize, (Vec<Vec<f32>>, u64))> = stream::iter(calls)
             .buffer_unordered(self.concurrency)
             .try_collect()
             .await?;
         let mut by_request: Vec<Vec<Vec<f32>>> = vec![Vec::new(); requests.len()];
-        for (n, vectors) in answers {
+        let mut tokens = 0;
+        for (n, (vectors, used)) in answers {
             by_request[n] = vectors;
+            tokens += used;
         }
 
         // Sum each input's pieces weighted by their tokens; a single piece is kept as is.
@@ -282,7 +290,8 @@ impl Embedder for OpenAiEmbedder {
                 }
             }
         }
-        sums.into_iter()
+        let vectors = sums
+            .into_iter()
             .zip(pieces_of)
             .map(|(sum, n)| {
                 let (mut v, total) = sum.ok_or_else(|| {
@@ -295,6 +304,13 @@ impl Embedder for OpenAiEmbedder {
                 }
                 Ok(Embedding::new(v))
             })
-            .collect()
+            .collect::<Result<_, Error>>()?;
+        Ok(Embedded { vectors, tokens })
+    }
+
+    /// The per-input limit ([`OpenAiEmbedderBuilder::max_input_tokens`]): 8191 for OpenAI's
+    /// models, otherwise none unless set.
+    fn max_tokens(&self) -> Option<usize> {
+        self.max_input_tokens
     }
 }
