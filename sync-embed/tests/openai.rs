@@ -240,6 +240,11 @@ async fn dimensions_are_sent_when_asked_for_and_required_when_unknown() {
         .unwrap();
     e.embed(&["x"]).await.unwrap();
     assert_eq!(fake.state.dimensions.lock().unwrap()[0], Some(DIMS as u64));
+    assert_eq!(
+        e.model(),
+        format!("m@{DIMS}"),
+        "shortened vectors are stored under their own name"
+    );
 
     let err = OpenAiEmbedder::builder("http://127.0.0.1:9/v1", "unknown-model")
         .build()

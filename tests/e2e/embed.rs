@@ -364,6 +364,19 @@ fn openai_runs_send_dimensions_and_report_the_tokens_billed() {
         out.stdout
     });
     assert_eq!(v[0].len(), 6);
+
+    // Shortened vectors are kept under their own name, `house-model@6`: a search names
+    // the embedder that computes them.
+    let out = cli.run(["search", "parse config", "-s", src]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`house-model@6`")
+            && stderr(&out).contains("`--embedder openai:house-model --embed-dimensions 6`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["search", "parse config", "-s", src], "house-model");
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// `--embed-dimensions` with an embedder that is not `openai:MODEL` is a usage error (2)

@@ -1,19 +1,25 @@
 //! How well search answers natural-language questions about code: this workspace's own
-//! history at a pinned commit, synced with the line chunker, and the questions of
-//! `tests/data/search_queries.json`, each with the files that answer it.
+//! history at a pinned commit and the questions of `tests/data/search_queries.json`, each
+//! with the files that answer it.
 //!
-//! Hit@1, hit@10 and the mean reciprocal rank are measured per search mode: vectors of the
-//! offline feature-hashing embedder, all-MiniLM-L6-v2 vectors, the lexical index, and the
-//! hybrid fusion of MiniLM and lexical. The figures are printed; the test fails when the
-//! hybrid mode falls below what it reached when the query set was written.
+//! Hit@1, hit@10 and the mean reciprocal rank are measured per search mode over syntax
+//! chunks (the default of `projsync run`): vectors of the offline feature-hashing embedder,
+//! all-MiniLM-L6-v2 vectors, the lexical index, and the hybrid fusion of MiniLM and
+//! lexical; and, for comparison, MiniLM and hybrid over greedy line chunks of 4000 bytes.
+//! The figures are printed; the test fails when hybrid search over syntax chunks falls
+//! below its floor.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::Value;
-use sync_core::{Embedder, HashEmbedder, RepoKey, SearchQuery, SyncStore, SyncStoreExt, Syncer};
+use sync_core::{
+    Embedder, Extractor, HashEmbedder, LineChunker, RepoKey, SearchQuery, SyncStore,
+    SyncStoreExt, Syncer, TokenBudget,
+};
 use sync_embed::MiniLmEmbedder;
+use sync_extract::SyntaxChunker;
 use sync_sqlite::SqliteStore;
 
 /// Hits asked of the store per query; enough chunks to cover ten distinct files.
@@ -127,13 +133,25 @@ fn score(ranks: &[Option<usize>]) -> Scores {
     }
 }
 
-/// Syncs branch `eval` of `repo` into a fresh SQLite store with `embedder`.
+/// How files become entries.
+#[derive(Clone, Copy)]
+enum Chunks {
+    Syntax,
+    Lines,
+}
+
+/// Syncs branch `eval` of `repo` into a fresh SQLite store with `embedder` and `chunks`.
 async fn synced(
     repo: &Path,
     dir: &Path,
     name: &str,
     embedder: Arc<dyn Embedder>,
+    chunks: Chunks,
 ) -> (Arc<dyn SyncStore>, RepoKey) {
+    let extractor: Arc<dyn Extractor> = match chunks {
+        Chunks::Syntax => Arc::new(SyntaxChunker::new(TokenBudget::of(Some(embedder.as_ref())))),
+        Chunks::Lines => Arc::new(LineChunker::default()),
+    };
     let source = Arc::new(sync_git::GitSource::open(repo).expect("the clone opens"));
     let store: Arc<dyn SyncStore> = Arc::new(
         SqliteStore::open(dir.join(format!("{name}.db")))
@@ -142,6 +160,7 @@ async fn synced(
     );
     let syncer = Syncer::new(source, store.clone())
         .expect("a syncer")
+        .with_extractor(extractor)
         .with_embedder(embedder);
     syncer.sync(Some("eval")).await.expect("the sync completes");
     (store, syncer.repo().clone())
@@ -163,8 +182,24 @@ fn search_answers_questions_about_this_workspace() {
                 .expect("all-MiniLM-L6-v2 is installed (scripts/fetch-model)"),
         );
         let hash = Arc::new(HashEmbedder::new(256));
-        let (mstore, key) = synced(&repo, clone.path(), "minilm", minilm.clone()).await;
-        let (hstore, hkey) = synced(&repo, clone.path(), "hash", hash.clone()).await;
+        let (mstore, key) = synced(
+            &repo,
+            clone.path(),
+            "minilm",
+            minilm.clone(),
+            Chunks::Syntax,
+        )
+        .await;
+        let (hstore, hkey) =
+            synced(&repo, clone.path(), "hash", hash.clone(), Chunks::Syntax).await;
+        let (lstore, lkey) = synced(
+            &repo,
+            clone.path(),
+            "minilm-lines",
+            minilm.clone(),
+            Chunks::Lines,
+        )
+        .await;
 
         let index: Vec<String> = mstore
             .file_index(&key)
@@ -187,7 +222,14 @@ fn search_answers_questions_about_this_workspace() {
         let texts: Vec<&str> = questions.iter().map(|q| q.text.as_str()).collect();
         let mvecs = minilm.embed(&texts).await.unwrap();
         let hvecs = hash.embed(&texts).await.unwrap();
-        let modes = ["hash vector", "MiniLM vector", "lexical", "hybrid"];
+        let modes = [
+            "hash vector",
+            "MiniLM vector",
+            "lexical",
+            "hybrid",
+            "MiniLM vector, line chunks",
+            "hybrid, line chunks",
+        ];
         let mut ranks: Vec<Vec<Option<usize>>> = vec![Vec::new(); modes.len()];
         for (i, q) in questions.iter().enumerate() {
             let queries = [
@@ -207,6 +249,16 @@ fn search_answers_questions_about_this_workspace() {
                     &key,
                     SearchQuery::hybrid(q.text.clone(), minilm.model(), mvecs[i].clone()),
                 ),
+                (
+                    &lstore,
+                    &lkey,
+                    SearchQuery::vector(minilm.model(), mvecs[i].clone()),
+                ),
+                (
+                    &lstore,
+                    &lkey,
+                    SearchQuery::hybrid(q.text.clone(), minilm.model(), mvecs[i].clone()),
+                ),
             ];
             for (m, (store, key, query)) in queries.into_iter().enumerate() {
                 let hits = store.search(key, &query.with_k(DEPTH)).await.unwrap();
@@ -223,11 +275,11 @@ fn search_answers_questions_about_this_workspace() {
             questions.len(),
             &commit[..12]
         );
-        eprintln!("{:<14} {:>6} {:>7} {:>6}", "mode", "hit@1", "hit@10", "MRR");
+        eprintln!("{:<27} {:>6} {:>7} {:>6}", "mode", "hit@1", "hit@10", "MRR");
         let mut scores = Vec::new();
         for (mode, r) in modes.iter().zip(&ranks) {
             let s = score(r);
-            eprintln!("{mode:<14} {:>6.3} {:>7.3} {:>6.3}", s.hit1, s.hit10, s.mrr);
+            eprintln!("{mode:<27} {:>6.3} {:>7.3} {:>6.3}", s.hit1, s.hit10, s.mrr);
             scores.push(s);
         }
         let hybrid = scores[3];

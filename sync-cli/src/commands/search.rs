@@ -113,8 +113,14 @@ async fn query_vector(
             })?;
             EmbedderSpec::for_model(&model)
                 .ok_or_else(|| {
+                    let spec = match model.rsplit_once('@') {
+                        Some((name, dims)) => {
+                            format!("--embedder openai:{name} --embed-dimensions {dims}")
+                        }
+                        None => format!("--embedder openai:{model}"),
+                    };
                     Error::invalid_input(format!(
-                        "the entries of `{key}` were embedded with `{model}`: pass the embedder that computes it, e.g. `--embedder openai:{model}`"
+                        "the entries of `{key}` were embedded with `{model}`: pass the embedder that computes it, e.g. `{spec}`"
                     ))
                 })?
                 .open(&args.embed)

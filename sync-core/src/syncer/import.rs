@@ -42,7 +42,7 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
     };
     // Extraction is CPU work: it runs on the blocking pool, up to one file per core at a
     // time, while the source reads on; results are taken in fetch order.
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let parallel = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut extracting = FuturesOrdered::new();
     let mut contents = s.source.contents(&run.commit, plan.fetch.clone());
     let mut source_done = false;

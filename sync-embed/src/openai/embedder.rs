@@ -103,9 +103,15 @@ impl OpenAiEmbedder {
     }
 
     pub(crate) fn new(options: OpenAiEmbedderBuilder, client: Client, dims: usize) -> Self {
+        // Vectors shortened by `dimensions` are other vectors than the model's own: they are
+        // stored under their own name.
+        let model = match options.dimensions {
+            Some(n) => format!("{}@{n}", options.model),
+            None => options.model,
+        };
         Self {
             client,
-            model: options.model,
+            model,
             dims,
             max_batch_inputs: options.max_batch_inputs,
             max_batch_tokens: options.max_batch_tokens,
@@ -231,6 +237,9 @@ impl OpenAiEmbedder {
 
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
+    /// The model's name, followed by `@N` when [`dimensions`](OpenAiEmbedderBuilder::dimensions)
+    /// asks the server for vectors of `N` dimensions (e.g. `text-embedding-3-small@512`):
+    /// shortened vectors are other vectors, kept apart from the model's full ones.
     fn model(&self) -> &str {
         &self.model
     }
