@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use serde_json::Value;
 use sync_git::testkit::TestRepo;
 
-use crate::support::{Cli, ls_oracle};
+use crate::support::{Cli, ls_oracle, postgres_url, unique_tenant};
 
 /// A running `projsync serve`, killed when dropped.
 struct Server {
@@ -183,4 +183,138 @@ fn serve_without_tokens_refuses_to_listen_beyond_loopback() {
     );
     assert!(stderr.contains("PROJSYNC_TOKENS"), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+/// `GET path` as `token`: the status and the JSON body.
+async fn get(http: &reqwest::Client, server: &Server, token: &str, path: &str) -> (u16, Value) {
+    let r = http
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Syncs `project` as `token` through the API; the run's id once its events have ended.
+async fn sync(http: &reqwest::Client, server: &Server, token: &str, project: &str) -> i64 {
+    let started: Value = http
+        .post(server.url(&format!("/api/v1/projects/{project}/syncs")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = http
+        .get(server.url(started["events"].as_str().unwrap()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(events.contains("event: completed"), "{events}");
+    started["id"].as_i64().unwrap()
+}
+
+/// Two tenants' projects of the same repository in one PostgreSQL database, from a config
+/// file: each tenant sees its own project, runs and events only, and a foreign project
+/// answers like a missing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_serves_two_tenants_of_one_postgres_apart() {
+    let Some(url) = postgres_url() else { return };
+    let repo = TestRepo::new();
+    repo.write("src/lib.rs", "pub fn shared_code() {}\n");
+    repo.commit("first");
+    let (t1, t2) = (unique_tenant("serve-a"), unique_tenant("serve-b"));
+    let cli = Cli::new();
+    let config = cli.dir().join("serve.toml");
+    let src = repo.path().display().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "[[project]]\nname = \"a\"\nsource = \"{src}\"\ndb = \"{url}\"\ntenant = \"{t1}\"\ndefault_branch = \"main\"\n\n\
+             [[project]]\nname = \"b\"\nsource = \"{src}\"\ndb = \"{url}\"\ntenant = \"{t2}\"\n\n\
+             [[token]]\ntenant = \"{t1}\"\ntoken = \"token-one\"\n\n[[token]]\ntenant = \"{t2}\"\ntoken = \"token-two\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        &cli,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--embedder",
+            "hash:32",
+        ],
+        &[],
+    );
+    let http = client();
+
+    let run_a = sync(&http, &server, "token-one", "a").await;
+    let run_b = sync(&http, &server, "token-two", "b").await;
+    assert_ne!(run_a, run_b);
+
+    let (_, mine) = get(&http, &server, "token-one", "/api/v1/projects").await;
+    let names: Vec<&str> = mine["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a"]);
+    let (_, history) = get(&http, &server, "token-one", "/api/v1/projects/a/syncs").await;
+    let ids: Vec<i64> = history["syncs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [run_a],
+        "only tenant one's run of the shared repository"
+    );
+    let (status, _) = get(
+        &http,
+        &server,
+        "token-one",
+        &format!("/api/v1/projects/a/syncs/{run_b}"),
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "tenant two's run, through tenant one's project"
+    );
+    let (status, foreign) = get(&http, &server, "token-one", "/api/v1/projects/b/syncs").await;
+    let (_, missing) = get(&http, &server, "token-one", "/api/v1/projects/c/syncs").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        foreign.to_string().replace("`b`", "`X`"),
+        missing.to_string().replace("`c`", "`X`")
+    );
+    let (status, _) = get(
+        &http,
+        &server,
+        "token-one",
+        &format!("/api/v1/events/project-sync/{run_b}"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, hits) = get(
+        &http,
+        &server,
+        "token-two",
+        "/api/v1/projects/b/search?q=shared_code",
+    )
+    .await;
+    assert_eq!(hits["hits"][0]["path"], "src/lib.rs", "{hits}");
+    let stderr = server.stop();
+    assert!(
+        !stderr.contains("token-one") && !stderr.contains("token-two"),
+        "{stderr}"
+    );
 }
