@@ -256,6 +256,17 @@ async fn errors_have_one_shape_and_the_status_of_their_kind() {
         .post(ACME, "/api/v1/projects/alpha/syncs/999/restore", None)
         .await;
     assert_eq!(status, 404, "{body}");
+    let (status, body) = s.delete(ACME, "/api/v1/projects/alpha/syncs/999").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(error_kind(&body), "not_found");
+    let r = s
+        .http
+        .put(s.url("/api/v1/projects/alpha/syncs"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,3 +144,23 @@ async fn the_wire_format_has_id_event_and_data_lines() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_last_finished_runs_keep_their_logs() {
+    let s = Served::keeping(1).await;
+    s.alpha.open_gate();
+    let first = s.sync(ACME, "alpha").await;
+    let second = s.sync(ACME, "alpha").await;
+    let (status, body) = s
+        .get(ACME, &format!("/api/v1/events/project-sync/{first}"))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let url = format!("/api/v1/events/project-sync/{second}");
+    let all = s.events(ACME, &url, None).await.rest().await;
+    check_whole_run(&all);
+    // The run itself is still in the store's history.
+    let (status, run) = s
+        .get(ACME, &format!("/api/v1/projects/alpha/syncs/{first}"))
+        .await;
+    assert_eq!((status, run["status"].as_str()), (200, Some("completed")));
+}

@@ -114,12 +114,19 @@ pub(crate) struct Served {
 
 impl Served {
     pub(crate) async fn start() -> Self {
+        Self::keeping(sync_server::DEFAULT_KEEP_RUNS).await
+    }
+
+    /// As [`Served::start`], keeping the event logs of the last `runs` finished runs.
+    pub(crate) async fn keeping(runs: usize) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let alpha = Fixture::new("acme", "alpha").await;
         let beta = Fixture::new("other", "beta").await;
         let auth = Auth::parse_list(&format!("acme:{ACME},other:{OTHER}")).unwrap();
         let state = AppState::new(auth)
             .with_embedder(Arc::new(HashEmbedder::new(16)))
+            .unwrap()
+            .with_kept_runs(runs)
             .unwrap()
             .with_project(Project::new("alpha", alpha.syncer.clone()).unwrap())
             .unwrap()
