@@ -202,6 +202,11 @@ impl Runs {
         self.lock().active.len()
     }
 
+    /// Every run in progress.
+    pub(crate) fn all_active(&self) -> Vec<Arc<RunLog>> {
+        self.lock().active.values().cloned().collect()
+    }
+
     /// The run of `project` in progress, if any.
     pub(crate) fn active(&self, project: &str) -> Option<Arc<RunLog>> {
         self.lock().active.get(project).cloned()

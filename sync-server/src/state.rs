@@ -208,6 +208,23 @@ impl AppState {
         self.inner.embedder.as_ref()
     }
 
+    /// Cancels every run in progress and waits, at most `limit` in all, for them to end:
+    /// for a clean shutdown, after which their event streams have ended too. Returns
+    /// whether all of them ended in time. Nothing of a cancelled run becomes active.
+    pub async fn shutdown(&self, limit: std::time::Duration) -> bool {
+        let active = self.inner.runs.all_active();
+        for log in &active {
+            log.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut all = true;
+        for log in active {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            all &= log.wait_ended(left).await;
+        }
+        all
+    }
+
     pub(crate) fn runs(&self) -> &Runs {
         &self.inner.runs
     }

@@ -16,6 +16,9 @@ use crate::embedder;
 use crate::exit::Exit;
 use crate::open::{self, SourceSpec, Target};
 
+/// How long a stop waits for runs to end, and then for connections to close.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The environment variable with the tokens: `tenant:token,tenant:token`.
 const TOKENS_ENV: &str = "PROJSYNC_TOKENS";
 
@@ -250,12 +253,27 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 
-    axum::serve(listener, sync_server::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| Error::backend("http", format!("serving on {bound}"), e))?;
+    // Ctrl-C cancels the runs in progress (their event streams then end), and the server
+    // stops once its connections have closed, or after a grace period.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let serving = axum::serve(listener, sync_server::router(state.clone())).with_graceful_shutdown(
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    );
+    let stopping = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stopping: cancelling the runs in progress (the active state stays as it was)");
+        state.shutdown(SHUTDOWN_GRACE).await;
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => {
+            served.map_err(|e| Error::backend("http", format!("serving on {bound}"), e))?;
+        }
+        () = stopping => {}
+    }
     Ok(Exit::Success)
 }
 

@@ -300,3 +300,19 @@ async fn health_and_metrics() {
         assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_the_runs_in_progress_and_ends_their_streams() {
+    let s = Served::start().await;
+    let (id, events) = s.start_sync(ACME, "alpha").await;
+    let mut reader = s.events(ACME, &events, None).await;
+    while reader.next().await.unwrap().event != "scanned" {}
+    assert!(s.state.shutdown(std::time::Duration::from_secs(30)).await);
+    assert_eq!(reader.rest().await.last().unwrap().event, "cancelled");
+    let (_, run) = s
+        .get(ACME, &format!("/api/v1/projects/alpha/syncs/{id}"))
+        .await;
+    assert_eq!(run["status"], "cancelled");
+    let repo = s.alpha.syncer.repo();
+    assert!(s.alpha.store.active_entries(repo).await.unwrap().is_empty());
+}

@@ -107,6 +107,7 @@ impl Fixture {
 /// `other`).
 pub(crate) struct Served {
     pub(crate) base: String,
+    pub(crate) state: AppState,
     pub(crate) http: reqwest::Client,
     pub(crate) alpha: Fixture,
     pub(crate) beta: Fixture,
@@ -138,13 +139,13 @@ impl Served {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = sync_server::router(state.clone());
         tokio::spawn(async move {
-            axum::serve(listener, sync_server::router(state))
-                .await
-                .unwrap();
+            axum::serve(listener, router).await.unwrap();
         });
         Self {
             base,
+            state,
             http: reqwest::Client::new(),
             alpha,
             beta,
