@@ -134,7 +134,26 @@ async fn serve_syncs_the_repository_here_through_the_api() {
         .await
         .unwrap();
     assert_eq!(hits["hits"][0]["path"], "src/lib.rs", "{hits}");
-    server.stop();
+
+    // Ctrl-C (SIGINT) stops the server cleanly.
+    let mut server = server;
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not stop on SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -316,3 +316,43 @@ async fn shutdown_cancels_the_runs_in_progress_and_ends_their_streams() {
     let repo = s.alpha.syncer.repo();
     assert!(s.alpha.store.active_entries(repo).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_under_a_prefix_the_answers_carry_it() {
+    let s = Served::start().await;
+    let app = axum::Router::new().nest("/sync", sync_server::router(s.state.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let r = s
+        .http
+        .post(format!("{base}/sync/api/v1/projects/alpha/syncs"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = {
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let body: Value = r.json().await.unwrap();
+        let id = body["id"].as_i64().unwrap();
+        assert_eq!(location, format!("/sync/api/v1/projects/alpha/syncs/{id}"));
+        assert_eq!(
+            body["events"],
+            format!("/sync/api/v1/events/project-sync/{id}?project=alpha")
+        );
+        id
+    };
+    s.alpha.open_gate();
+    let text = s
+        .http
+        .get(format!("{base}/sync/api/v1/events/project-sync/{id}"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("event: completed"), "{text}");
+}
