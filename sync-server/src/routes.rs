@@ -459,5 +459,5 @@ async fn events(
             })?,
     };
     let client = state.metrics().sse_client();
-    Ok(sse::stream(log, last_seen, client).into_response())
+    Ok(sse::stream(log, last_seen, client, state.keep_alive()).into_response())
 }

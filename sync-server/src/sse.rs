@@ -93,6 +93,7 @@ pub(crate) fn stream(
     log: Arc<RunLog>,
     last_seen: u64,
     client: SseClient,
+    keep_alive: Duration,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let cursor = Cursor {
         rx: log.watch(),
@@ -106,7 +107,7 @@ pub(crate) fn stream(
         Some((batch, cursor))
     })
     .flat_map(|batch| stream::iter(batch.into_iter().map(|e| Ok(frame(e.seq, e.name, &e.data)))));
-    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    Sse::new(events).keep_alive(KeepAlive::new().interval(keep_alive))
 }
 
 #[cfg(test)]

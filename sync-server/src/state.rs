@@ -131,6 +131,7 @@ struct Inner {
     auth: Auth,
     runs: Runs,
     metrics: Arc<Metrics>,
+    keep_alive: std::time::Duration,
 }
 
 impl fmt::Debug for AppState {
@@ -156,6 +157,7 @@ impl AppState {
                 auth,
                 runs: Runs::new(DEFAULT_KEEP_RUNS),
                 metrics: Arc::default(),
+                keep_alive: crate::sse::KEEP_ALIVE,
             }),
         }
     }
@@ -191,6 +193,17 @@ impl AppState {
     pub fn with_kept_runs(mut self, runs: usize) -> Result<Self, Error> {
         self.inner_mut()?.runs = Runs::new(runs.max(1));
         Ok(self)
+    }
+
+    /// Sends idle event streams a keep-alive comment this often (default
+    /// [`KEEP_ALIVE`](crate::KEEP_ALIVE), 15 s).
+    pub fn with_keep_alive(mut self, every: std::time::Duration) -> Result<Self, Error> {
+        self.inner_mut()?.keep_alive = every;
+        Ok(self)
+    }
+
+    pub(crate) fn keep_alive(&self) -> std::time::Duration {
+        self.inner.keep_alive
     }
 
     /// Every project, by name.

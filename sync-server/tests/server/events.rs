@@ -164,3 +164,50 @@ async fn only_the_last_finished_runs_keep_their_logs() {
         .await;
     assert_eq!((status, run["status"].as_str()), (200, Some("completed")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_gets_keep_alive_comments() {
+    let s = Served::start().await;
+    // A server of its own over the same projects, with a short keep-alive.
+    let fast =
+        sync_server::AppState::new(sync_server::Auth::parse_list(&format!("acme:{ACME}")).unwrap())
+            .with_keep_alive(std::time::Duration::from_millis(100))
+            .unwrap()
+            .with_project(sync_server::Project::new("alpha", s.alpha.syncer.clone()).unwrap())
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, sync_server::router(fast))
+            .await
+            .unwrap();
+    });
+    let started: serde_json::Value = s
+        .http
+        .post(format!("{base}/api/v1/projects/alpha/syncs"))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut response = s
+        .http
+        .get(format!("{base}{}", started["events"].as_str().unwrap()))
+        .bearer_auth(ACME)
+        .send()
+        .await
+        .unwrap();
+    // The run is held at its first embedder call: after its first events, only comments.
+    let mut text = String::new();
+    while !text.contains("\n\n:") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), response.chunk())
+            .await
+            .expect("a keep-alive within 10 s")
+            .unwrap()
+            .expect("the stream goes on");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    s.alpha.open_gate();
+}
