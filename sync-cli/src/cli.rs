@@ -85,6 +85,11 @@ pub(crate) enum Command {
     /// active entries from the text in the store, without reading the repository;
     /// resumable, and a later `run` or `search` with that model uses them.
     Reembed(ReembedArgs),
+    /// Serve the HTTP API (JSON, live progress over Server-Sent Events) for the repository
+    /// (named after its directory) or the projects of `--config`. Bearer tokens from
+    /// PROJSYNC_TOKENS=tenant:token,… or the config file; without tokens it listens on
+    /// loopback only.
+    Serve(ServeArgs),
 }
 
 /// `--json`.
@@ -249,6 +254,23 @@ pub(crate) struct ReembedArgs {
     pub(crate) json: JsonArg,
     #[command(flatten)]
     pub(crate) embed: EmbedderArgs,
+}
+
+/// `projsync serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on, IP:PORT (port 0 picks a free one; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:7341", value_name = "ADDR")]
+    pub(crate) listen: String,
+    /// A TOML file of projects instead of the one repository: `[[project]]` tables with
+    /// `name`, `source`, `db`, `tenant`, `default_branch`, and `[[token]]` tables with
+    /// `tenant` and `token` (relative paths are relative to the file).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) embed: EmbedderArgs,
+    #[command(flatten)]
+    pub(crate) api: ApiArg,
 }
 
 #[cfg(test)]

@@ -36,10 +36,15 @@ pub(crate) struct SourceSpec {
 }
 
 impl SourceSpec {
-    fn new(spec: &str) -> Self {
+    pub(crate) fn new(spec: &str) -> Self {
         Self {
             spec: spec.to_owned(),
         }
+    }
+
+    /// The spec as given.
+    pub(crate) fn spec(&self) -> &str {
+        &self.spec
     }
 
     /// `OWNER/NAME` of a `github:OWNER/NAME` source.

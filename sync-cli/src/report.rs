@@ -1,7 +1,6 @@
 //! What the commands print: errors, a run's progress (a bar, JSON lines or plain lines),
 //! summaries, and the helpers every listing shares.
 
-use std::borrow::Cow;
 use std::io::{BufWriter, IsTerminal, StdoutLock, Write};
 use std::time::{Duration, Instant};
 
@@ -40,30 +39,6 @@ pub(crate) fn write_stdout(
 pub(crate) fn json_line(out: &mut impl Write, value: &impl Serialize) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")
-}
-
-/// A repository path in JSON output: `path` is always a string (lossy for a path that is
-/// not UTF-8), and `path_bytes` holds the exact bytes when it is not UTF-8.
-#[derive(Debug, Serialize)]
-pub(crate) struct JsonPath<'a> {
-    path: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_bytes: Option<&'a [u8]>,
-}
-
-impl<'a> JsonPath<'a> {
-    pub(crate) fn new(path: &'a sync_core::RepoPath) -> Self {
-        match path.to_str() {
-            Some(text) => Self {
-                path: Cow::Borrowed(text),
-                path_bytes: None,
-            },
-            None => Self {
-                path: path.to_string_lossy(),
-                path_bytes: Some(path.as_bytes()),
-            },
-        }
-    }
 }
 
 /// How events are shown.

@@ -9,6 +9,7 @@ mod error;
 mod event;
 mod extract;
 mod id;
+mod json;
 mod memory;
 mod model;
 mod path;
@@ -33,6 +34,7 @@ pub use extract::{
     embedding_text,
 };
 pub use id::{BlobId, CommitId, ContentHash, SyncId};
+pub use json::{HitJson, PathJson};
 pub use memory::{MemoryFile, MemorySource, MemoryStore};
 pub use model::{
     DEFAULT_TENANT, EntryQuery, EntryStatus, MemoryEntry, NewEntry, RepoKey, SearchHit, SyncRecord,

@@ -12,6 +12,7 @@ mod kill;
 mod output;
 mod reembed;
 mod search_quality;
+mod serve;
 mod sources;
 mod stores;
 mod support;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sync_core::{
-    Embedder, Extractor, HashEmbedder, LineChunker, RepoKey, SearchQuery, SyncStore,
-    SyncStoreExt, Syncer, TokenBudget,
+    Embedder, Extractor, HashEmbedder, LineChunker, RepoKey, SearchQuery, SyncStore, SyncStoreExt,
+    Syncer, TokenBudget,
 };
 use sync_embed::MiniLmEmbedder;
 use sync_extract::SyntaxChunker;

@@ -89,6 +89,7 @@ impl Cli {
             .env_remove("GITHUB_API_URL")
             .env_remove("PROJSYNC_EMBED_URL")
             .env_remove("OPENAI_API_KEY")
+            .env_remove("PROJSYNC_TOKENS")
             .env("HF_HUB_OFFLINE", "1")
             .env("HF_HOME", self.dir.path().join("no-hf-home"))
             .env("RUST_LOG", "warn")

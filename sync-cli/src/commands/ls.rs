@@ -3,19 +3,19 @@
 use std::io::Write;
 
 use serde::Serialize;
-use sync_core::Error;
+use sync_core::{Error, PathJson};
 
 use crate::cli::LsArgs;
 use crate::exit::Exit;
 use crate::open::{self, Target};
 use crate::quote::quote_path;
-use crate::report::{self, JsonPath};
+use crate::report;
 
 /// One file of `ls --json`.
 #[derive(Serialize)]
 struct JsonFile<'a> {
     #[serde(flatten)]
-    path: JsonPath<'a>,
+    path: PathJson<'a>,
     blob: String,
     size: u64,
     kind: String,
@@ -37,7 +37,7 @@ pub(super) async fn exec(target: &Target, args: &LsArgs) -> Result<Exit, Error> 
                 report::json_line(
                     out,
                     &JsonFile {
-                        path: JsonPath::new(&e.path),
+                        path: PathJson::new(&e.path),
                         blob: e.blob.to_string(),
                         size: e.size,
                         kind: e.kind.to_string(),

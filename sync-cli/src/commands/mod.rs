@@ -9,6 +9,7 @@ mod reembed;
 mod restore;
 mod run;
 mod search;
+mod serve;
 
 use sync_core::Error;
 
@@ -27,5 +28,6 @@ pub(crate) async fn dispatch(target: &Target, command: &Command) -> Result<Exit,
         Command::Search(args) => search::exec(target, args).await,
         Command::Embed(args) => embed::exec(args).await,
         Command::Reembed(args) => reembed::exec(target, args).await,
+        Command::Serve(args) => serve::exec(target, args).await,
     }
 }

@@ -4,10 +4,9 @@ use std::io::Write;
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use sync_core::{
-    ChunkMeta, Embedding, EntryQuery, Error, RepoKey, SearchHit, SearchMode, SearchQuery,
-    SyncStore, SyncStoreExt,
+    Embedding, EntryQuery, Error, HitJson, RepoKey, SearchHit, SearchMode, SearchQuery, SyncStore,
+    SyncStoreExt,
 };
 
 use crate::cli::SearchArgs;
@@ -15,48 +14,7 @@ use crate::embedder::EmbedderSpec;
 use crate::exit::Exit;
 use crate::open::{self, Target};
 use crate::quote::quote_path;
-use crate::report::{self, JsonPath};
-
-/// One hit of `search --json`.
-#[derive(Serialize)]
-struct JsonHit<'a> {
-    #[serde(flatten)]
-    path: JsonPath<'a>,
-    start_line: u32,
-    end_line: u32,
-    score: f32,
-    /// The first lines of the entry's text.
-    snippet: String,
-    ordinal: u32,
-    /// Language, syntactic kind and symbol path, when the extractor knew them.
-    #[serde(flatten)]
-    meta: &'a ChunkMeta,
-    /// The entry's whole text.
-    content: &'a str,
-}
-
-/// The first non-blank lines of `text`, at most [`SNIPPET_LINES`] lines and about
-/// [`SNIPPET_CHARS`] characters.
-fn snippet(text: &str) -> String {
-    let mut out = String::new();
-    for line in text
-        .lines()
-        .skip_while(|l| l.trim().is_empty())
-        .take(SNIPPET_LINES)
-    {
-        if out.chars().count() >= SNIPPET_CHARS {
-            break;
-        }
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.extend(line.trim_end().chars().take(SNIPPET_CHARS));
-    }
-    out
-}
-
-const SNIPPET_LINES: usize = 3;
-const SNIPPET_CHARS: usize = 240;
+use crate::report;
 
 pub(super) async fn exec(target: &Target, args: &SearchArgs) -> Result<Exit, Error> {
     let mode: SearchMode = args.mode.parse()?;
@@ -150,19 +108,7 @@ fn print(hits: &[SearchHit], args: &SearchArgs) -> Result<Exit, Error> {
         for hit in hits {
             let e = &hit.entry;
             if args.json.json {
-                report::json_line(
-                    out,
-                    &JsonHit {
-                        path: JsonPath::new(&e.path),
-                        start_line: e.start_line,
-                        end_line: e.end_line,
-                        score: hit.score,
-                        snippet: snippet(&e.content),
-                        ordinal: e.ordinal,
-                        meta: &e.meta,
-                        content: &e.content,
-                    },
-                )?;
+                report::json_line(out, &HitJson::new(hit))?;
                 continue;
             }
             // The symbol path says what the hit is; without one, its first line.

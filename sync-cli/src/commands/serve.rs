@@ -1,0 +1,347 @@
+//! `projsync serve`: the HTTP API of `sync-server` over the current repository, or over
+//! the projects of a config file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sync_core::{Embedder, Error, SyncStore, Syncer};
+use sync_server::{AppState, Auth, Project};
+
+use crate::cli::ServeArgs;
+use crate::dburl::DbSpec;
+use crate::embedder;
+use crate::exit::Exit;
+use crate::open::{self, SourceSpec, Target};
+
+/// How long a stop waits for runs to end, and then for connections to close.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The environment variable with the tokens: `tenant:token,tenant:token`.
+const TOKENS_ENV: &str = "PROJSYNC_TOKENS";
+
+/// The config file of `serve --config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    project: Vec<ProjectConfig>,
+    #[serde(default)]
+    token: Vec<TokenConfig>,
+}
+
+/// `[[project]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectConfig {
+    /// The project's name in the URLs.
+    name: String,
+    /// As `--source`; a relative path is relative to the config file.
+    source: String,
+    /// As `--db`; a relative SQLite path is relative to the config file. Default
+    /// `project-sync.db` beside it.
+    db: Option<String>,
+    /// The tenant the project belongs to (default `default`).
+    tenant: Option<String>,
+    /// The branch a start without one syncs (default: the repository's default branch).
+    default_branch: Option<String>,
+}
+
+/// `[[token]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenConfig {
+    tenant: String,
+    token: String,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    fn read(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::not_found(format!("there is no config file `{}`", path.display()))
+            } else {
+                Error::backend(
+                    "io",
+                    format!("reading the config file `{}`", path.display()),
+                    e,
+                )
+            }
+        })?;
+        // toml's messages quote the offending line, which may hold a token: say where
+        // only.
+        toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start].lines().count().max(1);
+                    format!(" at line {line}")
+                })
+                .unwrap_or_default();
+            Error::invalid_input(format!(
+                "the config file `{}` is not valid{at}: expected `[[project]]` tables (name, source, db, tenant, default_branch) and `[[token]]` tables (tenant, token)",
+                path.display()
+            ))
+        })
+    }
+}
+
+/// `path` resolved against `base` when it is a relative file path.
+fn beside(base: &Path, path: &str) -> String {
+    let (prefix, rest) = match path.strip_prefix("git:") {
+        Some(rest) => ("git:", rest),
+        None => ("", path),
+    };
+    if path.starts_with("github:") || path.contains("://") || Path::new(rest).is_absolute() {
+        return path.to_owned();
+    }
+    format!("{prefix}{}", base.join(rest).display())
+}
+
+/// A project name from a repository's directory: its name without `.git`, other
+/// characters than letters, digits, `-`, `_` and `.` replaced by `-`.
+fn name_of(spec: &str) -> String {
+    let raw = match spec.strip_prefix("github:") {
+        Some(slug) => slug.rsplit('/').next().unwrap_or(slug).to_owned(),
+        None => {
+            let path = PathBuf::from(spec.strip_prefix("git:").unwrap_or(spec));
+            let path = path.canonicalize().unwrap_or(path);
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }
+    };
+    let raw = raw.strip_suffix(".git").unwrap_or(&raw);
+    let name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() || name == "." || name == ".." {
+        "project".to_owned()
+    } else {
+        name
+    }
+}
+
+/// What one project is made of, before anything is opened.
+struct Plan {
+    name: String,
+    source: SourceSpec,
+    db: DbSpec,
+    tenant: Option<String>,
+    default_branch: Option<String>,
+}
+
+pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Error> {
+    let config = match &args.config {
+        Some(path) => Config::read(path)?,
+        None => Config::default(),
+    };
+    let mut auth = match std::env::var(TOKENS_ENV) {
+        Ok(list) => Auth::parse_list(&list).map_err(|e| e.context(TOKENS_ENV))?,
+        Err(_) => Auth::open(),
+    };
+    for t in &config.token {
+        auth = auth
+            .with_token(&t.tenant, &t.token)
+            .map_err(|e| e.context("a [[token]] of the config file"))?;
+    }
+    let listen: SocketAddr = args.listen.parse().map_err(|_| {
+        Error::invalid_input(format!(
+            "`--listen {}` is not an address: write IP:PORT, e.g. 127.0.0.1:7341",
+            args.listen
+        ))
+    })?;
+    if auth.is_open() && !listen.ip().is_loopback() {
+        return Err(Error::invalid_input(format!(
+            "refusing to listen on {listen} without tokens: anyone who can reach it could read and change every project; set {TOKENS_ENV}=tenant:token,… or add [[token]] tables to the config file, or listen on 127.0.0.1"
+        )));
+    }
+
+    let plans = match &args.config {
+        Some(path) => {
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if config.project.is_empty() {
+                return Err(Error::invalid_input(format!(
+                    "the config file `{}` has no [[project]]; add one with name and source",
+                    path.display()
+                )));
+            }
+            config
+                .project
+                .iter()
+                .map(|p| Plan {
+                    name: p.name.clone(),
+                    source: SourceSpec::new(&beside(base, &p.source)),
+                    db: DbSpec::parse(&beside(base, p.db.as_deref().unwrap_or("project-sync.db"))),
+                    tenant: p.tenant.clone(),
+                    default_branch: p.default_branch.clone(),
+                })
+                .collect()
+        }
+        None => vec![Plan {
+            name: name_of(target.source.spec()),
+            source: target.source.clone(),
+            db: target.db.clone(),
+            tenant: target.tenant.clone(),
+            default_branch: None,
+        }],
+    };
+
+    let embedder = embedder::open(&args.embed, true).await?;
+    let mut state = AppState::new(auth);
+    if let Some(e) = &embedder {
+        state = state.with_embedder(Arc::clone(e))?;
+    }
+    let mut stores: HashMap<String, Arc<dyn SyncStore>> = HashMap::new();
+    let mut lines = Vec::new();
+    for plan in plans {
+        let store = match stores.get(plan.db.raw()) {
+            Some(store) => Arc::clone(store),
+            None => {
+                let store =
+                    open::store(&plan.db, true, embedder.as_ref().map(|e| e.dimensions())).await?;
+                stores.insert(plan.db.raw().to_owned(), Arc::clone(&store));
+                store
+            }
+        };
+        let project = project(&plan, store, embedder.as_ref(), args)
+            .map_err(|e| e.context(format!("project `{}`", plan.name)))?;
+        lines.push(format!(
+            "serving `{}` (tenant `{}`): {} into {}",
+            project.name(),
+            project.tenant(),
+            project.repo(),
+            plan.db.label()
+        ));
+        state = state.with_project(project)?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::backend("http", format!("listening on {listen}"), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::backend("http", "reading the listening address", e))?;
+    for line in lines {
+        eprintln!("{line}");
+    }
+    if state.auth().is_open() {
+        eprintln!("no tokens: every request is served; listening on loopback only");
+    }
+    println!("listening on http://{bound}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    // Ctrl-C cancels the runs in progress (their event streams then end), and the server
+    // stops once its connections have closed, or after a grace period.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let serving = axum::serve(listener, sync_server::router(state.clone())).with_graceful_shutdown(
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    );
+    let stopping = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stopping: cancelling the runs in progress (the active state stays as it was)");
+        state.shutdown(SHUTDOWN_GRACE).await;
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => {
+            served.map_err(|e| Error::backend("http", format!("serving on {bound}"), e))?;
+        }
+        () = stopping => {}
+    }
+    Ok(Exit::Success)
+}
+
+/// Opens the source of `plan` and builds its project.
+fn project(
+    plan: &Plan,
+    store: Arc<dyn SyncStore>,
+    embedder: Option<&Arc<dyn Embedder>>,
+    args: &ServeArgs,
+) -> Result<Project, Error> {
+    let source = open::source(&plan.source, args.api.api_url.as_deref())?;
+    let mut syncer = Syncer::new(source, store)?;
+    if let Some(tenant) = &plan.tenant {
+        syncer = syncer.with_tenant(tenant)?;
+    }
+    if let Some(e) = embedder {
+        syncer = syncer.with_embedder(Arc::clone(e));
+    }
+    let mut project = Project::new(&plan.name, syncer)?;
+    if let Some(branch) = &plan.default_branch {
+        project = project.with_default_branch(branch);
+    }
+    Ok(project)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_repository_directory() {
+        assert_eq!(name_of("github:owner/my-repo"), "my-repo");
+        assert_eq!(name_of("/no/such/dir/My Repo.git"), "My-Repo");
+        assert_eq!(name_of("git:/no/such/dir/app"), "app");
+    }
+
+    #[test]
+    fn relative_paths_are_beside_the_config_file() {
+        let base = Path::new("/etc/projsync");
+        assert_eq!(beside(base, "repo"), "/etc/projsync/repo");
+        assert_eq!(beside(base, "git:repo"), "git:/etc/projsync/repo");
+        assert_eq!(beside(base, "/abs/repo"), "/abs/repo");
+        assert_eq!(beside(base, "github:o/n"), "github:o/n");
+        assert_eq!(beside(base, "postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn config_files_parse_and_bad_ones_never_echo_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(
+            &path,
+            "[[project]]\nname = \"web\"\nsource = \"repo\"\ntenant = \"acme\"\ndefault_branch = \"dev\"\n\n[[token]]\ntenant = \"acme\"\ntoken = \"s3cret\"\n",
+        )
+        .unwrap();
+        let config = Config::read(&path).unwrap();
+        assert_eq!(config.project[0].name, "web");
+        assert_eq!(config.project[0].default_branch.as_deref(), Some("dev"));
+        assert_eq!(config.token[0].tenant, "acme");
+        assert!(!format!("{config:?}").contains("s3cret"));
+
+        std::fs::write(
+            &path,
+            "[[token]]\ntenant = \"acme\"\ntoken = \"s3cret\" x\n",
+        )
+        .unwrap();
+        let e = Config::read(&path).unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(e.to_string().contains("line 3"), "{e}");
+    }
+}

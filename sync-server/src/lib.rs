@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod metrics;
+mod routes;
+mod runs;
+mod sse;
+mod state;
+
+pub use auth::Auth;
+pub use error::{ApiError, status_of};
+pub use routes::router;
+pub use sse::{KEEP_ALIVE, sse_event};
+pub use state::{AppState, DEFAULT_KEEP_RUNS, Project};

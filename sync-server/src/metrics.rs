@@ -1,0 +1,124 @@
+//! A few counters and gauges, in Prometheus' text format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    runs_started: AtomicU64,
+    runs_completed: AtomicU64,
+    runs_failed: AtomicU64,
+    runs_cancelled: AtomicU64,
+    sse_clients: AtomicI64,
+    requests: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Metrics {
+    pub(crate) fn run_started(&self) {
+        self.runs_started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn run_completed(&self) {
+        self.runs_completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn run_failed(&self) {
+        self.runs_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn run_cancelled(&self) {
+        self.runs_cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a response by status.
+    pub(crate) fn request(&self, status: u16) {
+        let mut requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *requests.entry(status).or_default() += 1;
+    }
+
+    /// One more event-stream client, until the guard is dropped.
+    pub(crate) fn sse_client(self: &std::sync::Arc<Self>) -> SseClient {
+        self.sse_clients.fetch_add(1, Ordering::Relaxed);
+        SseClient(std::sync::Arc::clone(self))
+    }
+
+    /// Everything in Prometheus' text exposition format; `active_runs` is the gauge of
+    /// runs in progress.
+    pub(crate) fn render(&self, active_runs: usize) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        metric(
+            "projsync_runs_started_total",
+            "counter",
+            "Syncs started through the API.",
+            load(&self.runs_started),
+        );
+        metric(
+            "projsync_runs_completed_total",
+            "counter",
+            "Syncs started through the API that completed.",
+            load(&self.runs_completed),
+        );
+        metric(
+            "projsync_runs_failed_total",
+            "counter",
+            "Syncs started through the API that failed.",
+            load(&self.runs_failed),
+        );
+        metric(
+            "projsync_runs_cancelled_total",
+            "counter",
+            "Syncs started through the API that were cancelled.",
+            load(&self.runs_cancelled),
+        );
+        metric(
+            "projsync_runs_active",
+            "gauge",
+            "Syncs in progress.",
+            active_runs.to_string(),
+        );
+        metric(
+            "projsync_sse_clients",
+            "gauge",
+            "Clients following a run's events.",
+            self.sse_clients.load(Ordering::Relaxed).max(0).to_string(),
+        );
+        let requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(
+            out,
+            "# HELP projsync_http_requests_total HTTP responses, by status.\n# TYPE projsync_http_requests_total counter"
+        );
+        for (status, count) in requests.iter() {
+            let _ = writeln!(
+                out,
+                "projsync_http_requests_total{{status=\"{status}\"}} {count}"
+            );
+        }
+        out
+    }
+}
+
+/// An event-stream client, counted while it lives.
+#[derive(Debug)]
+pub(crate) struct SseClient(std::sync::Arc<Metrics>);
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.sse_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,268 @@
+//! What the router serves: projects, the embedder for searches, auth, and the runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use sync_core::{Embedder, Error, RepoKey, RepoSource, SyncStore, Syncer};
+
+use crate::auth::{Auth, Caller};
+use crate::metrics::Metrics;
+use crate::runs::Runs;
+
+/// One project the API serves: a name (its path segment in the URLs), the [`Syncer`]
+/// that keeps its memory (source, store, tenant, policy, extractor, embedder, options),
+/// and the branch it tracks by default.
+#[derive(Clone)]
+pub struct Project {
+    name: String,
+    syncer: Syncer,
+    default_branch: Option<String>,
+}
+
+impl fmt::Debug for Project {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Project")
+            .field("name", &self.name)
+            .field("repo", self.syncer.repo())
+            .field("tenant", &self.syncer.repo().tenant())
+            .field("default_branch", &self.default_branch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Project {
+    /// A project named `name`, synced by `syncer` (whose tenant is the project's tenant).
+    /// Names are 1 to 64 ASCII letters, digits, `-`, `_` or `.`, so that they are a URL
+    /// path segment as they are.
+    pub fn new(name: &str, syncer: Syncer) -> Result<Self, Error> {
+        if !is_name(name) {
+            return Err(Error::invalid_input(format!(
+                "`{}` is not a project name: use 1 to 64 ASCII letters, digits, `-`, `_` or `.`",
+                name.escape_debug()
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            syncer,
+            default_branch: None,
+        })
+    }
+
+    /// Syncs `branch` when a start names none (instead of the source's default branch).
+    #[must_use]
+    pub fn with_default_branch(mut self, branch: impl Into<String>) -> Self {
+        self.default_branch = Some(branch.into());
+        self
+    }
+
+    /// The project's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key of its repository in the store (with its tenant).
+    pub fn repo(&self) -> &RepoKey {
+        self.syncer.repo()
+    }
+
+    /// Its syncer.
+    pub fn syncer(&self) -> &Syncer {
+        &self.syncer
+    }
+
+    /// Its source.
+    pub fn source(&self) -> &Arc<dyn RepoSource> {
+        self.syncer.source()
+    }
+
+    /// Its store.
+    pub fn store(&self) -> &Arc<dyn SyncStore> {
+        self.syncer.store()
+    }
+
+    /// The branch a start without one syncs, when configured.
+    pub fn default_branch(&self) -> Option<&str> {
+        self.default_branch.as_deref()
+    }
+
+    /// The tenant it belongs to.
+    pub fn tenant(&self) -> &str {
+        self.repo().tenant()
+    }
+}
+
+/// Whether `name` is a valid project name.
+fn is_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name != "."
+        && name != ".."
+}
+
+/// The state of a [`router`](crate::router): the projects, the embedder that embeds
+/// search queries, the tokens, and the runs started through the API with their event
+/// logs. Cheap to clone (one `Arc`).
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use sync_core::{MemorySource, MemoryStore, Syncer};
+/// use sync_server::{AppState, Auth, Project};
+///
+/// let source = Arc::new(MemorySource::new("demo"));
+/// let syncer = Syncer::new(source, Arc::new(MemoryStore::new()))?.with_tenant("acme")?;
+/// let state = AppState::new(Auth::open().with_token("acme", "s3cret")?)
+///     .with_project(Project::new("demo", syncer)?)?;
+/// let app = axum::Router::new().nest("/sync", sync_server::router(state));
+/// # drop(app);
+/// # Ok::<(), sync_core::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    projects: BTreeMap<String, Project>,
+    embedder: Option<Arc<dyn Embedder>>,
+    auth: Auth,
+    runs: Runs,
+    metrics: Arc<Metrics>,
+    keep_alive: std::time::Duration,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("projects", &self.inner.projects)
+            .field("embedder", &self.inner.embedder)
+            .field("auth", &self.inner.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Finished runs whose event logs are kept, by default.
+pub const DEFAULT_KEEP_RUNS: usize = 64;
+
+impl AppState {
+    /// A state with no projects, checking callers with `auth`.
+    pub fn new(auth: Auth) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                projects: BTreeMap::new(),
+                embedder: None,
+                auth,
+                runs: Runs::new(DEFAULT_KEEP_RUNS),
+                metrics: Arc::default(),
+                keep_alive: crate::sse::KEEP_ALIVE,
+            }),
+        }
+    }
+
+    fn inner_mut(&mut self) -> Result<&mut Inner, Error> {
+        Arc::get_mut(&mut self.inner).ok_or_else(|| {
+            Error::invalid_input("configure the AppState before cloning it or building the router")
+        })
+    }
+
+    /// Serves `project`. Fails if a project of that name is already served.
+    pub fn with_project(mut self, project: Project) -> Result<Self, Error> {
+        let inner = self.inner_mut()?;
+        if inner.projects.contains_key(project.name()) {
+            return Err(Error::conflict(format!(
+                "two projects are named `{}`; give each project its own name",
+                project.name()
+            )));
+        }
+        inner.projects.insert(project.name().to_owned(), project);
+        Ok(self)
+    }
+
+    /// Embeds search queries with `embedder` (the model the projects' entries were
+    /// embedded with). Without one, searches are lexical.
+    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Result<Self, Error> {
+        self.inner_mut()?.embedder = Some(embedder);
+        Ok(self)
+    }
+
+    /// Keeps the event logs of the last `runs` finished runs (default
+    /// [`DEFAULT_KEEP_RUNS`]); older ones answer 404 on the events route.
+    pub fn with_kept_runs(mut self, runs: usize) -> Result<Self, Error> {
+        self.inner_mut()?.runs = Runs::new(runs.max(1));
+        Ok(self)
+    }
+
+    /// Sends idle event streams a keep-alive comment this often (default
+    /// [`KEEP_ALIVE`](crate::KEEP_ALIVE), 15 s).
+    pub fn with_keep_alive(mut self, every: std::time::Duration) -> Result<Self, Error> {
+        self.inner_mut()?.keep_alive = every;
+        Ok(self)
+    }
+
+    pub(crate) fn keep_alive(&self) -> std::time::Duration {
+        self.inner.keep_alive
+    }
+
+    /// Every project, by name.
+    pub fn projects(&self) -> impl Iterator<Item = &Project> {
+        self.inner.projects.values()
+    }
+
+    /// The tokens.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    /// The embedder of search queries.
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.inner.embedder.as_ref()
+    }
+
+    /// Cancels every run in progress and waits, at most `limit` in all, for them to end:
+    /// for a clean shutdown, after which their event streams have ended too. Returns
+    /// whether all of them ended in time. Nothing of a cancelled run becomes active.
+    pub async fn shutdown(&self, limit: std::time::Duration) -> bool {
+        let active = self.inner.runs.all_active();
+        for log in &active {
+            log.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut all = true;
+        for log in active {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            all &= log.wait_ended(left).await;
+        }
+        all
+    }
+
+    pub(crate) fn runs(&self) -> &Runs {
+        &self.inner.runs
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The project `name` if `caller` may see it; otherwise the same `NotFound` as for a
+    /// project that does not exist.
+    pub(crate) fn project(&self, caller: &Caller, name: &str) -> Result<&Project, Error> {
+        self.inner
+            .projects
+            .get(name)
+            .filter(|p| caller.sees(p.tenant()))
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "there is no project `{}`; GET /api/v1/projects lists yours",
+                    name.escape_debug()
+                ))
+            })
+    }
+
+    /// The projects `caller` may see.
+    pub(crate) fn visible<'a>(&'a self, caller: &'a Caller) -> impl Iterator<Item = &'a Project> {
+        self.projects().filter(|p| caller.sees(p.tenant()))
+    }
+}

@@ -1,0 +1,7 @@
+//! The API over a real listening socket, with an HTTP client: routes, event streams,
+//! tokens and tenants. Projects are real git repositories synced into real SQLite files.
+
+mod api;
+mod auth;
+mod events;
+mod support;
