@@ -148,15 +148,22 @@ pub async fn work_follows_change(factory: &impl StoreFactory) {
     );
     assert_eq!(second.stats.embeddings_computed, 2);
 
-    // Step 2: a new commit with the same tree. The tree is read, nothing else.
+    // Step 2: a new commit with the same tree. Its changes are listed (none), the tree is
+    // not read, nothing else is.
     let before = h.snapshot().await;
-    let (blobs, stages, trees) = (
+    let (blobs, stages, trees, listed) = (
         h.counted_source.blobs_read(),
         h.counted_store.stage_calls(),
         h.counted_source.trees_read(),
+        h.counted_source.changes_listed(),
     );
     let third = h.sync_step(2).await;
-    assert_eq!(h.counted_source.trees_read() - trees, 1);
+    assert_eq!(
+        h.counted_source.trees_read() - trees,
+        0,
+        "a new head of the same settings reads no whole tree"
+    );
+    assert_eq!(h.counted_source.changes_listed() - listed, 1);
     assert_eq!(
         h.counted_source.blobs_read(),
         blobs,
