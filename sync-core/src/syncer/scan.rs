@@ -570,4 +570,198 @@ mod tests {
         assert_eq!(plan.fetch.len(), 1, "the unchanged file is fetched again");
         assert!(matches!(plan.changes[..], [FileChange::Upsert(_)]));
     }
+
+    /// The events of one whole sync of `main` by the bench's syncer.
+    async fn sync_events(bench: &Bench) -> Vec<SyncEvent> {
+        use futures::StreamExt;
+        let events: Vec<SyncEvent> = bench.syncer.run(Some("main")).collect().await;
+        assert!(
+            matches!(events.last(), Some(SyncEvent::Completed { .. })),
+            "{events:?}"
+        );
+        events
+    }
+
+    fn full_scan(events: &[SyncEvent]) -> Option<&FullScanReason> {
+        events.iter().find_map(|e| match e {
+            SyncEvent::FullScan { reason } => Some(reason),
+            _ => None,
+        })
+    }
+
+    #[tokio::test]
+    async fn each_full_scan_says_why_and_a_new_head_lists_only_changes() {
+        let bench = Bench::new();
+        bench.source.commit("main", [("a.txt", "a\n")]).unwrap();
+        let events = sync_events(&bench).await;
+        assert_eq!(full_scan(&events), Some(&FullScanReason::FirstSync));
+
+        bench
+            .source
+            .commit("main", [("a.txt", "a\n"), ("b.txt", "b\n")])
+            .unwrap();
+        let events = sync_events(&bench).await;
+        assert_eq!(full_scan(&events), None, "the changes were listed");
+
+        // Other settings: a full scan that reprocesses every file.
+        let bench = bench.with(|s| s.with_extractor(std::sync::Arc::new(crate::WholeFile)));
+        bench
+            .source
+            .commit("main", [("a.txt", "a\n"), ("b.txt", "b2\n")])
+            .unwrap();
+        let events = sync_events(&bench).await;
+        assert_eq!(full_scan(&events), Some(&FullScanReason::SettingsChanged));
+
+        // The last synced commit is gone (a force push and garbage collection).
+        let last = bench
+            .store
+            .last_completed(bench.syncer.repo())
+            .await
+            .unwrap()
+            .unwrap()
+            .commit;
+        bench.source.commit("main", [("c.txt", "c\n")]).unwrap();
+        assert!(bench.source.forget_commit(&last));
+        let events = sync_events(&bench).await;
+        match full_scan(&events) {
+            Some(FullScanReason::SourceCannotDiff { detail }) => {
+                assert!(detail.contains(&last.to_hex()), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let index = bench.store.file_index(bench.syncer.repo()).await.unwrap();
+        let paths: Vec<String> = index
+            .files()
+            .iter()
+            .map(|f| f.entry.path.to_string())
+            .collect();
+        assert_eq!(paths, ["c.txt"]);
+    }
+
+    /// A source that cannot list changes: every sync lists the whole tree, and says so.
+    #[tokio::test]
+    async fn a_source_without_the_capability_still_syncs() {
+        let bench = Bench::new();
+        let (source, store) = (bench.source.clone(), bench.store.clone());
+        let bench =
+            bench.with(|_| Syncer::new(std::sync::Arc::new(OnlyFiltered(source)), store).unwrap());
+        bench.source.commit("main", [("a.txt", "a\n")]).unwrap();
+        sync_events(&bench).await;
+        bench.source.commit("main", [("b.txt", "a\n")]).unwrap();
+        let events = sync_events(&bench).await;
+        match full_scan(&events) {
+            Some(FullScanReason::SourceCannotDiff { detail }) => {
+                assert!(detail.contains("cannot list the changes"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let last = bench
+            .store
+            .last_completed(bench.syncer.repo())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((last.stats.renamed, last.stats.files), (1, 1));
+    }
+
+    fn indexed(path: &str, data: &str, kind: EntryKind) -> IndexedFile {
+        IndexedFile::new(
+            TreeEntry::new(
+                RepoPath::new(path).unwrap(),
+                BlobId::for_content(data.as_bytes()),
+                data.len() as u64,
+                kind,
+            ),
+            None,
+        )
+    }
+
+    fn blob(data: &str, kind: EntryKind, size: bool) -> Option<TreeItem> {
+        Some(TreeItem::Blob {
+            blob: BlobId::for_content(data.as_bytes()),
+            kind,
+            size: size.then_some(data.len() as u64),
+        })
+    }
+
+    fn change(path: &str, before: Option<TreeItem>, after: Option<TreeItem>) -> TreeChange {
+        TreeChange {
+            path: RepoPath::new(path).unwrap(),
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn changes_apply_to_the_index_with_the_policy_and_counts() {
+        let policy = FilePolicy::builder().exclude("vendor/**").build().unwrap();
+        let index = FileIndex::new(vec![
+            indexed("a", "a", EntryKind::File),
+            indexed("b", "b", EntryKind::File),
+            indexed("d/x", "x", EntryKind::File),
+        ])
+        .unwrap();
+        let last = SyncStats {
+            excluded: 1,
+            submodules: 1,
+            ..SyncStats::default()
+        };
+        let changes = vec![
+            change("d/x", blob("x", EntryKind::File, false), None),
+            change(
+                "b",
+                blob("b", EntryKind::File, false),
+                blob("b", EntryKind::Executable, true),
+            ),
+            change("vendor/v", blob("v", EntryKind::File, false), None),
+            change(
+                "sub",
+                Some(TreeItem::Submodule),
+                blob("s", EntryKind::File, true),
+            ),
+            change("d", None, blob("x", EntryKind::File, true)),
+            change("vendor/w", None, blob("w", EntryKind::File, false)),
+            change("vendor/z", None, blob("z", EntryKind::File, false)),
+        ];
+        let tree = apply_changes(&index, changes, &policy, &last).unwrap();
+        let got: Vec<(String, EntryKind)> = tree
+            .entries()
+            .iter()
+            .map(|e| (e.path.to_string(), e.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".to_owned(), EntryKind::File),
+                ("b".to_owned(), EntryKind::Executable),
+                ("d".to_owned(), EntryKind::File),
+                ("sub".to_owned(), EntryKind::File),
+            ]
+        );
+        assert_eq!((tree.excluded(), tree.submodules()), (2, 0));
+    }
+
+    #[test]
+    fn changes_that_do_not_fit_the_index_are_refused() {
+        let policy = FilePolicy::default();
+        let index = FileIndex::new(vec![indexed("a", "a", EntryKind::File)]).unwrap();
+        let last = SyncStats::default();
+        let refused =
+            |changes: Vec<TreeChange>| apply_changes(&index, changes, &policy, &last).unwrap_err();
+        let err = refused(vec![change(
+            "a",
+            blob("other", EntryKind::File, false),
+            None,
+        )]);
+        assert!(err.contains("`a`"), "{err}");
+        let err = refused(vec![change("a", None, blob("a", EntryKind::File, true))]);
+        assert!(err.contains("where the source had nothing"), "{err}");
+        let err = refused(vec![change("b", None, blob("b", EntryKind::File, false))]);
+        assert!(err.contains("no size"), "{err}");
+        let err = refused(vec![change("s", Some(TreeItem::Submodule), None)]);
+        assert!(err.contains("submodules"), "{err}");
+        let twice = change("b", None, blob("b", EntryKind::File, true));
+        let err = refused(vec![twice.clone(), twice]);
+        assert!(err.contains("twice"), "{err}");
+    }
 }
