@@ -950,7 +950,7 @@ async fn check_embeddings(
 }
 
 /// Invariant 8, **honest events**: one `Started` first, phases in order, `Prepared` and
-/// `Scanned` in their phases, progress that only grows and ends complete, exactly one
+/// `Scanned` and `FullScan` in their phases, progress that only grows and ends complete, exactly one
 /// terminal event last, matching the store; every event round-trips through JSON. Failed
 /// and cancelled runs end the same way.
 pub async fn honest_events(factory: &impl StoreFactory) {
@@ -1067,7 +1067,9 @@ pub fn check_event_order(events: &[SyncEvent]) {
         match e {
             SyncEvent::Phase { phase: p } => phase = Some(*p),
             SyncEvent::Prepared { .. } => assert_eq!(phase, Some(Phase::Prepare)),
-            SyncEvent::Scanned { .. } => assert_eq!(phase, Some(Phase::Scan)),
+            SyncEvent::Scanned { .. } | SyncEvent::FullScan { .. } => {
+                assert_eq!(phase, Some(Phase::Scan));
+            }
             SyncEvent::Progress(p) => {
                 assert_eq!(phase, Some(Phase::Import));
                 assert!(
