@@ -165,7 +165,7 @@ impl Reporter {
 fn show_on_bar(bar: &ProgressBar, shown: &mut Option<&'static str>, event: &SyncEvent) {
     match event {
         SyncEvent::Phase { phase } => bar.set_message(phase_name(*phase).to_owned()),
-        SyncEvent::Scanned { .. } => {
+        SyncEvent::FullScan { .. } | SyncEvent::Scanned { .. } => {
             if let Some(line) = plain_line(event) {
                 bar.println(line);
             }
@@ -248,6 +248,7 @@ fn plain_line(event: &SyncEvent) -> Option<String> {
             commit,
             ..
         } => format!("run {sync_id}: syncing `{branch}` at {commit}"),
+        SyncEvent::FullScan { reason } => format!("scan: listing the whole tree ({reason})"),
         SyncEvent::Scanned {
             counts,
             to_fetch,
@@ -373,6 +374,29 @@ mod tests {
         assert_eq!(estimated_texts(&p(10, 100, 100)), 10, "all read: exact");
         assert_eq!(estimated_texts(&p(0, 0, 100)), 0);
         assert_eq!(estimated_texts(&p(7, 0, 100)), 7);
+    }
+
+    #[test]
+    fn a_full_scan_is_shown_with_its_reason() {
+        use sync_core::{FullScanReason, SyncEvent};
+        let line = super::plain_line(&SyncEvent::FullScan {
+            reason: FullScanReason::SourceCannotDiff {
+                detail: "the last synced commit 12ab is no longer in `git:/r`".into(),
+            },
+        });
+        assert_eq!(
+            line.as_deref(),
+            Some(
+                "scan: listing the whole tree (the last synced commit 12ab is no longer in `git:/r`)"
+            )
+        );
+        let line = super::plain_line(&SyncEvent::FullScan {
+            reason: FullScanReason::SettingsChanged,
+        });
+        assert_eq!(
+            line.as_deref(),
+            Some("scan: listing the whole tree (the settings changed since the last run)")
+        );
     }
 
     #[test]

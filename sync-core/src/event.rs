@@ -41,6 +41,44 @@ pub struct Progress {
     pub texts_to_embed: u64,
 }
 
+/// Why a scan lists the commit's whole tree instead of the changes since the last
+/// completed run (see [`SyncEvent::FullScan`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FullScanReason {
+    /// The repository has no completed run yet.
+    FirstSync,
+    /// The last completed run was made with other settings (policy, extractor or model),
+    /// so every file is processed again.
+    SettingsChanged,
+    /// The source could not list the changes since the last run's commit.
+    SourceCannotDiff {
+        /// The source's reason: no such capability, the commit is gone (force push,
+        /// shallow or pruned clone), the comparison is truncated, …
+        detail: String,
+    },
+    /// The changes the source listed do not fit the stored index (it does not hold the
+    /// last run's tree as the source lists it).
+    IndexMismatch {
+        /// What did not fit.
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for FullScanReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FirstSync => f.write_str("the first sync of this repository"),
+            Self::SettingsChanged => f.write_str("the settings changed since the last run"),
+            Self::SourceCannotDiff { detail } => write!(f, "{detail}"),
+            Self::IndexMismatch { detail } => {
+                write!(f, "the stored index does not match the last run: {detail}")
+            }
+        }
+    }
+}
+
 /// What the stream of a sync yields.
 ///
 /// A run yields exactly one [`Started`](SyncEvent::Started) first, the
@@ -85,6 +123,15 @@ pub enum SyncEvent {
         commit: CommitId,
         /// The run before it.
         previous: Option<SyncId>,
+    },
+    /// The scan lists the commit's whole tree rather than the changes since the last
+    /// completed run, for this reason. Sent in the scan phase, before
+    /// [`Scanned`](SyncEvent::Scanned); absent when only the changes were listed or the
+    /// head is unchanged.
+    FullScan {
+        /// Why.
+        #[serde(flatten)]
+        reason: FullScanReason,
     },
     /// The tree was compared with the stored index.
     Scanned {
@@ -136,6 +183,7 @@ impl SyncEvent {
             Self::Started { .. } => "started",
             Self::Phase { .. } => "phase",
             Self::Prepared { .. } => "prepared",
+            Self::FullScan { .. } => "full_scan",
             Self::Scanned { .. } => "scanned",
             Self::Progress(_) => "progress",
             Self::Source(_) => "source",
@@ -148,7 +196,30 @@ impl SyncEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::{Progress, SyncEvent};
+    use super::{FullScanReason, Progress, SyncEvent};
+
+    #[test]
+    fn a_full_scan_names_its_reason_in_json() {
+        let event = SyncEvent::FullScan {
+            reason: FullScanReason::SourceCannotDiff {
+                detail: "commit 1234 is gone".into(),
+            },
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            json,
+            r#"{"event":"full_scan","reason":"source_cannot_diff","detail":"commit 1234 is gone"}"#
+        );
+        assert_eq!(serde_json::from_str::<SyncEvent>(&json).unwrap(), event);
+        let first = SyncEvent::FullScan {
+            reason: FullScanReason::FirstSync,
+        };
+        assert_eq!(
+            serde_json::to_string(&first).unwrap(),
+            r#"{"event":"full_scan","reason":"first_sync"}"#
+        );
+        assert_eq!(event.name(), "full_scan");
+    }
 
     #[test]
     fn progress_without_the_text_counts_still_reads() {

@@ -28,7 +28,7 @@ pub mod testkit;
 pub use diff::{Change, DiffCounts, TreeDiff, diff, diff_all};
 pub use embed::{Embedded, Embedder, Embedding, HashEmbedder};
 pub use error::{BoxError, DbFault, Error, ErrorKind, ErrorReport, Result};
-pub use event::{Phase, Progress, SyncEvent};
+pub use event::{FullScanReason, Phase, Progress, SyncEvent};
 pub use extract::{
     ApproxTokens, Chunk, ChunkMeta, Extractor, LineChunker, TokenBudget, TokenCounter, WholeFile,
     embedding_text,
@@ -51,7 +51,10 @@ pub use store::{
     SyncStoreExt, validate_start,
 };
 pub use syncer::{SyncOptions, SyncStream, Syncer};
-pub use tree::{Branch, EntryKind, FileIndex, IndexedFile, SkipReason, Tree, TreeEntry};
+pub use tree::{
+    Branch, EntryKind, FileIndex, IndexedFile, SkipReason, Tree, TreeChange, TreeChanges,
+    TreeEntry, TreeItem,
+};
 
 /// Re-exported so implementors of [`RepoSource`], [`SyncStore`] and [`Embedder`] use the
 /// same macro version.

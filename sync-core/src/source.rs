@@ -10,7 +10,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{BlobId, Branch, CommitId, Error, FilePolicy, RepoPath, Tree, TreeEntry};
+use crate::{BlobId, Branch, CommitId, Error, FilePolicy, RepoPath, Tree, TreeChanges, TreeEntry};
 
 /// The content of one blob, fetched for one of the paths that hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,12 @@ pub struct Blob {
 ///   excluded cannot fail a sync, however broken or large its blob. The pipeline lists
 ///   trees only through it. The provided method filters [`tree`](RepoSource::tree)'s
 ///   answer; a source that reads something per entry overrides it.
+/// * [`changes`](RepoSource::changes), a capability, lists the paths whose items differ
+///   between two commits, so that a sync of a new head descends only into what changed.
+///   A source that can (git, by tree ids; GitHub, by its compare API) overrides it; the
+///   provided method answers [`TreeChanges::Unavailable`] and the pipeline lists the
+///   whole tree, so a source without it still works. Whatever it lists, applied to the
+///   older tree, must give exactly the newer tree.
 /// * [`contents`](RepoSource::contents) yields one [`Blob`] per wanted entry, in any order,
 ///   and nothing else. The pipeline re-hashes every blob and rejects one whose content does
 ///   not match its id, so a source may stream without checking; checking early gives a
@@ -80,6 +86,35 @@ pub trait RepoSource: Send + Sync + Debug {
         Ok(self.tree(commit).await?.filter(policy))
     }
 
+    /// The paths whose items (blob, kind, submodule) differ between the trees of `base`
+    /// and `head`, found without listing the whole of `head`'s tree: git descends only
+    /// into subtrees whose tree ids differ.
+    ///
+    /// Sizes are read for the new blobs of paths `policy` [admits](FilePolicy::admits)
+    /// only (the new side's [`TreeItem::Blob::size`](crate::TreeItem::Blob)); nothing of
+    /// an excluded path is read beyond its tree entry. Each path is listed once, in any
+    /// order; a path whose item is the same on both sides is not listed.
+    ///
+    /// [`TreeChanges::Unavailable`] (with the reason) when the source cannot tell: no such
+    /// capability (the provided method), `base` is gone (a force push, a shallow or pruned
+    /// clone), or the listing would be incomplete. The pipeline then lists the whole tree
+    /// and announces why. Errors are for failures a full listing would hit too (the
+    /// repository unreachable, `head` missing).
+    async fn changes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        policy: &FilePolicy,
+    ) -> Result<TreeChanges, Error> {
+        let _ = (base, head, policy);
+        Ok(TreeChanges::Unavailable {
+            reason: format!(
+                "the source of `{}` cannot list the changes between two commits",
+                self.identity()
+            ),
+        })
+    }
+
     /// The contents of the wanted entries of a commit's tree.
     fn contents(
         &self,
@@ -113,6 +148,14 @@ macro_rules! forward_source {
                 policy: &FilePolicy,
             ) -> Result<Tree, Error> {
                 (**self).filtered_tree(commit, policy).await
+            }
+            async fn changes(
+                &self,
+                base: &CommitId,
+                head: &CommitId,
+                policy: &FilePolicy,
+            ) -> Result<TreeChanges, Error> {
+                (**self).changes(base, head, policy).await
             }
             fn contents(
                 &self,

@@ -195,6 +195,55 @@ impl Tree {
     }
 }
 
+/// What a commit's tree holds at one path, as far as a sync cares: a blob (file,
+/// executable or symlink) or a submodule. Directories are not items; a path that turns
+/// from a file into a directory is a removed blob and new blobs below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TreeItem {
+    /// A file, executable or symbolic link.
+    Blob {
+        /// Git's blob id.
+        blob: BlobId,
+        /// File, executable or symlink (git's mode, canonicalized as
+        /// [`EntryKind::from_git_mode`] reads it).
+        kind: EntryKind,
+        /// The blob's size in bytes: given for the new side of a path the policy admits,
+        /// `None` where it was not read (the old side, and paths the policy excludes).
+        size: Option<u64>,
+    },
+    /// A submodule (git mode `160000`): never indexed, only counted.
+    Submodule,
+}
+
+/// One path whose item differs between two commits' trees: added, removed, changed blob,
+/// changed kind, or turned from a blob into a submodule or back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TreeChange {
+    /// The full path from the repository root.
+    pub path: RepoPath,
+    /// What the older tree had at the path; `None` if nothing (or a directory).
+    pub before: Option<TreeItem>,
+    /// What the newer tree has at the path; `None` if nothing (or a directory).
+    pub after: Option<TreeItem>,
+}
+
+/// What [`RepoSource::changes`](crate::RepoSource::changes) answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TreeChanges {
+    /// Every path whose item differs between the two commits, in any order, each path
+    /// once. Renames may be listed as a removal and an addition (the pipeline pairs them
+    /// by blob).
+    Listed(Vec<TreeChange>),
+    /// The source cannot list the changes (it has no such capability, the older commit
+    /// is gone, the listing would be incomplete, …); the pipeline lists the whole tree.
+    Unavailable {
+        /// Why, for the event that announces the full scan: what failed and, where it
+        /// helps, what would avoid it.
+        reason: String,
+    },
+}
+
 /// Why an indexed file has no memory entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use gix::ObjectId;
 use gix::objs::{CommitRefIter, Find, FindHeader, Kind, TreeRefIter};
 use sync_core::{
-    Blob, BlobId, Branch, CommitId, EntryKind, Error, FilePolicy, RepoPath, Tree, TreeEntry,
+    Blob, BlobId, Branch, CommitId, EntryKind, Error, FilePolicy, RepoPath, Tree, TreeChange,
+    TreeChanges, TreeEntry, TreeItem,
 };
 
 use crate::error::from_gix;
@@ -171,26 +172,9 @@ impl<'a> Client<'a> {
         let odb = &self.repo.objects;
         let hash = self.repo.object_hash();
         let mut buf = Vec::new();
-        let root = {
-            let data = odb
-                .try_find(&oid(commit.as_bytes()), &mut buf)
-                .map_err(|e| from_gix(e, format!("reading commit {commit}")))?
-                .ok_or_else(|| {
-                    Error::not_found(format!(
-                        "commit {commit} not found in `{}`; fetch it or pass a commit of this repository",
-                        self.identity
-                    ))
-                })?;
-            if data.kind != Kind::Commit {
-                return Err(Error::invalid_input(format!(
-                    "{commit} is a {} in `{}`, not a commit",
-                    data.kind, self.identity
-                )));
-            }
-            CommitRefIter::from_bytes(data.data, hash)
-                .tree_id()
-                .map_err(|e| from_gix(e, format!("reading the tree of commit {commit}")))?
-        };
+        let root = self
+            .root_tree(commit, &mut buf)?
+            .ok_or_else(|| self.unknown_commit(commit))?;
         let walked = Walk {
             odb,
             hash,
@@ -208,6 +192,185 @@ impl<'a> Client<'a> {
         Ok(Tree::new(entries)?
             .with_submodules(walked.submodules)
             .with_excluded(walked.excluded))
+    }
+
+    /// The root tree of `commit`; `None` when the repository lacks the commit.
+    fn root_tree(&self, commit: &CommitId, buf: &mut Vec<u8>) -> Result<Option<ObjectId>, Error> {
+        let Some(data) = self
+            .repo
+            .objects
+            .try_find(&oid(commit.as_bytes()), buf)
+            .map_err(|e| from_gix(e, format!("reading commit {commit}")))?
+        else {
+            return Ok(None);
+        };
+        if data.kind != Kind::Commit {
+            return Err(Error::invalid_input(format!(
+                "{commit} is a {} in `{}`, not a commit",
+                data.kind, self.identity
+            )));
+        }
+        CommitRefIter::from_bytes(data.data, self.repo.object_hash())
+            .tree_id()
+            .map(Some)
+            .map_err(|e| from_gix(e, format!("reading the tree of commit {commit}")))
+    }
+
+    fn unknown_commit(&self, commit: &CommitId) -> Error {
+        Error::not_found(format!(
+            "commit {commit} not found in `{}`; fetch it or pass a commit of this repository",
+            self.identity
+        ))
+    }
+
+    /// The paths whose items differ between the trees of `base` and `head`, found by
+    /// gix's tree diff: it descends only into subtrees whose ids differ, so the work
+    /// follows the change, not the tree. Sizes are read from the object headers of the
+    /// new blobs at admitted paths only.
+    ///
+    /// [`TreeChanges::Unavailable`] when `base` is not in the repository (a force push
+    /// followed by garbage collection, a shallow or pruned clone) or its trees cannot be
+    /// read; `head` missing is [`Error::NotFound`], as for [`tree`](Self::tree).
+    pub(crate) fn changes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        policy: &FilePolicy,
+    ) -> Result<TreeChanges, Error> {
+        let mut buf = Vec::new();
+        let new_root = self
+            .root_tree(head, &mut buf)?
+            .ok_or_else(|| self.unknown_commit(head))?;
+        let old_root = match self.root_tree(base, &mut buf) {
+            Ok(Some(root)) => root,
+            Ok(None) => {
+                return Ok(TreeChanges::Unavailable {
+                    reason: format!(
+                        "the last synced commit {base} is no longer in `{}` (a force push, or a shallow or pruned clone); listing the whole tree",
+                        self.identity
+                    ),
+                });
+            }
+            Err(e) => {
+                return Ok(TreeChanges::Unavailable {
+                    reason: format!(
+                        "the last synced commit {base} cannot be read ({e}); listing the whole tree"
+                    ),
+                });
+            }
+        };
+        let records = match self.diff_trees(&old_root, &new_root) {
+            Ok(records) => records,
+            Err(reason) => {
+                return Ok(TreeChanges::Unavailable {
+                    reason: format!(
+                        "comparing commit {base} with {head} in `{}` failed ({reason}); listing the whole tree",
+                        self.identity
+                    ),
+                });
+            }
+        };
+        let mut by_path: std::collections::BTreeMap<Vec<u8>, (Option<TreeItem>, Option<TreeItem>)> =
+            std::collections::BTreeMap::new();
+        for record in records {
+            use gix::diff::tree::recorder::Change as R;
+            let (path, before, after) = match record {
+                R::Addition {
+                    entry_mode,
+                    oid,
+                    path,
+                    ..
+                } => (path, None, item(entry_mode, &oid)?),
+                R::Deletion {
+                    entry_mode,
+                    oid,
+                    path,
+                    ..
+                } => (path, item(entry_mode, &oid)?, None),
+                R::Modification {
+                    previous_entry_mode,
+                    previous_oid,
+                    entry_mode,
+                    oid,
+                    path,
+                } => (
+                    path,
+                    item(previous_entry_mode, &previous_oid)?,
+                    item(entry_mode, &oid)?,
+                ),
+            };
+            if before.is_none() && after.is_none() {
+                continue; // a directory: its blobs are listed on their own
+            }
+            let slot = by_path.entry(path.into()).or_default();
+            if before.is_some() {
+                slot.0 = before;
+            }
+            if after.is_some() {
+                slot.1 = after;
+            }
+        }
+        let mut changes = Vec::with_capacity(by_path.len());
+        let mut sized = Vec::new();
+        for (path, (before, after)) in by_path {
+            if before == after {
+                continue; // e.g. `100664` became `100644`: the same file to git
+            }
+            let path = RepoPath::from_vec(path).map_err(|e| {
+                Error::corrupt(format!(
+                    "a tree of `{}` holds a path git itself refuses: {e}",
+                    self.identity
+                ))
+            })?;
+            if let Some(TreeItem::Blob { blob, kind, .. }) = after
+                && policy.admits(&path)
+            {
+                sized.push((changes.len(), TreeEntry::new(path.clone(), blob, 0, kind)));
+            }
+            changes.push(TreeChange {
+                path,
+                before,
+                after,
+            });
+        }
+        let mut entries: Vec<TreeEntry> = sized.iter().map(|(_, e)| e.clone()).collect();
+        self.sizes(&mut entries)?;
+        for ((at, _), entry) in sized.iter().zip(entries) {
+            if let Some(TreeItem::Blob { size, .. }) = &mut changes[*at].after {
+                *size = Some(entry.size);
+            }
+        }
+        Ok(TreeChanges::Listed(changes))
+    }
+
+    /// Runs gix's tree diff between two root trees; the error is its message.
+    fn diff_trees(
+        &self,
+        old: &ObjectId,
+        new: &ObjectId,
+    ) -> Result<Vec<gix::diff::tree::recorder::Change>, String> {
+        let odb = &self.repo.objects;
+        let hash = self.repo.object_hash();
+        let load = |id: &ObjectId| -> Result<Vec<u8>, String> {
+            let mut buf = Vec::new();
+            match odb.try_find(id, &mut buf) {
+                Ok(Some(data)) if data.kind == Kind::Tree => Ok(data.data.to_vec()),
+                Ok(Some(data)) => Err(format!("{id} is a {}, not a tree", data.kind)),
+                Ok(None) => Err(format!("tree {id} is missing")),
+                Err(e) => Err(crate::error::chain(&e)),
+            }
+        };
+        let (old_buf, new_buf) = (load(old)?, load(new)?);
+        let mut recorder = gix::diff::tree::Recorder::default();
+        gix::diff::tree(
+            TreeRefIter::from_bytes(&old_buf, hash),
+            TreeRefIter::from_bytes(&new_buf, hash),
+            gix::diff::tree::State::default(),
+            odb,
+            &mut recorder,
+        )
+        .map_err(|e| crate::error::chain(&e))?;
+        Ok(recorder.records)
     }
 
     /// Fills in the size of every entry from its object header, on several threads for
@@ -325,6 +488,39 @@ fn blob_id(id: &gix::oid) -> Result<BlobId, Error> {
     BlobId::from_slice(id.as_bytes())
 }
 
+/// What a git tree entry mode is to a sync.
+enum ModeClass {
+    Tree,
+    Blob(EntryKind),
+    Submodule,
+}
+
+/// Classifies a git mode as git itself reads it: a regular file is executable or not by
+/// its owner's execute bit (`100664` and the like read as `100644`); submodules (`160000`)
+/// and whatever git would read as one are submodules.
+fn classify(mode: u32) -> ModeClass {
+    match mode & 0o170000 {
+        0o040000 => ModeClass::Tree,
+        0o120000 => ModeClass::Blob(EntryKind::Symlink),
+        0o100000 if mode & 0o100 != 0 => ModeClass::Blob(EntryKind::Executable),
+        0o100000 => ModeClass::Blob(EntryKind::File),
+        _ => ModeClass::Submodule,
+    }
+}
+
+/// The item a diffed entry is; `None` for a tree.
+fn item(mode: gix::objs::tree::EntryMode, id: &gix::oid) -> Result<Option<TreeItem>, Error> {
+    Ok(match classify(u32::from(mode.value())) {
+        ModeClass::Tree => None,
+        ModeClass::Blob(kind) => Some(TreeItem::Blob {
+            blob: blob_id(id)?,
+            kind,
+            size: None,
+        }),
+        ModeClass::Submodule => Some(TreeItem::Submodule),
+    })
+}
+
 /// One tree being listed: its bytes, where the next entry starts, and the length of its
 /// directory prefix in the path buffer.
 struct Frame {
@@ -393,9 +589,8 @@ impl Walk<'_> {
                 self.path.push(b'/');
             }
             self.path.extend_from_slice(entry.filename);
-            let mode = u32::from(entry.mode.value());
-            match mode & 0o170000 {
-                0o040000 => {
+            match classify(u32::from(entry.mode.value())) {
+                ModeClass::Tree => {
                     let id = entry.oid.to_owned();
                     if stack.len() >= MAX_TREE_DEPTH {
                         return Err(Error::corrupt(format!(
@@ -408,17 +603,7 @@ impl Walk<'_> {
                     let frame = self.frame(&id, base)?;
                     stack.push(frame);
                 }
-                0o100000 | 0o120000 => {
-                    // Git's own canonical modes: a regular file is executable or not by its
-                    // owner's execute bit (`100664` and the like read as `100644`).
-                    let canonical = match mode & 0o170000 {
-                        0o120000 => 0o120000,
-                        _ if mode & 0o100 != 0 => 0o100755,
-                        _ => 0o100644,
-                    };
-                    let kind = EntryKind::from_git_mode(canonical).ok_or_else(|| {
-                        Error::corrupt(format!("unexpected git mode {canonical:o}"))
-                    })?;
+                ModeClass::Blob(kind) => {
                     let path = RepoPath::new(&self.path).map_err(|e| {
                         Error::corrupt(format!(
                             "a tree of `{}` holds a path git itself refuses: {e}",
@@ -432,8 +617,7 @@ impl Walk<'_> {
                         self.excluded += 1;
                     }
                 }
-                // Submodules (160000) and whatever git would read as one.
-                _ => self.submodules += 1,
+                ModeClass::Submodule => self.submodules += 1,
             }
         }
         Ok(Walked {

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
-use sync_core::{Blob, Branch, CommitId, Error, FilePolicy, RepoSource, Tree, TreeEntry};
+use sync_core::{
+    Blob, Branch, CommitId, Error, FilePolicy, RepoSource, Tree, TreeChanges, TreeEntry,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -25,6 +27,10 @@ use crate::error::{from_gix, join};
 ///   [`filtered_tree`](RepoSource::filtered_tree) drops the paths outside the policy
 ///   while walking the trees, before any header is read: an excluded blob may be missing
 ///   (a partial clone, a damaged repository) or huge without the listing noticing.
+/// * [`changes`](RepoSource::changes) diffs two commits' trees with gix, descending only
+///   into subtrees whose ids differ (what `git diff-tree -r` does), and reads the sizes of
+///   the new admitted blobs only; a commit the repository no longer has (force push and
+///   garbage collection, a shallow or pruned clone) makes the sync list the whole tree.
 /// * [`contents`](RepoSource::contents) reads blobs on a blocking thread and streams
 ///   them through a bounded channel, so the async runtime never blocks and memory stays
 ///   bounded by [`read_ahead`](GitSourceBuilder::read_ahead).
@@ -203,6 +209,19 @@ impl RepoSource for GitSource {
         let (commit, policy) = (*commit, policy.clone());
         self.blocking("listing a tree", move |c| c.tree(&commit, &policy))
             .await
+    }
+
+    async fn changes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        policy: &FilePolicy,
+    ) -> Result<TreeChanges, Error> {
+        let (base, head, policy) = (*base, *head, policy.clone());
+        self.blocking("comparing two trees", move |c| {
+            c.changes(&base, &head, &policy)
+        })
+        .await
     }
 
     fn contents(

@@ -494,6 +494,10 @@ impl SourceFixture for GitFixture {
         true
     }
 
+    fn lists_changes(&self) -> bool {
+        true
+    }
+
     async fn build(&self, history: &History) -> BuiltSource {
         let history = history.clone();
         let (repo, commits) = tokio::task::spawn_blocking(move || build_history(&history))

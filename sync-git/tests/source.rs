@@ -528,3 +528,76 @@ async fn linked_work_tree_has_its_own_identity_and_head() {
     assert_eq!(names, ["feature", "main", "side"], "branches are shared");
     check_commit(&source, repo.path(), &steps[1].commit, "linked").await;
 }
+
+/// `changes` lists exactly what `git diff-tree -r` lists between two commits, with sizes
+/// for the new admitted blobs only: a new blob at an excluded path is never read, so its
+/// object may be missing; the same blob at an admitted path is `NotFound`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_read_sizes_of_new_admitted_blobs_only() {
+    use sync_core::{FilePolicy, TreeChanges, TreeItem};
+
+    let repo = TestRepo::new();
+    repo.write("README.md", "# hello\n")
+        .write("src/a.rs", "pub fn a() {}\n")
+        .write("src/b.rs", "pub fn b() {}\n");
+    let base = repo.commit("base");
+    repo.write("src/a.rs", "pub fn a() { 1 }\n");
+    repo.remove("src/b.rs");
+    let missing = repo.hash_object(b"a vendored blob that is gone\n");
+    repo.stage_raw(
+        b"vendor/gone.rs",
+        0o100644,
+        b"a vendored blob that is gone\n",
+    );
+    let head = repo.commit("head");
+    repo.delete_object(&missing);
+
+    let source = GitSource::open(repo.path()).unwrap();
+    let policy = FilePolicy::builder().exclude("vendor/**").build().unwrap();
+    let TreeChanges::Listed(mut changes) = source.changes(&base, &head, &policy).await.unwrap()
+    else {
+        panic!("both commits are in the repository");
+    };
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    let listed: Vec<(String, bool, Option<u64>)> = changes
+        .iter()
+        .map(|c| {
+            let size = match c.after {
+                Some(TreeItem::Blob { size, .. }) => size,
+                _ => None,
+            };
+            (c.path.to_string(), c.before.is_some(), size)
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("src/a.rs".to_owned(), true, Some(17)),
+            ("src/b.rs".to_owned(), true, None),
+            ("vendor/gone.rs".to_owned(), false, None),
+        ]
+    );
+    let diff_tree = repo.git([
+        "diff-tree",
+        "-r",
+        "--name-only",
+        &base.to_hex(),
+        &head.to_hex(),
+    ]);
+    let git_paths: Vec<&str> = diff_tree.lines().collect();
+    let our_paths: Vec<&str> = listed.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(our_paths, git_paths, "the same paths as `git diff-tree -r`");
+
+    let everything = FilePolicy::default();
+    let err = source.changes(&base, &head, &everything).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("vendor/gone.rs"), "{err}");
+
+    let unknown = CommitId::from_bytes([7; 20]);
+    assert!(matches!(
+        source.changes(&unknown, &head, &policy).await.unwrap(),
+        TreeChanges::Unavailable { .. }
+    ));
+    let err = source.changes(&base, &unknown, &policy).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}

@@ -178,3 +178,92 @@ async fn an_excluded_missing_blob_is_never_read() {
     assert!(err.to_string().contains(&id), "{err}");
     assert!(store.file_index(syncer.repo()).await.unwrap().is_empty());
 }
+
+/// A force push to an unrelated history, after which garbage collection drops the commit
+/// the store last synced: the tree diff has nothing to start from, so the sync lists the
+/// whole tree, says why in a `FullScan` event naming the lost commit, and mirrors the new
+/// head exactly. The next commit is synced from the changes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_push_that_loses_the_synced_commit_falls_back_to_a_full_scan() {
+    use futures::StreamExt;
+    use sync_core::{FullScanReason, SyncEvent};
+
+    let repo = TestRepo::new();
+    repo.write("README.md", "# first history\n")
+        .write("src/lib.rs", "pub fn one() -> u8 { 1 }\n")
+        .write("src/gone.rs", "pub fn gone() {}\n");
+    let lost = repo.commit("first history");
+    let store = Arc::new(MemoryStore::new());
+    let syncer = Syncer::new(
+        Arc::new(GitSource::open(repo.path()).unwrap()),
+        store.clone(),
+    )
+    .unwrap();
+    syncer.sync(Some("main")).await.unwrap();
+
+    // Force-push an orphan commit over `main` and let git forget the old one.
+    repo.git(["checkout", "-q", "--orphan", "rewritten"]);
+    repo.git(["rm", "-rq", "--cached", "."]);
+    repo.write("README.md", "# second history\n")
+        .write("src/lib.rs", "pub fn two() -> u8 { 2 }\n")
+        .write("docs/new.md", "# new\n");
+    repo.git(["add", "README.md", "src/lib.rs", "docs/new.md"]);
+    let rewritten = repo.commit("an unrelated history");
+    repo.git(["branch", "-f", "main", "rewritten"]);
+    repo.git(["checkout", "-q", "main"]);
+    repo.git(["branch", "-D", "rewritten"]);
+    repo.git(["reflog", "expire", "--expire=now", "--all"]);
+    repo.gc();
+    assert!(
+        !repo
+            .try_git(["cat-file", "-e", &lost.to_hex()])
+            .status
+            .success(),
+        "the synced commit is gone"
+    );
+
+    let events: Vec<SyncEvent> = syncer.run(Some("main")).collect().await;
+    let reason = events.iter().find_map(|e| match e {
+        SyncEvent::FullScan { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    match reason {
+        Some(FullScanReason::SourceCannotDiff { detail }) => {
+            assert!(
+                detail.contains(&lost.to_hex()),
+                "names the commit: {detail}"
+            );
+            assert!(
+                detail.contains("force push"),
+                "says what happened: {detail}"
+            );
+        }
+        other => panic!("expected a full scan for the lost commit, got {other:?}: {events:?}"),
+    }
+    assert!(
+        matches!(events.last(), Some(SyncEvent::Completed { record }) if record.commit == rewritten),
+        "{events:?}"
+    );
+    let index = store.file_index(syncer.repo()).await.unwrap();
+    assert_eq!(
+        index.files(),
+        expected_index_of(repo.path(), &rewritten).as_slice()
+    );
+
+    // From a commit the repository has, the changes are listed again.
+    repo.write("src/lib.rs", "pub fn three() -> u8 { 3 }\n");
+    repo.git(["add", "src/lib.rs"]);
+    let next = repo.commit("an edit");
+    let events: Vec<SyncEvent> = syncer.run(Some("main")).collect().await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SyncEvent::FullScan { .. })),
+        "{events:?}"
+    );
+    let index = store.file_index(syncer.repo()).await.unwrap();
+    assert_eq!(
+        index.files(),
+        expected_index_of(repo.path(), &next).as_slice()
+    );
+}

@@ -128,6 +128,7 @@ pub struct GitHubSourceBuilder {
     pub(crate) max_rate_limit_wait: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) tarball_threshold: usize,
+    pub(crate) tree_diff: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
 }
@@ -148,6 +149,7 @@ impl fmt::Debug for GitHubSourceBuilder {
             .field("max_rate_limit_wait", &self.max_rate_limit_wait)
             .field("retry", &self.retry)
             .field("tarball_threshold", &self.tarball_threshold)
+            .field("tree_diff", &self.tree_diff)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +165,7 @@ impl GitHubSourceBuilder {
             max_rate_limit_wait: Duration::from_secs(15 * 60),
             retry: RetryPolicy::default(),
             tarball_threshold: 64,
+            tree_diff: false,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
         }
@@ -230,6 +233,18 @@ impl GitHubSourceBuilder {
     #[must_use]
     pub fn tarball_threshold(mut self, blobs: usize) -> Self {
         self.tarball_threshold = blobs;
+        self
+    }
+
+    /// Lists the changes between two commits by a tree-id descent
+    /// ([`RepoSource::changes`](sync_core::RepoSource::changes)): both commits' trees are
+    /// listed level by level, only into subtrees whose ids differ. It reads far fewer
+    /// bytes than a recursive listing of a large tree, but costs two requests per changed
+    /// directory instead of one for the whole tree, so it is off by default: a sync of a
+    /// new head then lists the whole tree (one request for most repositories).
+    #[must_use]
+    pub fn tree_diff(mut self, on: bool) -> Self {
+        self.tree_diff = on;
         self
     }
 

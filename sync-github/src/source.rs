@@ -1,6 +1,6 @@
 //! `GitHubSource`: the `RepoSource` over GitHub's REST API.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use async_trait::async_trait;
@@ -11,7 +11,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sync_core::{
-    Blob, BlobId, Branch, CommitId, EntryKind, Error, RepoPath, RepoSource, Tree, TreeEntry,
+    Blob, BlobId, Branch, CommitId, EntryKind, Error, ErrorKind, FilePolicy, RepoPath, RepoSource,
+    Tree, TreeChange, TreeChanges, TreeEntry,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,6 +32,9 @@ const RAW: &str = "application/vnd.github.raw+json";
 const PER_PAGE: u32 = 100;
 /// Pages followed at most, against a server whose links loop.
 const MAX_PAGES: usize = 10_000;
+/// Tree listings [`RepoSource::changes`] makes at most before it leaves the work to one
+/// recursive listing of the whole tree (which costs one request, or a few).
+const MAX_DIFF_LISTINGS: usize = 128;
 
 /// Characters escaped in one segment of a URL path: all but RFC 3986's unreserved ones.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -48,6 +52,13 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 ///   result is always complete. Submodules are counted, not indexed. Sizes come with the
 ///   listing, so [`filtered_tree`](RepoSource::filtered_tree) (the provided method) reads
 ///   nothing of the paths it leaves out.
+/// * **Changes** between two commits ([`changes`](RepoSource::changes)), when
+///   [`tree_diff`](GitHubSourceBuilder::tree_diff) is on, are found by listing both commits' trees level by level (`git/trees/{sha}`, not recursive) and
+///   descending only into subtrees whose ids differ; a subtree on one side only is listed
+///   recursively. Sizes come with the listings. More than 128 listings, a recursive
+///   listing GitHub truncates, or a base commit GitHub no longer has (`404`) make the sync
+///   list the whole tree instead. (The compare API is not used: its `files` carry neither
+///   modes nor sizes and stop at 300, and it compares from the merge base.)
 /// * **Contents** come from the blob API (one request per blob) when few are wanted, and
 ///   from one streamed tarball of the commit when more than
 ///   [`tarball_threshold`](GitHubSourceBuilder::tarball_threshold) are. Paths the tarball
@@ -76,6 +87,7 @@ pub struct GitHubSource {
     client: Client,
     max_in_flight: usize,
     tarball_threshold: usize,
+    tree_diff: bool,
     retry: RetryPolicy,
     has_token: bool,
 }
@@ -149,6 +161,7 @@ impl GitHubSource {
             client,
             max_in_flight: b.max_in_flight.max(1),
             tarball_threshold: b.tarball_threshold,
+            tree_diff: b.tree_diff,
             retry: b.retry,
             has_token,
         })
@@ -272,6 +285,156 @@ impl GitHubSource {
                         self.repo()
                     )));
                 }
+            }
+        }
+    }
+
+    /// The tree-id descent behind [`RepoSource::changes`]; `Err` with a reason when it
+    /// gives up for a full listing.
+    async fn descend(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        policy: &FilePolicy,
+    ) -> Result<Result<Vec<TreeChange>, String>, Error> {
+        let (base_target, head_target) = (Target::Tree(*base), Target::Tree(*head));
+        let (base_sha, head_sha) = (base.to_string(), head.to_string());
+        let (old, new) = futures::join!(
+            self.list_tree(&base_sha, false, &base_target),
+            self.list_tree(&head_sha, false, &head_target)
+        );
+        let new = new?;
+        let old = match old {
+            Ok(old) => old,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(Err(format!(
+                    "the last synced commit {base} is no longer in `{}` on GitHub (a force push?); listing the whole tree",
+                    self.repo()
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let ctx = &self.client.ctx;
+        let mut listings = 2;
+        let mut changes = Vec::new();
+        let mut level = vec![(String::new(), base_target, old, head_target, new)];
+        while !level.is_empty() {
+            let mut jobs = Vec::new();
+            for (prefix, old_target, old, new_target, new) in level.drain(..) {
+                let mut names: BTreeMap<String, (Option<TreeItem>, Option<TreeItem>)> =
+                    BTreeMap::new();
+                for item in old.tree {
+                    let name = item.path.clone();
+                    names.entry(name).or_default().0 = Some(item);
+                }
+                for item in new.tree {
+                    let name = item.path.clone();
+                    names.entry(name).or_default().1 = Some(item);
+                }
+                for (name, (before, after)) in names {
+                    let path = join(&prefix, &name);
+                    let is_tree =
+                        |i: &Option<TreeItem>| i.as_ref().is_some_and(|i| i.kind == "tree");
+                    let (old_tree, new_tree) = (is_tree(&before), is_tree(&after));
+                    if old_tree && new_tree {
+                        let (Some(o), Some(n)) = (before, after) else {
+                            continue;
+                        };
+                        if o.sha != n.sha {
+                            jobs.push(DiffJob::Both(path, o.sha, n.sha));
+                        }
+                        continue;
+                    }
+                    let before = match before {
+                        Some(o) if old_tree => {
+                            jobs.push(DiffJob::Old(path.clone(), o.sha));
+                            None
+                        }
+                        Some(o) => diff_item(ctx, &old_target, &path, &o, None)?,
+                        None => None,
+                    };
+                    let after = match after {
+                        Some(n) if new_tree => {
+                            jobs.push(DiffJob::New(path.clone(), n.sha));
+                            None
+                        }
+                        Some(n) => diff_item(ctx, &new_target, &path, &n, Some(policy))?,
+                        None => None,
+                    };
+                    if !same_item(before.as_ref(), after.as_ref()) {
+                        changes.push(TreeChange {
+                            path: repo_path(ctx, &new_target, path)?,
+                            before,
+                            after,
+                        });
+                    }
+                }
+            }
+            listings += jobs.iter().map(DiffJob::listings).sum::<usize>();
+            if listings > MAX_DIFF_LISTINGS {
+                return Ok(Err(format!(
+                    "more than {MAX_DIFF_LISTINGS} directories of `{}` changed since commit {base}; one listing of the whole tree is cheaper",
+                    self.repo()
+                )));
+            }
+            let mut done = stream::iter(jobs)
+                .map(|job| self.run_diff_job(job))
+                .buffer_unordered(self.max_in_flight);
+            while let Some(result) = done.next().await {
+                match result? {
+                    DiffDone::Both(prefix, old_target, old, new_target, new) => {
+                        level.push((prefix, old_target, old, new_target, new));
+                    }
+                    DiffDone::OneSide(prefix, target, listing, new_side) => {
+                        if listing.truncated {
+                            return Ok(Err(format!(
+                                "GitHub truncated the listing of {target} of `{}`; listing the whole tree",
+                                self.repo()
+                            )));
+                        }
+                        for item in listing.tree {
+                            let path = join(&prefix, &item.path);
+                            let policy = new_side.then_some(policy);
+                            let Some(found) = diff_item(ctx, &target, &path, &item, policy)? else {
+                                continue;
+                            };
+                            let (before, after) = if new_side {
+                                (None, Some(found))
+                            } else {
+                                (Some(found), None)
+                            };
+                            changes.push(TreeChange {
+                                path: repo_path(ctx, &target, path)?,
+                                before,
+                                after,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Ok(changes))
+    }
+
+    async fn run_diff_job(&self, job: DiffJob) -> Result<DiffDone, Error> {
+        match job {
+            DiffJob::Both(prefix, old, new) => {
+                let target = Target::Subtree(prefix.clone());
+                let (o, n) = futures::join!(
+                    self.list_tree(&old, false, &target),
+                    self.list_tree(&new, false, &target)
+                );
+                Ok(DiffDone::Both(prefix, target.clone(), o?, target, n?))
+            }
+            DiffJob::Old(prefix, sha) => {
+                let target = Target::Subtree(prefix.clone());
+                let listing = self.list_tree(&sha, true, &target).await?;
+                Ok(DiffDone::OneSide(prefix, target, listing, false))
+            }
+            DiffJob::New(prefix, sha) => {
+                let target = Target::Subtree(prefix.clone());
+                let listing = self.list_tree(&sha, true, &target).await?;
+                Ok(DiffDone::OneSide(prefix, target, listing, true))
             }
         }
     }
@@ -431,6 +594,99 @@ struct Job {
     prefix: String,
     sha: String,
     recursive: bool,
+}
+
+/// A directory the tree-id descent lists next.
+enum DiffJob {
+    /// On both sides with different ids: both listed, one level.
+    Both(String, String, String),
+    /// Only in the older tree: listed recursively, everything removed.
+    Old(String, String),
+    /// Only in the newer tree: listed recursively, everything added.
+    New(String, String),
+}
+
+impl DiffJob {
+    fn listings(&self) -> usize {
+        match self {
+            Self::Both(..) => 2,
+            Self::Old(..) | Self::New(..) => 1,
+        }
+    }
+}
+
+/// What a [`DiffJob`] listed.
+enum DiffDone {
+    Both(String, Target, TreeListing, Target, TreeListing),
+    /// The prefix, the listing and whether it is of the newer tree.
+    OneSide(String, Target, TreeListing, bool),
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+fn repo_path(ctx: &ErrorContext, target: &Target, path: String) -> Result<RepoPath, Error> {
+    RepoPath::from_vec(path.into_bytes()).map_err(|e| ctx.malformed(target, e))
+}
+
+/// The item a listed entry is (`None` for a tree). With `policy` (the newer side), an
+/// admitted blob carries its size.
+fn diff_item(
+    ctx: &ErrorContext,
+    target: &Target,
+    path: &str,
+    item: &TreeItem,
+    policy: Option<&FilePolicy>,
+) -> Result<Option<sync_core::TreeItem>, Error> {
+    match item.kind.as_str() {
+        "tree" => Ok(None),
+        "commit" => Ok(Some(sync_core::TreeItem::Submodule)),
+        "blob" => {
+            let mode = u32::from_str_radix(&item.mode, 8).ok();
+            let Some(kind) = mode.and_then(EntryKind::from_git_mode) else {
+                return Err(ctx.malformed(
+                    target,
+                    format_args!("blob `{path}` has mode `{}`", item.mode),
+                ));
+            };
+            let blob: BlobId = item.sha.parse().map_err(|e| ctx.malformed(target, e))?;
+            let size = match policy {
+                Some(policy) if policy.admits(&repo_path(ctx, target, path.to_owned())?) => {
+                    Some(item.size.ok_or_else(|| {
+                        ctx.malformed(target, format_args!("blob `{path}` has no size"))
+                    })?)
+                }
+                _ => None,
+            };
+            Ok(Some(sync_core::TreeItem::Blob { blob, kind, size }))
+        }
+        other => Err(ctx.malformed(
+            target,
+            format_args!("`{path}` has the unknown type `{other}`"),
+        )),
+    }
+}
+
+/// Whether two items are the same blob of the same kind, both submodules, or both nothing.
+fn same_item(a: Option<&sync_core::TreeItem>, b: Option<&sync_core::TreeItem>) -> bool {
+    use sync_core::TreeItem as I;
+    match (a, b) {
+        (
+            Some(I::Blob {
+                blob: ab, kind: ak, ..
+            }),
+            Some(I::Blob {
+                blob: bb, kind: bk, ..
+            }),
+        ) => ab == bb && ak == bk,
+        (Some(I::Submodule), Some(I::Submodule)) | (None, None) => true,
+        _ => false,
+    }
 }
 
 /// A tree being flattened.
@@ -612,6 +868,29 @@ impl RepoSource for GitHubSource {
             flat.absorb(&self.client.ctx, &target, "", listing, None)?;
         }
         Ok(Tree::new(flat.entries)?.with_submodules(flat.submodules))
+    }
+
+    async fn changes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        policy: &FilePolicy,
+    ) -> Result<TreeChanges, Error> {
+        if !self.tree_diff {
+            return Ok(TreeChanges::Unavailable {
+                reason: format!(
+                    "the GitHub source of `{}` lists whole trees (its tree diff is off; see `GitHubSourceBuilder::tree_diff`)",
+                    self.repo()
+                ),
+            });
+        }
+        Ok(match self.descend(base, head, policy).await? {
+            Ok(changes) => TreeChanges::Listed(changes),
+            Err(reason) => {
+                tracing::debug!(%base, %head, repo = %self.repo(), %reason, "no tree diff");
+                TreeChanges::Unavailable { reason }
+            }
+        })
     }
 
     fn contents(

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::{
-    Blob, BlobId, Branch, CommitId, EntryKind, Error, RepoPath, RepoSource, Tree, TreeEntry,
+    Blob, BlobId, Branch, CommitId, EntryKind, Error, FilePolicy, RepoPath, RepoSource, Tree,
+    TreeChange, TreeChanges, TreeEntry, TreeItem,
 };
 
 /// One file of a [`MemorySource`] commit.
@@ -203,6 +204,13 @@ impl MemorySource {
         self.read().commits.get(commit).map(|(_, f)| f.clone())
     }
 
+    /// Drops a commit, as a force push followed by garbage collection (or a shallow clone)
+    /// loses one: its tree can no longer be listed, nor compared with. Returns whether it
+    /// was there. Branches pointing at it keep pointing at it.
+    pub fn forget_commit(&self, commit: &CommitId) -> bool {
+        self.write().commits.remove(commit).is_some()
+    }
+
     /// Drops the content of a blob while trees still name it, as a damaged repository or
     /// an incomplete clone lacks an object: reading it fails with [`Error::NotFound`].
     /// Returns whether the blob was there.
@@ -251,6 +259,57 @@ impl RepoSource for MemorySource {
         })
     }
 
+    /// Compares the two commits' files path by path (a memory commit has no subtrees to
+    /// skip); [`TreeChanges::Unavailable`] when `base` is unknown (never made, or
+    /// [forgotten](MemorySource::forget_commit)).
+    async fn changes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        policy: &FilePolicy,
+    ) -> Result<TreeChanges, Error> {
+        let inner = self.read();
+        let Some((_, new)) = inner.commits.get(head) else {
+            return Err(Error::not_found(format!(
+                "commit {head} not found in `{}`",
+                self.identity()
+            )));
+        };
+        let Some((_, old)) = inner.commits.get(base) else {
+            return Ok(TreeChanges::Unavailable {
+                reason: format!(
+                    "commit {base} is no longer in `{}`; listing the whole tree",
+                    self.identity()
+                ),
+            });
+        };
+        let item = |f: &MemoryFile, with_size: bool| match f.kind {
+            None => TreeItem::Submodule,
+            Some(kind) => TreeItem::Blob {
+                blob: BlobId::for_content(&f.data),
+                kind,
+                size: (with_size && policy.admits(&f.path)).then_some(f.data.len() as u64),
+            },
+        };
+        let mut paths: BTreeMap<&RepoPath, (Option<TreeItem>, Option<TreeItem>)> = BTreeMap::new();
+        for f in old {
+            paths.entry(&f.path).or_default().0 = Some(item(f, false));
+        }
+        for f in new {
+            paths.entry(&f.path).or_default().1 = Some(item(f, true));
+        }
+        let changes = paths
+            .into_iter()
+            .filter(|(_, (before, after))| !same_item(before.as_ref(), after.as_ref()))
+            .map(|(path, (before, after))| TreeChange {
+                path: path.clone(),
+                before,
+                after,
+            })
+            .collect();
+        Ok(TreeChanges::Listed(changes))
+    }
+
     fn contents(
         &self,
         _commit: &CommitId,
@@ -273,5 +332,22 @@ impl RepoSource for MemorySource {
                 })
             })
             .boxed()
+    }
+}
+
+/// Whether two items are the same blob of the same kind, or both submodules, or both
+/// nothing (sizes aside: the old side has none).
+fn same_item(a: Option<&TreeItem>, b: Option<&TreeItem>) -> bool {
+    match (a, b) {
+        (
+            Some(TreeItem::Blob {
+                blob: ab, kind: ak, ..
+            }),
+            Some(TreeItem::Blob {
+                blob: bb, kind: bk, ..
+            }),
+        ) => ab == bb && ak == bk,
+        (Some(TreeItem::Submodule), Some(TreeItem::Submodule)) | (None, None) => true,
+        _ => false,
     }
 }

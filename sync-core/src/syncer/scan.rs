@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use super::Phases;
 use crate::{
-    BlobId, Change, DiffCounts, EntryKind, Error, FileChange, FilePolicy, IndexedFile, Phase,
-    RepoPath, SkipReason, SyncEvent, SyncRun, SyncStats, TreeEntry, diff, diff_all,
+    BlobId, Change, DiffCounts, EntryKind, Error, FileChange, FileIndex, FilePolicy,
+    FullScanReason, IndexedFile, Phase, RepoPath, SkipReason, SyncEvent, SyncRecord, SyncRun,
+    SyncStats, Tree, TreeChange, TreeChanges, TreeEntry, TreeItem, diff, diff_all,
 };
 
 /// What the import phase works from, and finalize commits.
@@ -49,9 +50,13 @@ impl SkipCounts {
 /// Sends [`Phase::Scan`], plans the run and sends [`SyncEvent::Scanned`].
 ///
 /// When the last completed run synced the same commit with the same settings, nothing is
-/// read from the source and the plan is empty. Otherwise the tree is listed with
-/// [`RepoSource::filtered_tree`](crate::RepoSource::filtered_tree), so nothing of a path
-/// outside the policy is read; every file is processed again when the settings changed.
+/// read from the source and the plan is empty. When it synced another commit with the same
+/// settings, the source lists the changes between the two commits
+/// ([`RepoSource::changes`](crate::RepoSource::changes)) and the new tree is the stored
+/// index with them applied. Otherwise — or when the source cannot list them — the tree is
+/// listed with [`RepoSource::filtered_tree`](crate::RepoSource::filtered_tree), so nothing
+/// of a path outside the policy is read, and [`SyncEvent::FullScan`] says why; every file
+/// is processed again when the settings changed.
 pub(super) async fn run(phases: Phases<'_>, run: &SyncRun) -> Result<Plan, Error> {
     let s = phases.syncer;
     phases
@@ -96,7 +101,8 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun) -> Result<Plan, Error
             let reprocess = last
                 .as_ref()
                 .is_some_and(|l| l.fingerprint != run.fingerprint);
-            let plan = plan(phases, run, reprocess).await?;
+            let (tree, index) = new_tree(phases, run, last.as_ref()).await?;
+            let plan = plan(s, &tree, &index, reprocess);
             phases
                 .emit
                 .send(SyncEvent::Scanned {
@@ -117,24 +123,152 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun) -> Result<Plan, Error
     }
 }
 
-/// Reads the tree and the stored index and decides what each changed path needs.
-async fn plan(phases: Phases<'_>, run: &SyncRun, reprocess: bool) -> Result<Plan, Error> {
+/// The commit's tree through the policy, and the stored index: from the changes since
+/// `last` when the source lists them, else by listing the whole tree (announced with
+/// [`SyncEvent::FullScan`]).
+async fn new_tree(
+    phases: Phases<'_>,
+    run: &SyncRun,
+    last: Option<&SyncRecord>,
+) -> Result<(Tree, FileIndex), Error> {
     let s = phases.syncer;
+    let reason = match last {
+        None => FullScanReason::FirstSync,
+        Some(last) if last.fingerprint != run.fingerprint => FullScanReason::SettingsChanged,
+        Some(last) => {
+            // The two reads are independent: overlap them.
+            let (changes, index) = tokio::try_join!(
+                s.source.changes(&last.commit, &run.commit, &s.policy),
+                s.store.file_index(&s.repo)
+            )?;
+            let reason = match changes {
+                TreeChanges::Listed(changes) => {
+                    match apply_changes(&index, changes, &s.policy, &last.stats) {
+                        Ok(tree) => return Ok((tree, index)),
+                        Err(detail) => FullScanReason::IndexMismatch { detail },
+                    }
+                }
+                TreeChanges::Unavailable { reason } => {
+                    FullScanReason::SourceCannotDiff { detail: reason }
+                }
+            };
+            tracing::info!(repo = %s.repo, %reason, "listing the whole tree");
+            phases.emit.send(SyncEvent::FullScan { reason }).await?;
+            let tree = s.source.filtered_tree(&run.commit, &s.policy).await?;
+            // Filtered again, so that a source which ignored the policy still yields the
+            // exact mirror (for one that applied it, this drops nothing).
+            return Ok((tree.filter(&s.policy), index));
+        }
+    };
+    phases.emit.send(SyncEvent::FullScan { reason }).await?;
     // The two reads are independent: overlap them.
     let (tree, index) = tokio::try_join!(
         s.source.filtered_tree(&run.commit, &s.policy),
         s.store.file_index(&s.repo)
     )?;
-    // Filtered again, so that a source which ignored the policy still yields the exact
-    // mirror (for one that applied it, this drops nothing).
-    let tree = tree.filter(&s.policy);
-    let submodules = tree.submodules();
-    let excluded = tree.excluded();
-    let admitted = tree.into_entries();
+    Ok((tree.filter(&s.policy), index))
+}
+
+/// The new commit's tree through `policy`: the stored `index` (the last run's tree
+/// through the same policy) with the source's `changes` applied, the policy applied to
+/// each changed path exactly as a full listing applies it. Submodules and excluded paths
+/// are counted from the last run's `stats`.
+///
+/// Fails, saying why, when the changes do not fit the index: a path listed twice, an old
+/// side the index does not hold, a new admitted blob without its size, counts below zero.
+fn apply_changes(
+    index: &FileIndex,
+    mut changes: Vec<TreeChange>,
+    policy: &FilePolicy,
+    last: &SyncStats,
+) -> Result<Tree, String> {
+    changes.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    if let Some(w) = changes.windows(2).find(|w| w[0].path == w[1].path) {
+        return Err(format!("the source listed `{}` twice", w[0].path));
+    }
+    let files = index.files();
+    let mut entries: Vec<TreeEntry> = Vec::with_capacity(files.len() + changes.len());
+    let (mut excluded, mut submodules) = (last.excluded as i64, last.submodules as i64);
+    let mut at = 0;
+    for change in &changes {
+        while let Some(file) = files.get(at).filter(|f| f.entry.path < change.path) {
+            entries.push(file.entry.clone());
+            at += 1;
+        }
+        let stored = files.get(at).filter(|f| f.entry.path == change.path);
+        if stored.is_some() {
+            at += 1;
+        }
+        let admitted = policy.admits(&change.path);
+        let before_matches = match change.before {
+            Some(TreeItem::Blob { blob, kind, .. }) if admitted => {
+                stored.is_some_and(|f| f.entry.blob == blob && f.entry.kind == kind)
+            }
+            Some(TreeItem::Blob { .. }) => {
+                excluded -= 1;
+                stored.is_none()
+            }
+            Some(TreeItem::Submodule) => {
+                submodules -= 1;
+                stored.is_none()
+            }
+            None => stored.is_none(),
+        };
+        if !before_matches {
+            return Err(format!(
+                "the index holds {} at `{}` where the source had {}",
+                stored.map_or_else(
+                    || "nothing".to_owned(),
+                    |f| format!("{} {}", f.entry.kind, f.entry.blob)
+                ),
+                change.path,
+                describe(change.before.as_ref())
+            ));
+        }
+        match change.after {
+            Some(TreeItem::Blob { blob, kind, size }) if admitted => {
+                let size = size.ok_or_else(|| {
+                    format!(
+                        "the source gave no size for the new blob of `{}`",
+                        change.path
+                    )
+                })?;
+                entries.push(TreeEntry::new(change.path.clone(), blob, size, kind));
+            }
+            Some(TreeItem::Blob { .. }) => excluded += 1,
+            Some(TreeItem::Submodule) => submodules += 1,
+            None => {}
+        }
+    }
+    entries.extend(files[at..].iter().map(|f| f.entry.clone()));
+    if excluded < 0 || submodules < 0 {
+        return Err(format!(
+            "the changes remove more excluded paths or submodules than the last run counted ({} excluded, {} submodules)",
+            last.excluded, last.submodules
+        ));
+    }
+    Ok(Tree::new(entries)
+        .map_err(|e| e.to_string())?
+        .with_submodules(submodules as u64)
+        .with_excluded(excluded as u64))
+}
+
+/// An item as an index-mismatch message names it.
+fn describe(item: Option<&TreeItem>) -> String {
+    match item {
+        None => "nothing".to_owned(),
+        Some(TreeItem::Submodule) => "a submodule".to_owned(),
+        Some(TreeItem::Blob { blob, kind, .. }) => format!("{kind} {blob}"),
+    }
+}
+
+/// Diffs the tree with the stored index and decides what each changed path needs.
+fn plan(s: &super::Syncer, tree: &Tree, index: &FileIndex, reprocess: bool) -> Plan {
+    let admitted = tree.entries();
     let d = if reprocess {
-        diff_all(index.files(), &admitted)
+        diff_all(index.files(), admitted)
     } else {
-        diff(index.files(), &admitted)
+        diff(index.files(), admitted)
     };
 
     let mut skips = SkipCounts::default();
@@ -151,8 +285,8 @@ async fn plan(phases: Phases<'_>, run: &SyncRun, reprocess: bool) -> Result<Plan
             deleted: d.counts.deleted,
             renamed: d.counts.renamed,
             unchanged: d.counts.unchanged,
-            excluded,
-            submodules,
+            excluded: tree.excluded(),
+            submodules: tree.submodules(),
             ..SyncStats::default()
         },
         skips,
@@ -203,7 +337,7 @@ async fn plan(phases: Phases<'_>, run: &SyncRun, reprocess: bool) -> Result<Plan
             }
         }
     }
-    Ok(plan)
+    plan
 }
 
 impl Plan {
@@ -292,9 +426,16 @@ mod tests {
         assert_eq!(plan.waiting.values().next().map(Vec::len), Some(2));
         let events = bench.events();
         assert_eq!(events[0], SyncEvent::Phase { phase: Phase::Scan });
+        assert_eq!(
+            events[1],
+            SyncEvent::FullScan {
+                reason: FullScanReason::FirstSync
+            },
+            "a first sync lists the whole tree, and says so"
+        );
         assert!(
             matches!(
-                events[1],
+                events[2],
                 SyncEvent::Scanned {
                     to_fetch: 1,
                     bytes_to_fetch: 5,
@@ -428,5 +569,199 @@ mod tests {
         let plan = run(bench.phases(), &second).await.unwrap();
         assert_eq!(plan.fetch.len(), 1, "the unchanged file is fetched again");
         assert!(matches!(plan.changes[..], [FileChange::Upsert(_)]));
+    }
+
+    /// The events of one whole sync of `main` by the bench's syncer.
+    async fn sync_events(bench: &Bench) -> Vec<SyncEvent> {
+        use futures::StreamExt;
+        let events: Vec<SyncEvent> = bench.syncer.run(Some("main")).collect().await;
+        assert!(
+            matches!(events.last(), Some(SyncEvent::Completed { .. })),
+            "{events:?}"
+        );
+        events
+    }
+
+    fn full_scan(events: &[SyncEvent]) -> Option<&FullScanReason> {
+        events.iter().find_map(|e| match e {
+            SyncEvent::FullScan { reason } => Some(reason),
+            _ => None,
+        })
+    }
+
+    #[tokio::test]
+    async fn each_full_scan_says_why_and_a_new_head_lists_only_changes() {
+        let bench = Bench::new();
+        bench.source.commit("main", [("a.txt", "a\n")]).unwrap();
+        let events = sync_events(&bench).await;
+        assert_eq!(full_scan(&events), Some(&FullScanReason::FirstSync));
+
+        bench
+            .source
+            .commit("main", [("a.txt", "a\n"), ("b.txt", "b\n")])
+            .unwrap();
+        let events = sync_events(&bench).await;
+        assert_eq!(full_scan(&events), None, "the changes were listed");
+
+        // Other settings: a full scan that reprocesses every file.
+        let bench = bench.with(|s| s.with_extractor(std::sync::Arc::new(crate::WholeFile)));
+        bench
+            .source
+            .commit("main", [("a.txt", "a\n"), ("b.txt", "b2\n")])
+            .unwrap();
+        let events = sync_events(&bench).await;
+        assert_eq!(full_scan(&events), Some(&FullScanReason::SettingsChanged));
+
+        // The last synced commit is gone (a force push and garbage collection).
+        let last = bench
+            .store
+            .last_completed(bench.syncer.repo())
+            .await
+            .unwrap()
+            .unwrap()
+            .commit;
+        bench.source.commit("main", [("c.txt", "c\n")]).unwrap();
+        assert!(bench.source.forget_commit(&last));
+        let events = sync_events(&bench).await;
+        match full_scan(&events) {
+            Some(FullScanReason::SourceCannotDiff { detail }) => {
+                assert!(detail.contains(&last.to_hex()), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let index = bench.store.file_index(bench.syncer.repo()).await.unwrap();
+        let paths: Vec<String> = index
+            .files()
+            .iter()
+            .map(|f| f.entry.path.to_string())
+            .collect();
+        assert_eq!(paths, ["c.txt"]);
+    }
+
+    /// A source that cannot list changes: every sync lists the whole tree, and says so.
+    #[tokio::test]
+    async fn a_source_without_the_capability_still_syncs() {
+        let bench = Bench::new();
+        let (source, store) = (bench.source.clone(), bench.store.clone());
+        let bench =
+            bench.with(|_| Syncer::new(std::sync::Arc::new(OnlyFiltered(source)), store).unwrap());
+        bench.source.commit("main", [("a.txt", "a\n")]).unwrap();
+        sync_events(&bench).await;
+        bench.source.commit("main", [("b.txt", "a\n")]).unwrap();
+        let events = sync_events(&bench).await;
+        match full_scan(&events) {
+            Some(FullScanReason::SourceCannotDiff { detail }) => {
+                assert!(detail.contains("cannot list the changes"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let last = bench
+            .store
+            .last_completed(bench.syncer.repo())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((last.stats.renamed, last.stats.files), (1, 1));
+    }
+
+    fn indexed(path: &str, data: &str, kind: EntryKind) -> IndexedFile {
+        IndexedFile::new(
+            TreeEntry::new(
+                RepoPath::new(path).unwrap(),
+                BlobId::for_content(data.as_bytes()),
+                data.len() as u64,
+                kind,
+            ),
+            None,
+        )
+    }
+
+    fn blob(data: &str, kind: EntryKind, size: bool) -> Option<TreeItem> {
+        Some(TreeItem::Blob {
+            blob: BlobId::for_content(data.as_bytes()),
+            kind,
+            size: size.then_some(data.len() as u64),
+        })
+    }
+
+    fn change(path: &str, before: Option<TreeItem>, after: Option<TreeItem>) -> TreeChange {
+        TreeChange {
+            path: RepoPath::new(path).unwrap(),
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn changes_apply_to_the_index_with_the_policy_and_counts() {
+        let policy = FilePolicy::builder().exclude("vendor/**").build().unwrap();
+        let index = FileIndex::new(vec![
+            indexed("a", "a", EntryKind::File),
+            indexed("b", "b", EntryKind::File),
+            indexed("d/x", "x", EntryKind::File),
+        ])
+        .unwrap();
+        let last = SyncStats {
+            excluded: 1,
+            submodules: 1,
+            ..SyncStats::default()
+        };
+        let changes = vec![
+            change("d/x", blob("x", EntryKind::File, false), None),
+            change(
+                "b",
+                blob("b", EntryKind::File, false),
+                blob("b", EntryKind::Executable, true),
+            ),
+            change("vendor/v", blob("v", EntryKind::File, false), None),
+            change(
+                "sub",
+                Some(TreeItem::Submodule),
+                blob("s", EntryKind::File, true),
+            ),
+            change("d", None, blob("x", EntryKind::File, true)),
+            change("vendor/w", None, blob("w", EntryKind::File, false)),
+            change("vendor/z", None, blob("z", EntryKind::File, false)),
+        ];
+        let tree = apply_changes(&index, changes, &policy, &last).unwrap();
+        let got: Vec<(String, EntryKind)> = tree
+            .entries()
+            .iter()
+            .map(|e| (e.path.to_string(), e.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".to_owned(), EntryKind::File),
+                ("b".to_owned(), EntryKind::Executable),
+                ("d".to_owned(), EntryKind::File),
+                ("sub".to_owned(), EntryKind::File),
+            ]
+        );
+        assert_eq!((tree.excluded(), tree.submodules()), (2, 0));
+    }
+
+    #[test]
+    fn changes_that_do_not_fit_the_index_are_refused() {
+        let policy = FilePolicy::default();
+        let index = FileIndex::new(vec![indexed("a", "a", EntryKind::File)]).unwrap();
+        let last = SyncStats::default();
+        let refused =
+            |changes: Vec<TreeChange>| apply_changes(&index, changes, &policy, &last).unwrap_err();
+        let err = refused(vec![change(
+            "a",
+            blob("other", EntryKind::File, false),
+            None,
+        )]);
+        assert!(err.contains("`a`"), "{err}");
+        let err = refused(vec![change("a", None, blob("a", EntryKind::File, true))]);
+        assert!(err.contains("where the source had nothing"), "{err}");
+        let err = refused(vec![change("b", None, blob("b", EntryKind::File, false))]);
+        assert!(err.contains("no size"), "{err}");
+        let err = refused(vec![change("s", Some(TreeItem::Submodule), None)]);
+        assert!(err.contains("submodules"), "{err}");
+        let twice = change("b", None, blob("b", EntryKind::File, true));
+        let err = refused(vec![twice.clone(), twice]);
+        assert!(err.contains("twice"), "{err}");
     }
 }

@@ -21,6 +21,7 @@
 //! | test | invariant of the design |
 //! |---|---|
 //! | [`exact_mirror`] | 1. exact mirror |
+//! | [`incremental_equals_full`] | 9. incremental equals full |
 //! | [`work_follows_change`], [`settings_change_reprocesses`] | 2. work follows change |
 //! | [`one_active_version`] | 3. one active version |
 //! | [`atomic_visibility`], [`fault_sweep_store`], [`fault_sweep_source`], [`cancellation_sweep`] | 4. atomic visibility |
@@ -51,8 +52,10 @@
 //! | [`missing_object_is_not_found`] | a missing object is `NotFound` naming its path |
 //! | [`dropped_contents_leave_the_source_usable`] | cancellation |
 //! | [`policy_filters_before_reading`] | nothing of an excluded path is read |
+//! | [`changes_match_full_scan`] | 9. incremental equals full, through the source's changes |
 
 mod fixture;
+mod incremental;
 mod source_suite;
 mod suite;
 mod wrappers;
@@ -60,6 +63,11 @@ mod wrappers;
 pub use fixture::{
     CHUNK_BYTES, DIMS, EntryKey, Harness, MAX_FILE_SIZE, STEPS, Snapshot, extractor, lib_rs,
     one_entry_batch, options, policy, run_start, step_branch, step_files,
+};
+pub use incremental::{
+    INCREMENTAL_MAX_FILE_SIZE, changes_match_full_scan, check_incremental_equals_full,
+    full_scan_reason, incremental_equals_full, incremental_history, incremental_policy,
+    sync_commit,
 };
 pub use source_suite::{
     BuiltSource, EXCLUDED_PATH, History, HistoryCommit, MemoryFixture, SourceFixture, UNUSUAL_PATH,
@@ -97,7 +105,7 @@ macro_rules! sync_store_conformance {
             unknown_runs_are_not_found, search_ties_rank_by_path_then_ordinal,
             lexical_search_finds_identifiers_and_paths, hybrid_ranking_is_the_same_in_every_store,
             models_coexist_and_an_unknown_model_is_a_clear_error,
-            reembed_fills_in_missing_embeddings, chunk_meta_round_trips);
+            reembed_fills_in_missing_embeddings, chunk_meta_round_trips, incremental_equals_full);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };
@@ -126,7 +134,8 @@ macro_rules! sync_source_conformance {
         $crate::sync_source_conformance!(@each $fixture;
             branches_sorted_with_heads, default_branch, unknown_branch_is_not_found,
             tree_lists_every_blob, contents_rehash_to_their_ids, missing_object_is_not_found,
-            dropped_contents_leave_the_source_usable, policy_filters_before_reading);
+            dropped_contents_leave_the_source_usable, policy_filters_before_reading,
+            changes_match_full_scan);
     };
     (@each $fixture:expr; $($name:ident),*) => {$(
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,14 @@ pub trait SourceFixture: Send + Sync {
     /// from the repository while its trees still name it. The suite branches on it.
     fn loses_blobs(&self) -> bool;
 
+    /// Whether the source lists the changes between two commits
+    /// ([`RepoSource::changes`]); the suite then requires every incremental sync to use
+    /// them. Defaults to `false`: the suite only checks that the result equals a full
+    /// scan.
+    fn lists_changes(&self) -> bool {
+        false
+    }
+
     /// Builds `history` in a fresh repository and returns a source over it.
     async fn build(&self, history: &History) -> BuiltSource;
 }
@@ -89,6 +97,10 @@ pub struct MemoryFixture;
 #[async_trait]
 impl SourceFixture for MemoryFixture {
     fn loses_blobs(&self) -> bool {
+        true
+    }
+
+    fn lists_changes(&self) -> bool {
         true
     }
 

@@ -148,15 +148,22 @@ pub async fn work_follows_change(factory: &impl StoreFactory) {
     );
     assert_eq!(second.stats.embeddings_computed, 2);
 
-    // Step 2: a new commit with the same tree. The tree is read, nothing else.
+    // Step 2: a new commit with the same tree. Its changes are listed (none), the tree is
+    // not read, nothing else is.
     let before = h.snapshot().await;
-    let (blobs, stages, trees) = (
+    let (blobs, stages, trees, listed) = (
         h.counted_source.blobs_read(),
         h.counted_store.stage_calls(),
         h.counted_source.trees_read(),
+        h.counted_source.changes_listed(),
     );
     let third = h.sync_step(2).await;
-    assert_eq!(h.counted_source.trees_read() - trees, 1);
+    assert_eq!(
+        h.counted_source.trees_read() - trees,
+        0,
+        "a new head of the same settings reads no whole tree"
+    );
+    assert_eq!(h.counted_source.changes_listed() - listed, 1);
     assert_eq!(
         h.counted_source.blobs_read(),
         blobs,
@@ -943,7 +950,7 @@ async fn check_embeddings(
 }
 
 /// Invariant 8, **honest events**: one `Started` first, phases in order, `Prepared` and
-/// `Scanned` in their phases, progress that only grows and ends complete, exactly one
+/// `Scanned` and `FullScan` in their phases, progress that only grows and ends complete, exactly one
 /// terminal event last, matching the store; every event round-trips through JSON. Failed
 /// and cancelled runs end the same way.
 pub async fn honest_events(factory: &impl StoreFactory) {
@@ -1060,7 +1067,9 @@ pub fn check_event_order(events: &[SyncEvent]) {
         match e {
             SyncEvent::Phase { phase: p } => phase = Some(*p),
             SyncEvent::Prepared { .. } => assert_eq!(phase, Some(Phase::Prepare)),
-            SyncEvent::Scanned { .. } => assert_eq!(phase, Some(Phase::Scan)),
+            SyncEvent::Scanned { .. } | SyncEvent::FullScan { .. } => {
+                assert_eq!(phase, Some(Phase::Scan));
+            }
             SyncEvent::Progress(p) => {
                 assert_eq!(phase, Some(Phase::Import));
                 assert!(

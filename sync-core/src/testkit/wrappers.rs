@@ -12,7 +12,7 @@ use crate::{
     Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedded, Embedder, Embedding,
     EntryQuery, Error, FileIndex, FilePolicy, MemoryEntry, NewEmbedding, RepoKey, RepoSource,
     RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStore,
-    TokenCounter, Tree, TreeEntry,
+    TokenCounter, Tree, TreeChanges, TreeEntry,
 };
 
 /// When an injected fault strikes relative to the wrapped call.
@@ -122,6 +122,7 @@ pub struct FaultySource<S> {
     plan: Arc<FaultPlan>,
     blobs: AtomicU64,
     trees: AtomicU64,
+    changes: AtomicU64,
 }
 
 impl<S: RepoSource> FaultySource<S> {
@@ -132,6 +133,7 @@ impl<S: RepoSource> FaultySource<S> {
             plan,
             blobs: AtomicU64::new(0),
             trees: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -148,6 +150,11 @@ impl<S: RepoSource> FaultySource<S> {
     /// Calls of `tree` and `filtered_tree` so far.
     pub fn trees_read(&self) -> u64 {
         self.trees.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `changes` so far.
+    pub fn changes_listed(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
     }
 }
 
@@ -190,6 +197,19 @@ impl<S: RepoSource> RepoSource for FaultySource<S> {
         self.trees.fetch_add(1, Ordering::SeqCst);
         self.plan
             .guard("tree", self.inner.filtered_tree(commit, policy))
+            .await
+    }
+
+    /// Counted, and guarded as `changes`.
+    async fn changes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        policy: &FilePolicy,
+    ) -> Result<TreeChanges, Error> {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.plan
+            .guard("changes", self.inner.changes(base, head, policy))
             .await
     }
 

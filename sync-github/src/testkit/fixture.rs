@@ -31,6 +31,10 @@ impl SourceFixture for GitHubFixture {
         true
     }
 
+    fn lists_changes(&self) -> bool {
+        true
+    }
+
     async fn build(&self, history: &History) -> BuiltSource {
         let history = history.clone();
         let (repo, commits) = tokio::task::spawn_blocking(move || build_history(&history))
@@ -42,6 +46,7 @@ impl SourceFixture for GitHubFixture {
         let source = GitHubSource::builder(OWNER, NAME)
             .api_url(github.api_url())
             .anonymous()
+            .tree_diff(true)
             .retry(
                 RetryPolicy::default()
                     .max_attempts(3)

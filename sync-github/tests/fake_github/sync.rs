@@ -200,3 +200,61 @@ async fn a_bare_repository_served_by_path_gives_the_same_index() {
     assert_eq!(indexes[0], indexes[1]);
     assert_mirror(&indexes[1], &repo.expected_tree(&commit));
 }
+
+/// With the tree diff on, a one-file change is found by listing only the directories on
+/// its path (two listings each, no recursive listing); a base commit GitHub no longer
+/// has (a force push) makes the sync list the whole tree and say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_diff_lists_only_changed_directories_and_falls_back_when_the_base_is_gone() {
+    use sync_core::{FullScanReason, SyncEvent};
+
+    let (repo, _) = repo_with(200);
+    let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
+    let source = Arc::new(builder(&github).tree_diff(true).build().unwrap());
+    let (store, syncer) = syncer(source);
+    sync(&syncer, Some("main")).await.result.unwrap();
+
+    repo.write(&file_path(7), file_text(7, 1));
+    let second = repo.commit("one file");
+    github.reset_counts();
+    let run = sync(&syncer, Some("main")).await;
+    let record = run.result.unwrap();
+    assert_eq!((record.stats.modified, record.stats.blobs_fetched), (1, 1));
+    assert!(
+        !run.events
+            .iter()
+            .any(|e| matches!(e, SyncEvent::FullScan { .. })),
+        "{:?}",
+        run.events
+    );
+    assert_store_mirrors(&store, &syncer, &repo, &second).await;
+    assert_eq!(github.count(Route::TreeRecursive), 0);
+    // `src/m07/s2/file00007.rs`: the root, `src`, `src/m07` and `src/m07/s2`, both sides.
+    assert_eq!(github.count(Route::Tree), 8, "{:?}", github.counts());
+
+    // Force-push an unrelated history and let git forget the synced commit.
+    repo.git(["checkout", "-q", "--orphan", "rewritten"]);
+    repo.git(["read-tree", "--empty"]);
+    repo.write("only.txt", "a new history\n");
+    repo.git(["add", "only.txt"]);
+    let rewritten = repo.commit("unrelated");
+    repo.git(["branch", "-f", "main", "rewritten"]);
+    repo.git(["checkout", "-q", "main"]);
+    repo.git(["branch", "-D", "rewritten"]);
+    repo.git(["reflog", "expire", "--expire=now", "--all"]);
+    repo.gc();
+    let run = sync(&syncer, Some("main")).await;
+    run.result.unwrap();
+    let reason = run.events.iter().find_map(|e| match e {
+        SyncEvent::FullScan { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    match reason {
+        Some(FullScanReason::SourceCannotDiff { detail }) => {
+            assert!(detail.contains(&second.to_hex()), "{detail}");
+            assert!(detail.contains("no longer"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_store_mirrors(&store, &syncer, &repo, &rewritten).await;
+}
