@@ -160,12 +160,17 @@ pub fn query_terms(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Reciprocal rank fusion of ranked lists (each best first, as a store returns them): a hit's
-/// fused score is the sum over the lists it appears in of `1 / (RRF_K + rank)`, rank
-/// counted from 1. Hits are the same entry when path and ordinal are equal; the first list
-/// that has one provides its entry (so put the vector list first to keep embeddings). The
-/// result is ranked by [`SearchHit::rank_all`] (fused score, then path bytes, then ordinal)
-/// and cut to `k`; each hit's [`score`](SearchHit::score) is its fused score.
+/// Reciprocal rank fusion of ranked lists (each best first, as a store returns them), of
+/// entries and of their files: a hit's fused score is the sum over the lists it appears in
+/// of `1 / (RRF_K + rank)`, plus the same sum for its file, whose rank in a list is that of
+/// its first entry there (files counted once per list, from 1).
+///
+/// The file's part matters for small chunks: the vector list may find a file by one of its
+/// functions and the lexical list by another, and the file then rises above files that
+/// only one list found. Hits are the same entry when path and ordinal are equal; the first
+/// list that has one provides its entry (so put the vector list first to keep embeddings).
+/// The result is ranked by [`SearchHit::rank_all`] (fused score, then path bytes, then
+/// ordinal) and cut to `k`; each hit's [`score`](SearchHit::score) is its fused score.
 ///
 /// ```
 /// use sync_core::{fuse, SearchHit};
@@ -187,20 +192,30 @@ pub fn query_terms(text: &str) -> Vec<String> {
 /// ```
 pub fn fuse<const N: usize>(lists: [Vec<SearchHit>; N], k: usize) -> Vec<SearchHit> {
     let mut fused: HashMap<(Vec<u8>, u32), (f64, SearchHit)> = HashMap::new();
+    let mut files: HashMap<Vec<u8>, f64> = HashMap::new();
     for list in lists {
-        for (i, hit) in list.into_iter().enumerate() {
+        let mut seen: Vec<&[u8]> = Vec::new();
+        let mut ranked: Vec<(Vec<u8>, f64)> = Vec::new();
+        for (i, hit) in list.iter().enumerate() {
+            let path = hit.entry.path.as_bytes();
+            if !seen.contains(&path) {
+                seen.push(path);
+                ranked.push((path.to_vec(), 1.0 / (RRF_K + seen.len() as f64)));
+            }
             let add = 1.0 / (RRF_K + (i + 1) as f64);
-            let key = (hit.entry.path.as_bytes().to_vec(), hit.entry.ordinal);
             fused
-                .entry(key)
+                .entry((path.to_vec(), hit.entry.ordinal))
                 .and_modify(|(score, _)| *score += add)
-                .or_insert((add, hit));
+                .or_insert_with(|| (add, hit.clone()));
+        }
+        for (path, add) in ranked {
+            *files.entry(path).or_default() += add;
         }
     }
     let mut hits: Vec<SearchHit> = fused
         .into_values()
         .map(|(score, mut hit)| {
-            hit.score = score as f32;
+            hit.score = (score + files[hit.entry.path.as_bytes()]) as f32;
             hit
         })
         .collect();
@@ -255,6 +270,7 @@ mod tests {
         let vector = vec![hit("a", 0), hit("b", 0), hit("c", 0)];
         let lexical = vec![hit("c", 0), hit("d", 0), hit("a", 0)];
         let fused = fuse([vector, lexical], 10);
+        // One entry per file, so each counts twice (entry and file):
         // a: 1/61 + 1/63, c: 1/63 + 1/61 (tie, path order), b: 1/62, d: 1/62 (tie).
         assert_eq!(
             order(&fused),
@@ -265,13 +281,35 @@ mod tests {
                 ("d".into(), 0)
             ]
         );
-        let expected = (1.0 / 61.0 + 1.0 / 63.0) as f32;
+        let expected = (2.0 * (1.0 / 61.0 + 1.0 / 63.0)) as f32;
         assert!(
             (fused[0].score - expected).abs() < 1e-7,
             "{}",
             fused[0].score
         );
-        assert_eq!(fused[2].score, (1.0 / 62.0) as f32);
+        assert_eq!(fused[2].score, (2.0 / 62.0) as f32);
+    }
+
+    #[test]
+    fn a_file_both_lists_find_rises_above_files_one_list_finds() {
+        // The vector list finds `a` by its entry 0, the lexical list by its entry 1; `b` and
+        // `c` are each found once, ahead of `a`.
+        let vector = vec![hit("b", 0), hit("a", 0)];
+        let lexical = vec![hit("c", 0), hit("a", 1)];
+        let fused = fuse([vector, lexical], 10);
+        assert_eq!(
+            order(&fused),
+            [
+                ("a".into(), 0),
+                ("a".into(), 1),
+                ("b".into(), 0),
+                ("c".into(), 0)
+            ]
+        );
+        // a: file 1/62 + 1/62, each entry 1/62; b and c: 1/61 twice.
+        let a = (3.0 / 62.0) as f32;
+        assert!((fused[0].score - a).abs() < 1e-7, "{}", fused[0].score);
+        assert_eq!(fused[2].score, (2.0 / 61.0) as f32);
     }
 
     #[test]
