@@ -76,14 +76,7 @@ async fn serve_syncs_the_repository_here_through_the_api() {
     let server = Server::start(&cli, &["--source", src, "--embedder", "hash:32"], &[]);
     let http = client();
 
-    let projects: Value = http
-        .get(server.url("/api/v1/projects"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, projects) = get(&http, &server, None, "/api/v1/projects").await;
     assert_eq!(projects["projects"][0]["name"], "repo", "{projects}");
 
     let started = http
@@ -111,28 +104,26 @@ async fn serve_syncs_the_repository_here_through_the_api() {
     assert_eq!(names.first(), Some(&"started"), "{events}");
     assert_eq!(names.last(), Some(&"completed"), "{events}");
 
-    let run: Value = http
-        .get(server.url(&format!("/api/v1/projects/repo/syncs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, run) = get(
+        &http,
+        &server,
+        None,
+        &format!("/api/v1/projects/repo/syncs/{id}"),
+    )
+    .await;
     assert_eq!(run["status"], "completed");
     assert_eq!(run["commit"], commit.to_hex());
     assert_eq!(run["stats"]["added"], 3);
     // The store the server wrote is the one `projsync` reads, equal to git's tree.
     assert_eq!(cli.ls(src), ls_oracle(repo.path(), &commit));
 
-    let hits: Value = http
-        .get(server.url("/api/v1/projects/repo/search?q=parse_config&k=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, hits) = get(
+        &http,
+        &server,
+        None,
+        "/api/v1/projects/repo/search?q=parse_config&k=1",
+    )
+    .await;
     assert_eq!(hits["hits"][0]["path"], "src/lib.rs", "{hits}");
 
     // Ctrl-C (SIGINT) stops the server cleanly.
@@ -204,14 +195,18 @@ fn serve_without_tokens_refuses_to_listen_beyond_loopback() {
     assert!(out.stdout.is_empty());
 }
 
-/// `GET path` as `token`: the status and the JSON body.
-async fn get(http: &reqwest::Client, server: &Server, token: &str, path: &str) -> (u16, Value) {
-    let r = http
-        .get(server.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+/// `GET path`, as `token` when there is one: the status and the JSON body.
+async fn get(
+    http: &reqwest::Client,
+    server: &Server,
+    token: Option<&str>,
+    path: &str,
+) -> (u16, Value) {
+    let mut request = http.get(server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -277,7 +272,7 @@ async fn a_config_file_serves_two_tenants_of_one_postgres_apart() {
     let run_b = sync(&http, &server, "token-two", "b").await;
     assert_ne!(run_a, run_b);
 
-    let (_, mine) = get(&http, &server, "token-one", "/api/v1/projects").await;
+    let (_, mine) = get(&http, &server, Some("token-one"), "/api/v1/projects").await;
     let names: Vec<&str> = mine["projects"]
         .as_array()
         .unwrap()
@@ -285,7 +280,13 @@ async fn a_config_file_serves_two_tenants_of_one_postgres_apart() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["a"]);
-    let (_, history) = get(&http, &server, "token-one", "/api/v1/projects/a/syncs").await;
+    let (_, history) = get(
+        &http,
+        &server,
+        Some("token-one"),
+        "/api/v1/projects/a/syncs",
+    )
+    .await;
     let ids: Vec<i64> = history["syncs"]
         .as_array()
         .unwrap()
@@ -300,7 +301,7 @@ async fn a_config_file_serves_two_tenants_of_one_postgres_apart() {
     let (status, _) = get(
         &http,
         &server,
-        "token-one",
+        Some("token-one"),
         &format!("/api/v1/projects/a/syncs/{run_b}"),
     )
     .await;
@@ -308,8 +309,20 @@ async fn a_config_file_serves_two_tenants_of_one_postgres_apart() {
         status, 404,
         "tenant two's run, through tenant one's project"
     );
-    let (status, foreign) = get(&http, &server, "token-one", "/api/v1/projects/b/syncs").await;
-    let (_, missing) = get(&http, &server, "token-one", "/api/v1/projects/c/syncs").await;
+    let (status, foreign) = get(
+        &http,
+        &server,
+        Some("token-one"),
+        "/api/v1/projects/b/syncs",
+    )
+    .await;
+    let (_, missing) = get(
+        &http,
+        &server,
+        Some("token-one"),
+        "/api/v1/projects/c/syncs",
+    )
+    .await;
     assert_eq!(status, 404);
     assert_eq!(
         foreign.to_string().replace("`b`", "`X`"),
@@ -318,7 +331,7 @@ async fn a_config_file_serves_two_tenants_of_one_postgres_apart() {
     let (status, _) = get(
         &http,
         &server,
-        "token-one",
+        Some("token-one"),
         &format!("/api/v1/events/project-sync/{run_b}"),
     )
     .await;
@@ -326,7 +339,7 @@ async fn a_config_file_serves_two_tenants_of_one_postgres_apart() {
     let (_, hits) = get(
         &http,
         &server,
-        "token-two",
+        Some("token-two"),
         "/api/v1/projects/b/search?q=shared_code",
     )
     .await;
