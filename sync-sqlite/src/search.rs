@@ -300,10 +300,14 @@ pub(crate) fn search_text(
         .collect::<Vec<_>>()
         .join(" OR ");
     let what = "searching text";
+    // `CROSS JOIN` keeps the index the outer loop: one FTS5 query whose bm25 reads each
+    // term's document frequency once. With `entries` outside, SQLite may probe the index
+    // once per entry of the repository, and every probe is a new query that reads every
+    // term's whole posting list again (a quarter of a second for 2000 entries).
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS}, -bm25(entries_lexical) AS score \
-             FROM entries_lexical JOIN entries e ON e.id = entries_lexical.rowid \
+             FROM entries_lexical CROSS JOIN entries e ON e.id = entries_lexical.rowid \
              WHERE entries_lexical MATCH ?1 AND e.repository_id = ?2 AND e.status = 'active' \
              ORDER BY score DESC, e.path, e.ordinal LIMIT ?3"
         ))

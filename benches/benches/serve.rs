@@ -1,0 +1,325 @@
+//! The sync service under load: one sync of a generated repository of `SYNC_BENCH_FILES`
+//! files (default 10000) started through the HTTP API of `sync-server` on a real socket,
+//! into a new SQLite store, with the hashing embedder (384 dimensions, MiniLM's width):
+//!
+//! * alone (the baseline: nobody watches, the run is polled every 100 ms),
+//! * watched by 200 SSE clients from its first event to its last, while another client
+//!   sends 50 search requests a second (open loop: one request every 20 ms, whatever the
+//!   answers take) to a second project holding the whole repository already synced.
+//!
+//! Everything runs in this process on one multi-threaded runtime, so server and clients
+//! share the machine's cores. The sync's time is the run's own (`finished_at -
+//! started_at`). Each loaded run checks that every client saw the run's `completed`
+//! event last; at the end the bench prints the medians, their ratio (goal: at most 1.2)
+//! and the search latencies' p50/p99 over all loaded runs (goal: p99 under 200 ms).
+
+#![allow(missing_docs, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::Value;
+use sync_core::{Embedder, HashEmbedder, Syncer};
+use sync_git::GitSource;
+use sync_git::testkit::{TestRepo, synthetic_repo};
+use sync_server::{AppState, Auth, Project};
+use sync_sqlite::SqliteStore;
+use tokio::runtime::Runtime;
+use tokio::task::JoinSet;
+
+const TOKEN: &str = "bench-token";
+const CLIENTS: usize = 200;
+const SEARCHES_PER_SECOND: u64 = 50;
+
+fn n_files() -> usize {
+    files()
+}
+
+fn files() -> usize {
+    std::env::var("SYNC_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// The repository, the synced project searches go to, and one embedder for all.
+struct Bench {
+    repo: TestRepo,
+    embedder: Arc<dyn Embedder>,
+    indexed: Syncer,
+    http: reqwest::Client,
+}
+
+/// What one measured run saw.
+struct Run {
+    /// The run's own time, from its record.
+    sync: Duration,
+    /// Each search's latency, request to parsed answer.
+    searches: Vec<Duration>,
+}
+
+impl Bench {
+    async fn new(files: usize) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let repo = synthetic_repo(files);
+        let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(384));
+        let store = Arc::new(SqliteStore::temporary().await.unwrap());
+        let indexed = Self::syncer(&repo, store, &embedder);
+        let record = indexed.sync(None).await.unwrap();
+        assert_eq!(record.stats.files as usize, files);
+        Self {
+            repo,
+            embedder,
+            indexed,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(CLIENTS + 64)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn syncer(repo: &TestRepo, store: Arc<SqliteStore>, embedder: &Arc<dyn Embedder>) -> Syncer {
+        Syncer::new(Arc::new(GitSource::open(repo.path()).unwrap()), store)
+            .unwrap()
+            .with_tenant("bench")
+            .unwrap()
+            .with_embedder(Arc::clone(embedder))
+    }
+
+    /// Serves projects `indexed` and `fresh` (a new, empty store) on a new socket.
+    async fn serve(&self) -> (String, Arc<SqliteStore>) {
+        let store = Arc::new(SqliteStore::temporary().await.unwrap());
+        let fresh = Self::syncer(&self.repo, Arc::clone(&store), &self.embedder);
+        let state = AppState::new(Auth::open().with_token("bench", TOKEN).unwrap())
+            .with_embedder(Arc::clone(&self.embedder))
+            .unwrap()
+            .with_project(Project::new("indexed", self.indexed.clone()).unwrap())
+            .unwrap()
+            .with_project(Project::new("fresh", fresh).unwrap())
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = sync_server::router(state);
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (base, store)
+    }
+
+    async fn json(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.bearer_auth(TOKEN).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// One sync of `fresh`, alone (`loaded == false`) or under the full load.
+    async fn run(&self, loaded: bool) -> Run {
+        let (base, _store) = self.serve().await;
+        let (status, started) = self
+            .json(
+                self.http
+                    .post(format!("{base}/api/v1/projects/fresh/syncs")),
+            )
+            .await;
+        assert_eq!(status, 202, "{started}");
+        let id = started["id"].as_i64().unwrap();
+        let events = format!("{base}{}", started["events"].as_str().unwrap());
+
+        let mut watchers = JoinSet::new();
+        let mut searches = Vec::new();
+        if loaded {
+            let clients: usize = std::env::var("C").ok().and_then(|v| v.parse().ok()).unwrap_or(CLIENTS);
+            for _ in 0..clients {
+                watchers.spawn(watch(self.http.clone(), events.clone()));
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let search = tokio::spawn(search_load(
+                self.http.clone(),
+                base.clone(),
+                files(),
+                Arc::clone(&stop),
+            ));
+            let t0 = Instant::now();
+            let mut terminal = 0;
+            while let Some(last) = watchers.join_next().await {
+                if terminal == 0 { eprintln!("first watcher done after {:?}", t0.elapsed()); }
+                let last = last.unwrap();
+                assert_eq!(last.as_deref(), Some("completed"), "a client's last event");
+                terminal += 1;
+            }
+            assert_eq!(terminal, clients);
+            eprintln!("all watchers done after {:?}", t0.elapsed());
+            stop.store(true, Ordering::Relaxed);
+            searches = search.await.unwrap();
+        }
+        let record = loop {
+            let (status, run) = self
+                .json(
+                    self.http
+                        .get(format!("{base}/api/v1/projects/fresh/syncs/{id}")),
+                )
+                .await;
+            assert_eq!(status, 200, "{run}");
+            match run["status"].as_str() {
+                Some("running") => tokio::time::sleep(Duration::from_millis(100)).await,
+                Some("completed") => break run,
+                other => panic!("the run ended {other:?}: {run}"),
+            }
+        };
+        assert_eq!(record["stats"]["files"].as_u64(), Some(files() as u64));
+        Run {
+            sync: elapsed(&record),
+            searches,
+        }
+    }
+}
+
+/// `finished_at - started_at` of a run's JSON.
+fn elapsed(run: &Value) -> Duration {
+    let at = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(run[field].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{field} of {run}: {e}"))
+    };
+    (at("finished_at") - at("started_at")).to_std().unwrap()
+}
+
+/// Reads the event stream at `url` to its end; the last event's name.
+async fn watch(http: reqwest::Client, url: String) -> Option<String> {
+    let mut response = http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut buffer = String::new();
+    let mut last = None;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            if let Some(name) = buffer[..end]
+                .lines()
+                .find_map(|line| line.strip_prefix("event: "))
+            {
+                last = Some(name.to_owned());
+            }
+            buffer.drain(..end + 2);
+        }
+    }
+    last
+}
+
+/// One search of `indexed` for file `i`'s function.
+async fn search_once(http: &reqwest::Client, base: &str, i: usize) {
+    let response = http
+        .get(format!(
+            "{base}/api/v1/projects/indexed/search?q=fn+f{i}+usize&k=10"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(!body["hits"].as_array().unwrap().is_empty(), "{body}");
+}
+
+/// Searches `indexed` 50 times a second until `stop` is set, each request on its own
+/// task (open loop); every latency, once the requests in flight have answered.
+async fn search_load(
+    http: reqwest::Client,
+    base: String,
+    files: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<Duration> {
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / SEARCHES_PER_SECOND));
+    let mut requests = JoinSet::new();
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        n += 1;
+        let (http, base) = (http.clone(), base.clone());
+        let i = n.wrapping_mul(7919) % files;
+        requests.spawn(async move {
+            let start = Instant::now();
+            search_once(&http, &base, i).await;
+            start.elapsed()
+        });
+    }
+    requests.join_all().await
+}
+
+fn serve_load(c: &mut Criterion) {
+    let n = files();
+    let rt = Runtime::new().unwrap();
+    let bench = rt.block_on(Bench::new(n));
+    let mut group = c.benchmark_group(format!("serve/{n} files"));
+    group.sample_size(10);
+    let mut alone = Vec::new();
+    let mut loaded = Vec::new();
+    let mut latencies = Vec::new();
+    let (base, _store) = rt.block_on(bench.serve());
+    group.bench_function("one search, idle server", |b| {
+        let mut n = 0usize;
+        b.iter(|| {
+            n += 1;
+            rt.block_on(search_once(&bench.http, &base, n.wrapping_mul(7919) % n_files()));
+        });
+    });
+    group.bench_function("sync, no clients", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let run = rt.block_on(bench.run(false));
+                    alone.push(run.sync);
+                    run.sync
+                })
+                .sum()
+        });
+    });
+    group.bench_function("sync, 200 SSE clients + 50 searches/s", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let run = rt.block_on(bench.run(true));
+                    latencies.extend(run.searches);
+                    loaded.push(run.sync);
+                    run.sync
+                })
+                .sum()
+        });
+    });
+    group.finish();
+    report(n, &mut alone, &mut loaded, &mut latencies);
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn report(n: usize, alone: &mut [Duration], loaded: &mut [Duration], latencies: &mut [Duration]) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (a, l) = (median(alone), median(loaded));
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    eprintln!("\nserve/{n} files: medians of every timed run");
+    eprintln!(
+        "  sync, no clients                  {:>9.1} ms ({} runs)",
+        ms(a),
+        alone.len()
+    );
+    eprintln!(
+        "  sync, {CLIENTS} SSE + {SEARCHES_PER_SECOND} searches/s  {:>9.1} ms ({} runs)",
+        ms(l),
+        loaded.len()
+    );
+    eprintln!(
+        "  loaded / alone                    = {:.2} (goal <= 1.2)",
+        l.as_secs_f64() / a.as_secs_f64()
+    );
+    eprintln!(
+        "  search latency over {} requests: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (goal: p99 < 200 ms)",
+        latencies.len(),
+        ms(pct(0.5)),
+        ms(pct(0.99)),
+        ms(latencies[latencies.len() - 1])
+    );
+}
+
+criterion_group!(benches, serve_load);
+criterion_main!(benches);
