@@ -26,7 +26,7 @@ mod tree;
 pub mod testkit;
 
 pub use diff::{Change, DiffCounts, TreeDiff, diff, diff_all};
-pub use embed::{Embedded, Embedder, Embedding, HashEmbedder};
+pub use embed::{Embedded, Embedder, Embedding, HashEmbedder, cosine_of, dot};
 pub use error::{BoxError, DbFault, Error, ErrorKind, ErrorReport, Result};
 pub use event::{FullScanReason, Phase, Progress, SyncEvent};
 pub use extract::{

@@ -16,6 +16,7 @@ mod search;
 mod stage;
 mod store;
 mod values;
+mod vectors;
 
 pub use config::SqliteConfig;
 pub use store::SqliteStore;

@@ -1,19 +1,17 @@
 //! Reading entries, and the two searches over the active ones: by vector (exact cosine over
 //! the embeddings of the asked model) and by text (the FTS5 index `entries_lexical`, bm25).
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row, params};
 use sync_core::{
-    ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, HitRank, MemoryEntry, RepoKey, RepoPath,
+    ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, MemoryEntry, RepoKey, RepoPath,
     SearchHit, SyncId,
 };
 
 use crate::error::DbResultExt;
 use crate::runs::repo_id;
 use crate::values::{blob, blob_id, content_hash, int, repo_path, u32_of};
+use crate::vectors::VectorCache;
 
 fn entry_from_row(row: &Row<'_>, with_vector: bool) -> Result<MemoryEntry, Error> {
     let what = "reading entries";
@@ -119,59 +117,6 @@ pub(crate) fn entries(
     Ok(out)
 }
 
-/// A search candidate. The heap keeps the worst on top: candidates are ordered by
-/// [`HitRank::order`], best first.
-struct Candidate {
-    score: f32,
-    path: Vec<u8>,
-    ordinal: u32,
-    id: i64,
-    vector: Embedding,
-}
-
-impl Candidate {
-    fn rank(&self) -> HitRank<'_> {
-        HitRank {
-            score: self.score,
-            path: &self.path,
-            ordinal: self.ordinal,
-        }
-    }
-}
-
-impl PartialEq for Candidate {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Candidate {}
-impl PartialOrd for Candidate {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Candidate {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.rank().order(&other.rank())
-    }
-}
-
-/// Cosine similarity of a stored vector (little-endian f32 bytes) and the query, computed
-/// exactly as [`Embedding::cosine`] does, without decoding into a vector first.
-fn cosine_le(stored: &[u8], query: &[f32], query_norm2: f32) -> f32 {
-    let (mut dot, mut a) = (0.0f32, 0.0f32);
-    for (c, y) in stored.chunks_exact(4).zip(query) {
-        let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        dot += x * y;
-        a += x * x;
-    }
-    if a == 0.0 || query_norm2 == 0.0 {
-        0.0
-    } else {
-        dot / (a.sqrt() * query_norm2.sqrt())
-    }
-}
-
 /// Whether `repo` (by id) has any active entry.
 fn has_active(conn: &Connection, repo_id: i64) -> Result<bool, Error> {
     conn.prepare_cached(
@@ -185,6 +130,7 @@ fn has_active(conn: &Connection, repo_id: i64) -> Result<bool, Error> {
 /// embeddings of `model`, best first.
 pub(crate) fn search_vector(
     conn: &Connection,
+    cache: &VectorCache,
     repo: &RepoKey,
     model: &str,
     vector: &Embedding,
@@ -197,81 +143,30 @@ pub(crate) fn search_vector(
         return Ok(Vec::new());
     }
     let what = "searching";
-    // One read transaction: the scan and the fetch of the winners see the same state.
+    // One read transaction: the table's version, the scan and the fetch of the winners
+    // see the same state.
     let tx = conn.unchecked_transaction().db(what)?;
-    let query = vector.as_slice();
-    let query_norm2 = query.iter().map(|y| y * y).sum::<f32>();
-    let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(k.min(4096) + 1);
-    {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT e.id, e.path, e.ordinal, v.vector FROM entries e \
-                 JOIN embeddings v ON v.tenant = ?1 AND v.model = ?4 \
-                 AND v.content_hash = e.content_hash \
-                 WHERE e.repository_id = ?2 AND e.status = 'active' AND v.dims = ?3",
-            )
-            .db(what)?;
-        let mut rows = stmt
-            .query(params![
-                repo.tenant(),
-                repo_id,
-                int(vector.dimensions() as u64),
-                model
-            ])
-            .db(what)?;
-        while let Some(row) = rows.next().db(what)? {
-            let stored = blob(row, 3, what)?;
-            if stored.len() != query.len() * 4 {
-                continue;
-            }
-            let score = cosine_le(stored, query, query_norm2);
-            let path = blob(row, 1, what)?;
-            let ordinal = u32_of(row.get(2).db(what)?, "ordinal")?;
-            if heap.len() == k
-                && let Some(worst) = heap.peek()
-            {
-                let rank = HitRank {
-                    score,
-                    path,
-                    ordinal,
-                };
-                if rank.order(&worst.rank()) != Ordering::Less {
-                    continue;
-                }
-                heap.pop();
-            }
-            heap.push(Candidate {
-                score,
-                path: path.to_vec(),
-                ordinal,
-                id: row.get(0).db(what)?,
-                vector: Embedding::from_le_bytes(stored)?,
-            });
-        }
-    }
-    if heap.is_empty() && has_active(&tx, repo_id)? {
+    let table = cache.table(&tx, repo_id, repo.tenant(), model, vector.dimensions())?;
+    if table.is_empty() && has_active(&tx, repo_id)? {
         return Err(Error::model_not_embedded(repo, model, vector.dimensions()));
     }
-    let winners = heap.into_sorted_vec();
+    let winners = table.nearest(vector.as_slice(), k);
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM entries e WHERE e.id = ?1"
         ))
         .db(what)?;
     let mut hits = Vec::with_capacity(winners.len());
-    for c in winners {
-        let mut rows = stmt.query([c.id]).db(what)?;
+    for (i, score) in winners {
+        let mut rows = stmt.query([table.row(i).id]).db(what)?;
         let Some(row) = rows.next().db(what)? else {
             return Err(Error::corrupt(
                 "a search hit vanished within its transaction",
             ));
         };
         let mut entry = entry_from_row(row, false)?;
-        entry.embedding = Some(c.vector);
-        hits.push(SearchHit {
-            entry,
-            score: c.score,
-        });
+        entry.embedding = Some(Embedding::new(table.vector(i).to_vec()));
+        hits.push(SearchHit { entry, score });
     }
     Ok(hits)
 }

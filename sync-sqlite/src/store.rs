@@ -17,6 +17,7 @@ use crate::SqliteConfig;
 use crate::error::BACKEND;
 use crate::holder::Holders;
 use crate::pool::Pool;
+use crate::vectors::VectorCache;
 use crate::{commit, index, restore, runs, search, stage};
 
 /// A [`SyncStore`] in one SQLite database file: the embedded default store.
@@ -42,6 +43,8 @@ use crate::{commit, index, restore, runs, search, stage};
 /// See the [crate documentation](crate) for an example.
 pub struct SqliteStore {
     pool: Pool,
+    /// The vectors of the repositories searched so far (see [`VectorCache`]).
+    vectors: Arc<VectorCache>,
     path: PathBuf,
     /// The locks of the runs this store opened and has not ended.
     holders: Arc<Holders>,
@@ -95,6 +98,7 @@ impl SqliteStore {
             .map_err(|e| Error::backend(BACKEND, "the task opening the database failed", e))??;
         Ok(Self {
             pool,
+            vectors: Arc::default(),
             holders: Arc::new(Holders::new(&path)),
             path,
             _temp: None,
@@ -239,8 +243,9 @@ impl SyncStore for SqliteStore {
         k: usize,
     ) -> Result<Vec<SearchHit>, Error> {
         let (repo, model, vector) = (repo.clone(), model.to_owned(), vector.clone());
+        let cache = Arc::clone(&self.vectors);
         self.pool
-            .read(move |c| search::search_vector(c, &repo, &model, &vector, k))
+            .read(move |c| search::search_vector(c, &cache, &repo, &model, &vector, k))
             .await
     }
 

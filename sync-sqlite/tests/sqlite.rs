@@ -413,3 +413,77 @@ async fn driver_errors_keep_their_cause() {
         Some(rusqlite::ErrorCode::NotADatabase)
     );
 }
+
+/// Vector searches keep a repository's vectors in memory between calls; every commit,
+/// restore and new embedding, by this handle or by another connection to the file (another
+/// process), is seen by the next search exactly as a store opened afresh sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vector_searches_follow_every_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sync.db");
+    let searcher = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let writer = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let source = Arc::new(MemorySource::new("cached"));
+    let embedder = Arc::new(HashEmbedder::new(8));
+    let syncer = Syncer::new(source.clone(), writer.clone())
+        .unwrap()
+        .with_embedder(embedder.clone());
+    let repo = syncer.repo().clone();
+    let query = embedder.embed_one("alpha beta");
+    // What `searcher` answers, beside what a store opened now (nothing in memory) answers.
+    let both = async |searcher: &SqliteStore| {
+        let cached = searcher
+            .search_vector(&repo, "hash-8", &query, 10)
+            .await
+            .unwrap();
+        let cold = SqliteStore::open(&path)
+            .await
+            .unwrap()
+            .search_vector(&repo, "hash-8", &query, 10)
+            .await
+            .unwrap();
+        let view = |hits: &[sync_core::SearchHit]| {
+            hits.iter()
+                .map(|h| (h.entry.path.to_string(), h.score, h.entry.embedding.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(view(&cached), view(&cold));
+        view(&cached)
+            .into_iter()
+            .map(|(path, _, _)| path)
+            .collect::<Vec<_>>()
+    };
+
+    source
+        .commit(
+            "main",
+            [("a.txt", "alpha beta\n"), ("c.txt", "gamma delta\n")],
+        )
+        .unwrap();
+    let first = syncer.sync(None).await.unwrap();
+    assert_eq!(both(&searcher).await, ["a.txt", "c.txt"]);
+    assert_eq!(both(&searcher).await, ["a.txt", "c.txt"], "from memory");
+
+    source
+        .commit(
+            "main",
+            [
+                ("a.txt", "gamma delta\n"),
+                ("b.txt", "alpha beta\n"),
+                ("c.txt", "gamma delta\n"),
+            ],
+        )
+        .unwrap();
+    syncer.sync(None).await.unwrap();
+    assert_eq!(both(&searcher).await, ["b.txt", "a.txt", "c.txt"]);
+
+    writer.restore(&repo, first.id).await.unwrap();
+    assert_eq!(both(&searcher).await, ["a.txt", "c.txt"]);
+
+    // Through the searching handle itself, too.
+    let own = Syncer::new(source.clone(), searcher.clone())
+        .unwrap()
+        .with_embedder(embedder.clone());
+    own.sync(None).await.unwrap();
+    assert_eq!(both(&searcher).await, ["b.txt", "a.txt", "c.txt"]);
+}
