@@ -8,12 +8,18 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt, stream};
 use sync_core::SyncEvent;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::metrics::SseClient;
 use crate::runs::{Class, Recorded, RunLog};
 
 /// How often an idle event stream sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A client is sent live events at most this often: what arrives in between goes out
+/// together, in one write. A busy run logs an event every few milliseconds; without this,
+/// each one would wake every watching connection.
+const LIVE_BATCH: Duration = Duration::from_millis(100);
 
 /// A live backlog longer than this is coalesced: of consecutive `progress` events only the
 /// last is sent. Replayed events and every other kind are always sent.
@@ -45,6 +51,8 @@ struct Cursor {
     next: u64,
     /// Events up to this number existed when the client came: they are replayed exactly.
     replay_end: u64,
+    /// When the last batch was sent.
+    sent_at: Instant,
     _client: SseClient,
 }
 
@@ -56,11 +64,14 @@ impl Cursor {
             let (batch, ended) = self.log.read(self.next);
             if let Some(last) = batch.last() {
                 self.next = last.seq + 1;
+                self.sent_at = Instant::now();
                 return Some(coalesce(batch, self.replay_end));
             }
             if ended || self.rx.changed().await.is_err() {
                 return None;
             }
+            // Something new: let what follows it gather until a batch is due.
+            tokio::time::sleep_until(self.sent_at + LIVE_BATCH).await;
         }
     }
 }
@@ -98,6 +109,7 @@ pub(crate) fn stream(
     let cursor = Cursor {
         rx: log.watch(),
         replay_end: log.len(),
+        sent_at: Instant::now(),
         log,
         next: last_seen.saturating_add(1),
         _client: client,
