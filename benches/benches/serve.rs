@@ -15,6 +15,7 @@
 
 #![allow(missing_docs, clippy::print_stderr)]
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 use sync_core::{Embedder, HashEmbedder, Syncer};
 use sync_git::GitSource;
-use sync_git::testkit::{TestRepo, synthetic_repo};
+use sync_git::testkit::{TestRepo, synthetic_path};
 use sync_server::{AppState, Auth, Project};
 use sync_sqlite::SqliteStore;
 use tokio::runtime::Runtime;
@@ -42,6 +43,52 @@ fn files() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
+}
+
+/// Words the generated functions are named after, so that searches find a few of many.
+const WORDS: [&str; 16] = [
+    "parse", "render", "merge", "split", "encode", "decode", "index", "rank", "fetch", "store",
+    "lease", "renew", "stage", "commit", "restore", "search",
+];
+
+/// Function `j` of file `i`: its name.
+fn function_name(i: usize, j: usize) -> String {
+    format!("{}_{i}_{j}", WORDS[(i * 7 + j * 3) % WORDS.len()])
+}
+
+/// A `git fast-import` stream of one commit of `files` Rust files, each of six documented
+/// functions (about 60 lines, 1.7 KiB: the size of a typical source file).
+fn source_tree(files: usize) -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0..files {
+        let mut data = format!("//! Module {i}: generated source for the service benchmark.\n\n");
+        for j in 0..6 {
+            let name = function_name(i, j);
+            let word = WORDS[(i + j) % WORDS.len()];
+            let _ = write!(
+                data,
+                "/// Computes the {word} total of item {i}, step {j}.\n\
+                 pub fn {name}(input: &[u32]) -> u64 {{\n\
+                 \x20   let mut total = 0u64;\n\
+                 \x20   for (k, v) in input.iter().enumerate() {{\n\
+                 \x20       total += u64::from(*v) * (k as u64 + {j});\n\
+                 \x20   }}\n\
+                 \x20   total\n\
+                 }}\n\n"
+            );
+        }
+        let _ = write!(out, "blob\nmark :{}\ndata {}\n{data}\n", i + 1, data.len());
+    }
+    let _ = write!(
+        out,
+        "commit refs/heads/main\nmark :{}\ncommitter Sync Bench <bench@example.com> 1700000000 +0000\ndata 6\nsource\n",
+        files + 1
+    );
+    for i in 0..files {
+        let _ = writeln!(out, "M 100644 :{} {}", i + 1, synthetic_path(i));
+    }
+    out.push_str("\ndone\n");
+    out.into_bytes()
 }
 
 /// The repository, the synced project searches go to, and one embedder for all.
@@ -63,7 +110,9 @@ struct Run {
 impl Bench {
     async fn new(files: usize) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let repo = synthetic_repo(files);
+        let repo = TestRepo::new_bare();
+        repo.fast_import(&source_tree(files));
+        repo.git(["gc", "-q", "--prune=now"]);
         let embedder: Arc<dyn Embedder> = Arc::new(HashEmbedder::new(384));
         let store = Arc::new(SqliteStore::temporary().await.unwrap());
         let indexed = Self::syncer(&repo, store, &embedder);
@@ -127,7 +176,10 @@ impl Bench {
         let mut watchers = JoinSet::new();
         let mut searches = Vec::new();
         if loaded {
-            let clients: usize = std::env::var("C").ok().and_then(|v| v.parse().ok()).unwrap_or(CLIENTS);
+            let clients: usize = std::env::var("C")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CLIENTS);
             for _ in 0..clients {
                 watchers.spawn(watch(self.http.clone(), events.clone()));
             }
@@ -141,7 +193,9 @@ impl Bench {
             let t0 = Instant::now();
             let mut terminal = 0;
             while let Some(last) = watchers.join_next().await {
-                if terminal == 0 { eprintln!("first watcher done after {:?}", t0.elapsed()); }
+                if terminal == 0 {
+                    eprintln!("first watcher done after {:?}", t0.elapsed());
+                }
                 let last = last.unwrap();
                 assert_eq!(last.as_deref(), Some("completed"), "a client's last event");
                 terminal += 1;
@@ -229,7 +283,8 @@ async fn search_load(
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / SEARCHES_PER_SECOND));
     let mut requests = JoinSet::new();
     let mut n = 0usize;
-    while !stop.load(Ordering::Relaxed) {
+    let off = std::env::var("S").is_ok();
+    while !off && !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         n += 1;
         let (http, base) = (http.clone(), base.clone());
@@ -257,7 +312,11 @@ fn serve_load(c: &mut Criterion) {
         let mut n = 0usize;
         b.iter(|| {
             n += 1;
-            rt.block_on(search_once(&bench.http, &base, n.wrapping_mul(7919) % n_files()));
+            rt.block_on(search_once(
+                &bench.http,
+                &base,
+                n.wrapping_mul(7919) % n_files(),
+            ));
         });
     });
     group.bench_function("sync, no clients", |b| {

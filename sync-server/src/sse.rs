@@ -17,7 +17,7 @@ use crate::runs::{Class, Recorded, RunLog};
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// A client is sent live events at most this often: what arrives in between goes out
-/// together, in one write. A busy run logs an event every few milliseconds; without this,
+/// together. A busy run logs an event every few milliseconds; without this,
 /// each one would wake every watching connection.
 const LIVE_BATCH: Duration = Duration::from_millis(100);
 
