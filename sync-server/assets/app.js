@@ -202,7 +202,7 @@
 
   function formatSeconds(ms) {
     const s = Math.max(0, ms) / 1000;
-    if (s < 60) return s.toFixed(1) + ' s';
+    if (s < 60) return s.toFixed(s < 10 ? 2 : 1) + ' s';
     return `${Math.floor(s / 60)} min ${String(Math.floor(s % 60)).padStart(2, '0')} s`;
   }
 
