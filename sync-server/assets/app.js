@@ -170,6 +170,7 @@
       }
     }
     $('history-empty').hidden = syncs.length > 0;
+    $('history-table').hidden = syncs.length === 0;
     if (attach && running && !(state.watch && state.watch.id === running.id)) watch(running.id, running.events);
   }
 
@@ -293,6 +294,7 @@
       default:
         break;
     }
+    if (!w.ended && stats.startedAt != null) stats.elapsed = Date.now() - stats.startedAt;
     renderStats();
   }
 
