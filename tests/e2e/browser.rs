@@ -1,15 +1,22 @@
 //! The web page of `projsync serve` in headless Chromium, as a user drives it: the token
 //! field, a branch, Sync Now and the live banner, a second sync, restoring an earlier run
-//! from the history, search, and a phone-width screen.
+//! from the history, search, and a phone-width screen; and a page opened during a sync,
+//! which follows it.
 //!
-//! With `PROJSYNC_SCREENSHOTS=DIR`, the test also saves `web-synced.png` (the page after a
-//! sync) and `web-375.png` (at phone width) into `DIR`.
+//! With `PROJSYNC_SCREENSHOTS=DIR`, the tests also save `web-synced.png` (the page after a
+//! sync), `web-375.png` (at phone width) and `web-midsync.png` (during a sync) into `DIR`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sync_core::{Embedder, Embedding, Error, HashEmbedder, SyncOptions, Syncer};
+use sync_git::GitSource;
 use sync_git::testkit::TestRepo;
+use sync_server::{AppState, Auth, Project};
+use sync_sqlite::SqliteStore;
+use tokio::sync::Semaphore;
 
 use crate::support::{Cli, Server};
 use crate::webdriver::{Browser, ENTER, chromium};
@@ -261,4 +268,139 @@ async fn the_page_syncs_restores_and_searches_in_headless_chromium() {
     let stderr = server.stop();
     assert!(!stderr.contains(TOKEN), "{stderr}");
     eprintln!("the browser test took {:.1?}", began.elapsed());
+}
+
+/// An embedder that waits for a permit before each call: the test holds a run in its
+/// import phase for as long as it likes.
+#[derive(Debug)]
+struct GateEmbedder {
+    inner: HashEmbedder,
+    gate: Arc<Semaphore>,
+}
+
+#[sync_core::async_trait]
+impl Embedder for GateEmbedder {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+
+    async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
+        self.gate
+            .acquire()
+            .await
+            .map_err(|_| Error::Cancelled)?
+            .forget();
+        self.inner.embed(texts).await
+    }
+}
+
+/// A page opened while a sync runs follows it from its first event; Sync Now meanwhile
+/// shows the server's 409 in the error banner, and the run still ends in the banner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opened_during_a_sync_follows_it_and_shows_the_conflict_of_another_start() {
+    let Some((chromium, chromedriver)) = chromium() else {
+        return;
+    };
+    let shots = std::env::var_os("PROJSYNC_SCREENSHOTS").map(PathBuf::from);
+    let repo = TestRepo::new();
+    for i in 0..4 {
+        repo.write(
+            &format!("src/file{i}.rs"),
+            format!("pub fn held_{i}() {{}}\n"),
+        );
+    }
+    repo.commit("first");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(dir.path().join("store.db"))
+            .await
+            .unwrap(),
+    );
+    let gate = Arc::new(Semaphore::new(0));
+    let embedder = Arc::new(GateEmbedder {
+        inner: HashEmbedder::new(16),
+        gate: Arc::clone(&gate),
+    });
+    let syncer = Syncer::new(Arc::new(GitSource::open(repo.path()).unwrap()), store)
+        .unwrap()
+        .with_embedder(embedder)
+        .with_options(SyncOptions::default().embed_batch(1));
+    let state = AppState::new(Auth::open())
+        .with_project(Project::new("held", syncer).unwrap())
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = sync_server::router(state);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    // Another client starts a sync; the embedder holds it in the import phase.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let started: Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/projects/held/syncs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = started["id"].as_i64().expect("a run id").to_string();
+
+    let browser = Browser::start(&chromium, &chromedriver, (1200, 1000)).await;
+    browser.goto(&format!("{base}/")).await;
+    browser
+        .wait_for("the running sync, followed", SNAPSHOT, PATIENCE, |s| {
+            s["run"] == run.as_str()
+                && s["status"] == "running"
+                && s["phases"] == serde_json::json!(["done", "done", "active", "pending"])
+        })
+        .await;
+    // Files are read before their texts are embedded: all read, none embedded yet.
+    let s = browser
+        .wait_for("every file read", SNAPSHOT, PATIENCE, |s| {
+            s["stats"]["files"] == "4 / 4"
+        })
+        .await;
+    assert_eq!(s["stats"]["embedded"], "0", "{s}");
+    assert_eq!(rows(&s).len(), 1, "{s}");
+    assert_eq!(rows(&s)[0]["status"], "running", "{s}");
+    assert_eq!(rows(&s)[0]["restore"], false, "{s}");
+    if let Some(dir) = &shots {
+        gate.add_permits(2);
+        browser
+            .wait_for("two texts embedded", SNAPSHOT, PATIENCE, |s| {
+                s["stats"]["embedded"] == "2"
+            })
+            .await;
+        browser.screenshot(&dir.join("web-midsync.png")).await;
+    }
+
+    browser
+        .click(&browser.find("[data-testid=sync-now]").await)
+        .await;
+    let s = browser
+        .wait_for("the conflict", SNAPSHOT, PATIENCE, |s| {
+            s["error"].is_string()
+        })
+        .await;
+    assert_eq!(
+        s["error"],
+        format!(
+            "project `held` is already syncing (run {run}); watch it, wait for it to end, or cancel it first"
+        )
+    );
+    assert_eq!(s["status"], "running", "{s}");
+
+    gate.add_permits(1_000);
+    let s = browser
+        .wait_for("the followed run, completed", SNAPSHOT, PATIENCE, |s| {
+            completed(s, &run) && rows(s).len() == 1
+        })
+        .await;
+    assert_eq!(s["stats"]["files"], "4 / 4", "{s}");
+    assert_eq!(s["stats"]["embedded"], "4", "{s}");
+    browser.close().await;
 }

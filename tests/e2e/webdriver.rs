@@ -64,6 +64,11 @@ impl Browser {
     /// profile and a `width`×`height` window. Chromium's own network traffic (updates,
     /// sync, QUIC) is off: it talks to the page's server only.
     pub(crate) async fn start(chromium: &Path, chromedriver: &Path, size: (u32, u32)) -> Self {
+        // Everything that may fail comes before the driver starts, so that nothing outlives
+        // a failed start.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        let profile = tempfile::tempdir().expect("a profile directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -75,12 +80,10 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{} does not start: {e}", chromedriver.display()));
-        let profile = tempfile::tempdir().expect("a profile directory");
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut browser = Self {
             driver,
             port,
-            http: reqwest::Client::new(),
+            http,
             session: String::new(),
             profile,
         };
