@@ -298,10 +298,72 @@ impl Embedder for GateEmbedder {
     }
 }
 
-/// A page opened while a sync runs follows it from its first event; Sync Now meanwhile
-/// shows the server's 409 in the error banner, and the run still ends in the banner.
+/// A TCP proxy in front of the server that keeps what clients sent and can cut every open
+/// connection, as a network that drops does.
+struct Proxy {
+    base: String,
+    sent: Arc<std::sync::Mutex<Vec<u8>>>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (log, open) = (Arc::clone(&sent), Arc::clone(&connections));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let log = Arc::clone(&log);
+                let up = tokio::spawn(async move {
+                    let mut buffer = vec![0; 16 * 1024];
+                    while let Ok(n) = client_read.read(&mut buffer).await {
+                        if n == 0 || server_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buffer[..n]);
+                    }
+                });
+                let down = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                open.lock()
+                    .unwrap()
+                    .extend([up.abort_handle(), down.abort_handle()]);
+            }
+        });
+        Self {
+            base,
+            sent,
+            connections,
+        }
+    }
+
+    /// Closes every connection open now.
+    fn cut(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Everything clients sent, as text.
+    fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap()).to_lowercase()
+    }
+}
+
+/// A page opened while a sync runs follows it from its first event, and resumes it with
+/// `Last-Event-ID` when the connection drops; Sync Now meanwhile shows the server's 409 in
+/// the error banner, and the run still ends in the banner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_opened_during_a_sync_follows_it_and_shows_the_conflict_of_another_start() {
+async fn a_page_opened_during_a_sync_follows_it_resumes_a_dropped_stream_and_shows_a_conflict() {
     let Some((chromium, chromedriver)) = chromium() else {
         return;
     };
@@ -333,9 +395,11 @@ async fn a_page_opened_during_a_sync_follows_it_and_shows_the_conflict_of_anothe
         .with_project(Project::new("held", syncer).unwrap())
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = listener.local_addr().unwrap();
+    let base = format!("http://{upstream}");
     let router = sync_server::router(state);
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let proxy = Proxy::start(upstream).await;
 
     // Another client starts a sync; the embedder holds it in the import phase.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -350,7 +414,7 @@ async fn a_page_opened_during_a_sync_follows_it_and_shows_the_conflict_of_anothe
     let run = started["id"].as_i64().expect("a run id").to_string();
 
     let browser = Browser::start(&chromium, &chromedriver, (1200, 1000)).await;
-    browser.goto(&format!("{base}/")).await;
+    browser.goto(&format!("{}/", proxy.base)).await;
     browser
         .wait_for("the running sync, followed", SNAPSHOT, PATIENCE, |s| {
             s["run"] == run.as_str()
@@ -368,13 +432,26 @@ async fn a_page_opened_during_a_sync_follows_it_and_shows_the_conflict_of_anothe
     assert_eq!(rows(&s).len(), 1, "{s}");
     assert_eq!(rows(&s)[0]["status"], "running", "{s}");
     assert_eq!(rows(&s)[0]["restore"], false, "{s}");
+
+    // The network drops: the page reconnects and asks for the events after the last one
+    // it has, and the run goes on in the banner.
+    assert!(!proxy.sent().contains("last-event-id"));
+    proxy.cut();
+    gate.add_permits(2);
+    browser
+        .wait_for("two texts embedded", SNAPSHOT, PATIENCE, |s| {
+            s["stats"]["embedded"] == "2"
+        })
+        .await;
+    let sent = proxy.sent();
+    let resumed_after: Vec<u64> = sent
+        .lines()
+        .filter_map(|l| l.strip_prefix("last-event-id: "))
+        .map(|n| n.trim().parse().expect("a number"))
+        .collect();
+    assert_eq!(resumed_after.len(), 1, "{sent}");
+    assert!(resumed_after[0] > 3, "{sent}");
     if let Some(dir) = &shots {
-        gate.add_permits(2);
-        browser
-            .wait_for("two texts embedded", SNAPSHOT, PATIENCE, |s| {
-                s["stats"]["embedded"] == "2"
-            })
-            .await;
         browser.screenshot(&dir.join("web-midsync.png")).await;
     }
 
