@@ -85,8 +85,9 @@ pub(crate) enum Command {
     /// active entries from the text in the store, without reading the repository;
     /// resumable, and a later `run` or `search` with that model uses them.
     Reembed(ReembedArgs),
-    /// Serve the HTTP API (JSON, live progress over Server-Sent Events) for the repository
-    /// (named after its directory) or the projects of `--config`. Bearer tokens from
+    /// Serve the HTTP API (JSON, live progress over Server-Sent Events) and its web page (at
+    /// the printed address) for the repository (named after its directory) or the projects
+    /// of `--config`. Bearer tokens from
     /// PROJSYNC_TOKENS=tenant:token,… or the config file; without tokens it listens on
     /// loopback only.
     Serve(ServeArgs),

@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 mod metrics;
+mod page;
 mod routes;
 mod runs;
 mod sse;

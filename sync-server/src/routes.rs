@@ -19,6 +19,7 @@ use sync_core::{
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::page;
 use crate::runs::Runs;
 use crate::sse;
 use crate::state::{AppState, Project};
@@ -41,8 +42,10 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here |
 /// | `GET /healthz` | `ok` |
 /// | `GET /metrics` | counters in Prometheus' text format |
+/// | `GET /` (and `/assets/app.js`, `/assets/app.css`) | the web page, which drives the API above |
 ///
-/// Every `/api` route needs `Authorization: Bearer TOKEN` (unless [`Auth`](crate::Auth)
+/// The page's routes need no token (it holds no data; it asks for a token when the API
+/// answers 401) and answer with a strict `Content-Security-Policy`. Every `/api` route needs `Authorization: Bearer TOKEN` (unless [`Auth`](crate::Auth)
 /// is open); a project of another tenant answers exactly like a missing one. Errors are
 /// `{"error": {"kind", "message"}}` with the status of [`status_of`](crate::status_of).
 pub fn router(state: AppState) -> Router {
@@ -65,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/project-sync/{id}", get(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(page::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)

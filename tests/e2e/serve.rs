@@ -1,63 +1,10 @@
 //! `projsync serve` as a user runs it: the repository here, synced and searched through
 //! the HTTP API over a real socket; tokens and the loopback rule.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
-
 use serde_json::Value;
 use sync_git::testkit::TestRepo;
 
-use crate::support::{Cli, ls_oracle, postgres_url, unique_tenant};
-
-/// A running `projsync serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Starts `projsync serve --listen 127.0.0.1:0 ARGS` and waits for its address.
-    fn start(cli: &Cli, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = cli.command(["serve", "--listen", "127.0.0.1:0"]);
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("projsync serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("reading the address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Self { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Stops the server; what it wrote on stderr.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut err = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut err);
-        }
-        err
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{Cli, Server, ls_oracle, postgres_url, unique_tenant};
 
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

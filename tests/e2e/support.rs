@@ -1,8 +1,9 @@
 //! Running the `projsync` command line, and git's own answers to compare it with.
 
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 use sync_core::{CommitId, EntryKind};
@@ -250,4 +251,54 @@ pub(crate) fn unique_tenant(label: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{label}-{}-{nanos}", std::process::id())
+}
+
+/// A running `projsync serve`, killed when dropped.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+}
+
+impl Server {
+    /// Starts `projsync serve --listen 127.0.0.1:0 ARGS` and waits for its address.
+    pub(crate) fn start(cli: &Cli, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = cli.command(["serve", "--listen", "127.0.0.1:0"]);
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("projsync serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("reading the address");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Self { child, base }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server; what it wrote on stderr.
+    pub(crate) fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -4,4 +4,5 @@
 mod api;
 mod auth;
 mod events;
+mod page;
 mod support;
