@@ -487,3 +487,42 @@ async fn vector_searches_follow_every_writer() {
     own.sync(None).await.unwrap();
     assert_eq!(both(&searcher).await, ["b.txt", "a.txt", "c.txt"]);
 }
+
+/// A lexical query leaves out terms in at least half of the index's rows when it has
+/// rarer ones (bm25 weighs them 1e-6), and keeps them when it has nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lexical_search_looks_up_the_telling_terms() {
+    let store = Arc::new(SqliteStore::temporary().await.unwrap());
+    let source = Arc::new(MemorySource::new("terms"));
+    source
+        .commit(
+            "main",
+            [
+                ("a.txt", "the total of parse\n"),
+                ("b.txt", "the total of render\n"),
+                ("c.txt", "the total of merge\n"),
+                ("d.txt", "the total of split\n"),
+                ("e.txt", "nothing in common\n"),
+            ],
+        )
+        .unwrap();
+    let syncer = Syncer::new(source, store.clone()).unwrap();
+    syncer.sync(None).await.unwrap();
+    let paths = async |query: &str| {
+        store
+            .search_text(syncer.repo(), query, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.entry.path.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(paths("where is the total of merge").await, ["c.txt"]);
+    assert_eq!(paths("merge").await, ["c.txt"]);
+    assert_eq!(
+        paths("the total").await,
+        ["a.txt", "b.txt", "c.txt", "d.txt"],
+        "only common terms: all of them are looked up"
+    );
+    assert_eq!(paths("common total").await, ["e.txt"]);
+}
