@@ -1,14 +1,18 @@
 //! A full sync from a generated 100k-file git repository into SQLite — the initial import,
 //! a no-op re-sync of an unchanged head, and a re-scan of a new commit with the same tree —
-//! next to `git ls-tree -r` on the same repository.
+//! next to `git ls-tree -r` and `git cat-file --batch` of every blob on the same
+//! repository. At the end it prints the medians of paired runs of the initial import and
+//! of `git cat-file --batch` (fed the blob ids, listed before and not timed), and their
+//! ratio (goal: at most 1.5).
 //!
 //! `SYNC_BENCH_FILES` changes the number of files (default 100000).
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::print_stderr)]
 
+use std::io::Write as _;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sync_core::{SyncStore, Syncer};
@@ -73,6 +77,35 @@ fn pipeline(c: &mut Criterion) {
         });
     });
 
+    let blobs = format!(
+        "{}\n",
+        git(&repo, &["ls-tree", "-r", "--object-only", "main"])
+    );
+    let cat_file = || {
+        let mut child = repo
+            .command()
+            .args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(blobs.as_bytes()).unwrap();
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    };
+    group.bench_function("git cat-file --batch (every blob)", |b| b.iter(cat_file));
+    let import = || {
+        let store = Arc::new(rt.block_on(SqliteStore::temporary()).unwrap());
+        let start = Instant::now();
+        let record = rt
+            .block_on(syncer(&repo, store.clone()).sync(None))
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(record.stats.files as usize, n);
+        took
+    };
+
     group.bench_function("initial import", |b| {
         b.iter_batched(
             || rt.block_on(SqliteStore::temporary()).unwrap(),
@@ -111,6 +144,24 @@ fn pipeline(c: &mut Criterion) {
         );
     });
     group.finish();
+
+    // Paired runs, for the ratio.
+    let (mut imports, mut cats) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        imports.push(import());
+        let start = Instant::now();
+        cat_file();
+        cats.push(start.elapsed());
+    }
+    imports.sort();
+    cats.sort();
+    let (i, c) = (imports[2], cats[2]);
+    eprintln!(
+        "\npipeline/{n}: medians of 5 paired runs: initial import {:.1} ms, git cat-file --batch {:.1} ms, ratio {:.2} (goal <= 1.5)",
+        i.as_secs_f64() * 1000.0,
+        c.as_secs_f64() * 1000.0,
+        i.as_secs_f64() / c.as_secs_f64()
+    );
 }
 
 criterion_group!(benches, pipeline);

@@ -1,7 +1,8 @@
 //! The SQLite store holding a 100k-file repository: reading the file index, staging 100k
 //! entries, committing one change on top of the 100k index, no-op re-syncs through the
 //! whole pipeline, a full import, and a brute-force vector search over 100k entries of 384
-//! dimensions.
+//! dimensions (from the vectors the store keeps in memory, and the first search of a new
+//! handle, which reads them from the database).
 //!
 //! `cargo bench -p sync-sqlite` (add a name to run one group, e.g. `-- search`).
 
@@ -302,6 +303,22 @@ fn search_100k(c: &mut Criterion) {
             assert_eq!(hits.len(), 10);
             black_box(hits)
         });
+    });
+    // A handle opened afresh has no vectors in memory: its first search reads them all
+    // from the database, as every search did before the store kept them (and as the
+    // first search after a commit does).
+    group.bench_function("first_search_of_a_handle_100k_x384_k10", |b| {
+        b.iter_batched(
+            || rt.block_on(SqliteStore::open(store.path())).unwrap(),
+            |fresh| {
+                let hits = rt
+                    .block_on(fresh.search_vector(&repo, model, &query, 10))
+                    .unwrap();
+                assert_eq!(hits.len(), 10);
+                black_box((hits, fresh))
+            },
+            criterion::BatchSize::PerIteration,
+        );
     });
     group.finish();
 }

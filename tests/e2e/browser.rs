@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sync_core::{Embedder, Embedding, Error, HashEmbedder, SyncOptions, Syncer};
+use sync_core::testkit::GateEmbedder;
+use sync_core::{HashEmbedder, SyncOptions, Syncer};
 use sync_git::GitSource;
 use sync_git::testkit::TestRepo;
 use sync_server::{AppState, Auth, Project};
@@ -270,34 +271,6 @@ async fn the_page_syncs_restores_and_searches_in_headless_chromium() {
     eprintln!("the browser test took {:.1?}", began.elapsed());
 }
 
-/// An embedder that waits for a permit before each call: the test holds a run in its
-/// import phase for as long as it likes.
-#[derive(Debug)]
-struct GateEmbedder {
-    inner: HashEmbedder,
-    gate: Arc<Semaphore>,
-}
-
-#[sync_core::async_trait]
-impl Embedder for GateEmbedder {
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-
-    fn dimensions(&self) -> usize {
-        self.inner.dimensions()
-    }
-
-    async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
-        self.gate
-            .acquire()
-            .await
-            .map_err(|_| Error::Cancelled)?
-            .forget();
-        self.inner.embed(texts).await
-    }
-}
-
 /// A TCP proxy in front of the server that keeps what clients sent and can cut every open
 /// connection, as a network that drops does.
 struct Proxy {
@@ -383,10 +356,7 @@ async fn a_page_opened_during_a_sync_follows_it_resumes_a_dropped_stream_and_sho
             .unwrap(),
     );
     let gate = Arc::new(Semaphore::new(0));
-    let embedder = Arc::new(GateEmbedder {
-        inner: HashEmbedder::new(16),
-        gate: Arc::clone(&gate),
-    });
+    let embedder = Arc::new(GateEmbedder::new(HashEmbedder::new(16), Arc::clone(&gate)));
     let syncer = Syncer::new(Arc::new(GitSource::open(repo.path()).unwrap()), store)
         .unwrap()
         .with_embedder(embedder)

@@ -89,7 +89,9 @@ pub use suite::{
     models_coexist_and_an_unknown_model_is_a_clear_error, reembed_fills_in_missing_embeddings,
     search_ties_rank_by_path_then_ordinal, unknown_runs_are_not_found,
 };
-pub use wrappers::{CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyStore};
+pub use wrappers::{
+    CountingEmbedder, FaultMode, FaultPlan, FaultySource, FaultyStore, GateEmbedder,
+};
 
 /// Expands to one `#[tokio::test]` per conformance test for a store factory (see the
 /// [module docs](crate::testkit)). The sweeps print how many fault points they covered.

@@ -465,3 +465,40 @@ impl<E: Embedder> Embedder for CountingEmbedder<E> {
         self.inner.token_counter()
     }
 }
+
+/// An [`Embedder`] that waits for a permit of its gate before each call: a test holds a
+/// run in its import phase for as long as it likes and lets it go on call by call
+/// ([`Semaphore::add_permits`](tokio::sync::Semaphore::add_permits)). A closed gate fails
+/// the call as [`Error::Cancelled`].
+#[derive(Debug)]
+pub struct GateEmbedder<E> {
+    inner: E,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl<E: Embedder> GateEmbedder<E> {
+    /// Wraps `inner` behind `gate`.
+    pub fn new(inner: E, gate: Arc<tokio::sync::Semaphore>) -> Self {
+        Self { inner, gate }
+    }
+}
+
+#[async_trait]
+impl<E: Embedder> Embedder for GateEmbedder<E> {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+
+    async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
+        self.gate
+            .acquire()
+            .await
+            .map_err(|_| Error::Cancelled)?
+            .forget();
+        self.inner.embed(texts).await
+    }
+}

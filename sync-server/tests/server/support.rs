@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sync_core::{Embedder, Embedding, Error, HashEmbedder, SyncOptions, Syncer};
+use sync_core::testkit::GateEmbedder;
+use sync_core::{HashEmbedder, SyncOptions, Syncer};
 use sync_git::GitSource;
 use sync_git::testkit::TestRepo;
 use sync_server::{AppState, Auth, Project};
@@ -15,34 +16,6 @@ use tokio::sync::Semaphore;
 pub(crate) const ACME: &str = "acme-token-1";
 /// The token of tenant `other`, which owns project `beta`.
 pub(crate) const OTHER: &str = "other-token-2";
-
-/// An embedder that waits for a permit before each call: a test holds a run mid-import
-/// for as long as it likes and lets it go on call by call.
-#[derive(Debug)]
-pub(crate) struct GateEmbedder {
-    inner: HashEmbedder,
-    gate: Arc<Semaphore>,
-}
-
-#[async_trait::async_trait]
-impl Embedder for GateEmbedder {
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-
-    fn dimensions(&self) -> usize {
-        self.inner.dimensions()
-    }
-
-    async fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>, Error> {
-        self.gate
-            .acquire()
-            .await
-            .map_err(|_| Error::Cancelled)?
-            .forget();
-        self.inner.embed(texts).await
-    }
-}
 
 /// One project: its repository, store and gate.
 pub(crate) struct Fixture {
@@ -75,10 +48,7 @@ impl Fixture {
                 .unwrap(),
         );
         let gate = Arc::new(Semaphore::new(0));
-        let embedder = Arc::new(GateEmbedder {
-            inner: HashEmbedder::new(16),
-            gate: Arc::clone(&gate),
-        });
+        let embedder = Arc::new(GateEmbedder::new(HashEmbedder::new(16), Arc::clone(&gate)));
         let syncer = Syncer::new(
             Arc::new(GitSource::open(repo.path()).unwrap()),
             Arc::clone(&store) as _,
