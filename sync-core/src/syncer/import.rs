@@ -40,10 +40,12 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
         pending: Vec::new(),
         embedded: HashSet::new(),
     };
-    // Extraction is CPU work: it runs on the blocking pool, up to one file per core at a
-    // time, while the source reads on; results are taken in fetch order.
+    // Extraction is CPU work: it runs on the blocking pool while the source reads on, in
+    // groups of files (one task per file would spend more on waking threads than on small
+    // files), a few groups per core at a time; results are taken in fetch order.
     let parallel = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut extracting = FuturesOrdered::new();
+    let mut group = Group::default();
     let mut contents = s.source.contents(&run.commit, plan.fetch.clone());
     let mut source_done = false;
     loop {
@@ -58,20 +60,29 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
             plan.stats.bytes_fetched += size;
             progress.bytes_done += size;
             match accept(phases, plan, blob)? {
-                Some(job) => extracting.push_back(job.spawn()),
+                Some(job) => {
+                    if group.add(job) {
+                        extracting.push_back(std::mem::take(&mut group).spawn());
+                    }
+                }
                 None => progress.files_done += 1,
             }
+        }
+        if source_done && !group.jobs.is_empty() {
+            extracting.push_back(std::mem::take(&mut group).spawn());
         }
         let Some(done) = extracting.next().await else {
             break;
         };
-        batch.pending.extend(done?);
-        progress.files_done += 1;
-        if batch.pending.len() >= s.options.batch_size {
-            batch.flush(&mut plan.stats, &mut progress).await?;
-            phases.emit.send(SyncEvent::Progress(progress)).await?;
-        } else if progress.files_done.is_multiple_of(PROGRESS_EVERY) {
-            phases.emit.send(SyncEvent::Progress(progress)).await?;
+        for entries in done? {
+            batch.pending.extend(entries);
+            progress.files_done += 1;
+            if batch.pending.len() >= s.options.batch_size {
+                batch.flush(&mut plan.stats, &mut progress).await?;
+                phases.emit.send(SyncEvent::Progress(progress)).await?;
+            } else if progress.files_done.is_multiple_of(PROGRESS_EVERY) {
+                phases.emit.send(SyncEvent::Progress(progress)).await?;
+            }
         }
     }
     drop(contents);
@@ -134,10 +145,33 @@ struct Extraction {
     blob: Blob,
 }
 
-impl Extraction {
-    /// Runs [`Extraction::entries`] on the blocking pool.
-    fn spawn(self) -> impl Future<Output = Result<Vec<NewEntry>, Error>> {
-        let task = tokio::task::spawn_blocking(move || self.entries());
+/// Extractions run as one task on the blocking pool: up to [`Group::FILES`] files, or
+/// fewer whose contents reach [`Group::BYTES`] (a large file goes alone).
+#[derive(Default)]
+struct Group {
+    jobs: Vec<Extraction>,
+    bytes: usize,
+}
+
+impl Group {
+    const FILES: usize = 32;
+    const BYTES: usize = 256 << 10;
+
+    /// Adds `job`; whether the group is now full.
+    fn add(&mut self, job: Extraction) -> bool {
+        self.bytes += job.blob.data.len();
+        self.jobs.push(job);
+        self.jobs.len() >= Self::FILES || self.bytes >= Self::BYTES
+    }
+
+    /// Runs every extraction on the blocking pool; their entries, file by file, in order.
+    fn spawn(self) -> impl Future<Output = Result<Vec<Vec<NewEntry>>, Error>> {
+        let task = tokio::task::spawn_blocking(move || {
+            self.jobs
+                .into_iter()
+                .map(Extraction::entries)
+                .collect::<Vec<_>>()
+        });
         async move {
             task.await.map_err(|e| {
                 Error::backend(
@@ -148,7 +182,9 @@ impl Extraction {
             })
         }
     }
+}
 
+impl Extraction {
     fn entries(self) -> Vec<NewEntry> {
         let text = String::from_utf8_lossy(&self.blob.data);
         let mut entries = Vec::new();
