@@ -305,6 +305,11 @@ impl AppState {
         Ok(self)
     }
 
+    /// Whether the server has a webhook secret ([`AppState::with_webhook_secret`]).
+    pub fn has_webhook_secret(&self) -> bool {
+        self.inner.webhook_secret.is_some()
+    }
+
     /// The server's webhook secret.
     pub(crate) fn webhook_secret(&self) -> Option<&Secret> {
         self.inner.webhook_secret.as_ref()
