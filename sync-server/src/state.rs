@@ -387,3 +387,52 @@ impl AppState {
         self.projects().filter(|p| caller.sees(p.tenant()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sync_core::{MemorySource, MemoryStore};
+
+    use super::*;
+
+    fn project() -> Project {
+        let syncer = Syncer::new(
+            Arc::new(MemorySource::new("demo")),
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap();
+        Project::new("demo", syncer).unwrap()
+    }
+
+    #[test]
+    fn a_project_declares_the_github_repository_it_mirrors() {
+        assert_eq!(
+            project().github_repo(),
+            None,
+            "a memory source mirrors none"
+        );
+        let p = project().with_github_repo("github:Octo/Hello.rs").unwrap();
+        assert_eq!(p.github_repo(), Some("Octo/Hello.rs"));
+        for bad in ["octo", "octo/", "/hello", "octo/hello/x", "octo/hel lo", ""] {
+            let e = project().with_github_repo(bad).unwrap_err();
+            assert_eq!(e.kind(), sync_core::ErrorKind::InvalidInput, "{bad}");
+        }
+    }
+
+    #[test]
+    fn webhook_secrets_are_never_shown() {
+        let p = project().with_webhook_secret("hush-hush").unwrap();
+        assert!(p.has_webhook_secret());
+        assert!(!format!("{p:?}").contains("hush"));
+        let state = AppState::new(Auth::open())
+            .with_webhook_secret("quiet-please")
+            .unwrap()
+            .with_project(p)
+            .unwrap();
+        assert!(state.has_webhook_secret());
+        assert!(!format!("{state:?}").contains("quiet"));
+        assert!(!format!("{state:?}").contains("hush"));
+        let e = project().with_webhook_secret("  ").unwrap_err();
+        assert_eq!(e.kind(), sync_core::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("project `demo`"), "{e}");
+    }
+}

@@ -1,11 +1,18 @@
 //! `POST /api/v1/webhooks/github`: signatures computed here with the secrets, pushes that
 //! start real syncs, and what is refused, ignored, deduplicated and coalesced.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+use sync_core::{HashEmbedder, MemoryStore, Syncer};
+use sync_git::testkit::TestRepo;
+use sync_github::GitHubSource;
+use sync_github::testkit::FakeGitHub;
+use sync_server::{AppState, Auth, Project};
 
 use crate::support::{ACME, BETA_SECRET, OTHER, Served, WEBHOOK_SECRET};
 
@@ -485,4 +492,109 @@ async fn pushes_during_a_run_coalesce_into_one_follow_up_run() {
 
 fn body_of(after: &str) -> Vec<u8> {
     push("Octo/Alpha", "refs/heads/main", after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_the_waiting_follow_up() {
+    let s = Served::webhook().await;
+    let head = s.alpha.repo.rev_parse("main").to_hex();
+    let body = push("Octo/Alpha", "refs/heads/main", &head);
+    let (_, answer) = deliver_push(&s, "s-1", WEBHOOK_SECRET, &body).await;
+    assert_eq!(only_outcome(&answer)["outcome"], "started", "{answer}");
+    let events = only_outcome(&answer)["events"].as_str().unwrap().to_owned();
+    let (_, answer) = deliver_push(&s, "s-2", WEBHOOK_SECRET, &body).await;
+    assert_eq!(only_outcome(&answer)["outcome"], "follow_up", "{answer}");
+
+    assert!(s.state.shutdown(Duration::from_secs(30)).await);
+    assert_eq!(follow(&s, ACME, &events).await, "cancelled");
+    let (_, answer) = deliver_push(&s, "s-3", WEBHOOK_SECRET, &body).await;
+    let outcome = only_outcome(&answer);
+    assert_eq!(outcome["outcome"], "failed", "{answer}");
+    assert_eq!(outcome["error"]["kind"], "conflict");
+
+    let (_, body) = s.get(ACME, "/api/v1/projects/alpha/syncs").await;
+    assert_eq!(body["running"], Value::Null, "{body}");
+    assert_eq!(body["syncs"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["syncs"][0]["status"], "cancelled");
+    assert_eq!(metric(&s, "projsync_runs_started_total").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_source_project_syncs_on_a_push_of_its_default_branch() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let repo = TestRepo::new();
+    repo.write("src/lib.rs", "pub fn answer() -> u32 { 42 }\n");
+    let head = repo.commit("first").to_hex();
+    repo.git(["branch", "dev"]);
+    let github = FakeGitHub::start(&repo, "Octo", "Gamma").await.unwrap();
+    let source = GitHubSource::builder("Octo", "Gamma")
+        .api_url(github.api_url())
+        .anonymous()
+        .build()
+        .unwrap();
+    let syncer = Syncer::new(Arc::new(source), Arc::new(MemoryStore::new()))
+        .unwrap()
+        .with_embedder(Arc::new(HashEmbedder::new(16)));
+    // No default branch configured: the source's (`main`) is the tracked one.
+    let project = Project::new("gamma", syncer).unwrap();
+    assert_eq!(project.github_repo(), Some("Octo/Gamma"));
+    let state = AppState::new(Auth::open())
+        .with_webhook_secret(WEBHOOK_SECRET)
+        .unwrap()
+        .with_project(project)
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, sync_server::router(state))
+            .await
+            .unwrap();
+    });
+    let http = reqwest::Client::new();
+    let send = |delivery: &'static str, body: Vec<u8>| {
+        http.post(format!("{base}{ROUTE}"))
+            .header("x-github-event", "push")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sign(WEBHOOK_SECRET, &body))
+            .body(body)
+            .send()
+    };
+
+    let r = send("g-1", push("octo/gamma", "refs/heads/dev", &head))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        only_outcome(&answer)["reason"],
+        "branch `dev` is not tracked (tracked: `main`)"
+    );
+
+    let r = send("g-2", push("octo/gamma", "refs/heads/main", &head))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let answer: Value = r.json().await.unwrap();
+    let outcome = only_outcome(&answer);
+    assert_eq!(outcome["outcome"], "started", "{answer}");
+    let id = outcome["id"].as_i64().unwrap();
+    let events = outcome["events"].as_str().unwrap();
+    let text = http
+        .get(format!("{base}{events}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("event: completed"), "{text}");
+    let r = http
+        .get(format!("{base}/api/v1/projects/gamma/syncs/{id}"))
+        .send()
+        .await
+        .unwrap();
+    let run: Value = r.json().await.unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["commit"], head);
+    assert_eq!(run["repo"]["source"], "github:Octo/Gamma");
 }
