@@ -89,7 +89,9 @@ pub(crate) enum Command {
     /// the printed address) for the repository (named after its directory) or the projects
     /// of `--config`. Bearer tokens from
     /// PROJSYNC_TOKENS=tenant:token,… or the config file; without tokens it listens on
-    /// loopback only.
+    /// loopback only. PROJSYNC_WEBHOOK_SECRET=SECRET turns on the GitHub webhook, POST
+    /// /api/v1/webhooks/github (content type application/json, the same secret on
+    /// GitHub): a push of a tracked branch syncs the projects mirroring that repository.
     Serve(ServeArgs),
 }
 
@@ -264,8 +266,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7341", value_name = "ADDR")]
     pub(crate) listen: String,
     /// A TOML file of projects instead of the one repository: `[[project]]` tables with
-    /// `name`, `source`, `db`, `tenant`, `default_branch`, and `[[token]]` tables with
-    /// `tenant` and `token` (relative paths are relative to the file).
+    /// `name`, `source`, `db`, `tenant`, `default_branch`, and for the webhook
+    /// `github_repo` (OWNER/NAME a local clone mirrors), `tracked_branches` (default: the
+    /// default branch) and `webhook_secret` (instead of PROJSYNC_WEBHOOK_SECRET), and
+    /// `[[token]]` tables with `tenant` and `token` (relative paths are relative to the
+    /// file).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<std::path::PathBuf>,
     #[command(flatten)]

@@ -10,6 +10,7 @@ mod routes;
 mod runs;
 mod sse;
 mod state;
+mod webhook;
 
 pub use auth::Auth;
 pub use error::{ApiError, status_of};

@@ -14,6 +14,50 @@ pub(crate) struct Metrics {
     runs_cancelled: AtomicU64,
     sse_clients: AtomicI64,
     requests: Mutex<BTreeMap<u16, u64>>,
+    webhook: [AtomicU64; Delivery::ALL.len()],
+}
+
+/// What became of a GitHub webhook delivery, for its counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// A push, handled (its answer says what each project did).
+    Push,
+    /// A ping, answered.
+    Ping,
+    /// Another event, ignored.
+    Ignored,
+    /// A delivery seen before.
+    Duplicate,
+    /// A missing or wrong signature.
+    Unauthorized,
+    /// A header or the payload was not as GitHub sends them.
+    Invalid,
+    /// No secret is configured: the webhook is off.
+    Off,
+}
+
+impl Delivery {
+    const ALL: [Self; 7] = [
+        Self::Push,
+        Self::Ping,
+        Self::Ignored,
+        Self::Duplicate,
+        Self::Unauthorized,
+        Self::Invalid,
+        Self::Off,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Ping => "ping",
+            Self::Ignored => "ignored",
+            Self::Duplicate => "duplicate",
+            Self::Unauthorized => "unauthorized",
+            Self::Invalid => "invalid",
+            Self::Off => "off",
+        }
+    }
 }
 
 impl Metrics {
@@ -31,6 +75,11 @@ impl Metrics {
 
     pub(crate) fn run_cancelled(&self) {
         self.runs_cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a webhook delivery by outcome.
+    pub(crate) fn delivery(&self, outcome: Delivery) {
+        self.webhook[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a response by status.
@@ -95,6 +144,18 @@ impl Metrics {
             "Clients following a run's events.",
             self.sse_clients.load(Ordering::Relaxed).max(0).to_string(),
         );
+        let _ = writeln!(
+            out,
+            "# HELP projsync_webhook_deliveries_total GitHub webhook deliveries, by outcome.\n# TYPE projsync_webhook_deliveries_total counter"
+        );
+        for outcome in Delivery::ALL {
+            let _ = writeln!(
+                out,
+                "projsync_webhook_deliveries_total{{outcome=\"{}\"}} {}",
+                outcome.as_str(),
+                self.webhook[outcome as usize].load(Ordering::Relaxed)
+            );
+        }
         let requests = self
             .requests
             .lock()

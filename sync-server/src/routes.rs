@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,7 @@ use crate::page;
 use crate::runs::Runs;
 use crate::sse;
 use crate::state::{AppState, Project};
+use crate::webhook;
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
@@ -40,13 +41,17 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// | `POST /api/v1/projects/{project}/syncs/{id}/restore` | 201 `{id, run}`: a new run restoring run `id`'s state |
 /// | `GET /api/v1/projects/{project}/search?q=&k=&mode=` | `{"hits": [hit…]}`, each as `projsync search --json` prints it |
 /// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here |
+/// | `POST /api/v1/webhooks/github` | GitHub's deliveries: `ping` 200 `{"ok": true}`; `push` 202 `{event, repository, ref, projects: [{project, outcome, …}]}`; a seen delivery 200 `{"duplicate": true}`; other events 202 `{"ignored"}` |
 /// | `GET /healthz` | `ok` |
 /// | `GET /metrics` | counters in Prometheus' text format |
 /// | `GET /` (and `/assets/app.js`, `/assets/app.css`) | the web page, which drives the API above |
 ///
 /// The page's routes need no token (it holds no data; it asks for a token when the API
 /// answers 401) and answer with a strict `Content-Security-Policy`. Every `/api` route needs `Authorization: Bearer TOKEN` (unless [`Auth`](crate::Auth)
-/// is open); a project of another tenant answers exactly like a missing one. Errors are
+/// is open); a project of another tenant answers exactly like a missing one. The webhook
+/// needs no token: its deliveries are authenticated by their `X-Hub-Signature-256` (an
+/// HMAC-SHA256 of the body with the secret of [`AppState::with_webhook_secret`] or of
+/// [`Project::with_webhook_secret`]); without any secret it answers 404. Errors are
 /// `{"error": {"kind", "message"}}` with the status of [`status_of`](crate::status_of).
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -66,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/projects/{project}/search", get(search))
         .route("/api/v1/events/project-sync/{id}", get(events))
+        .route(
+            "/api/v1/webhooks/github",
+            post(webhook::github).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(page::routes())
@@ -102,7 +111,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Where the router is mounted: the part of the request's original path before the
 /// path the router saw (empty unless a host nested it).
-fn prefix(original: &Uri, seen: &Uri) -> String {
+pub(crate) fn prefix(original: &Uri, seen: &Uri) -> String {
     original
         .path()
         .strip_suffix(seen.path())
@@ -111,7 +120,7 @@ fn prefix(original: &Uri, seen: &Uri) -> String {
 }
 
 /// The URL of a run's event stream.
-fn events_url(prefix: &str, project: &Project, id: SyncId) -> String {
+pub(crate) fn events_url(prefix: &str, project: &Project, id: SyncId) -> String {
     format!(
         "{prefix}/api/v1/events/project-sync/{id}?project={}",
         project.name()

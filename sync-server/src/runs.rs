@@ -1,5 +1,6 @@
 //! The runs started through the API: each one's events recorded in order in a log,
-//! numbered from 1, which any number of subscribers replay and then follow live.
+//! numbered from 1, which any number of subscribers replay and then follow live; and the
+//! follow-up runs that pushes arriving during a run leave behind ([`Runs::enqueue`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -171,6 +172,11 @@ struct RunsState {
     by_id: HashMap<(String, SyncId), Arc<RunLog>>,
     /// Finished runs with a log, oldest first.
     finished: VecDeque<(String, SyncId)>,
+    /// The branches to sync, in order, once the project's current run has ended: each
+    /// branch once, however many pushes asked for it.
+    follow_ups: HashMap<String, Vec<String>>,
+    /// The server is stopping: no follow-up starts, nothing is enqueued.
+    stopping: bool,
 }
 
 /// The registry of runs started through the API.
@@ -182,6 +188,19 @@ pub(crate) struct Runs {
 
 /// How a start ended before the run got going.
 pub(crate) type Opened = Result<(SyncId, Arc<RunLog>), ErrorReport>;
+
+/// What [`Runs::enqueue`] did.
+#[derive(Debug)]
+pub(crate) enum Enqueued {
+    /// A run started; answers once the store has opened it (or the start failed).
+    Started(oneshot::Receiver<Opened>),
+    /// A run of the project is in progress (`running`, once the store has opened it): a
+    /// run of the branch follows it. `coalesced` when one was already waiting.
+    FollowUp {
+        running: Option<SyncId>,
+        coalesced: bool,
+    },
+}
 
 impl Runs {
     pub(crate) fn new(keep: usize) -> Self {
@@ -246,20 +265,59 @@ impl Runs {
                     project.name()
                 )));
             }
-            let log = Arc::new(RunLog::new(project));
-            runs.active
-                .insert(project.name().to_owned(), Arc::clone(&log));
-            log
+            claim(&mut runs, project)
         };
-        state.metrics().run_started();
-        let (opened_tx, opened_rx) = oneshot::channel();
-        let stream = project.syncer().run(branch);
-        tokio::spawn(drive(state.clone(), log, stream, opened_tx));
-        Ok(opened_rx)
+        Ok(launch(state, project, log, branch))
     }
 
-    /// Files a finished run: no longer active, its log kept among the last `keep`.
-    fn finish(&self, log: &Arc<RunLog>) {
+    /// Asks for a sync of `branch` of `project` because it changed (a push): starts it
+    /// now, as [`Runs::start`] does, or, while a run of the project is in progress,
+    /// remembers one follow-up run of `branch` that starts when that run ends. Further
+    /// requests for the same branch during the run coalesce into that one follow-up.
+    ///
+    /// This is the one place where "start now or follow up" is decided; a durable job
+    /// queue takes its place by enqueueing here instead. Fails with `Conflict` while the
+    /// server is stopping.
+    pub(crate) fn enqueue(
+        state: &AppState,
+        project: &Project,
+        branch: &str,
+    ) -> Result<Enqueued, Error> {
+        let log = {
+            let mut runs = state.runs().lock();
+            if runs.stopping {
+                return Err(Error::conflict(
+                    "this server is stopping and starts no sync; deliver the push again once it is back",
+                ));
+            }
+            if let Some(running) = runs.active.get(project.name()) {
+                let running = running.sync_id();
+                let waiting = runs
+                    .follow_ups
+                    .entry(project.name().to_owned())
+                    .or_default();
+                let coalesced = waiting.iter().any(|b| b == branch);
+                if !coalesced {
+                    waiting.push(branch.to_owned());
+                }
+                return Ok(Enqueued::FollowUp { running, coalesced });
+            }
+            claim(&mut runs, project)
+        };
+        Ok(Enqueued::Started(launch(state, project, log, Some(branch))))
+    }
+
+    /// Stops starting runs of its own: drops the follow-ups and enqueues nothing more.
+    pub(crate) fn stop(&self) {
+        let mut runs = self.lock();
+        runs.stopping = true;
+        runs.follow_ups.clear();
+    }
+
+    /// Files a finished run: no longer active, its log kept among the last `keep`. When
+    /// a follow-up of its project is waiting, claims the project for it at once (so no
+    /// other start slips in between) and returns it, to be launched.
+    fn finish(&self, state: &AppState, log: &Arc<RunLog>) -> Option<FollowUp> {
         let mut runs = self.lock();
         runs.active.remove(log.project());
         if let Some(id) = log.sync_id() {
@@ -270,7 +328,53 @@ impl Runs {
                 }
             }
         }
+        if runs.stopping {
+            return None;
+        }
+        let waiting = runs.follow_ups.get_mut(log.project())?;
+        let branch = (!waiting.is_empty()).then(|| waiting.remove(0));
+        if waiting.is_empty() {
+            runs.follow_ups.remove(log.project());
+        }
+        let branch = branch?;
+        let project = state.project_named(log.project())?.clone();
+        let next = claim(&mut runs, &project);
+        Some(FollowUp {
+            project,
+            branch,
+            log: next,
+        })
     }
+}
+
+/// A follow-up run, claimed and ready to launch.
+struct FollowUp {
+    project: Project,
+    branch: String,
+    log: Arc<RunLog>,
+}
+
+/// Makes `project` busy with a new run's log.
+fn claim(runs: &mut RunsState, project: &Project) -> Arc<RunLog> {
+    let log = Arc::new(RunLog::new(project));
+    runs.active
+        .insert(project.name().to_owned(), Arc::clone(&log));
+    log
+}
+
+/// Runs a sync of `branch` of `project` on a task of its own, recording into `log` (which
+/// [`claim`] made the project's active run).
+fn launch(
+    state: &AppState,
+    project: &Project,
+    log: Arc<RunLog>,
+    branch: Option<&str>,
+) -> oneshot::Receiver<Opened> {
+    state.metrics().run_started();
+    let (opened_tx, opened_rx) = oneshot::channel();
+    let stream = project.syncer().run(branch);
+    tokio::spawn(drive(state.clone(), log, stream, opened_tx));
+    opened_rx
 }
 
 /// Pumps a run's events into its log until the run ends; cancels it when asked.
@@ -293,14 +397,18 @@ async fn drive(
             event = stream.next() => event,
         };
         let Some(event) = event else { break };
+        if let SyncEvent::Prepared { sync_id, .. } = &event {
+            // Filed by id before the id shows (in the log, so as the project's running
+            // run), so that its events URL answers as soon as anyone can know it.
+            state
+                .runs()
+                .lock()
+                .by_id
+                .insert((log.project().to_owned(), *sync_id), Arc::clone(&log));
+        }
         log.push(&event);
         match &event {
             SyncEvent::Prepared { sync_id, .. } => {
-                state
-                    .runs()
-                    .lock()
-                    .by_id
-                    .insert((log.project().to_owned(), *sync_id), Arc::clone(&log));
                 if let Some(tx) = opened.take() {
                     let _ = tx.send(Ok((*sync_id, Arc::clone(&log))));
                 }
@@ -324,6 +432,14 @@ async fn drive(
     if let Some(tx) = opened.take() {
         let _ = tx.send(Err(Error::Cancelled.report()));
     }
-    state.runs().finish(&log);
+    let follow_up = state.runs().finish(&state, &log);
     log.end();
+    if let Some(next) = follow_up {
+        tracing::info!(
+            project = next.project.name(),
+            branch = next.branch,
+            "starting the follow-up sync of pushes during the last run"
+        );
+        drop(launch(&state, &next.project, next.log, Some(&next.branch)));
+    }
 }

@@ -9,15 +9,20 @@ use sync_core::{Embedder, Error, RepoKey, RepoSource, SyncStore, Syncer};
 use crate::auth::{Auth, Caller};
 use crate::metrics::Metrics;
 use crate::runs::Runs;
+use crate::webhook::{Deliveries, Secret};
 
 /// One project the API serves: a name (its path segment in the URLs), the [`Syncer`]
 /// that keeps its memory (source, store, tenant, policy, extractor, embedder, options),
-/// and the branch it tracks by default.
+/// and the branch it tracks by default; for the GitHub webhook, the GitHub repository it
+/// mirrors, the branches a push of which syncs it, and optionally a secret of its own.
 #[derive(Clone)]
 pub struct Project {
     name: String,
     syncer: Syncer,
     default_branch: Option<String>,
+    github_repo: Option<String>,
+    tracked_branches: Vec<String>,
+    webhook_secret: Option<Secret>,
 }
 
 impl fmt::Debug for Project {
@@ -27,6 +32,9 @@ impl fmt::Debug for Project {
             .field("repo", self.syncer.repo())
             .field("tenant", &self.syncer.repo().tenant())
             .field("default_branch", &self.default_branch)
+            .field("github_repo", &self.github_repo())
+            .field("tracked_branches", &self.tracked_branches)
+            .field("webhook_secret", &self.webhook_secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -46,7 +54,58 @@ impl Project {
             name: name.to_owned(),
             syncer,
             default_branch: None,
+            github_repo: None,
+            tracked_branches: Vec::new(),
+            webhook_secret: None,
         })
+    }
+
+    /// Declares the GitHub repository the project mirrors, written `OWNER/NAME` (or
+    /// `github:OWNER/NAME`), for a project whose source is not GitHub itself, such as a
+    /// local clone: the GitHub webhook then syncs it on pushes to that repository. A
+    /// project whose source is `github:OWNER/NAME` mirrors that repository without this.
+    pub fn with_github_repo(mut self, full_name: &str) -> Result<Self, Error> {
+        let bare = full_name.strip_prefix("github:").unwrap_or(full_name);
+        let valid = bare.split_once('/').is_some_and(|(owner, name)| {
+            [owner, name].iter().all(|part| {
+                (1..=100).contains(&part.len())
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+        });
+        if !valid {
+            return Err(Error::invalid_input(format!(
+                "`{}` is not a GitHub repository: write OWNER/NAME, e.g. rust-lang/cargo",
+                full_name.escape_debug()
+            )));
+        }
+        self.github_repo = Some(bare.to_owned());
+        Ok(self)
+    }
+
+    /// The branches whose pushes the GitHub webhook syncs. Without any (the default),
+    /// only the project's default branch: [`Project::with_default_branch`] or else the
+    /// source's.
+    #[must_use]
+    pub fn with_tracked_branches<I, B>(mut self, branches: I) -> Self
+    where
+        I: IntoIterator<Item = B>,
+        B: Into<String>,
+    {
+        self.tracked_branches = branches.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Checks the GitHub webhook's deliveries for this project with `secret` instead of
+    /// the server's ([`AppState::with_webhook_secret`]). Kept in memory only, never
+    /// printed. Fails on an empty secret.
+    pub fn with_webhook_secret(mut self, secret: &str) -> Result<Self, Error> {
+        self.webhook_secret =
+            Some(Secret::new(secret).map_err(|e| {
+                e.context(format!("the webhook secret of project `{}`", self.name))
+            })?);
+        Ok(self)
     }
 
     /// Syncs `branch` when a start names none (instead of the source's default branch).
@@ -90,6 +149,30 @@ impl Project {
     pub fn tenant(&self) -> &str {
         self.repo().tenant()
     }
+
+    /// The GitHub repository it mirrors, `OWNER/NAME`: the one declared with
+    /// [`Project::with_github_repo`], or else that of a `github:OWNER/NAME` source.
+    pub fn github_repo(&self) -> Option<&str> {
+        self.github_repo
+            .as_deref()
+            .or_else(|| self.repo().source().strip_prefix("github:"))
+    }
+
+    /// The branches whose pushes the GitHub webhook syncs; empty for the default branch
+    /// only.
+    pub fn tracked_branches(&self) -> &[String] {
+        &self.tracked_branches
+    }
+
+    /// Whether the project has a webhook secret of its own.
+    pub fn has_webhook_secret(&self) -> bool {
+        self.webhook_secret.is_some()
+    }
+
+    /// The secret the GitHub webhook checks this project's deliveries with, if any.
+    pub(crate) fn own_webhook_secret(&self) -> Option<&Secret> {
+        self.webhook_secret.as_ref()
+    }
 }
 
 /// Whether `name` is a valid project name.
@@ -132,6 +215,8 @@ struct Inner {
     runs: Runs,
     metrics: Arc<Metrics>,
     keep_alive: std::time::Duration,
+    webhook_secret: Option<Secret>,
+    deliveries: Deliveries,
 }
 
 impl fmt::Debug for AppState {
@@ -140,6 +225,7 @@ impl fmt::Debug for AppState {
             .field("projects", &self.inner.projects)
             .field("embedder", &self.inner.embedder)
             .field("auth", &self.inner.auth)
+            .field("webhook_secret", &self.inner.webhook_secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +244,8 @@ impl AppState {
                 runs: Runs::new(DEFAULT_KEEP_RUNS),
                 metrics: Arc::default(),
                 keep_alive: crate::sse::KEEP_ALIVE,
+                webhook_secret: None,
+                deliveries: Deliveries::new(crate::webhook::KEPT_DELIVERIES),
             }),
         }
     }
@@ -206,6 +294,37 @@ impl AppState {
         self.inner.keep_alive
     }
 
+    /// Turns the GitHub webhook (`POST /api/v1/webhooks/github`) on: deliveries signed
+    /// with `secret` (GitHub's `X-Hub-Signature-256`) sync the projects they name,
+    /// except projects with a secret of their own ([`Project::with_webhook_secret`]),
+    /// which only that one moves. Kept in memory only, never printed. Fails on an empty
+    /// secret.
+    pub fn with_webhook_secret(mut self, secret: &str) -> Result<Self, Error> {
+        let secret = Secret::new(secret).map_err(|e| e.context("the webhook secret"))?;
+        self.inner_mut()?.webhook_secret = Some(secret);
+        Ok(self)
+    }
+
+    /// Whether the server has a webhook secret ([`AppState::with_webhook_secret`]).
+    pub fn has_webhook_secret(&self) -> bool {
+        self.inner.webhook_secret.is_some()
+    }
+
+    /// The server's webhook secret.
+    pub(crate) fn webhook_secret(&self) -> Option<&Secret> {
+        self.inner.webhook_secret.as_ref()
+    }
+
+    /// The webhook deliveries seen lately.
+    pub(crate) fn deliveries(&self) -> &Deliveries {
+        &self.inner.deliveries
+    }
+
+    /// The project `name`, whatever its tenant.
+    pub(crate) fn project_named(&self, name: &str) -> Option<&Project> {
+        self.inner.projects.get(name)
+    }
+
     /// Every project, by name.
     pub fn projects(&self) -> impl Iterator<Item = &Project> {
         self.inner.projects.values()
@@ -222,9 +341,11 @@ impl AppState {
     }
 
     /// Cancels every run in progress and waits, at most `limit` in all, for them to end:
-    /// for a clean shutdown, after which their event streams have ended too. Returns
+    /// for a clean shutdown, after which their event streams have ended too. Follow-up
+    /// runs waiting for them are dropped, and the webhook starts nothing more. Returns
     /// whether all of them ended in time. Nothing of a cancelled run becomes active.
     pub async fn shutdown(&self, limit: std::time::Duration) -> bool {
+        self.inner.runs.stop();
         let active = self.inner.runs.all_active();
         for log in &active {
             log.cancel();
@@ -264,5 +385,54 @@ impl AppState {
     /// The projects `caller` may see.
     pub(crate) fn visible<'a>(&'a self, caller: &'a Caller) -> impl Iterator<Item = &'a Project> {
         self.projects().filter(|p| caller.sees(p.tenant()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sync_core::{MemorySource, MemoryStore};
+
+    use super::*;
+
+    fn project() -> Project {
+        let syncer = Syncer::new(
+            Arc::new(MemorySource::new("demo")),
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap();
+        Project::new("demo", syncer).unwrap()
+    }
+
+    #[test]
+    fn a_project_declares_the_github_repository_it_mirrors() {
+        assert_eq!(
+            project().github_repo(),
+            None,
+            "a memory source mirrors none"
+        );
+        let p = project().with_github_repo("github:Octo/Hello.rs").unwrap();
+        assert_eq!(p.github_repo(), Some("Octo/Hello.rs"));
+        for bad in ["octo", "octo/", "/hello", "octo/hello/x", "octo/hel lo", ""] {
+            let e = project().with_github_repo(bad).unwrap_err();
+            assert_eq!(e.kind(), sync_core::ErrorKind::InvalidInput, "{bad}");
+        }
+    }
+
+    #[test]
+    fn webhook_secrets_are_never_shown() {
+        let p = project().with_webhook_secret("hush-hush").unwrap();
+        assert!(p.has_webhook_secret());
+        assert!(!format!("{p:?}").contains("hush"));
+        let state = AppState::new(Auth::open())
+            .with_webhook_secret("quiet-please")
+            .unwrap()
+            .with_project(p)
+            .unwrap();
+        assert!(state.has_webhook_secret());
+        assert!(!format!("{state:?}").contains("quiet"));
+        assert!(!format!("{state:?}").contains("hush"));
+        let e = project().with_webhook_secret("  ").unwrap_err();
+        assert_eq!(e.kind(), sync_core::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("project `demo`"), "{e}");
     }
 }

@@ -22,6 +22,9 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// The environment variable with the tokens: `tenant:token,tenant:token`.
 const TOKENS_ENV: &str = "PROJSYNC_TOKENS";
 
+/// The environment variable with the GitHub webhook's secret.
+const WEBHOOK_SECRET_ENV: &str = "PROJSYNC_WEBHOOK_SECRET";
+
 /// The config file of `serve --config`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +50,25 @@ struct ProjectConfig {
     tenant: Option<String>,
     /// The branch a start without one syncs (default: the repository's default branch).
     default_branch: Option<String>,
+    /// The GitHub repository, `OWNER/NAME`, a non-GitHub source (a local clone) mirrors:
+    /// the webhook's pushes to it sync the project.
+    github_repo: Option<String>,
+    /// The branches whose pushes the webhook syncs (default: the default branch only).
+    #[serde(default)]
+    tracked_branches: Vec<String>,
+    /// The project's own webhook secret, instead of PROJSYNC_WEBHOOK_SECRET.
+    webhook_secret: Option<SecretText>,
+}
+
+/// A secret from the config file, shown nowhere.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct SecretText(String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(..)")
+    }
 }
 
 /// `[[token]]`.
@@ -89,7 +111,7 @@ impl Config {
                 })
                 .unwrap_or_default();
             Error::invalid_input(format!(
-                "the config file `{}` is not valid{at}: expected `[[project]]` tables (name, source, db, tenant, default_branch) and `[[token]]` tables (tenant, token)",
+                "the config file `{}` is not valid{at}: expected `[[project]]` tables (name, source, db, tenant, default_branch, github_repo, tracked_branches, webhook_secret) and `[[token]]` tables (tenant, token)",
                 path.display()
             ))
         })
@@ -147,6 +169,9 @@ struct Plan {
     db: DbSpec,
     tenant: Option<String>,
     default_branch: Option<String>,
+    github_repo: Option<String>,
+    tracked_branches: Vec<String>,
+    webhook_secret: Option<String>,
 }
 
 pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Error> {
@@ -196,6 +221,9 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
                     db: DbSpec::parse(&beside(base, p.db.as_deref().unwrap_or("project-sync.db"))),
                     tenant: p.tenant.clone(),
                     default_branch: p.default_branch.clone(),
+                    github_repo: p.github_repo.clone(),
+                    tracked_branches: p.tracked_branches.clone(),
+                    webhook_secret: p.webhook_secret.as_ref().map(|s| s.0.clone()),
                 })
                 .collect()
         }
@@ -205,11 +233,19 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
             db: target.db.clone(),
             tenant: target.tenant.clone(),
             default_branch: None,
+            github_repo: None,
+            tracked_branches: Vec::new(),
+            webhook_secret: None,
         }],
     };
 
     let embedder = embedder::open(&args.embed, true).await?;
     let mut state = AppState::new(auth);
+    if let Ok(secret) = std::env::var(WEBHOOK_SECRET_ENV) {
+        state = state
+            .with_webhook_secret(&secret)
+            .map_err(|e| e.context(WEBHOOK_SECRET_ENV))?;
+    }
     if let Some(e) = &embedder {
         state = state.with_embedder(Arc::clone(e))?;
     }
@@ -236,6 +272,7 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
         ));
         state = state.with_project(project)?;
     }
+    let webhook = state.has_webhook_secret() || state.projects().any(Project::has_webhook_secret);
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -248,6 +285,11 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
     }
     if state.auth().is_open() {
         eprintln!("no tokens: every request is served; listening on loopback only");
+    }
+    if webhook {
+        eprintln!(
+            "GitHub webhook on: POST http://{bound}/api/v1/webhooks/github (content type application/json, with the secret)"
+        );
     }
     println!("listening on http://{bound}");
     use std::io::Write as _;
@@ -296,6 +338,15 @@ fn project(
     if let Some(branch) = &plan.default_branch {
         project = project.with_default_branch(branch);
     }
+    if let Some(repo) = &plan.github_repo {
+        project = project.with_github_repo(repo)?;
+    }
+    if !plan.tracked_branches.is_empty() {
+        project = project.with_tracked_branches(plan.tracked_branches.iter().cloned());
+    }
+    if let Some(secret) = &plan.webhook_secret {
+        project = project.with_webhook_secret(secret)?;
+    }
     Ok(project)
 }
 
@@ -326,12 +377,21 @@ mod tests {
         let path = dir.path().join("serve.toml");
         std::fs::write(
             &path,
-            "[[project]]\nname = \"web\"\nsource = \"repo\"\ntenant = \"acme\"\ndefault_branch = \"dev\"\n\n[[token]]\ntenant = \"acme\"\ntoken = \"s3cret\"\n",
+            "[[project]]\nname = \"web\"\nsource = \"repo\"\ntenant = \"acme\"\ndefault_branch = \"dev\"\ngithub_repo = \"octo/web\"\ntracked_branches = [\"dev\", \"main\"]\nwebhook_secret = \"hook-s3cret\"\n\n[[token]]\ntenant = \"acme\"\ntoken = \"s3cret\"\n",
         )
         .unwrap();
         let config = Config::read(&path).unwrap();
         assert_eq!(config.project[0].name, "web");
         assert_eq!(config.project[0].default_branch.as_deref(), Some("dev"));
+        assert_eq!(config.project[0].github_repo.as_deref(), Some("octo/web"));
+        assert_eq!(config.project[0].tracked_branches, ["dev", "main"]);
+        assert_eq!(
+            config.project[0]
+                .webhook_secret
+                .as_ref()
+                .map(|s| s.0.as_str()),
+            Some("hook-s3cret")
+        );
         assert_eq!(config.token[0].tenant, "acme");
         assert!(!format!("{config:?}").contains("s3cret"));
 

@@ -17,6 +17,11 @@ pub(crate) const ACME: &str = "acme-token-1";
 /// The token of tenant `other`, which owns project `beta`.
 pub(crate) const OTHER: &str = "other-token-2";
 
+/// The server's GitHub webhook secret in [`Served::webhook`].
+pub(crate) const WEBHOOK_SECRET: &str = "the-servers-webhook-secret";
+/// Project `beta`'s own webhook secret in [`Served::webhook`].
+pub(crate) const BETA_SECRET: &str = "betas-own-webhook-secret";
+
 /// One project: its repository, store and gate.
 pub(crate) struct Fixture {
     pub(crate) repo: TestRepo,
@@ -90,22 +95,45 @@ impl Served {
 
     /// As [`Served::start`], keeping the event logs of the last `runs` finished runs.
     pub(crate) async fn keeping(runs: usize) -> Self {
+        Self::build(runs, false).await
+    }
+
+    /// As [`Served::start`], with the GitHub webhook on: the server's secret is
+    /// [`WEBHOOK_SECRET`]; `alpha` mirrors GitHub's `Octo/Alpha` and tracks its default
+    /// branch; `beta` mirrors `octo/beta`, tracks `main` and `dev`, and has its own
+    /// secret, [`BETA_SECRET`].
+    pub(crate) async fn webhook() -> Self {
+        Self::build(sync_server::DEFAULT_KEEP_RUNS, true).await
+    }
+
+    async fn build(runs: usize, webhook: bool) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let alpha = Fixture::new("acme", "alpha").await;
         let beta = Fixture::new("other", "beta").await;
         let auth = Auth::parse_list(&format!("acme:{ACME},other:{OTHER}")).unwrap();
-        let state = AppState::new(auth)
+        let mut alpha_project = Project::new("alpha", alpha.syncer.clone()).unwrap();
+        let mut beta_project = Project::new("beta", beta.syncer.clone())
+            .unwrap()
+            .with_default_branch("main");
+        let mut state = AppState::new(auth);
+        if webhook {
+            state = state.with_webhook_secret(WEBHOOK_SECRET).unwrap();
+            alpha_project = alpha_project.with_github_repo("Octo/Alpha").unwrap();
+            beta_project = beta_project
+                .with_github_repo("github:octo/beta")
+                .unwrap()
+                .with_tracked_branches(["main", "dev"])
+                .with_webhook_secret(BETA_SECRET)
+                .unwrap();
+        }
+        let state = state
             .with_embedder(Arc::new(HashEmbedder::new(16)))
             .unwrap()
             .with_kept_runs(runs)
             .unwrap()
-            .with_project(Project::new("alpha", alpha.syncer.clone()).unwrap())
+            .with_project(alpha_project)
             .unwrap()
-            .with_project(
-                Project::new("beta", beta.syncer.clone())
-                    .unwrap()
-                    .with_default_branch("main"),
-            )
+            .with_project(beta_project)
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
