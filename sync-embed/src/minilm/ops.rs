@@ -37,6 +37,40 @@ fn check_rows(len: usize, width: usize, op: &str) -> Result<()> {
     Ok(())
 }
 
+/// The sum of `xs` in eight lanes (a single running sum cannot be vectorised).
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder().iter().sum::<f32>();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// The largest of `xs` in eight lanes (`-inf` for none).
+#[inline(always)]
+fn max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            if v > *l {
+                *l = v;
+            }
+        }
+    }
+    lanes.iter().copied().fold(rest, f32::max)
+}
+
 /// `e^x` for f32 (Cephes' polynomial on `[-ln 2 / 2, ln 2 / 2]`, scaled by `2^n` through
 /// the exponent bits): within 2 ulp of `f32::exp`; 0 below -87.34 (where `f32::exp` gives
 /// subnormals), `+inf` above 88.37 (for softmax, which takes it of values ≤ 0).
@@ -168,11 +202,22 @@ impl AddNorm {
     /// Normalises one row in place.
     fn norm(&self, row: &mut [f32]) {
         let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let mean = sum(row) / n;
+        for v in row.iter_mut() {
+            *v -= mean;
+        }
+        let mut lanes = [0.0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let rest = chunks.remainder().iter().map(|v| v * v).sum::<f32>();
+        for c in chunks {
+            for (l, v) in lanes.iter_mut().zip(c) {
+                *l += v * v;
+            }
+        }
+        let var = (lanes.iter().sum::<f32>() + rest) / n;
         let inv = (var + self.eps).sqrt().recip();
         for ((v, w), s) in row.iter_mut().zip(&self.weight).zip(&self.shift) {
-            *v = (*v - mean) * inv * w + s;
+            *v = *v * inv * w + s;
         }
     }
 }
@@ -234,13 +279,11 @@ impl MaskedSoftmax<'_> {
                 *v += m;
             }
         }
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
+        let max = max(row);
         for v in row.iter_mut() {
             *v = exp(*v - max);
-            sum += *v;
         }
-        let inv = sum.recip();
+        let inv = sum(row).recip();
         for v in row.iter_mut() {
             *v *= inv;
         }
