@@ -4,6 +4,7 @@
 
 use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
+use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::ops::{AddBias, AddNorm, BiasGelu, MaskedSoftmax};
@@ -246,24 +247,27 @@ impl Bert {
             qkv.inplace_op1(&layer.qkv_bias)?;
             // batch × len × {q, k, v} × heads × head_size, as views.
             let qkv = qkv.reshape((batch, len, 3, heads, dh))?;
-            let mut contexts = Vec::with_capacity(batch);
-            for (b, (keys, additive)) in texts.iter().enumerate() {
-                let text = qkv.get(b)?;
-                // heads × positions × head_size, strided.
-                let part = |i: usize, n: usize| -> Result<Tensor> {
-                    text.narrow(0, 0, n)?.get_on_dim(1, i)?.transpose(0, 1)
-                };
-                let q = part(0, len)?;
-                let k = part(1, *keys)?;
-                let v = part(2, *keys)?;
-                let scores = q.matmul(&k.t()?)?;
-                scores.inplace_op1(&MaskedSoftmax {
-                    width: *keys,
-                    mask: additive,
-                })?;
-                // positions × heads × head_size, a view the concatenation copies.
-                contexts.push(scores.matmul(&v)?.transpose(0, 1)?);
-            }
+            let contexts = texts
+                .par_iter()
+                .enumerate()
+                .map(|(b, (keys, additive))| -> Result<Tensor> {
+                    let text = qkv.get(b)?;
+                    // heads × positions × head_size, strided.
+                    let part = |i: usize, n: usize| -> Result<Tensor> {
+                        text.narrow(0, 0, n)?.get_on_dim(1, i)?.transpose(0, 1)
+                    };
+                    let q = part(0, len)?;
+                    let k = part(1, *keys)?;
+                    let v = part(2, *keys)?;
+                    let scores = q.matmul(&k.t()?)?;
+                    scores.inplace_op1(&MaskedSoftmax {
+                        width: *keys,
+                        mask: additive,
+                    })?;
+                    // positions × heads × head_size, a view the concatenation copies.
+                    scores.matmul(&v)?.transpose(0, 1)
+                })
+                .collect::<Result<Vec<_>>>()?;
             let context = Tensor::cat(&contexts, 0)?.reshape((rows, h))?;
             let attended = context.matmul(&layer.attention_out.t()?)?;
             attended.inplace_op2(&x, &layer.attention_norm)?;
