@@ -1,6 +1,7 @@
 //! A BERT encoder for inference on the CPU, as Hugging Face `BertModel` computes it
 //! (post-layer-norm, exact GELU, absolute positions), with the query, key and value
-//! projections fused into one matrix product and every step on contiguous 2-D tensors.
+//! projections fused into one matrix product, attention on strided views of it, and the
+//! element-wise steps in place (`ops.rs`).
 
 use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
