@@ -1,11 +1,14 @@
 //! A BERT encoder for inference on the CPU, as Hugging Face `BertModel` computes it
 //! (post-layer-norm, exact GELU, absolute positions), with the query, key and value
-//! projections fused into one matrix product and every step on contiguous 2-D tensors.
+//! projections fused into one matrix product, attention on strided views of it, and the
+//! element-wise steps in place (`ops.rs`).
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_core::{Device, Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder};
 use rayon::prelude::*;
 use serde::Deserialize;
+
+use super::ops::{AddBias, AddNorm, BiasGelu, MaskedSoftmax};
 
 /// The fields of a BERT `config.json` the encoder needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,90 +65,82 @@ impl Norm {
     }
 }
 
-fn linear(vb: &VarBuilder<'_>, inputs: usize, outputs: usize) -> Result<Linear> {
-    Ok(Linear::new(
-        vb.get((outputs, inputs), "weight")?,
-        Some(vb.get(outputs, "bias")?),
-    ))
+fn vector(vb: &VarBuilder<'_>, size: usize, name: &str) -> Result<Vec<f32>> {
+    vb.get(size, name)?.to_vec1()
 }
 
-/// `gelu(x + bias)` over the rows of a contiguous `rows × width` f32 matrix, in one pass
-/// split across threads (candle's own unary ops run on one thread).
-struct BiasGelu {
-    bias: Vec<f32>,
+fn add_norm(
+    dense: &VarBuilder<'_>,
+    norm: &VarBuilder<'_>,
+    size: usize,
+    eps: f64,
+) -> Result<AddNorm> {
+    Ok(AddNorm {
+        bias: vector(dense, size, "bias")?,
+        weight: vector(norm, size, "weight")?,
+        shift: vector(norm, size, "bias")?,
+        eps: eps as f32,
+    })
 }
 
-impl CustomOp1 for BiasGelu {
-    fn name(&self) -> &'static str {
-        "bias-gelu-erf"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets())
-        else {
-            candle_core::bail!("bias-gelu needs a contiguous f32 tensor");
-        };
-        let width = self.bias.len();
-        let src = &data[start..end];
-        if width == 0 || !src.len().is_multiple_of(width) {
-            candle_core::bail!("bias-gelu: {} values are not rows of {width}", src.len());
-        }
-        let mut out = vec![0f32; src.len()];
-        out.par_chunks_mut(width * 16)
-            .zip(src.par_chunks(width * 16))
-            .for_each(|(dst, src)| {
-                for (row_out, row_in) in dst.chunks_exact_mut(width).zip(src.chunks_exact(width)) {
-                    for ((o, x), b) in row_out.iter_mut().zip(row_in).zip(&self.bias) {
-                        let v = x + b;
-                        *o = (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2)
-                            + 1.0)
-                            * 0.5
-                            * v;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
+/// One transformer layer. Each weight is kept as `outputs × inputs` and read transposed
+/// by the matrix products; the biases, the residual additions and the layer norms are
+/// in-place ops on the products' outputs.
 struct Layer {
-    qkv: Linear,
-    attention_out: Linear,
-    attention_norm: Norm,
-    /// The intermediate projection without its bias, which [`BiasGelu`] adds.
+    /// Query, key and value projections stacked (`3·hidden × hidden`), the query rows
+    /// (and bias) already scaled by `1/√head_size`.
+    qkv: Tensor,
+    qkv_bias: AddBias,
+    attention_out: Tensor,
+    attention_norm: AddNorm,
     up: Tensor,
     up_bias: BiasGelu,
-    down: Linear,
-    output_norm: Norm,
+    down: Tensor,
+    output_norm: AddNorm,
 }
 
 impl Layer {
     fn load(vb: &VarBuilder<'_>, c: &BertConfig) -> Result<Self> {
         let h = c.hidden_size;
+        let i = c.intermediate_size;
+        let scale = 1.0 / ((h / c.num_attention_heads) as f64).sqrt();
         let attn = vb.pp("attention");
         let own = attn.pp("self");
         let (mut weights, mut biases) = (Vec::new(), Vec::new());
         for name in ["query", "key", "value"] {
-            weights.push(own.pp(name).get((h, h), "weight")?);
-            biases.push(own.pp(name).get(h, "bias")?);
+            let (w, b) = (
+                own.pp(name).get((h, h), "weight")?,
+                own.pp(name).get(h, "bias")?,
+            );
+            if name == "query" {
+                weights.push((w * scale)?);
+                biases.push((b * scale)?);
+            } else {
+                weights.push(w);
+                biases.push(b);
+            }
         }
+        let out = attn.pp("output");
+        let up = vb.pp("intermediate").pp("dense");
+        let down = vb.pp("output");
         Ok(Self {
-            qkv: Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?)),
-            attention_out: linear(&attn.pp("output").pp("dense"), h, h)?,
-            attention_norm: Norm::load(&attn.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
-            up: vb
-                .pp("intermediate")
-                .pp("dense")
-                .get((c.intermediate_size, h), "weight")?,
-            up_bias: BiasGelu {
-                bias: vb
-                    .pp("intermediate")
-                    .pp("dense")
-                    .get(c.intermediate_size, "bias")?
-                    .to_vec1()?,
+            qkv: Tensor::cat(&weights, 0)?,
+            qkv_bias: AddBias {
+                bias: Tensor::cat(&biases, 0)?.to_vec1()?,
             },
-            down: linear(&vb.pp("output").pp("dense"), c.intermediate_size, h)?,
-            output_norm: Norm::load(&vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            attention_out: out.pp("dense").get((h, h), "weight")?,
+            attention_norm: add_norm(&out.pp("dense"), &out.pp("LayerNorm"), h, c.layer_norm_eps)?,
+            up: up.get((i, h), "weight")?,
+            up_bias: BiasGelu {
+                bias: vector(&up, i, "bias")?,
+            },
+            down: down.pp("dense").get((h, i), "weight")?,
+            output_norm: add_norm(
+                &down.pp("dense"),
+                &down.pp("LayerNorm"),
+                h,
+                c.layer_norm_eps,
+            )?,
         })
     }
 }
@@ -205,12 +200,20 @@ impl Bert {
     }
 
     /// The last hidden states, `(batch · len) × hidden`, of token ids `batch × len` with
-    /// attention mask `mask` (1 for real tokens, 0 for padding).
-    pub(crate) fn forward(&self, ids: &Tensor, types: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// attention mask `mask` (`batch × len` values, 1 for real tokens, 0 for padding).
+    ///
+    /// Attention runs text by text on strided views of the stacked projections (no copies),
+    /// over the keys up to the text's last real token: padding after it would get a weight
+    /// of exactly 0 (Hugging Face adds the f32 minimum to its scores), so leaving it out
+    /// changes nothing. A mask with holes before that point is added to the scores.
+    pub(crate) fn forward(&self, ids: &Tensor, types: &Tensor, mask: &[u32]) -> Result<Tensor> {
         let (batch, len) = ids.dims2()?;
         let (h, heads) = (self.hidden, self.heads);
         let dh = h / heads;
         let rows = batch * len;
+        if mask.len() != rows {
+            candle_core::bail!("a mask of {} values for {batch} × {len} tokens", mask.len());
+        }
 
         let positions = self.positions.narrow(0, 0, len)?;
         let x = self
@@ -222,36 +225,58 @@ impl Bert {
             .reshape((rows, h))?;
         let mut x = self.embedding_norm.forward(&x)?;
 
-        // Additive mask as Hugging Face builds it: 0 for tokens, the f32 minimum for padding.
-        let mask = ((1.0 - mask.to_dtype(DType::F32)?)? * f64::from(f32::MIN))?
-            .reshape((batch, 1, 1, len))?;
-        let scale = 1.0 / (dh as f64).sqrt();
+        // Per text: the keys read, and the additive mask over them when it has holes.
+        let texts: Vec<(usize, Vec<f32>)> = mask
+            .chunks_exact(len)
+            .map(|m| {
+                let keys = m.iter().rposition(|&v| v != 0).map_or(len, |last| last + 1);
+                let holes = m[..keys].contains(&0);
+                let additive = if holes {
+                    m[..keys]
+                        .iter()
+                        .map(|&v| if v == 0 { f32::MIN } else { 0.0 })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (keys, additive)
+            })
+            .collect();
 
         for layer in &self.layers {
-            let qkv = layer
-                .qkv
-                .forward(&x)?
-                .reshape((batch, len, 3, heads, dh))?
-                .permute((2, 0, 3, 1, 4))?;
-            let q = (qkv.get(0)?.contiguous()? * scale)?;
-            let k = qkv.get(1)?.contiguous()?;
-            let v = qkv.get(2)?.contiguous()?;
-            let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((rows, h))?;
-            let attended = layer
-                .attention_norm
-                .forward(&(layer.attention_out.forward(&context)? + &x)?)?;
-            let up = attended
-                .matmul(&layer.up.t()?)?
-                .apply_op1_no_bwd(&layer.up_bias)?;
-            x = layer
-                .output_norm
-                .forward(&(layer.down.forward(&up)? + &attended)?)?;
+            let qkv = x.matmul(&layer.qkv.t()?)?;
+            qkv.inplace_op1(&layer.qkv_bias)?;
+            // batch × len × {q, k, v} × heads × head_size, as views.
+            let qkv = qkv.reshape((batch, len, 3, heads, dh))?;
+            let contexts = texts
+                .par_iter()
+                .enumerate()
+                .map(|(b, (keys, additive))| -> Result<Tensor> {
+                    let text = qkv.get(b)?;
+                    // heads × positions × head_size, strided.
+                    let part = |i: usize, n: usize| -> Result<Tensor> {
+                        text.narrow(0, 0, n)?.get_on_dim(1, i)?.transpose(0, 1)
+                    };
+                    let q = part(0, len)?;
+                    let k = part(1, *keys)?;
+                    let v = part(2, *keys)?;
+                    let scores = q.matmul(&k.t()?)?;
+                    scores.inplace_op1(&MaskedSoftmax {
+                        width: *keys,
+                        mask: additive,
+                    })?;
+                    // positions × heads × head_size, a view the concatenation copies.
+                    scores.matmul(&v)?.transpose(0, 1)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let context = Tensor::cat(&contexts, 0)?.reshape((rows, h))?;
+            let attended = context.matmul(&layer.attention_out.t()?)?;
+            attended.inplace_op2(&x, &layer.attention_norm)?;
+            let up = attended.matmul(&layer.up.t()?)?;
+            up.inplace_op1(&layer.up_bias)?;
+            let out = up.matmul(&layer.down.t()?)?;
+            out.inplace_op2(&attended, &layer.output_norm)?;
+            x = out;
         }
         Ok(x)
     }

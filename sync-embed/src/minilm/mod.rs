@@ -13,6 +13,7 @@ mod config;
 mod embedder;
 mod locate;
 mod model;
+mod ops;
 
 pub use config::Pooling;
 pub use embedder::{MiniLmEmbedder, MiniLmEmbedderBuilder};

@@ -202,10 +202,9 @@ impl SentenceModel {
         let tensor = |v: Vec<u32>| Tensor::from_vec(v, (batch, len), self.bert.device());
         let ids_t = tensor(ids).map_err(compute_error)?;
         let types_t = tensor(types).map_err(compute_error)?;
-        let mask_t = tensor(mask.clone()).map_err(compute_error)?;
         let hidden = self
             .bert
-            .forward(&ids_t, &types_t, &mask_t)
+            .forward(&ids_t, &types_t, &mask)
             .and_then(|h| h.flatten_all())
             .and_then(|h| h.to_vec1::<f32>())
             .map_err(compute_error)?;
