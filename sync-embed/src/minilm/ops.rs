@@ -134,6 +134,29 @@ fn gelu(v: f32) -> f32 {
     0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// `x = f(x + bias)` on every row of `storage`, rows split across threads: the body of the
+/// bias ops.
+fn bias_map(
+    storage: &mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+    bias: &[f32],
+    f: impl Fn(f32) -> f32 + Sync,
+) -> Result<()> {
+    let x = values(storage, layout, op)?;
+    let width = bias.len();
+    check_rows(x.len(), width, op)?;
+    x.par_chunks_mut(width * rows_per_task(width))
+        .for_each(|rows| {
+            for row in rows.chunks_exact_mut(width) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v = f(*v + b);
+                }
+            }
+        });
+    Ok(())
+}
+
 /// `x += bias` on every row.
 #[derive(Debug)]
 pub(crate) struct AddBias {
@@ -146,18 +169,7 @@ impl InplaceOp1 for AddBias {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let x = values(storage, layout, self.name())?;
-        let width = self.bias.len();
-        check_rows(x.len(), width, self.name())?;
-        x.par_chunks_mut(width * rows_per_task(width))
-            .for_each(|rows| {
-                for row in rows.chunks_exact_mut(width) {
-                    for (v, b) in row.iter_mut().zip(&self.bias) {
-                        *v += b;
-                    }
-                }
-            });
-        Ok(())
+        bias_map(storage, layout, self.name(), &self.bias, |v| v)
     }
 }
 
@@ -173,18 +185,7 @@ impl InplaceOp1 for BiasGelu {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let x = values(storage, layout, self.name())?;
-        let width = self.bias.len();
-        check_rows(x.len(), width, self.name())?;
-        x.par_chunks_mut(width * rows_per_task(width))
-            .for_each(|rows| {
-                for row in rows.chunks_exact_mut(width) {
-                    for (v, b) in row.iter_mut().zip(&self.bias) {
-                        *v = gelu(*v + b);
-                    }
-                }
-            });
-        Ok(())
+        bias_map(storage, layout, self.name(), &self.bias, gelu)
     }
 }
 
