@@ -194,12 +194,6 @@ fn open_reader(path: &Path, config: &SqliteConfig) -> Result<Connection, Error> 
     )
     .map_err(|e| map(e, &format!("opening a reader on `{}`", path.display())))?;
     configure(&conn, config)?;
-    // The lexical index's vocabulary: in how many rows each term is (see `search_text`).
-    conn.execute_batch(
-        "CREATE VIRTUAL TABLE temp.entries_lexical_terms \
-         USING fts5vocab(main, entries_lexical, row)",
-    )
-    .db("opening the lexical index's vocabulary")?;
     conn.pragma_update(None, "query_only", "ON")
         .db("making a reader read-only")?;
     Ok(conn)

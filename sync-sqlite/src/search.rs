@@ -2,7 +2,7 @@
 //! the embeddings of the asked model) and by text (the FTS5 index `entries_lexical`, bm25).
 
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 use sync_core::{
     ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, MemoryEntry, RepoKey, RepoPath,
     SearchHit, SyncId,
@@ -171,40 +171,6 @@ pub(crate) fn search_vector(
     Ok(hits)
 }
 
-/// The terms of a query worth looking up: all of them, but for those in at least half of
-/// the index's rows when the query has rarer ones.
-///
-/// FTS5's bm25 gives such a common term an IDF of at most zero, which it raises to 1e-6:
-/// it weighs next to nothing beside any rarer term, yet matching it means scoring every
-/// row that has it (for "where is the total of parse_3 computed", every row of the
-/// index). A query made only of common terms keeps them all.
-fn telling_terms(conn: &Connection, terms: Vec<String>) -> Result<Vec<String>, Error> {
-    if terms.len() < 2 {
-        return Ok(terms);
-    }
-    let what = "reading the lexical index's vocabulary";
-    let rows: i64 = conn
-        .prepare_cached("SELECT count(*) FROM entries_lexical_docsize")
-        .db(what)?
-        .query_row([], |r| r.get(0))
-        .db(what)?;
-    let mut stmt = conn
-        .prepare_cached("SELECT doc FROM temp.entries_lexical_terms WHERE term = ?1")
-        .db(what)?;
-    let mut rare = Vec::with_capacity(terms.len());
-    for term in &terms {
-        let docs: i64 = stmt
-            .query_row([term], |r| r.get(0))
-            .optional()
-            .db(what)?
-            .unwrap_or(0);
-        if docs > 0 && 2 * docs < rows {
-            rare.push(term.clone());
-        }
-    }
-    Ok(if rare.is_empty() { terms } else { rare })
-}
-
 /// The `k` active entries of `repo` that match any of `text`'s
 /// [`query_terms`](sync_core::query_terms) in their text, path or symbol path, best first
 /// by bm25 (FTS5's defaults, k1 = 1.2 and b = 0.75; the collection statistics are those of
@@ -222,7 +188,6 @@ pub(crate) fn search_text(
     let Some(repo_id) = repo_id(conn, repo)? else {
         return Ok(Vec::new());
     };
-    let terms = telling_terms(conn, terms)?;
     // Every term is letters and digits only, so quoting makes it a plain FTS5 string.
     let query = terms
         .iter()
