@@ -44,7 +44,10 @@ pub use path::RepoPath;
 pub use policy::{BINARY_SNIFF_LEN, DEFAULT_MAX_FILE_SIZE, FilePolicy, PolicySpec};
 pub use reembed::{REEMBED_PAGE, ReembedProgress, ReembedStats, reembed};
 pub use rules::{HitRank, RunEnd, check_restore_target, take_over};
-pub use search::{RRF_K, SearchMode, SearchQuery, fuse, lexical_terms, query_terms};
+pub use search::{
+    COMMON_TERM_MIN_DOCUMENTS, COMMON_TERM_SHARE, LexicalQuery, RRF_K, SearchMode, SearchQuery,
+    fuse, lexical_terms, query_terms,
+};
 pub use source::{Blob, RepoSource, SourceNotice, report_notice};
 pub use store::{
     Capabilities, ChangeSet, FileChange, NewEmbedding, RunStart, StageBatch, SyncRun, SyncStore,

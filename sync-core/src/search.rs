@@ -160,6 +160,114 @@ pub fn query_terms(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A term is common when more than this share (one in `COMMON_TERM_SHARE`) of the lexical
+/// index's documents hold it, and more than [`COMMON_TERM_MIN_DOCUMENTS`] of them.
+pub const COMMON_TERM_SHARE: u64 = 10;
+
+/// However small the index, a term held by at most this many documents is never common:
+/// scoring that many rows costs about a millisecond, and a small index keeps every match.
+pub const COMMON_TERM_MIN_DOCUMENTS: u64 = 1000;
+
+/// A lexical search as every store runs it: which entries match and which terms score them.
+///
+/// A query's common terms (in more than a tenth of the index's documents, see
+/// [`COMMON_TERM_SHARE`]) do not bring entries in when it has rarer terms that the index
+/// holds: an entry matches when it holds one of the [`matching`](Self::matching) terms, and
+/// its score counts every term of the query. The scores are those the whole query gives;
+/// only entries that hold nothing but common terms are left out. Without this rule,
+/// "where is the total of merge_12_3 computed" scores every row of the index for `the`,
+/// `of` and `total`, which weigh next to nothing beside `merge_12_3`'s terms (as
+/// Elasticsearch's common terms query and Lucene's `CommonTermsQuery` do). A query of
+/// common terms only, or whose rarer terms the index does not hold, matches by all of them.
+///
+/// A store builds it from the [`query_terms`] of the text ([`LexicalQuery::new`]) and the
+/// number of documents that hold each ([`LexicalQuery::with_document_counts`]), counted over
+/// the index its relevance uses (SQLite: the whole file; PostgreSQL: the repository's
+/// active entries). Counts may stop at [`LexicalQuery::count_limit`].
+///
+/// ```
+/// use sync_core::LexicalQuery;
+/// let query = LexicalQuery::new("where is the total of merge_12_3")
+///     // 40,000 documents; `the`, `total`, `of` in all of them, `merge` in 6,000.
+///     .with_document_counts(40_000, &[0, 0, 40_000, 40_000, 40_000, 6_000, 4, 10_000]);
+/// assert_eq!(query.matching(), ["12"]);
+/// assert_eq!(query.terms().len(), 8);
+/// assert!(query.is_narrowed());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LexicalQuery {
+    terms: Vec<String>,
+    matching: Vec<String>,
+}
+
+impl LexicalQuery {
+    /// The [`query_terms`] of `text`, each of them matching.
+    pub fn new(text: &str) -> Self {
+        let terms = query_terms(text);
+        Self {
+            matching: terms.clone(),
+            terms,
+        }
+    }
+
+    /// Applies the common-terms rule: `documents` is the size of the index, `counts[i]` the
+    /// number of its documents that hold term `i` (in [`terms`](Self::terms) order, as
+    /// exact as needed up to [`count_limit`](Self::count_limit)). Missing counts are taken
+    /// as zero.
+    #[must_use]
+    pub fn with_document_counts(mut self, documents: u64, counts: &[u64]) -> Self {
+        let limit = Self::common_above(documents);
+        let count = |i: usize| counts.get(i).copied().unwrap_or(0);
+        let rare: Vec<String> = (0..self.terms.len())
+            .filter(|&i| (1..=limit).contains(&count(i)))
+            .map(|i| self.terms[i].clone())
+            .collect();
+        self.matching = if rare.is_empty() {
+            self.terms.clone()
+        } else {
+            rare
+        };
+        self
+    }
+
+    /// The most documents a term may be in and not be common, for an index of `documents`.
+    fn common_above(documents: u64) -> u64 {
+        (documents / COMMON_TERM_SHARE).max(COMMON_TERM_MIN_DOCUMENTS)
+    }
+
+    /// How far a store must count a term's documents: a count above this is common, however
+    /// much above. Stores whose counts cost time per document stop here.
+    pub fn count_limit(documents: u64) -> u64 {
+        Self::common_above(documents) + 1
+    }
+
+    /// Every term of the query, each once, in first-seen order: an entry's score counts them all.
+    pub fn terms(&self) -> &[String] {
+        &self.terms
+    }
+
+    /// The terms an entry must hold one of to match (a subset of [`terms`](Self::terms)).
+    pub fn matching(&self) -> &[String] {
+        &self.matching
+    }
+
+    /// The terms that score entries but bring none in: the common ones, when the rule left
+    /// them out of [`matching`](Self::matching).
+    pub fn scoring_only(&self) -> impl Iterator<Item = &String> {
+        self.terms.iter().filter(|t| !self.matching.contains(t))
+    }
+
+    /// Whether the rule left common terms out of [`matching`](Self::matching).
+    pub fn is_narrowed(&self) -> bool {
+        self.matching.len() < self.terms.len()
+    }
+
+    /// Whether the query has no terms (it matches nothing).
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+}
+
 /// Reciprocal rank fusion of ranked lists (each best first, as a store returns them), of
 /// entries and of their files: a hit's fused score is the sum over the lists it appears in
 /// of `1 / (RRF_K + rank)`, plus the same sum for its file, whose rank in a list is that of
@@ -238,6 +346,35 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_terms_score_but_do_not_match_when_rarer_ones_are_held() {
+        let q = LexicalQuery::new("the merge of split");
+        assert_eq!(q.matching(), q.terms());
+        // A small index: nothing is common below the floor.
+        let small = q.clone().with_document_counts(900, &[900, 500, 800, 3]);
+        assert_eq!(
+            small.matching(),
+            ["the", "merge", "of", "split"].map(String::from)
+        );
+        // A large one: `the` and `of` are common; `merge` (exactly a tenth) is not.
+        let large = q
+            .clone()
+            .with_document_counts(20_000, &[20_000, 2_000, 2_001, 3]);
+        assert_eq!(large.matching(), ["merge", "split"]);
+        assert_eq!(large.scoring_only().collect::<Vec<_>>(), ["the", "of"]);
+        assert!(large.is_narrowed());
+        // Rarer terms the index does not hold do not narrow it; neither does a query of
+        // common terms only.
+        let absent = q
+            .clone()
+            .with_document_counts(20_000, &[20_000, 0, 20_000, 0]);
+        assert_eq!(absent.matching(), absent.terms());
+        assert!(!absent.is_narrowed());
+        assert_eq!(LexicalQuery::count_limit(20_000), 2_001);
+        assert_eq!(LexicalQuery::count_limit(10), 1_001);
+        assert!(LexicalQuery::new(" ,").is_empty());
+    }
     use crate::{BlobId, ContentHash, EntryStatus, MemoryEntry, RepoPath, SyncId};
 
     fn hit(path: &str, ordinal: u32) -> SearchHit {

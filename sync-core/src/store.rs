@@ -389,8 +389,11 @@ pub trait SyncStore: Send + Sync + Debug {
 
     /// The `k` active entries of `repo` that match `text` best in the store's lexical index
     /// of entry text and path, best first (ties by [`HitRank`](crate::HitRank)), without
-    /// embeddings. An entry matches when its text or path has any of the query's
-    /// [`query_terms`](crate::query_terms); the score is the store's relevance (higher is
+    /// embeddings. The store builds the [`LexicalQuery`](crate::LexicalQuery) of `text` from
+    /// its index's document counts: an entry matches when its text or path has one of the
+    /// query's [`matching`](crate::LexicalQuery::matching) terms (all of its
+    /// [`query_terms`](crate::query_terms) but the common ones, when rarer ones are in the
+    /// index), and its score is the store's relevance for all the terms (higher is
     /// better), comparable only within one list. Stores without
     /// [`lexical_search`](Capabilities::lexical_search) fail with [`Error::Unsupported`].
     async fn search_text(

@@ -9,7 +9,7 @@
 use sqlx::{AssertSqlSafe, FromRow, Postgres, QueryBuilder};
 
 use pgvector::Vector;
-use sync_core::{Embedding, EntryQuery, Error, MemoryEntry, RepoKey, SearchHit};
+use sync_core::{Embedding, EntryQuery, Error, LexicalQuery, MemoryEntry, RepoKey, SearchHit};
 
 use crate::PgStore;
 use crate::config::MAX_INDEXED_DIMENSIONS;
@@ -177,8 +177,9 @@ fn later_model_sql() -> String {
     )
 }
 
-/// The `k` active entries of `repo` whose text, path or symbol path has any of `text`'s
-/// [`query_terms`](sync_core::query_terms), best first by `ts_rank_cd`.
+/// The `k` active entries of `repo` that match `text`'s [`LexicalQuery`] in their text, path
+/// or symbol path, best first by `ts_rank_cd` over all of the query's terms. The document
+/// counts of the common-terms rule are those of the repository's active entries.
 pub(crate) async fn search_text(
     store: &PgStore,
     repo: &RepoKey,
@@ -186,31 +187,35 @@ pub(crate) async fn search_text(
     k: usize,
 ) -> Result<Vec<SearchHit>, Error> {
     let tenant = store.tenant(repo)?;
-    let terms = sync_core::query_terms(text);
-    if k == 0 || terms.is_empty() {
+    let query = LexicalQuery::new(text);
+    if k == 0 || query.is_empty() {
         return Ok(Vec::new());
     }
     // Every term is letters and digits only; quoted, each is one tsquery lexeme.
-    let query = terms
-        .iter()
-        .map(|t| format!("'{t}'"))
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let any = |terms: &[String]| {
+        terms
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
     let what = format!("searching the text of `{repo}`");
     let mut tx = store.tx(tenant, &what).await?;
+    let query = with_document_counts(&mut tx, tenant, repo, query, &what).await?;
     let rows: Vec<TextRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {ENTRY_COLUMNS}, NULL::vector AS embedding, \
              ts_rank_cd(sync_lexical_document(e.content, e.path, e.symbol), q) AS rank \
-         FROM sync_entries e, to_tsquery('simple', $3) q \
+         FROM sync_entries e, to_tsquery('simple', $3) q, to_tsquery('simple', $5) m \
          WHERE e.tenant = $1 AND e.repository_id = \
              (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
-         AND e.status = 'active' AND sync_lexical_document(e.content, e.path, e.symbol) @@ q \
+         AND e.status = 'active' AND sync_lexical_document(e.content, e.path, e.symbol) @@ m \
          ORDER BY rank DESC, e.path, e.ordinal LIMIT $4"
     )))
     .bind(tenant)
     .bind(repo.source())
-    .bind(query)
+    .bind(any(query.terms()))
     .bind(i64::try_from(k).unwrap_or(i64::MAX))
+    .bind(any(query.matching()))
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| error::map(&what, e))?;
@@ -226,6 +231,52 @@ pub(crate) async fn search_text(
         .collect::<Result<Vec<_>, Error>>()?;
     SearchHit::rank_all(&mut hits, k);
     Ok(hits)
+}
+
+/// `query` with the common-terms rule applied: the repository's active entries, and how
+/// many of them hold each term, counted up to [`LexicalQuery::count_limit`] (the lexical
+/// index finds them; a common term's rows are not all read).
+async fn with_document_counts(
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    repo: &RepoKey,
+    query: LexicalQuery,
+    what: &str,
+) -> Result<LexicalQuery, Error> {
+    let documents: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_entries e WHERE e.tenant = $1 AND e.repository_id = \
+             (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
+         AND e.status = 'active'",
+    )
+    .bind(tenant)
+    .bind(repo.source())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| error::map(what, e))?;
+    let documents = u64::try_from(documents).unwrap_or(0);
+    let limit = LexicalQuery::count_limit(documents);
+    let counts: Vec<i64> = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM sync_entries e \
+                 WHERE e.tenant = $1 AND e.repository_id = \
+                     (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
+                 AND e.status = 'active' \
+                 AND sync_lexical_document(e.content, e.path, e.symbol) \
+                     @@ to_tsquery('simple', quote_literal(t.term)) \
+                 LIMIT $4) hits) \
+         FROM unnest($3::text[]) WITH ORDINALITY AS t(term, i) ORDER BY t.i",
+    )
+    .bind(tenant)
+    .bind(repo.source())
+    .bind(query.terms())
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| error::map(what, e))?;
+    let counts: Vec<u64> = counts
+        .into_iter()
+        .map(|c| u64::try_from(c).unwrap_or(0))
+        .collect();
+    Ok(query.with_document_counts(documents, &counts))
 }
 
 /// The plan PostgreSQL chooses for [`search`] with these arguments (`EXPLAIN`).

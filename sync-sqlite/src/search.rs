@@ -4,8 +4,8 @@
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row, params};
 use sync_core::{
-    ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, MemoryEntry, RepoKey, RepoPath,
-    SearchHit, SyncId,
+    ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, LexicalQuery, MemoryEntry, RepoKey,
+    RepoPath, SearchHit, SyncId,
 };
 
 use crate::error::DbResultExt;
@@ -171,35 +171,54 @@ pub(crate) fn search_vector(
     Ok(hits)
 }
 
-/// The `k` active entries of `repo` that match any of `text`'s
-/// [`query_terms`](sync_core::query_terms) in their text, path or symbol path, best first
-/// by bm25 (FTS5's defaults, k1 = 1.2 and b = 0.75; the collection statistics are those of
-/// the whole index), ties by path and ordinal.
+/// The `k` active entries of `repo` that match `text`'s [`LexicalQuery`] in their text, path
+/// or symbol path, best first by bm25 over all of the query's terms (FTS5's defaults, k1 =
+/// 1.2 and b = 0.75; the collection statistics, and the document counts of the common-terms
+/// rule, are those of the whole index), ties by path and ordinal.
 pub(crate) fn search_text(
     conn: &Connection,
     repo: &RepoKey,
     text: &str,
     k: usize,
 ) -> Result<Vec<SearchHit>, Error> {
-    let terms = sync_core::query_terms(text);
-    if k == 0 || terms.is_empty() {
+    let query = LexicalQuery::new(text);
+    if k == 0 || query.is_empty() {
         return Ok(Vec::new());
     }
-    let Some(repo_id) = repo_id(conn, repo)? else {
+    let what = "searching text";
+    // One read transaction: the counts and the search see the same index.
+    let tx = conn.unchecked_transaction().db(what)?;
+    let Some(repo_id) = repo_id(&tx, repo)? else {
         return Ok(Vec::new());
     };
+    let query = with_document_counts(&tx, query)?;
     // Every term is letters and digits only, so quoting makes it a plain FTS5 string.
-    let query = terms
-        .iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(" OR ");
-    let what = "searching text";
+    let any = |terms: &mut dyn Iterator<Item = &String>| {
+        terms
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    let matching = any(&mut query.matching().iter());
+    // A narrowed query is two FTS5 queries whose expressions name every term once: entries
+    // with a matching term and a common one, and those with a matching term only. bm25
+    // sums over all the phrases of its expression, so both score as the whole query would,
+    // while FTS5 steps through the common terms' long lists only to the rows the rare ones
+    // name (and to count them for their IDF).
+    let expressions = if query.is_narrowed() {
+        let common = any(&mut query.scoring_only());
+        vec![
+            format!("({matching}) AND ({common})"),
+            format!("({matching}) NOT ({common})"),
+        ]
+    } else {
+        vec![matching]
+    };
     // `CROSS JOIN` keeps the index the outer loop: one FTS5 query whose bm25 reads each
     // term's document frequency once. With `entries` outside, SQLite may probe the index
     // once per entry of the repository, and every probe is a new query that reads every
     // term's whole posting list again (a quarter of a second for 2000 entries).
-    let mut stmt = conn
+    let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS}, -bm25(entries_lexical) AS score \
              FROM entries_lexical CROSS JOIN entries e ON e.id = entries_lexical.rowid \
@@ -207,17 +226,47 @@ pub(crate) fn search_text(
              ORDER BY score DESC, e.path, e.ordinal LIMIT ?3"
         ))
         .db(what)?;
-    let mut rows = stmt
-        .query(params![query, repo_id, int(k as u64)])
-        .db(what)?;
     let mut hits = Vec::new();
-    while let Some(row) = rows.next().db(what)? {
-        let score: f64 = row.get(ENTRY_COLUMN_COUNT).db(what)?;
-        hits.push(SearchHit {
-            entry: entry_from_row(row, false)?,
-            score: score as f32,
-        });
+    for expression in expressions {
+        let mut rows = stmt
+            .query(params![expression, repo_id, int(k as u64)])
+            .db(what)?;
+        while let Some(row) = rows.next().db(what)? {
+            let score: f64 = row.get(ENTRY_COLUMN_COUNT).db(what)?;
+            hits.push(SearchHit {
+                entry: entry_from_row(row, false)?,
+                score: score as f32,
+            });
+        }
     }
     SearchHit::rank_all(&mut hits, k);
     Ok(hits)
+}
+
+/// `query` with the common-terms rule applied: the index's rows, and in how many of them
+/// each term is, counted up to [`LexicalQuery::count_limit`] (a common term's long list is
+/// not read to its end).
+fn with_document_counts(conn: &Connection, query: LexicalQuery) -> Result<LexicalQuery, Error> {
+    let what = "counting the lexical index's documents";
+    let documents: i64 = conn
+        .prepare_cached("SELECT count(*) FROM entries_lexical_docsize")
+        .db(what)?
+        .query_row([], |r| r.get(0))
+        .db(what)?;
+    let documents = u64::try_from(documents).unwrap_or(0);
+    let limit = LexicalQuery::count_limit(documents);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT count(*) FROM \
+             (SELECT 1 FROM entries_lexical WHERE entries_lexical MATCH ?1 LIMIT ?2)",
+        )
+        .db(what)?;
+    let mut counts = Vec::with_capacity(query.terms().len());
+    for term in query.terms() {
+        let count: i64 = stmt
+            .query_row(params![format!("\"{term}\""), int(limit)], |r| r.get(0))
+            .db(what)?;
+        counts.push(u64::try_from(count).unwrap_or(0));
+    }
+    Ok(query.with_document_counts(documents, &counts))
 }

@@ -699,8 +699,8 @@ impl SyncStore for MemoryStore {
         let Some(r) = state.repo(repo) else {
             return Ok(Vec::new());
         };
-        let terms = crate::query_terms(text);
-        if terms.is_empty() || k == 0 {
+        let query = crate::LexicalQuery::new(text);
+        if query.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
         // Okapi BM25 (k1 = 1.2, b = 0.75, as SQLite's FTS5) over the terms of each active
@@ -719,32 +719,35 @@ impl SyncStore for MemoryStore {
                 (row, words)
             })
             .collect();
-        let n = docs.len() as f64;
-        let avg = docs.iter().map(|(_, w)| w.len()).sum::<usize>() as f64 / n.max(1.0);
-        let df = |t: &String| docs.iter().filter(|(_, w)| w.contains(t)).count() as f64;
-        let idf: Vec<f64> = terms
+        let counts: Vec<u64> = query
+            .terms()
             .iter()
-            .map(|t| {
-                let d = df(t);
-                ((n - d + 0.5) / (d + 0.5)).ln().max(1e-6)
-            })
+            .map(|t| docs.iter().filter(|(_, w)| w.contains(t)).count() as u64)
+            .collect();
+        let n = docs.len() as f64;
+        let query = query.with_document_counts(docs.len() as u64, &counts);
+        let avg = docs.iter().map(|(_, w)| w.len()).sum::<usize>() as f64 / n.max(1.0);
+        let idf: Vec<f64> = counts
+            .iter()
+            .map(|&d| ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6))
             .collect();
         let (k1, b) = (1.2, 0.75);
         let mut hits: Vec<SearchHit> = docs
             .iter()
-            .filter_map(|(row, words)| {
+            .filter(|(_, words)| query.matching().iter().any(|t| words.contains(t)))
+            .map(|(row, words)| {
                 let len = words.len() as f64;
                 let mut score = 0.0;
-                for (t, idf) in terms.iter().zip(&idf) {
+                for (t, idf) in query.terms().iter().zip(&idf) {
                     let tf = words.iter().filter(|w| *w == t).count() as f64;
                     if tf > 0.0 {
                         score += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg));
                     }
                 }
-                (score > 0.0).then(|| SearchHit {
+                SearchHit {
                     entry: to_entry(&r.entries[*row], EntryStatus::Active),
                     score: score as f32,
-                })
+                }
             })
             .collect();
         SearchHit::rank_all(&mut hits, k);

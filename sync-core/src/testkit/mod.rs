@@ -85,7 +85,7 @@ pub use suite::{
 };
 pub use suite::{
     chunk_meta_round_trips, hybrid_ranking_is_the_same_in_every_store,
-    lexical_search_finds_identifiers_and_paths,
+    lexical_search_finds_identifiers_and_paths, lexical_search_leaves_out_common_terms_only,
     models_coexist_and_an_unknown_model_is_a_clear_error, reembed_fills_in_missing_embeddings,
     search_ties_rank_by_path_then_ordinal, unknown_runs_are_not_found,
 };
@@ -105,7 +105,8 @@ macro_rules! sync_store_conformance {
             tenant_isolation, store_contract, search_active_only, restore_counts);
         $crate::sync_store_conformance!(@each $factory;
             unknown_runs_are_not_found, search_ties_rank_by_path_then_ordinal,
-            lexical_search_finds_identifiers_and_paths, hybrid_ranking_is_the_same_in_every_store,
+            lexical_search_finds_identifiers_and_paths, lexical_search_leaves_out_common_terms_only,
+            hybrid_ranking_is_the_same_in_every_store,
             models_coexist_and_an_unknown_model_is_a_clear_error,
             reembed_fills_in_missing_embeddings, chunk_meta_round_trips, incremental_equals_full);
         $crate::sync_store_conformance!(@sweep $factory;

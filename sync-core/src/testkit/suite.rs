@@ -1938,6 +1938,67 @@ fn places(hits: &[crate::SearchHit]) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// A lexical query's common terms score entries but do not bring any in when the query has
+/// rarer terms that the index holds ([`crate::LexicalQuery`]): among 1,200 entries holding
+/// `the` and `total`, "the total merge" finds only the entries with `merge`. A query of
+/// common terms only, or whose rarer terms no entry holds, matches by all of its terms.
+pub async fn lexical_search_leaves_out_common_terms_only(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    if !store.capabilities().lexical_search {
+        return;
+    }
+    let repo = RepoKey::new("memory:common-terms").unwrap();
+    let items: Vec<(String, String)> = (0..1200)
+        .map(|i| {
+            (
+                format!("items/i{i:04}.txt"),
+                format!("the total of item {i}"),
+            )
+        })
+        .collect();
+    let mut docs: Vec<(&str, u32, &str)> = items
+        .iter()
+        .map(|(p, t)| (p.as_str(), 0, t.as_str()))
+        .collect();
+    docs.extend([
+        ("a/merge.txt", 0, "the merge total"),
+        ("a/split.txt", 0, "the split"),
+        ("b/rare.txt", 0, "rare merge"),
+    ]);
+    commit_corpus(&store, &repo, &docs, &["lexical-model"]).await;
+    let paths = async |text: &str, k: usize| {
+        let mut paths: Vec<String> = store
+            .search_text(&repo, text, k)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.entry.path.to_string())
+            .collect();
+        paths.sort();
+        paths
+    };
+    assert_eq!(
+        paths("the total merge", 10).await,
+        ["a/merge.txt", "b/rare.txt"]
+    );
+    assert_eq!(paths("split total", 10).await, ["a/split.txt"]);
+    assert_eq!(
+        paths("the total", 5).await.len(),
+        5,
+        "only common terms: all match"
+    );
+    assert_eq!(
+        paths("the nowhere", 5).await.len(),
+        5,
+        "a rarer term no entry holds leaves the common ones matching"
+    );
+    let hits = store
+        .search_text(&repo, "the total merge", 10)
+        .await
+        .unwrap();
+    assert!(hits.iter().all(|h| h.score > 0.0), "{hits:?}");
+}
+
 /// The lexical index finds entries by an identifier in their text (split at `_`, as
 /// [`crate::lexical_terms`] says) and by their path; it holds active entries only, and one
 /// tenant's entries are invisible to another. Stores without the capability say so with
