@@ -73,7 +73,69 @@ pub(crate) struct VectorTable {
     values: Vec<f32>,
     /// Each row's [`dot`] with itself.
     norms2: Vec<f32>,
+    /// The values as 8-bit codes, for the first pass of [`nearest`](Self::nearest).
+    codes: Codes,
 }
+
+/// A matrix's rows as 8-bit codes: value ≈ `scale × code`, each row with its own scale
+/// (its largest magnitude over 127), so a code is within half a scale step of its value.
+#[derive(Debug, Default)]
+struct Codes {
+    codes: Vec<i8>,
+    /// Per row: the scale.
+    scales: Vec<f32>,
+    /// Per row: the sum of the codes' magnitudes (what bounds the error a query's own
+    /// rounding adds to a dot product with the row).
+    l1: Vec<f32>,
+}
+
+impl Codes {
+    /// Appends `row`'s codes.
+    fn push(&mut self, row: &[f32]) {
+        let (scale, l1) = quantise(row, &mut self.codes);
+        self.scales.push(scale);
+        self.l1.push(l1);
+    }
+}
+
+/// Appends the 8-bit codes of `values` to `out` and returns their scale and the sum of the
+/// codes' magnitudes. A zero (or non-finite) row has scale 0 and codes 0.
+fn quantise(values: &[f32], out: &mut Vec<i8>) -> (f32, f32) {
+    let max = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if max == 0.0 || !max.is_finite() {
+        out.extend(std::iter::repeat_n(0, values.len()));
+        return (0.0, 0.0);
+    }
+    let scale = max / 127.0;
+    let mut l1 = 0.0;
+    out.extend(values.iter().map(|v| {
+        let code = (v / scale).round().clamp(-127.0, 127.0);
+        l1 += code.abs();
+        code as i8
+    }));
+    (scale, l1)
+}
+
+/// The dot product of two rows of codes, exact in `i32` for rows of up to 133,000 codes.
+fn dot_codes(a: &[i8], b: &[i8]) -> i32 {
+    let mut lanes = [0i32; 16];
+    let (chunks_a, tail_a) = a.as_chunks::<16>();
+    let (chunks_b, tail_b) = b.as_chunks::<16>();
+    for (x, y) in chunks_a.iter().zip(chunks_b) {
+        for i in 0..16 {
+            lanes[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    let tail: i32 = tail_a
+        .iter()
+        .zip(tail_b)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum();
+    lanes.iter().sum::<i32>() + tail
+}
+
+/// Widths up to which [`dot_codes`] cannot overflow.
+const MAX_CODED_DIMS: usize = 100_000;
 
 impl VectorTable {
     /// Reads the table of `repo_id`, `tenant`, `model` and `dims` at `version`.
@@ -103,6 +165,7 @@ impl VectorTable {
             rows: Vec::new(),
             values: Vec::new(),
             norms2: Vec::new(),
+            codes: Codes::default(),
         };
         while let Some(row) = rows.next().db(what)? {
             let stored = blob(row, 3, what)?;
@@ -117,6 +180,7 @@ impl VectorTable {
             );
             let values = &table.values[start..];
             table.norms2.push(dot(values, values));
+            table.codes.push(values);
             table.rows.push(Row {
                 id: row.get(0).db(what)?,
                 path: blob(row, 1, what)?.into(),
@@ -127,7 +191,7 @@ impl VectorTable {
     }
 
     fn bytes(&self) -> usize {
-        self.values.len() * 4
+        self.values.len() * 4 + self.codes.codes.len()
     }
 
     /// Whether the table has no rows.
@@ -138,17 +202,29 @@ impl VectorTable {
     /// The `k` rows nearest to `query` by cosine similarity, best first (ties by path,
     /// then ordinal), with their scores: exactly the scores [`Embedding::cosine`] gives.
     ///
+    /// Two passes: the first reads the 8-bit codes (a quarter of the bytes) and bounds every
+    /// row's score from below and above; the second scores exactly, from the full values,
+    /// only the rows whose upper bound reaches the `k`-th best lower bound. No row left out
+    /// can be among the best `k`, so the result is the exact ranking.
+    ///
     /// [`Embedding::cosine`]: sync_core::Embedding::cosine
     pub(crate) fn nearest(&self, query: &[f32], k: usize) -> Vec<(usize, f32)> {
         if k == 0 || query.len() != self.dims || self.dims == 0 {
             return Vec::new();
         }
         let query_norm2 = dot(query, query);
-        let scored = self
-            .values
-            .chunks_exact(self.dims)
-            .zip(&self.norms2)
-            .map(|(row, &norm2)| cosine_of(dot(row, query), norm2, query_norm2));
+        let exact = |i: usize| cosine_of(dot(self.vector(i), query), self.norms2[i], query_norm2);
+        let candidates: Vec<usize> = match self.bounds(query, query_norm2) {
+            Some(bounds) if bounds.len() > k => {
+                let mut lows: Vec<f32> = bounds.iter().map(|&(low, _)| low).collect();
+                let (_, kth, _) = lows.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+                let floor = *kth;
+                (0..bounds.len())
+                    .filter(|&i| bounds[i].1 >= floor)
+                    .collect()
+            }
+            _ => (0..self.rows.len()).collect(),
+        };
         // Keep the best k: a partial selection over (score, index), then an exact sort.
         let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
         let rank = |&(i, score): &(usize, f32)| HitRank {
@@ -156,7 +232,8 @@ impl VectorTable {
             path: &self.rows[i].path,
             ordinal: self.rows[i].ordinal,
         };
-        for (i, score) in scored.enumerate() {
+        for i in candidates {
+            let score = exact(i);
             if best.len() == k
                 && let Some(worst) = best.last()
                 && rank(&(i, score)).order(&rank(worst)).is_ge()
@@ -170,6 +247,51 @@ impl VectorTable {
             best.truncate(k);
         }
         best
+    }
+
+    /// Each row's cosine with `query` bounded from the 8-bit codes: `(low, high)`, with the
+    /// exact score between them. `None` when the codes cannot bound it (a very wide or
+    /// non-finite query).
+    ///
+    /// With `v = s·c + e` (row) and `x = t·d + f` (query), `|e_i| ≤ s/2` and `|f_i| ≤ t/2`:
+    /// `v·x = s·t·(c·d) + s·(c·f) + e·x`, and the last two terms are at most
+    /// `s·(t/2)·|c|₁ + (s/2)·|x|₁` in magnitude. Divided by the norms, that bounds the
+    /// cosine; a small slack covers the rounding of the exact `f32` score.
+    fn bounds(&self, query: &[f32], query_norm2: f32) -> Option<Vec<(f32, f32)>> {
+        if self.dims > MAX_CODED_DIMS || !query_norm2.is_finite() {
+            return None;
+        }
+        let mut query_codes = Vec::with_capacity(self.dims);
+        let (t, _) = quantise(query, &mut query_codes);
+        let query_l1: f32 = query.iter().map(|v| v.abs()).sum();
+        let query_norm = query_norm2.sqrt();
+        const SLACK: f32 = 1e-4;
+        let bounds = self
+            .codes
+            .codes
+            .chunks_exact(self.dims)
+            .enumerate()
+            .map(|(i, codes)| {
+                let norm = self.norms2[i].sqrt();
+                if norm == 0.0 || query_norm == 0.0 {
+                    return (0.0, 0.0);
+                }
+                let s = self.codes.scales[i];
+                if s == 0.0 {
+                    // A row the codes do not hold (non-finite values): always scored exactly.
+                    return (f32::NEG_INFINITY, f32::INFINITY);
+                }
+                let approx = s * t * dot_codes(codes, &query_codes) as f32;
+                let error = s * (t / 2.0) * self.codes.l1[i] + (s / 2.0) * query_l1;
+                let denominator = norm * query_norm;
+                let (low, high) = (
+                    (approx - error) / denominator,
+                    (approx + error) / denominator,
+                );
+                (low - SLACK, high + SLACK)
+            })
+            .collect();
+        Some(bounds)
     }
 
     /// Row `i`.
@@ -243,6 +365,80 @@ mod tests {
 
     use super::*;
 
+    fn table_of(dims: usize, vectors: &[Vec<f32>]) -> VectorTable {
+        let mut codes = Codes::default();
+        vectors.iter().for_each(|v| codes.push(v));
+        VectorTable {
+            version: Version {
+                run: None,
+                embedding: None,
+            },
+            dims,
+            rows: (0..vectors.len())
+                .map(|i| Row {
+                    id: i as i64,
+                    path: format!("f{}", i % 13).into_bytes().into(),
+                    ordinal: (i / 13) as u32,
+                })
+                .collect(),
+            norms2: vectors.iter().map(|v| dot(v, v)).collect(),
+            codes,
+            values: vectors.concat(),
+        }
+    }
+
+    /// Every row sorted by [`Embedding::cosine`] with `query`, then path, then ordinal.
+    fn brute_force(table: &VectorTable, vectors: &[Vec<f32>], query: &[f32]) -> Vec<(usize, f32)> {
+        let q = Embedding::new(query.to_vec());
+        let mut all: Vec<(usize, f32)> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, Embedding::new(v.clone()).cosine(&q)))
+            .collect();
+        all.sort_by(|a, b| {
+            let rank = |&(i, score): &(usize, f32)| HitRank {
+                score,
+                path: &table.rows[i].path,
+                ordinal: table.rows[i].ordinal,
+            };
+            rank(a).order(&rank(b))
+        });
+        all
+    }
+
+    /// On 3,000 rows of 384 dimensions, many of them close to the query and to each other
+    /// (so the codes' bounds overlap), the two-pass search still returns the exact ranking.
+    #[test]
+    fn the_coded_first_pass_loses_no_row() {
+        let dims = 384;
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let base: Vec<f32> = (0..dims).map(|_| next()).collect();
+        let vectors: Vec<Vec<f32>> = (0..3000)
+            .map(|i| {
+                let near = if i % 3 == 0 { 1.0 } else { 0.0 };
+                let noise = 0.02 + (i % 7) as f32 * 0.05;
+                base.iter().map(|b| near * b + noise * next()).collect()
+            })
+            .collect();
+        let table = table_of(dims, &vectors);
+        for query in [
+            base.clone(),
+            base.iter().map(|b| b + 0.01 * next()).collect(),
+            { (0..dims).map(|_| next()).collect::<Vec<f32>>() },
+        ] {
+            let all = brute_force(&table, &vectors, &query);
+            for k in [1, 10, 100, 999] {
+                assert_eq!(table.nearest(&query, k), all[..k], "k = {k}");
+            }
+        }
+    }
+
     /// `nearest` ranks exactly as sorting every row by [`Embedding::cosine`] (then path,
     /// then ordinal) does, ties and zero vectors included, for every `k`.
     #[test]
@@ -267,40 +463,12 @@ mod tests {
                 }
             })
             .collect();
-        let table = VectorTable {
-            version: Version {
-                run: None,
-                embedding: None,
-            },
-            dims,
-            rows: (0..vectors.len())
-                .map(|i| Row {
-                    id: i as i64,
-                    path: format!("f{}", i % 13).into_bytes().into(),
-                    ordinal: (i / 13) as u32,
-                })
-                .collect(),
-            norms2: vectors.iter().map(|v| dot(v, v)).collect(),
-            values: vectors.concat(),
-        };
+        let table = table_of(dims, &vectors);
         for query in [
             vec![1.0, 0.0, 0.0, 0.0, 0.0],
             vec![0.5, -0.25, 1.0, 0.0, 2.0],
         ] {
-            let q = Embedding::new(query.clone());
-            let mut all: Vec<(usize, f32)> = vectors
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i, Embedding::new(v.clone()).cosine(&q)))
-                .collect();
-            all.sort_by(|a, b| {
-                let rank = |&(i, score): &(usize, f32)| HitRank {
-                    score,
-                    path: &table.rows[i].path,
-                    ordinal: table.rows[i].ordinal,
-                };
-                rank(a).order(&rank(b))
-            });
+            let all = brute_force(&table, &vectors, &query);
             for k in [0, 1, 3, 10, 60, 100] {
                 assert_eq!(table.nearest(&query, k), all[..k.min(all.len())], "k = {k}");
             }
