@@ -92,6 +92,9 @@ pub(crate) enum Command {
     /// loopback only. PROJSYNC_WEBHOOK_SECRET=SECRET turns on the GitHub webhook, POST
     /// /api/v1/webhooks/github (content type application/json, the same secret on
     /// GitHub): a push of a tracked branch syncs the projects mirroring that repository.
+    /// With `--db postgres://…` holding projects (`projsync project add`), it serves those
+    /// (of `--tenant` if given) and queues their syncs for `projsync worker`: POST
+    /// /api/v1/projects/NAME/syncs answers 202 `{"id", "coalesced"}` with the job's id.
     Serve(ServeArgs),
     /// Keep the projects of a PostgreSQL store (`--db postgres://…`), which `worker` and
     /// `serve` read: add one (`--source`, `--track`, `--tenant`, `--embedder`), list them,

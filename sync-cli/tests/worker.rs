@@ -367,3 +367,123 @@ async fn a_worker_killed_mid_run_is_taken_over_without_a_duplicate_run() {
     store.close().await;
     db.drop().await;
 }
+
+/// One HTTP/1.1 request to `addr` (no keep-alive): status and JSON body.
+fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut stream = std::net::TcpStream::connect(addr).expect("the server listens");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a full response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_queues_the_syncs_of_the_stores_projects_for_workers() {
+    use std::io::{BufRead, BufReader};
+
+    let Some(server) = common::server("serve_queues_the_syncs_of_the_stores_projects_for_workers")
+    else {
+        return;
+    };
+    let db = server.database().await;
+    let url = db.app_url();
+    let repo = TestRepo::new();
+    repo.write("README.md", "# Served\n")
+        .write("src/lib.rs", "pub fn served() {}\n");
+    let head = repo.commit("first");
+    repo.git(["update-ref", "refs/heads/main", &head.to_hex()]);
+    let mut add = projsync(&url);
+    add.args([
+        "project",
+        "add",
+        "web",
+        "--track",
+        "main",
+        "--embedder",
+        "hash:16",
+    ])
+    .arg("--source")
+    .arg(repo.path());
+    ok(add);
+
+    let mut serve = projsync(&url);
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = serve.spawn().expect("the server starts");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut children = Workers(vec![child]);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("not the address: {line}"))
+        .to_owned();
+    let mut notes = String::new();
+    let mut stderr = BufReader::new(stderr);
+    while !notes.contains("queued for `projsync worker`") {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "{notes}");
+        notes.push_str(&line);
+    }
+    assert!(
+        !notes.contains("sync-test-app"),
+        "no password printed: {notes}"
+    );
+
+    let (status, listed) = http(&addr, "GET", "/api/v1/projects", None);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["projects"][0]["name"], "web", "{listed}");
+    let branch = json!({"branch": "main"});
+    let (status, first) = http(&addr, "POST", "/api/v1/projects/web/syncs", Some(&branch));
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["coalesced"], false);
+    let (status, again) = http(&addr, "POST", "/api/v1/projects/web/syncs", Some(&branch));
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["coalesced"], true);
+    let (status, _) = http(&addr, "POST", "/api/v1/projects/nope/syncs", None);
+    assert_eq!(status, 404);
+
+    // The server ran nothing: the job waits for a worker, which then syncs the project.
+    let store = PgStore::connect(&url).max_connections(2).await.unwrap();
+    let queue = store.queue();
+    let id = first["id"].as_i64().unwrap();
+    assert_eq!(queue.job(id).await.unwrap().status, JobStatus::Pending);
+    let mut worker = projsync(&url);
+    worker
+        .args(["worker", "--poll", "100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    children.0.push(worker.spawn().expect("a worker starts"));
+    let done = wait_for("the job to complete", Duration::from_secs(120), || async {
+        let job = queue.job(id).await.unwrap();
+        assert_ne!(job.status, JobStatus::Failed, "{job:?}");
+        (job.status == JobStatus::Completed).then_some(job)
+    })
+    .await;
+    let (status, history) = http(&addr, "GET", "/api/v1/projects/web/syncs", None);
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(
+        history["syncs"][0]["id"],
+        done.sync_id.unwrap().0,
+        "{history}"
+    );
+    assert_eq!(history["syncs"][0]["status"], "completed", "{history}");
+    drop(children);
+    store.close().await;
+    db.drop().await;
+}

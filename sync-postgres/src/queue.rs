@@ -229,7 +229,9 @@ fn lease_secs(lease: Duration) -> f64 {
 /// The durable queue of sync jobs, in the store's database (table `sync_jobs`).
 ///
 /// Get one from [`PgStore::queue`](crate::PgStore::queue); it shares the store's
-/// connections. See the [module docs](self) for the rules the database keeps.
+/// connections. The database keeps its rules (see the
+/// [crate docs](crate#projects-and-the-job-queue)): one pending job per branch, one running
+/// job per project, leases.
 #[derive(Clone)]
 pub struct PgQueue {
     pool: PgPool,

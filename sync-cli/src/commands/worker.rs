@@ -136,7 +136,13 @@ impl Worker {
             match queue.claim(id, self.lease).await {
                 Ok(Some(job)) => {
                     unavailable = 0;
-                    self.run(job).await?;
+                    match self.run(job).await {
+                        // The queue was away when the outcome was recorded: the job's
+                        // lease expires and it runs again (a sync of an unchanged head
+                        // writes only its run).
+                        Err(e) if e.is_retryable() => self.warn(&e),
+                        other => other?,
+                    }
                     continue;
                 }
                 Ok(None) => unavailable = 0,
