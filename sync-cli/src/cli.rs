@@ -400,6 +400,52 @@ mod tests {
     }
 
     #[test]
+    fn project_and_worker_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "projsync",
+            "--db",
+            "postgres://h/db",
+            "project",
+            "add",
+            "web",
+            "--track",
+            "main",
+            "--track",
+            "dev",
+            "--tenant",
+            "acme",
+            "--embedder",
+            "hash:8",
+        ])
+        .unwrap();
+        let Command::Project(super::ProjectCommand::Add(add)) = cli.command else {
+            panic!("not project add")
+        };
+        assert_eq!(add.name, "web");
+        assert_eq!(add.track, ["main", "dev"]);
+        assert_eq!(add.embedder.as_deref(), Some("hash:8"));
+        assert_eq!(cli.global.tenant.as_deref(), Some("acme"));
+
+        let cli = Cli::try_parse_from(["projsync", "worker", "--concurrency", "4"]).unwrap();
+        let Command::Worker(worker) = cli.command else {
+            panic!("not worker")
+        };
+        assert_eq!(
+            (worker.concurrency, worker.lease, worker.poll),
+            (4, 60, 1000)
+        );
+        for bad in [
+            &["projsync", "worker", "--concurrency", "0"][..],
+            &["projsync", "worker", "--lease", "0"],
+            &["projsync", "project", "add"],
+            &["projsync", "project", "remove"],
+            &["projsync", "project", "frobnicate"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn positionals_are_the_commands_own_object() {
         let cli = Cli::try_parse_from(["projsync", "restore", "42"]).unwrap();
         let Command::Restore(r) = cli.command else {

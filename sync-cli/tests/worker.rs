@@ -487,3 +487,81 @@ async fn serve_queues_the_syncs_of_the_stores_projects_for_workers() {
     store.close().await;
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_sync_under_their_tenant_and_a_hopeless_one_fails_at_once() {
+    let Some(server) =
+        common::server("jobs_sync_under_their_tenant_and_a_hopeless_one_fails_at_once")
+    else {
+        return;
+    };
+    let db = server.database().await;
+    let url = db.app_url();
+    let good = TestRepo::new();
+    good.write("README.md", "# Good\n");
+    good.commit("first");
+    let gone = TestRepo::new();
+    gone.write("README.md", "# Gone\n");
+    gone.commit("first");
+    for (name, repo) in [("good", &good), ("gone", &gone)] {
+        let mut add = projsync(&url);
+        add.args([
+            "--tenant",
+            "beta",
+            "project",
+            "add",
+            name,
+            "--embedder",
+            "hash:8",
+        ])
+        .arg("--source")
+        .arg(repo.path());
+        ok(add);
+    }
+    let good_key = RepoKey::new(format!(
+        "git:{}",
+        good.path().canonicalize().unwrap().display()
+    ))
+    .unwrap();
+    std::fs::remove_dir_all(gone.path().join(".git")).unwrap();
+
+    let mut ids = Vec::new();
+    for name in ["good", "gone"] {
+        let mut request = projsync(&url);
+        request.args(["--tenant", "beta", "project", "sync", name]);
+        ids.push(ok(request).trim().parse::<i64>().unwrap());
+    }
+    let mut worker = projsync(&url);
+    worker
+        .args(["worker", "--concurrency", "2", "--poll", "100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let _workers = Workers(vec![worker.spawn().expect("a worker starts")]);
+
+    let store = PgStore::connect(&url).max_connections(2).await.unwrap();
+    let queue = store.queue();
+    let ended = wait_for("both jobs to end", Duration::from_secs(120), || async {
+        let jobs = queue.jobs(Some("beta"), None).await.unwrap();
+        jobs.iter().all(|j| j.status.is_final()).then_some(jobs)
+    })
+    .await;
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    let good_job = ended.iter().find(|j| j.id == ids[0]).unwrap();
+    let gone_job = ended.iter().find(|j| j.id == ids[1]).unwrap();
+    assert_eq!(good_job.status, JobStatus::Completed, "{good_job:?}");
+    assert_eq!(gone_job.status, JobStatus::Failed, "{gone_job:?}");
+    assert_eq!(gone_job.attempts, 1, "not retried: {gone_job:?}");
+    let error = gone_job.error.as_deref().unwrap();
+    assert!(error.contains("repository"), "{error}");
+
+    // The run is the tenant's: under the default tenant the repository has none.
+    let beta = store
+        .history(&good_key.clone().with_tenant("beta").unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(beta.len(), 1);
+    assert_eq!(Some(beta[0].id), good_job.sync_id);
+    assert!(store.history(&good_key, 10).await.unwrap().is_empty());
+    store.close().await;
+    db.drop().await;
+}
