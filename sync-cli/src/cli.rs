@@ -9,7 +9,8 @@ use crate::exit::Exit;
 /// `projsync run` syncs a branch of the repository into the store; `ls`, `history`,
 /// `branches` and `search` read; `restore` makes an earlier run's state active again;
 /// `embed` prints the vectors of texts; `reembed` computes a model's missing vectors from
-/// the store alone.
+/// the store alone. With a PostgreSQL store, `project` keeps projects as data and queues
+/// their syncs, `worker` runs the queued syncs, and `serve` serves the store's projects.
 #[derive(Debug, Parser)]
 #[command(
     name = "projsync",
@@ -106,6 +107,7 @@ pub(crate) enum Command {
     /// jobs first). Any number of workers on any number of machines may share one queue:
     /// a project runs one job at a time, retryable failures wait and retry with growing
     /// delays, and the job of a worker that dies is taken over once its lease expires.
+    /// A worker takes the jobs of every tenant, each synced under its project's tenant.
     Worker(WorkerArgs),
 }
 
