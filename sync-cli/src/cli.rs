@@ -9,7 +9,8 @@ use crate::exit::Exit;
 /// `projsync run` syncs a branch of the repository into the store; `ls`, `history`,
 /// `branches` and `search` read; `restore` makes an earlier run's state active again;
 /// `embed` prints the vectors of texts; `reembed` computes a model's missing vectors from
-/// the store alone.
+/// the store alone. With a PostgreSQL store, `project` keeps projects as data and queues
+/// their syncs, `worker` runs the queued syncs, and `serve` serves the store's projects.
 #[derive(Debug, Parser)]
 #[command(
     name = "projsync",
@@ -92,7 +93,103 @@ pub(crate) enum Command {
     /// loopback only. PROJSYNC_WEBHOOK_SECRET=SECRET turns on the GitHub webhook, POST
     /// /api/v1/webhooks/github (content type application/json, the same secret on
     /// GitHub): a push of a tracked branch syncs the projects mirroring that repository.
+    /// With `--db postgres://…` holding projects (`projsync project add`), it serves those
+    /// (of `--tenant` if given) and queues their syncs for `projsync worker`: POST
+    /// /api/v1/projects/NAME/syncs answers 202 `{"id", "coalesced"}` with the job's id.
     Serve(ServeArgs),
+    /// Keep the projects of a PostgreSQL store (`--db postgres://…`), which `worker` and
+    /// `serve` read: add one (`--source`, `--track`, `--tenant`, `--embedder`), list them,
+    /// remove one, or queue a sync of one.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Take sync jobs from the queue of a PostgreSQL store (`--db postgres://…`) and run
+    /// them, up to `--concurrency` at a time, until stopped (Ctrl-C finishes the running
+    /// jobs first). Any number of workers on any number of machines may share one queue:
+    /// a project runs one job at a time, retryable failures wait and retry with growing
+    /// delays, and the job of a worker that dies is taken over once its lease expires.
+    /// A worker takes the jobs of every tenant, each synced under its project's tenant.
+    Worker(WorkerArgs),
+}
+
+/// `projsync project …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectCommand {
+    /// Add a project: the repository of `--source` (a local path is stored absolute),
+    /// under `--tenant`.
+    Add(ProjectAddArgs),
+    /// List the projects (of `--tenant` if given, else of every tenant): name, tenant,
+    /// source, tracked branches and embedder, tab-separated.
+    List(ProjectListArgs),
+    /// Remove a project of `--tenant`; its waiting jobs fail. Its memory stays in the store.
+    Remove(ProjectNameArg),
+    /// Queue a sync of a branch of a project (of `--tenant`) for the workers; requests for a
+    /// branch that is already waiting join its job. Prints the job's id.
+    Sync(ProjectSyncArgs),
+}
+
+/// `projsync project add`.
+#[derive(Debug, Args)]
+pub(crate) struct ProjectAddArgs {
+    /// The project's name: letters, digits, `.`, `_` and `-`.
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+    /// A branch whose pushes sync the project (repeatable; default: the default branch).
+    #[arg(long = "track", value_name = "BRANCH")]
+    pub(crate) track: Vec<String>,
+    /// The project's embedder (`minilm`, `hash:DIMS`, `openai:MODEL`, `none`; default: the
+    /// worker's `--embedder`).
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) embedder: Option<String>,
+}
+
+/// `projsync project list`.
+#[derive(Debug, Args)]
+pub(crate) struct ProjectListArgs {
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+/// A project's name.
+#[derive(Debug, Args)]
+pub(crate) struct ProjectNameArg {
+    /// The project's name.
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+}
+
+/// `projsync project sync`.
+#[derive(Debug, Args)]
+pub(crate) struct ProjectSyncArgs {
+    /// The project's name.
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+    /// The branch (default: the repository's default branch).
+    #[arg(long, short)]
+    pub(crate) branch: Option<String>,
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
+}
+
+/// `projsync worker`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WorkerArgs {
+    /// How many jobs to run at a time.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub(crate) concurrency: u32,
+    /// How long a job and its run are held without renewing (seconds): a killed worker's
+    /// job is taken over after at most this long.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) lease: u64,
+    /// How often an idle worker looks for jobs (milliseconds).
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub(crate) poll: u64,
+    /// Print one JSON object per line for each job taken and ended, instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) embed: EmbedderArgs,
+    #[command(flatten)]
+    pub(crate) api: ApiArg,
 }
 
 /// `--json`.
@@ -301,6 +398,52 @@ mod tests {
             assert_eq!(cli.global.source, "git:/r", "{args:?}");
             assert_eq!(cli.global.db, "x.db", "{args:?}");
             assert!(matches!(cli.command, Command::Ls(_)));
+        }
+    }
+
+    #[test]
+    fn project_and_worker_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "projsync",
+            "--db",
+            "postgres://h/db",
+            "project",
+            "add",
+            "web",
+            "--track",
+            "main",
+            "--track",
+            "dev",
+            "--tenant",
+            "acme",
+            "--embedder",
+            "hash:8",
+        ])
+        .unwrap();
+        let Command::Project(super::ProjectCommand::Add(add)) = cli.command else {
+            panic!("not project add")
+        };
+        assert_eq!(add.name, "web");
+        assert_eq!(add.track, ["main", "dev"]);
+        assert_eq!(add.embedder.as_deref(), Some("hash:8"));
+        assert_eq!(cli.global.tenant.as_deref(), Some("acme"));
+
+        let cli = Cli::try_parse_from(["projsync", "worker", "--concurrency", "4"]).unwrap();
+        let Command::Worker(worker) = cli.command else {
+            panic!("not worker")
+        };
+        assert_eq!(
+            (worker.concurrency, worker.lease, worker.poll),
+            (4, 60, 1000)
+        );
+        for bad in [
+            &["projsync", "worker", "--concurrency", "0"][..],
+            &["projsync", "worker", "--lease", "0"],
+            &["projsync", "project", "add"],
+            &["projsync", "project", "remove"],
+            &["projsync", "project", "frobnicate"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
     }
 

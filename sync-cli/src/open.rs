@@ -128,3 +128,26 @@ pub(crate) async fn existing(target: &Target) -> Result<(Arc<dyn SyncStore>, Rep
     let store = store(&target.db, false, None).await?;
     Ok((store, key))
 }
+
+/// Opens the PostgreSQL store of `--db` for the commands that keep projects and jobs
+/// there; any other store is refused, saying what to pass. `dimensions` as for [`store`].
+pub(crate) async fn postgres(
+    db: &DbSpec,
+    command: &str,
+    dimensions: Option<usize>,
+) -> Result<sync_postgres::PgStore, Error> {
+    if !db.is_postgres() {
+        return Err(Error::unsupported(format!(
+            "`projsync {command}` keeps projects and sync jobs in PostgreSQL, and `{}` is not a PostgreSQL store: pass --db postgres://USER:PASSWORD@HOST/DB (or set PROJSYNC_DB)",
+            db.label()
+        )));
+    }
+    let mut builder = sync_postgres::PgStore::connect(db.raw());
+    if let Some(d) = dimensions {
+        builder = builder.dimensions(d);
+    }
+    builder
+        .open()
+        .await
+        .map_err(|e| e.context(format!("opening the store `{}`", db.label())))
+}

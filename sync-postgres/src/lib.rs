@@ -7,6 +7,8 @@ mod config;
 mod error;
 mod index;
 mod migrations;
+mod projects;
+mod queue;
 mod restore;
 mod rows;
 mod runs;
@@ -16,4 +18,6 @@ mod store;
 mod tx;
 
 pub use config::PgStoreBuilder;
+pub use projects::{PgProjects, ProjectSpec};
+pub use queue::{Enqueued, FailOutcome, JobStatus, PgQueue, SyncJob};
 pub use store::PgStore;

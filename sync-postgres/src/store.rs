@@ -13,6 +13,8 @@ use sync_core::{
 };
 
 use crate::config::{PgStoreBuilder, StoreOptions};
+use crate::projects::PgProjects;
+use crate::queue::PgQueue;
 use crate::tx::{self, Tx};
 use crate::{commit, index, migrations, restore, runs, search, stage};
 
@@ -76,6 +78,16 @@ impl PgStore {
     /// Connecting does this already unless [`PgStoreBuilder::migrate`] turned it off.
     pub async fn migrate(&self) -> Result<(), Error> {
         migrations::migrate(&self.pool, self.options.dimensions).await
+    }
+
+    /// The projects kept in this store's database, sharing its connections.
+    pub fn projects(&self) -> PgProjects {
+        PgProjects::new(self.pool.clone())
+    }
+
+    /// The queue of sync jobs in this store's database, sharing its connections.
+    pub fn queue(&self) -> PgQueue {
+        PgQueue::new(self.pool.clone())
     }
 
     /// Closes the store's connections, waiting for those in use to be returned.

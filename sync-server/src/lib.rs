@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod metrics;
 mod page;
+mod queue;
 mod routes;
 mod runs;
 mod sse;
@@ -14,6 +15,7 @@ mod webhook;
 
 pub use auth::Auth;
 pub use error::{ApiError, status_of};
+pub use queue::{QueuedSync, SyncQueue};
 pub use routes::router;
 pub use sse::{KEEP_ALIVE, sse_event};
 pub use state::{AppState, DEFAULT_KEEP_RUNS, Project};

@@ -34,14 +34,14 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// |---|---|
 /// | `GET /api/v1/projects` | `{"projects": [{name, repo, tenant, default_branch, running}]}`: the caller's |
 /// | `GET /api/v1/projects/{project}/branches` | `{"branches": [{name, commit, default}]}` |
-/// | `POST /api/v1/projects/{project}/syncs` `{"branch"?}` | 202 `{id, events}` once the store opened the run; 409 while one runs |
+/// | `POST /api/v1/projects/{project}/syncs` `{"branch"?}` | 202 `{id, events}` once the store opened the run; 409 while one runs. With a [`SyncQueue`](crate::SyncQueue): 202 `{id, coalesced}`, the id of the queued job |
 /// | `GET /api/v1/projects/{project}/syncs?limit=N` | `{"syncs": [run…], "running": {id, events}?}`, newest first |
 /// | `GET /api/v1/projects/{project}/syncs/{id}` | the run: status, branch, commit, stats, error |
 /// | `DELETE /api/v1/projects/{project}/syncs/{id}` | cancels a run started here; answers the ended run |
 /// | `POST /api/v1/projects/{project}/syncs/{id}/restore` | 201 `{id, run}`: a new run restoring run `id`'s state |
 /// | `GET /api/v1/projects/{project}/search?q=&k=&mode=` | `{"hits": [hit…]}`, each as `projsync search --json` prints it |
 /// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here |
-/// | `POST /api/v1/webhooks/github` | GitHub's deliveries: `ping` 200 `{"ok": true}`; `push` 202 `{event, repository, ref, projects: [{project, outcome, …}]}`; a seen delivery 200 `{"duplicate": true}`; other events 202 `{"ignored"}` |
+/// | `POST /api/v1/webhooks/github` | GitHub's deliveries: `ping` 200 `{"ok": true}`; `push` 202 `{event, repository, ref, projects: [{project, outcome, …}]}` (outcome `queued` with `id` and `coalesced` with a [`SyncQueue`](crate::SyncQueue)); a seen delivery 200 `{"duplicate": true}`; other events 202 `{"ignored"}` |
 /// | `GET /healthz` | `ok` |
 /// | `GET /metrics` | counters in Prometheus' text format |
 /// | `GET /` (and `/assets/app.js`, `/assets/app.css`) | the web page, which drives the API above |
@@ -255,6 +255,16 @@ async fn start_sync(
     let branch = body
         .branch
         .or_else(|| project.default_branch().map(str::to_owned));
+    if let Some(queue) = state.queue() {
+        let queued = queue
+            .enqueue(project.tenant(), project.name(), branch.as_deref())
+            .await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": queued.id, "coalesced": queued.coalesced })),
+        )
+            .into_response());
+    }
     let opened = Runs::start(&state, project, branch.as_deref())?;
     let (id, _log) = match opened.await {
         Ok(Ok(opened)) => opened,

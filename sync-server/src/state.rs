@@ -8,6 +8,7 @@ use sync_core::{Embedder, Error, RepoKey, RepoSource, SyncStore, Syncer};
 
 use crate::auth::{Auth, Caller};
 use crate::metrics::Metrics;
+use crate::queue::SyncQueue;
 use crate::runs::Runs;
 use crate::webhook::{Deliveries, Secret};
 
@@ -217,6 +218,7 @@ struct Inner {
     keep_alive: std::time::Duration,
     webhook_secret: Option<Secret>,
     deliveries: Deliveries,
+    queue: Option<Arc<dyn SyncQueue>>,
 }
 
 impl fmt::Debug for AppState {
@@ -226,6 +228,7 @@ impl fmt::Debug for AppState {
             .field("embedder", &self.inner.embedder)
             .field("auth", &self.inner.auth)
             .field("webhook_secret", &self.inner.webhook_secret.is_some())
+            .field("queue", &self.inner.queue)
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +249,7 @@ impl AppState {
                 keep_alive: crate::sse::KEEP_ALIVE,
                 webhook_secret: None,
                 deliveries: Deliveries::new(crate::webhook::KEPT_DELIVERIES),
+                queue: None,
             }),
         }
     }
@@ -274,6 +278,19 @@ impl AppState {
     pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Result<Self, Error> {
         self.inner_mut()?.embedder = Some(embedder);
         Ok(self)
+    }
+
+    /// Sends sync requests (`POST …/syncs`, the webhook's pushes) to `queue`, for workers
+    /// to run, instead of running them in the server: `POST …/syncs` then answers 202
+    /// `{"id", "coalesced"}` with the job's id.
+    pub fn with_queue(mut self, queue: Arc<dyn SyncQueue>) -> Result<Self, Error> {
+        self.inner_mut()?.queue = Some(queue);
+        Ok(self)
+    }
+
+    /// The queue of [`AppState::with_queue`], if any.
+    pub fn queue(&self) -> Option<&Arc<dyn SyncQueue>> {
+        self.inner.queue.as_ref()
     }
 
     /// Keeps the event logs of the last `runs` finished runs (default

@@ -347,6 +347,18 @@ async fn tracked(project: &Project, branch: &str) -> Result<Option<String>, Erro
 
 async fn enqueue(state: &AppState, prefix: &str, project: &Project, branch: &str) -> Value {
     let name = project.name();
+    if let Some(queue) = state.queue() {
+        return match queue.enqueue(project.tenant(), name, Some(branch)).await {
+            Ok(queued) => json!({
+                "project": name,
+                "outcome": "queued",
+                "branch": branch,
+                "id": queued.id,
+                "coalesced": queued.coalesced,
+            }),
+            Err(error) => failed(name, &error),
+        };
+    }
     match Runs::enqueue(state, project, branch) {
         Err(error) => failed(name, &error),
         Ok(Enqueued::FollowUp { running, coalesced }) => json!({

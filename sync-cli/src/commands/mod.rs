@@ -5,11 +5,13 @@ mod branches;
 mod embed;
 mod history;
 mod ls;
+mod project;
 mod reembed;
 mod restore;
 mod run;
 mod search;
 mod serve;
+mod worker;
 
 use sync_core::Error;
 
@@ -29,5 +31,7 @@ pub(crate) async fn dispatch(target: &Target, command: &Command) -> Result<Exit,
         Command::Embed(args) => embed::exec(args).await,
         Command::Reembed(args) => reembed::exec(target, args).await,
         Command::Serve(args) => serve::exec(target, args).await,
+        Command::Project(command) => project::exec(target, command).await,
+        Command::Worker(args) => worker::exec(target, args).await,
     }
 }

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use sync_core::{Embedder, Error, SyncStore, Syncer};
-use sync_server::{AppState, Auth, Project};
+use sync_server::{AppState, Auth, Project, QueuedSync, SyncQueue};
 
 use crate::cli::ServeArgs;
 use crate::dburl::DbSpec;
@@ -200,7 +201,7 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
         )));
     }
 
-    let plans = match &args.config {
+    let mut plans = match &args.config {
         Some(path) => {
             let base = path
                 .parent()
@@ -239,7 +240,42 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
         }],
     };
 
-    let embedder = embedder::open(&args.embed, true).await?;
+    // With a PostgreSQL store that keeps projects, serve those, and queue their syncs
+    // for `projsync worker` instead of running them here.
+    let mut queue = None;
+    let mut embed = args.embed.clone();
+    if args.config.is_none() && target.db.is_postgres() {
+        let pg = open::postgres(&target.db, "serve", None).await?;
+        let rows = pg.projects().list(target.tenant.as_deref()).await?;
+        if !rows.is_empty() {
+            // Search queries are embedded like the projects' entries: with the one
+            // embedder they share, unless --embedder says otherwise.
+            if embed.embedder.is_none()
+                && let Some(first) = rows[0].embedder.as_deref()
+                && rows.iter().all(|p| p.embedder.as_deref() == Some(first))
+            {
+                embed.embedder = Some(first.to_owned());
+            }
+            plans = rows
+                .into_iter()
+                .map(|p| Plan {
+                    name: p.name,
+                    source: SourceSpec::new(&p.source),
+                    db: target.db.clone(),
+                    tenant: Some(p.tenant),
+                    default_branch: None,
+                    github_repo: None,
+                    tracked_branches: p.tracked_branches,
+                    webhook_secret: None,
+                })
+                .collect();
+            queue = Some(Arc::new(PgJobs(pg.queue())));
+        } else {
+            pg.close().await;
+        }
+    }
+
+    let embedder = embedder::open(&embed, true).await?;
     let mut state = AppState::new(auth);
     if let Ok(secret) = std::env::var(WEBHOOK_SECRET_ENV) {
         state = state
@@ -248,6 +284,10 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
     }
     if let Some(e) = &embedder {
         state = state.with_embedder(Arc::clone(e))?;
+    }
+    let queued = queue.is_some();
+    if let Some(queue) = queue {
+        state = state.with_queue(queue)?;
     }
     let mut stores: HashMap<String, Arc<dyn SyncStore>> = HashMap::new();
     let mut lines = Vec::new();
@@ -283,6 +323,12 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
     for line in lines {
         eprintln!("{line}");
     }
+    if queued {
+        eprintln!(
+            "the projects of {}: syncs are queued for `projsync worker`",
+            target.db.label()
+        );
+    }
     if state.auth().is_open() {
         eprintln!("no tokens: every request is served; listening on loopback only");
     }
@@ -317,6 +363,24 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
         () = stopping => {}
     }
     Ok(Exit::Success)
+}
+
+/// The PostgreSQL queue of sync jobs, as the server's [`SyncQueue`].
+#[derive(Debug)]
+struct PgJobs(sync_postgres::PgQueue);
+
+impl SyncQueue for PgJobs {
+    fn enqueue<'a>(
+        &'a self,
+        tenant: &'a str,
+        project: &'a str,
+        branch: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<QueuedSync, Error>> {
+        Box::pin(async move {
+            let queued = self.0.enqueue(tenant, project, branch).await?;
+            Ok(QueuedSync::new(queued.id, queued.coalesced))
+        })
+    }
 }
 
 /// Opens the source of `plan` and builds its project.

@@ -8,7 +8,7 @@ use sync_core::testkit::GateEmbedder;
 use sync_core::{HashEmbedder, SyncOptions, Syncer};
 use sync_git::GitSource;
 use sync_git::testkit::TestRepo;
-use sync_server::{AppState, Auth, Project};
+use sync_server::{AppState, Auth, Project, SyncQueue};
 use sync_sqlite::SqliteStore;
 use tokio::sync::Semaphore;
 
@@ -106,7 +106,16 @@ impl Served {
         Self::build(sync_server::DEFAULT_KEEP_RUNS, true).await
     }
 
+    /// As [`Served::webhook`], sending sync requests to `queue` instead of running them.
+    pub(crate) async fn queued(queue: Arc<dyn SyncQueue>) -> Self {
+        Self::build_with(sync_server::DEFAULT_KEEP_RUNS, true, Some(queue)).await
+    }
+
     async fn build(runs: usize, webhook: bool) -> Self {
+        Self::build_with(runs, webhook, None).await
+    }
+
+    async fn build_with(runs: usize, webhook: bool, queue: Option<Arc<dyn SyncQueue>>) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let alpha = Fixture::new("acme", "alpha").await;
         let beta = Fixture::new("other", "beta").await;
@@ -125,6 +134,9 @@ impl Served {
                 .with_tracked_branches(["main", "dev"])
                 .with_webhook_secret(BETA_SECRET)
                 .unwrap();
+        }
+        if let Some(queue) = queue {
+            state = state.with_queue(queue).unwrap();
         }
         let state = state
             .with_embedder(Arc::new(HashEmbedder::new(16)))

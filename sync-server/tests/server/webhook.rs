@@ -598,3 +598,95 @@ async fn a_github_source_project_syncs_on_a_push_of_its_default_branch() {
     assert_eq!(run["commit"], head);
     assert_eq!(run["repo"]["source"], "github:Octo/Gamma");
 }
+
+/// A queue that records the requests and coalesces those of a branch still waiting (all
+/// of them: no worker takes any).
+#[derive(Debug, Default)]
+struct RecordingQueue {
+    waiting: std::sync::Mutex<Vec<(String, String, Option<String>)>>,
+}
+
+impl sync_server::SyncQueue for RecordingQueue {
+    fn enqueue<'a>(
+        &'a self,
+        tenant: &'a str,
+        project: &'a str,
+        branch: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<sync_server::QueuedSync, sync_core::Error>> {
+        Box::pin(async move {
+            let mut waiting = self.waiting.lock().unwrap();
+            let request = (
+                tenant.to_owned(),
+                project.to_owned(),
+                branch.map(str::to_owned),
+            );
+            let (index, coalesced) = match waiting.iter().position(|w| *w == request) {
+                Some(i) => (i, true),
+                None => {
+                    waiting.push(request);
+                    (waiting.len() - 1, false)
+                }
+            };
+            Ok(sync_server::QueuedSync::new(index as i64 + 1, coalesced))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_queue_starts_and_pushes_become_jobs_and_run_nothing_here() {
+    let queue = Arc::new(RecordingQueue::default());
+    let s = Served::queued(Arc::clone(&queue) as _).await;
+    s.alpha.open_gate();
+    s.beta.open_gate();
+
+    let path = "/api/v1/projects/alpha/syncs";
+    let (status, body) = s.post(ACME, path, None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body, json!({"id": 1, "coalesced": false}));
+    let (status, body) = s.post(ACME, path, None).await;
+    assert_eq!((status, body), (202, json!({"id": 1, "coalesced": true})));
+    let (status, body) = s.post(ACME, path, Some(json!({"branch": "dev"}))).await;
+    assert_eq!((status, body), (202, json!({"id": 2, "coalesced": false})));
+    // Another tenant's project answers as a missing one, and queues nothing.
+    let (status, _) = s.post(ACME, "/api/v1/projects/beta/syncs", None).await;
+    assert_eq!(status, 404);
+    // `beta`'s default branch goes with the request.
+    let (status, body) = s.post(OTHER, "/api/v1/projects/beta/syncs", None).await;
+    assert_eq!((status, body), (202, json!({"id": 3, "coalesced": false})));
+
+    // A push of a tracked branch is queued too.
+    let head = s.alpha.repo.rev_parse("main").to_hex();
+    let body = push("Octo/Alpha", "refs/heads/main", &head);
+    let (status, answer) = deliver_push(&s, "q-1", WEBHOOK_SECRET, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let outcome = only_outcome(&answer);
+    assert_eq!(outcome["outcome"], "queued", "{answer}");
+    assert_eq!(outcome["branch"], "main");
+    assert_eq!(outcome["id"], 4);
+
+    assert_eq!(
+        *queue.waiting.lock().unwrap(),
+        [
+            ("acme".to_owned(), "alpha".to_owned(), None),
+            (
+                "acme".to_owned(),
+                "alpha".to_owned(),
+                Some("dev".to_owned())
+            ),
+            (
+                "other".to_owned(),
+                "beta".to_owned(),
+                Some("main".to_owned())
+            ),
+            (
+                "acme".to_owned(),
+                "alpha".to_owned(),
+                Some("main".to_owned())
+            ),
+        ]
+    );
+    // The server ran nothing itself.
+    assert!(history(&s, "alpha").await.is_empty());
+    assert!(history(&s, "beta").await.is_empty());
+    assert_eq!(metric(&s, "projsync_runs_started_total").await, 0);
+}

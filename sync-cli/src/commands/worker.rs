@@ -1,0 +1,386 @@
+//! `projsync worker`: takes sync jobs from the PostgreSQL queue ([`sync_postgres::PgQueue`])
+//! and runs each with the core's [`Syncer`], the project's source, embedder and tenant read
+//! from its row ([`sync_postgres::PgProjects`]).
+//!
+//! The queue decides what may run (one job per project, leases, coalescing); the store's
+//! chain of runs stays the final guard. Here is the worker's part of the policy:
+//!
+//! * a job's lease is renewed every third of `--lease` while its sync runs; if a renewal
+//!   finds the job taken over (this worker was cut off for longer than the lease), the
+//!   sync is cancelled and its outcome discarded;
+//! * a retryable failure (the source or store unavailable, a rate limit, another run
+//!   holding the repository) waits and tries again — 1, 2, 4 … seconds (at most five
+//!   minutes), or until a rate limit's reset — while attempts are left; any other failure
+//!   ends the job with its message (passwords of `--db` scrubbed);
+//! * Ctrl-C stops taking jobs and lets the running ones end; a second Ctrl-C stops at once
+//!   (the jobs are taken over by other workers when their leases expire).
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+use sync_core::{
+    Embedder, Error, ErrorKind, SyncEvent, SyncOptions, SyncRecord, SyncStore, Syncer, TokenBudget,
+};
+use sync_extract::SyntaxChunker;
+use sync_postgres::{FailOutcome, PgStore, ProjectSpec, SyncJob};
+use tokio::sync::{Mutex, watch};
+
+use crate::cli::WorkerArgs;
+use crate::embedder::{self, EmbedderSpec};
+use crate::exit::Exit;
+use crate::open::{self, SourceSpec, Target};
+use crate::report;
+
+/// The longest wait before a retry.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What every slot of the worker shares.
+struct Worker {
+    target: Target,
+    args: WorkerArgs,
+    /// The store without a fixed dimension: the queue and the projects.
+    base: PgStore,
+    /// Stores by embedding dimension, opened on first use.
+    stores: Mutex<HashMap<Option<usize>, Arc<PgStore>>>,
+    /// Embedders by spec, built on first use (loading a model once).
+    embedders: Mutex<HashMap<String, Option<Arc<dyn Embedder>>>>,
+    lease: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+pub(super) async fn exec(target: &Target, args: &WorkerArgs) -> Result<Exit, Error> {
+    if let Some(spec) = &args.embed.embedder {
+        EmbedderSpec::parse(spec, true)?;
+    }
+    let base = open::postgres(&target.db, "worker", None).await?;
+    let (stop_tx, stop) = watch::channel(false);
+    let worker = Arc::new(Worker {
+        target: target.clone(),
+        args: args.clone(),
+        base,
+        stores: Mutex::default(),
+        embedders: Mutex::default(),
+        lease: Duration::from_secs(args.lease),
+        stop,
+    });
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let pid = std::process::id();
+    let slots: Vec<_> = (0..args.concurrency)
+        .map(|slot| {
+            let worker = Arc::clone(&worker);
+            let id = format!("{host}:{pid}:{slot}");
+            tokio::spawn(async move { worker.slot(&id).await })
+        })
+        .collect();
+    eprintln!(
+        "worker {host}:{pid} taking sync jobs from {} ({} at a time); Ctrl-C to stop",
+        target.db.label(),
+        args.concurrency
+    );
+    let all = futures::future::join_all(slots);
+    tokio::pin!(all);
+    let mut interrupts = 0;
+    let results = loop {
+        tokio::select! {
+            results = &mut all => break results,
+            _ = tokio::signal::ctrl_c() => {
+                interrupts += 1;
+                if interrupts > 1 {
+                    eprintln!("interrupted again: stopping now; the running jobs are taken over when their leases expire (at most {} s)", args.lease);
+                    return Ok(Exit::Interrupted);
+                }
+                eprintln!("interrupted: taking no more jobs, waiting for the running ones (Ctrl-C again to stop at once)");
+                stop_tx.send_replace(true);
+            }
+        }
+    };
+    worker.base.close().await;
+    for result in results {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(join) => {
+                return Err(Error::Backend {
+                    backend: "projsync worker",
+                    message: "a worker task panicked".to_owned(),
+                    retryable: false,
+                    source: Some(Box::new(join)),
+                });
+            }
+        }
+    }
+    Ok(if interrupts > 0 {
+        Exit::Interrupted
+    } else {
+        Exit::Success
+    })
+}
+
+impl Worker {
+    /// One slot: takes a job, runs it, and again, until stopped.
+    async fn slot(&self, id: &str) -> Result<(), Error> {
+        let queue = self.base.queue();
+        let poll = Duration::from_millis(self.args.poll);
+        let mut stop = self.stop.clone();
+        let mut unavailable = 0u32;
+        while !*stop.borrow() {
+            match queue.claim(id, self.lease).await {
+                Ok(Some(job)) => {
+                    unavailable = 0;
+                    match self.run(job).await {
+                        // The queue was away when the outcome was recorded: the job's
+                        // lease expires and it runs again (a sync of an unchanged head
+                        // writes only its run).
+                        Err(e) if e.is_retryable() => self.warn(&e),
+                        other => other?,
+                    }
+                    continue;
+                }
+                Ok(None) => unavailable = 0,
+                // The database is away for a moment: keep trying, quietly at first.
+                Err(e) if e.is_retryable() => {
+                    unavailable += 1;
+                    if unavailable == 1 || unavailable.is_multiple_of(30) {
+                        eprintln!(
+                            "warning: {}; trying again",
+                            self.target.db.scrub(&e.to_string())
+                        );
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one job to its end and records the outcome in the queue.
+    async fn run(&self, job: SyncJob) -> Result<(), Error> {
+        let queue = self.base.queue();
+        self.say(&job, "started", None, None);
+        let (outcome, lost) = self.sync(&job).await;
+        if lost {
+            self.say(
+                &job,
+                "lost",
+                None,
+                Some("its lease expired and another worker took it over"),
+            );
+            return Ok(());
+        }
+        match outcome {
+            Ok(record) => {
+                if queue.complete(&job, record.id).await? {
+                    self.say(&job, "completed", Some(&record), None);
+                } else {
+                    self.say(
+                        &job,
+                        "lost",
+                        Some(&record),
+                        Some("completed after its lease expired"),
+                    );
+                }
+            }
+            Err(e) => {
+                let message = self.target.db.scrub(&e.to_string()).into_owned();
+                let retry = retry_after(&e, job.attempts);
+                let status = match queue.fail(&job, &message, retry).await? {
+                    FailOutcome::Retrying(_) => "retrying",
+                    FailOutcome::Coalesced(_) => "coalesced",
+                    FailOutcome::Failed => "failed",
+                    _ => "lost",
+                };
+                self.say(&job, status, None, Some(&message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs the job's branch, renewing its lease; also whether the job was lost.
+    async fn sync(&self, job: &SyncJob) -> (Result<SyncRecord, Error>, bool) {
+        let syncer = match self.syncer(job).await {
+            Ok(s) => s,
+            Err(e) => return (Err(e), false),
+        };
+        let queue = self.base.queue();
+        let mut stream = syncer.run(job.branch.as_deref());
+        let mut renew = tokio::time::interval(self.lease / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.tick().await;
+        let mut lost = false;
+        loop {
+            tokio::select! {
+                event = stream.next() => match event {
+                    None => break,
+                    Some(SyncEvent::Prepared { sync_id, .. }) => {
+                        if let Err(e) = queue.set_sync_id(job, sync_id).await {
+                            self.warn(&e);
+                        }
+                    }
+                    Some(_) => {}
+                },
+                _ = renew.tick(), if !lost => match queue.renew(job, self.lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost = true;
+                        stream.cancel();
+                    }
+                    // The lease runs on; the next tick tries again.
+                    Err(e) => self.warn(&e),
+                },
+            }
+        }
+        (stream.finish().await, lost)
+    }
+
+    /// The syncer of the job's project: its source, tenant and embedder, the store for
+    /// the embedder's dimension, the syntax chunker sized for the embedder.
+    async fn syncer(&self, job: &SyncJob) -> Result<Syncer, Error> {
+        let project: ProjectSpec = self.base.projects().get(&job.tenant, &job.project).await?;
+        let spec = project
+            .embedder
+            .as_deref()
+            .or(self.args.embed.embedder.as_deref())
+            .unwrap_or(embedder::DEFAULT_SPEC);
+        let embedder = self.embedder(spec).await?;
+        let store = self
+            .store(embedder.as_ref().map(|e| e.dimensions()))
+            .await?;
+        let source = open::source(
+            &SourceSpec::new(&project.source),
+            self.args.api.api_url.as_deref(),
+        )?;
+        let mut syncer = Syncer::new(source, store)?
+            .with_extractor(Arc::new(SyntaxChunker::new(TokenBudget::of(
+                embedder.as_deref(),
+            ))))
+            .with_options(SyncOptions::default().lease(self.lease));
+        syncer = syncer.with_tenant(&project.tenant)?;
+        if let Some(embedder) = embedder {
+            syncer = syncer.with_embedder(embedder);
+        }
+        Ok(syncer)
+    }
+
+    async fn embedder(&self, spec: &str) -> Result<Option<Arc<dyn Embedder>>, Error> {
+        let mut embedders = self.embedders.lock().await;
+        if let Some(e) = embedders.get(spec) {
+            return Ok(e.clone());
+        }
+        let embedder = EmbedderSpec::parse(spec, true)
+            .map_err(|e| e.context("reading the project's embedder"))?
+            .open(&self.args.embed)
+            .await?;
+        embedders.insert(spec.to_owned(), embedder.clone());
+        Ok(embedder)
+    }
+
+    async fn store(&self, dimensions: Option<usize>) -> Result<Arc<dyn SyncStore>, Error> {
+        let mut stores = self.stores.lock().await;
+        if let Some(s) = stores.get(&dimensions) {
+            return Ok(Arc::clone(s) as Arc<dyn SyncStore>);
+        }
+        let store = Arc::new(open::postgres(&self.target.db, "worker", dimensions).await?);
+        stores.insert(dimensions, Arc::clone(&store));
+        Ok(store)
+    }
+
+    fn warn(&self, e: &Error) {
+        eprintln!("warning: {}", self.target.db.scrub(&e.to_string()));
+    }
+
+    /// Prints what happened to a job: a JSON object per line with `--json`, else a line
+    /// of text.
+    fn say(&self, job: &SyncJob, status: &str, record: Option<&SyncRecord>, note: Option<&str>) {
+        let branch = job.branch.as_deref().unwrap_or("(default branch)");
+        let worker = job.worker.as_deref().unwrap_or_default();
+        let printed = report::write_stdout(|out| {
+            if self.args.json {
+                report::json_line(
+                    out,
+                    &json!({
+                        "job": job.id,
+                        "tenant": job.tenant,
+                        "project": job.project,
+                        "branch": job.branch,
+                        "attempt": job.attempts,
+                        "worker": worker,
+                        "status": status,
+                        "sync_id": record.map(|r| r.id),
+                        "error": note,
+                    }),
+                )
+            } else {
+                write!(
+                    out,
+                    "job {} {}/{} {branch}: {status} (attempt {}, {worker})",
+                    job.id, job.tenant, job.project, job.attempts
+                )?;
+                if let Some(r) = record {
+                    write!(out, ": run {}", r.id)?;
+                }
+                if let Some(note) = note {
+                    write!(out, ": {note}")?;
+                }
+                writeln!(out)
+            }
+        });
+        if let Err(e) = printed {
+            self.warn(&e);
+        }
+    }
+}
+
+/// How long to wait before trying a failed job again; `None` for a failure that trying
+/// again cannot mend.
+fn retry_after(e: &Error, attempts: u32) -> Option<Duration> {
+    let retryable = e.is_retryable() || e.kind() == ErrorKind::Conflict;
+    if !retryable {
+        return None;
+    }
+    if let Error::RateLimited {
+        reset: Some(reset), ..
+    } = e
+    {
+        let wait = (*reset - chrono::Utc::now()).to_std().unwrap_or_default();
+        return Some(wait.min(MAX_BACKOFF * 12));
+    }
+    let exp = attempts.saturating_sub(1).min(16);
+    Some(Duration::from_secs(1u64 << exp).min(MAX_BACKOFF))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_and_stop_for_what_retrying_cannot_mend() {
+        let busy = Error::conflict("repository busy");
+        assert_eq!(retry_after(&busy, 1), Some(Duration::from_secs(1)));
+        assert_eq!(retry_after(&busy, 3), Some(Duration::from_secs(4)));
+        assert_eq!(retry_after(&busy, 40), Some(MAX_BACKOFF));
+        let down = Error::transient("postgres", "connection refused", None);
+        assert_eq!(retry_after(&down, 2), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&Error::not_found("branch `x`"), 1), None);
+        assert_eq!(retry_after(&Error::invalid_input("bad glob"), 1), None);
+        let reset = chrono::Utc::now() + chrono::Duration::seconds(90);
+        let limited = Error::rate_limited(Some(reset), "GitHub's limit");
+        let wait = retry_after(&limited, 1).unwrap();
+        assert!(
+            wait > Duration::from_secs(80) && wait <= Duration::from_secs(90),
+            "{wait:?}"
+        );
+    }
+}
