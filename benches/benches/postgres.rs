@@ -428,7 +428,7 @@ fn search(c: &mut Criterion) {
         .block_on(indexed.explain_search(&repo, MODEL, &queries[0], 10))
         .unwrap();
     assert!(
-        plan.contains("sync_entries_search_384"),
+        plan.contains("_search_384"),
         "the search must use the HNSW index:\n{plan}"
     );
     // Recall@10 of the index against exact search, over a few queries.
@@ -609,7 +609,10 @@ fn commit_initial(c: &mut Criterion) {
     group
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
-        .measurement_time(Duration::from_secs(10))
+        // Only the commit is timed, but each iteration stages a whole import first: keep
+        // criterion from asking for more iterations than the ten samples need.
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(1))
         .throughput(Throughput::Elements(n as u64));
     let vectors = Vectors::new();
     let mut next_repo = 0;
