@@ -1,6 +1,14 @@
 //! The Postgres store: staging throughput (entries per second, each with a new 384-dimension
-//! embedding), the cost of committing a change set into a large repository, and search
-//! latency over 100k active entries through the HNSW index.
+//! embedding), the cost of committing a change set into a large repository, the commit of
+//! an embedded initial import, and search latency over 100k active entries through the HNSW
+//! index, and over a repository of which only a tenth of the entries is active.
+//!
+//! `SYNC_BENCH_INITIAL_ENTRIES` (default 5,000) sets the size of the initial imports whose
+//! commit `postgres/commit-initial` times; `SYNC_BENCH_RECALL_ENTRIES` (default 100,000) the
+//! size of the repository `postgres/search-10pct` searches. Building that one prints what
+//! its initial import's commit took (once: criterion cannot time so long a setup ten
+//! times) and the recall@10 of the HNSW search against exact search, with 10 % of the
+//! entries active.
 //!
 //! Needs a server with pgvector: `scripts/postgres start`, then
 //! `SYNC_TEST_POSTGRES_URL=$(scripts/postgres url) cargo bench -p sync-benches --bench postgres`.
@@ -17,7 +25,9 @@ use std::hint::black_box;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Executor};
 use sync_benches::Rng;
@@ -418,7 +428,7 @@ fn search(c: &mut Criterion) {
         .block_on(indexed.explain_search(&repo, MODEL, &queries[0], 10))
         .unwrap();
     assert!(
-        plan.contains("sync_entries_search_384"),
+        plan.contains("_search_384"),
         "the search must use the HNSW index:\n{plan}"
     );
     // Recall@10 of the index against exact search, over a few queries.
@@ -538,5 +548,234 @@ fn commit(c: &mut Criterion) {
     rt.block_on(store.close());
 }
 
-criterion_group!(benches, staging, commit, search);
+/// An entry count from the environment variable `name`, or `default`.
+fn entries_from_env(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .ok()
+            .filter(|&n: &usize| n >= PER_FILE)
+            .unwrap_or_else(|| panic!("{name}={v}: a number of entries, at least {PER_FILE}")),
+        _ => default,
+    }
+}
+
+/// Stages `n` new entries in one run of `repo` (batches of 5,000) and returns the run and
+/// the change set that upserts their files.
+async fn stage_import(
+    store: &PgStore,
+    repo: &RepoKey,
+    vectors: &Vectors,
+    rng: &mut Rng,
+    n: usize,
+) -> (SyncRun, ChangeSet) {
+    let run = store.begin(start(repo)).await.unwrap();
+    let mut files = Vec::new();
+    let mut first = 0;
+    while first < n {
+        let size = (n - first).min(5_000);
+        let (batch, f) = batch(vectors, rng, first / PER_FILE, size);
+        store.stage(&run, batch).await.unwrap();
+        files.extend(f);
+        first += size;
+    }
+    let changes = ChangeSet {
+        changes: files.into_iter().map(FileChange::Upsert).collect(),
+    };
+    (run, changes)
+}
+
+/// Committing an initial import of `SYNC_BENCH_INITIAL_ENTRIES` embedded entries (staged
+/// beforehand, not timed), each into a repository of its own in one database that keeps
+/// growing: activation, the indexes and the run record, in one transaction.
+fn commit_initial(c: &mut Criterion) {
+    let n = entries_from_env("SYNC_BENCH_INITIAL_ENTRIES", 5_000);
+    let id = format!("postgres/commit-initial/entries-384d/{n}");
+    if !selected(&[&id]) {
+        return;
+    }
+    let Some(admin) = admin_options() else {
+        return;
+    };
+    let rt = Runtime::new().unwrap();
+    let store = rt.block_on(async {
+        let options = database(&admin, "sync_bench_initial", true).await;
+        PgStore::connect(&url(&options))
+            .dimensions(DIMS)
+            .await
+            .unwrap()
+    });
+    let mut group = c.benchmark_group("postgres/commit-initial");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        // Only the commit is timed, but each iteration stages a whole import first: keep
+        // criterion from asking for more iterations than the ten samples need.
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(n as u64));
+    let vectors = Vectors::new();
+    let mut next_repo = 0;
+    group.bench_function(BenchmarkId::new("entries-384d", n), |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let first = next_repo;
+            next_repo += iters;
+            let (store, vectors) = (&store, &vectors);
+            async move {
+                let mut total = Duration::ZERO;
+                for i in first..first + iters {
+                    let repo = RepoKey::new(format!("bench:initial-{i}")).unwrap();
+                    let mut rng = Rng::new(13 + i);
+                    let (run, changes) = stage_import(store, &repo, vectors, &mut rng, n).await;
+                    let t = Instant::now();
+                    black_box(
+                        store
+                            .commit(&run, changes, SyncStats::default())
+                            .await
+                            .unwrap(),
+                    );
+                    total += t.elapsed();
+                }
+                total
+            }
+        });
+    });
+    group.finish();
+    rt.block_on(store.close());
+}
+
+/// A new database with a repository of `n` embedded entries, imported (and timed) through
+/// a store with the HNSW index, of which a second run then deletes nine files in ten: the
+/// index of a long-lived store holds far more vectors than are active. Returns a store
+/// with the index and one without (exact search).
+async fn sparse_database(admin: &PgConnectOptions, repo: &RepoKey, n: usize) -> (PgStore, PgStore) {
+    let options = database(admin, "sync_bench_search_10pct", true).await;
+    let indexed = PgStore::connect(&url(&options))
+        .dimensions(DIMS)
+        .await
+        .unwrap();
+    let mut rng = Rng::new(17);
+    let vectors = Vectors::new();
+    let t = Instant::now();
+    let (run, changes) = stage_import(&indexed, repo, &vectors, &mut rng, n).await;
+    let staged = t.elapsed();
+    let t = Instant::now();
+    let record = indexed
+        .commit(&run, changes, SyncStats::default())
+        .await
+        .unwrap();
+    assert_eq!(record.stats.entries_written as usize, n);
+    eprintln!(
+        "initial import of {n} entries of {DIMS} dimensions: staged in {:.1} s, committed in {:.2} s",
+        staged.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    let index = indexed.file_index(repo).await.unwrap();
+    let run = indexed.begin(start(repo)).await.unwrap();
+    let changes = ChangeSet {
+        changes: index
+            .files()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 10 != 0)
+            .map(|(_, f)| FileChange::Delete(f.entry.path.clone()))
+            .collect(),
+    };
+    let t = Instant::now();
+    let record = indexed
+        .commit(&run, changes, SyncStats::default())
+        .await
+        .unwrap();
+    eprintln!(
+        "deleting 9 files in 10 ({} entries superseded) committed in {:.2} s",
+        record.stats.entries_superseded,
+        t.elapsed().as_secs_f64()
+    );
+    let mut conn = PgConnection::connect_with(&admin.clone().database("sync_bench_search_10pct"))
+        .await
+        .unwrap();
+    conn.execute("ANALYZE").await.unwrap();
+    conn.close().await.ok();
+    let exact = PgStore::connect(&url(&options)).await.unwrap();
+    (indexed, exact)
+}
+
+/// Search where a tenth of the entries is active: recall@10 of the HNSW search against
+/// exact search (printed), and the latency of both.
+fn search_sparse(c: &mut Criterion) {
+    if !selected(&[
+        "postgres/search-10pct/hnsw/10",
+        "postgres/search-10pct/exact/10",
+    ]) {
+        return;
+    }
+    let Some(admin) = admin_options() else {
+        return;
+    };
+    let n = entries_from_env("SYNC_BENCH_RECALL_ENTRIES", 100_000);
+    let rt = Runtime::new().unwrap();
+    let repo = RepoKey::new("bench:sparse").unwrap();
+    let (indexed, exact) = rt.block_on(sparse_database(&admin, &repo, n));
+    let mut rng = Rng::new(101);
+    let vectors = Vectors::new();
+    let queries: Vec<Embedding> = (0..64).map(|_| vectors.next(&mut rng)).collect();
+    let plan = rt
+        .block_on(indexed.explain_search(&repo, MODEL, &queries[0], 10))
+        .unwrap();
+    assert!(
+        plan.contains("_search_384"),
+        "the search must use the HNSW index:\n{plan}"
+    );
+    let recall = rt.block_on(async {
+        let mut found = 0;
+        for q in &queries {
+            let approx = indexed.search_vector(&repo, MODEL, q, 10).await.unwrap();
+            let truth = exact.search_vector(&repo, MODEL, q, 10).await.unwrap();
+            assert_eq!(truth.len(), 10);
+            found += truth
+                .iter()
+                .filter(|t| {
+                    approx
+                        .iter()
+                        .any(|a| a.entry.path == t.entry.path && a.entry.ordinal == t.entry.ordinal)
+                })
+                .count();
+        }
+        found as f64 / (10 * queries.len()) as f64
+    });
+    eprintln!(
+        "recall@10 of the HNSW search, {} of {n} entries active: {recall:.3}",
+        n / 10
+    );
+
+    let mut group = c.benchmark_group("postgres/search-10pct");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
+    for (name, store) in [("hnsw", &indexed), ("exact", &exact)] {
+        group.bench_function(BenchmarkId::new(name, 10), |b| {
+            let mut i = 0;
+            b.to_async(&rt).iter(|| {
+                i += 1;
+                let q = &queries[i % queries.len()];
+                let repo = &repo;
+                async move { black_box(store.search_vector(repo, MODEL, q, 10).await.unwrap().len()) }
+            });
+        });
+    }
+    group.finish();
+    rt.block_on(async {
+        exact.close().await;
+        indexed.close().await;
+    });
+}
+
+criterion_group!(
+    benches,
+    staging,
+    commit,
+    commit_initial,
+    search,
+    search_sparse
+);
 criterion_main!(benches);

@@ -18,10 +18,6 @@ use crate::runs::{self, Lock};
 use crate::stage::staged_paths;
 use crate::tx::{self, ExecuteIn, Tx, path_bytes};
 
-/// The embedding of an entry row `e`, for `search_vector`.
-pub(crate) const ENTRY_VECTOR: &str = "(SELECT v.embedding FROM sync_embeddings v \
-    WHERE v.tenant = e.tenant AND v.model = e.model AND v.content_hash = e.content_hash)";
-
 /// Commits a run that still holds its repository: validates the change set against the
 /// active index and what the run staged, applies it, and completes the run with `stats`
 /// (the files and entries it counts itself).
@@ -111,7 +107,7 @@ pub(crate) async fn supersede_paths(
         return Ok(0);
     }
     sqlx::query(
-        "UPDATE sync_entries SET status = 'superseded', superseded_by = $2, search_vector = NULL \
+        "UPDATE sync_entries SET status = 'superseded', superseded_by = $2 \
          WHERE repository_id = $1 AND status = 'active' AND path = ANY($3)",
     )
     .bind(repo_id)
@@ -136,17 +132,17 @@ async fn copy_renamed(
     let from: Vec<&[u8]> = renames.iter().map(|r| r.0.as_slice()).collect();
     let to: Vec<&[u8]> = renames.iter().map(|r| r.1.as_slice()).collect();
     let blobs: Vec<&[u8]> = renames.iter().map(|r| r.2.as_slice()).collect();
-    sqlx::query(AssertSqlSafe(format!(
+    sqlx::query(
         "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, \
              content_hash, start_line, end_line, language, kind, symbol, model, status, \
-             created_by, search_vector) \
+             created_by) \
          SELECT e.tenant, e.repository_id, m.to_path, m.to_blob, e.ordinal, e.content, \
              e.content_hash, e.start_line, e.end_line, e.language, e.kind, e.symbol, e.model, \
-             'active', $2, {ENTRY_VECTOR} \
+             'active', $2 \
          FROM UNNEST($3::bytea[], $4::bytea[], $5::bytea[]) AS m(from_path, to_path, to_blob) \
          JOIN sync_entries e ON e.repository_id = $1 AND e.path = m.from_path \
-             AND e.status = 'superseded' AND e.superseded_by = $2"
-    )))
+             AND e.status = 'superseded' AND e.superseded_by = $2",
+    )
     .bind(repo_id)
     .bind(by)
     .bind(from)
@@ -156,12 +152,13 @@ async fn copy_renamed(
     .await
 }
 
-/// Activates everything a run staged, with the vector search reads; returns how many.
+/// Activates everything a run staged; returns how many. Vector search finds their
+/// vectors in `sync_embeddings`, where staging put them: no vector index is written here.
 async fn activate_staged(tx: &mut Tx, run: i64, what: &str) -> Result<u64, Error> {
-    sqlx::query(AssertSqlSafe(format!(
-        "UPDATE sync_entries e SET status = 'active', search_vector = {ENTRY_VECTOR} \
-         WHERE e.created_by = $1 AND e.status = 'staged'"
-    )))
+    sqlx::query(
+        "UPDATE sync_entries SET status = 'active' \
+         WHERE created_by = $1 AND status = 'staged'",
+    )
     .bind(run)
     .execute_in(tx, what)
     .await

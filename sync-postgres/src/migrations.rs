@@ -19,7 +19,7 @@ const INDEX_LOCK: i64 = 0x5359_4e43_5f49_4458; // "SYNC_IDX"
 
 /// Name of the HNSW index for one dimension.
 fn search_index_name(dimensions: usize) -> String {
-    format!("sync_entries_search_{dimensions}")
+    format!("sync_embeddings_search_{dimensions}")
 }
 
 /// Runs every pending migration (under sqlx's advisory lock, so concurrent connects are
@@ -32,8 +32,8 @@ pub(crate) async fn migrate(pool: &PgPool, dimensions: Option<usize>) -> Result<
     Ok(())
 }
 
-/// Creates the partial HNSW index over active entries' vectors of one dimension, if it is
-/// missing. Existing indexes are left alone without taking any table lock.
+/// Creates the partial HNSW index over the embeddings of one dimension, if it is missing.
+/// Existing indexes are left alone without taking any table lock.
 async fn ensure_search_index(pool: &PgPool, dimensions: usize) -> Result<(), Error> {
     let name = search_index_name(dimensions);
     let what = format!("creating the vector index {name}");
@@ -57,9 +57,9 @@ async fn ensure_search_index(pool: &PgPool, dimensions: usize) -> Result<(), Err
         .map_err(|e| error::map(&what, e))?;
     // `dimensions` is a number checked against pgvector's limits, never caller text.
     let ddl = format!(
-        "CREATE INDEX IF NOT EXISTS {name} ON sync_entries \
-         USING hnsw ((search_vector::vector({dimensions})) vector_cosine_ops) \
-         WHERE vector_dims(search_vector) = {dimensions}"
+        "CREATE INDEX IF NOT EXISTS {name} ON sync_embeddings \
+         USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) \
+         WHERE vector_dims(embedding) = {dimensions}"
     );
     sqlx::query(AssertSqlSafe(ddl))
         .execute(&mut *tx)

@@ -7,7 +7,7 @@ use sqlx::{AssertSqlSafe, FromRow};
 use sync_core::{Error, RepoKey, SyncId, SyncRecord, SyncStats, SyncStatus, check_restore_target};
 
 use crate::PgStore;
-use crate::commit::{ENTRY_VECTOR, complete_run, supersede_paths};
+use crate::commit::{complete_run, supersede_paths};
 use crate::error;
 use crate::index;
 use crate::rows::{RUN_COLUMNS, RunRow};
@@ -226,10 +226,10 @@ async fn restore_entries(
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, \
              content_hash, start_line, end_line, language, kind, symbol, model, status, \
-             created_by, search_vector) \
+             created_by) \
          SELECT e.tenant, e.repository_id, e.path, e.blob_id, e.ordinal, e.content, \
              e.content_hash, e.start_line, e.end_line, e.language, e.kind, e.symbol, e.model, \
-             'active', $3, {ENTRY_VECTOR} \
+             'active', $3 \
          FROM sync_entries e \
          WHERE e.id IN (SELECT id FROM ({ENTRIES_AT}) past WHERE past.path = ANY($4))"
     )))

@@ -1,7 +1,7 @@
-//! Reading entries, and the two searches over the active ones. By vector: entries recorded
-//! with the asked model through the HNSW index of the store's dimension (or exactly), and
-//! entries whose embedding of that model came later exactly, through the embeddings table.
-//! By text: the partial GIN index over `sync_lexical_document`, ranked by `ts_rank_cd`.
+//! Reading entries, and the two searches over the active ones. By vector: the embeddings of
+//! the asked model, nearest first through the HNSW index of the store's dimension (or
+//! exactly), joined to the active entries of the repository with their content. By text:
+//! the partial GIN index over `sync_lexical_document`, ranked by `ts_rank_cd`.
 //! Hits are ranked by the core's one order ([`SearchHit::rank_all`]).
 
 // The dynamic statements here splice in only compile-time constants and the dimension, a
@@ -85,12 +85,8 @@ pub(crate) async fn entries(
 }
 
 /// The `k` active entries of `repo` closest to `vector` by cosine similarity of their
-/// embeddings of `model`.
-///
-/// Two lists, merged by the core's order: entries written with `model`, whose activation
-/// copied that embedding into `search_vector` (the indexed plan), and entries written with
-/// another model (or none) whose content has an embedding of `model` (an exact join, which
-/// is empty unless a model was added to the repository after its entries were written).
+/// embeddings of `model`: the embedding of `model` for an entry's content hash, whichever
+/// model (if any) the entry was written with.
 pub(crate) async fn search(
     store: &PgStore,
     repo: &RepoKey,
@@ -107,7 +103,7 @@ pub(crate) async fn search(
     let mut tx = search_tx(store, tenant, k, plan, &what).await?;
     let query = Vector::from(vector.as_slice().to_vec());
     let limit = i64::try_from(k).unwrap_or(i64::MAX);
-    let mut rows: Vec<HitRow> = sqlx::query_as(AssertSqlSafe(search_sql(plan)))
+    let rows: Vec<HitRow> = sqlx::query_as(AssertSqlSafe(search_sql(plan)))
         .bind(tenant)
         .bind(repo.source())
         .bind(&query)
@@ -116,16 +112,6 @@ pub(crate) async fn search(
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| error::map(&what, e))?;
-    let later: Vec<HitRow> = sqlx::query_as(AssertSqlSafe(later_model_sql()))
-        .bind(tenant)
-        .bind(repo.source())
-        .bind(&query)
-        .bind(limit)
-        .bind(model)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| error::map(&what, e))?;
-    rows.extend(later);
     let empty = rows.is_empty()
         && sqlx::query_scalar::<_, bool>(
             "SELECT EXISTS (SELECT 1 FROM sync_entries e WHERE e.tenant = $1 \
@@ -159,22 +145,6 @@ pub(crate) async fn search(
         .collect::<Result<Vec<_>, Error>>()?;
     SearchHit::rank_all(&mut hits, k);
     Ok(hits)
-}
-
-/// The exact search over active entries written with another model than `$5` (or none)
-/// whose content has an embedding of `$5`: `$1` tenant, `$2` source, `$3` query vector,
-/// `$4` k.
-fn later_model_sql() -> String {
-    format!(
-        "SELECT {ENTRY_COLUMNS}, m.embedding AS embedding, m.embedding <=> $3 AS distance \
-         FROM sync_entries e JOIN sync_embeddings m \
-             ON m.tenant = e.tenant AND m.model = $5 AND m.content_hash = e.content_hash \
-         WHERE e.tenant = $1 AND e.repository_id = \
-             (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
-         AND e.status = 'active' AND e.model IS DISTINCT FROM $5 \
-         AND vector_dims(m.embedding) = vector_dims($3) \
-         ORDER BY m.embedding <=> $3, e.path, e.ordinal LIMIT $4"
-    )
 }
 
 /// The `k` active entries of `repo` that match `text`'s [`LexicalQuery`] in their text, path
@@ -349,7 +319,8 @@ async fn search_tx(
     let mut tx = store.tx(tenant, what).await?;
     if matches!(plan, SearchPlan::Indexed(_)) {
         // More candidates than results, and keep scanning the index until `k` rows pass
-        // the filters (other repositories' and tenants' entries).
+        // the filters: the index holds every embedding ever staged, of other tenants,
+        // repositories and models and of superseded entries.
         let ef_search = k.clamp(40, 1000).to_string();
         sqlx::query("SELECT set_config('hnsw.ef_search', $1, true)")
             .bind(ef_search)
@@ -366,36 +337,62 @@ async fn search_tx(
     Ok(tx)
 }
 
-/// The SQL of a search over entries written with model `$5`, whose `search_vector` is
-/// their embedding of it: `$1` tenant, `$2` source, `$3` query vector, `$4` k. Every plan
-/// breaks ties of distance by path bytes and ordinal, as [`SearchHit::rank_all`] does, so
-/// `k` cuts the same order as in any store (the index's order by distance is refined by an
-/// incremental sort; the index itself is approximate).
+/// The SQL of a search: the embeddings of model `$5`, joined to the active entries of the
+/// repository with their content, `$1` tenant, `$2` source, `$3` query vector, `$4` k.
+/// Every plan breaks ties of distance by path bytes and ordinal, as
+/// [`SearchHit::rank_all`] does, so `k` cuts the same order as in any store (the index's
+/// order by distance is refined by an incremental sort; the index itself is approximate).
+///
+/// The indexed plan is a nested loop: the HNSW index yields the embeddings nearest first,
+/// each probes `sync_entries_active_content` for the repository's active entries with that
+/// content, and the iterative scan keeps the index yielding until `k` rows have passed
+/// (embeddings of other repositories, of superseded entries, of other models of the same
+/// dimension fall through).
 fn search_sql(plan: SearchPlan) -> String {
-    let from = "FROM sync_entries e WHERE e.tenant = $1 AND e.repository_id = \
+    let from = "FROM sync_embeddings m JOIN sync_entries e \
+             ON e.tenant = m.tenant AND e.content_hash = m.content_hash \
+         WHERE m.tenant = $1 AND m.model = $5 AND e.tenant = $1 AND e.repository_id = \
              (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
-         AND e.status = 'active' AND e.model = $5";
+         AND e.status = 'active'";
+    let active = active_with_embedding();
     match plan {
         SearchPlan::Indexed(d) => format!(
-            "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \
-                 (e.search_vector::vector({d})) <=> $3::vector({d}) AS distance \
-             {from} AND vector_dims(e.search_vector) = {d} \
-             ORDER BY (e.search_vector::vector({d})) <=> $3::vector({d}), e.path, e.ordinal \
+            "SELECT {ENTRY_COLUMNS}, m.embedding AS embedding, \
+                 (m.embedding::vector({d})) <=> $3::vector({d}) AS distance \
+             {from} AND vector_dims(m.embedding) = {d} \
+             ORDER BY (m.embedding::vector({d})) <=> $3::vector({d}), e.path, e.ordinal \
              LIMIT $4"
         ),
+        // Exactly: from the active entries, each looking its embedding up by primary key,
+        // never from every embedding of the model (the fence, `OFFSET 0`, keeps the
+        // lookup from being planned as a join that sorts them all).
         SearchPlan::Exact => format!(
-            "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \
-                 e.search_vector <=> $3 AS distance \
-             {from} AND vector_dims(e.search_vector) = vector_dims($3) \
-             ORDER BY e.search_vector <=> $3, e.path, e.ordinal LIMIT $4"
+            "SELECT {ENTRY_COLUMNS}, e.embedding, e.embedding <=> $3 AS distance \
+             FROM ({active}) e \
+             WHERE vector_dims(e.embedding) = vector_dims($3) \
+             ORDER BY e.embedding <=> $3, e.path, e.ordinal LIMIT $4"
         ),
         SearchPlan::Zero => format!(
-            "SELECT {ENTRY_COLUMNS}, e.search_vector AS embedding, \
-                 1.0::float8 AS distance \
-             {from} AND vector_dims(e.search_vector) = vector_dims($3) \
+            "SELECT {ENTRY_COLUMNS}, e.embedding, 1.0::float8 AS distance \
+             FROM ({active}) e \
+             WHERE vector_dims(e.embedding) = vector_dims($3) \
              ORDER BY e.path, e.ordinal LIMIT $4"
         ),
     }
+}
+
+/// The active entries of the repository (`$1` tenant, `$2` source) with their embedding of
+/// model `$5` (NULL if it has none), for the exact plans.
+fn active_with_embedding() -> String {
+    format!(
+        "SELECT {ENTRY_COLUMNS}, \
+             (SELECT m.embedding FROM sync_embeddings m \
+              WHERE m.tenant = e.tenant AND m.model = $5 AND m.content_hash = e.content_hash) \
+                 AS embedding \
+         FROM sync_entries e WHERE e.tenant = $1 AND e.repository_id = \
+             (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
+         AND e.status = 'active' OFFSET 0"
+    )
 }
 
 /// One lexical search result row.

@@ -28,8 +28,9 @@ use crate::{commit, index, migrations, restore, runs, search, stage};
 /// * **Tenants isolated by row-level security.** Every row carries its tenant and every
 ///   transaction of the store sets `sync.tenant`; the tables' policies hide other tenants'
 ///   rows from any role without `BYPASSRLS`, the owner included.
-/// * **Vector search** over active entries through an HNSW index (cosine distance) for the
-///   dimension the store was opened with.
+/// * **Vector search** over active entries through an HNSW index (cosine distance) on the
+///   embeddings, for the dimension the store was opened with; committing never writes to
+///   it.
 /// * **Migrations** embedded in the binary, forward-only and additive, run on connect.
 ///
 /// Open one with [`PgStore::connect`]; see the [crate docs](crate) for an example.
@@ -96,8 +97,7 @@ impl PgStore {
     }
 
     /// The plan PostgreSQL chooses for [`search_vector`](SyncStore::search_vector) with
-    /// these arguments (`EXPLAIN` of its indexed part, over entries written with `model`),
-    /// to check that the vector index is used.
+    /// these arguments (`EXPLAIN`), to check that the vector index is used.
     pub async fn explain_search(
         &self,
         repo: &RepoKey,

@@ -82,7 +82,7 @@ async fn concurrent_connects_migrate_once() {
     let mut admin = db.admin().await;
     let (applied, indexes): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM _sqlx_migrations), \
-                (SELECT count(*) FROM pg_indexes WHERE indexname = 'sync_entries_search_16')",
+                (SELECT count(*) FROM pg_indexes WHERE indexname = 'sync_embeddings_search_16')",
     )
     .fetch_one(&mut admin)
     .await

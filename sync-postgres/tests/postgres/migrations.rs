@@ -585,3 +585,105 @@ async fn upgrade_across_chunk_meta_keeps_every_row_and_reads_empty_meta() {
     );
     db.drop().await;
 }
+
+/// The version of the migration that moved vector search onto the embeddings.
+const VECTORS_BY_CONTENT: i64 = 20261204000000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_to_vectors_by_content_drops_the_entry_vector_indexes_and_finds_old_entries() {
+    let Some(server) = common::server("upgrade_to_vectors_by_content") else {
+        return;
+    };
+    let db = server.database().await;
+
+    // A database filled at the first migration, brought to the schema just before vector
+    // search moved onto the embeddings, with the index an older store created on the
+    // entries' copies of their vectors.
+    let all = sqlx::migrate!("./migrations");
+    assert!(
+        all.iter().any(|m| m.version == VECTORS_BY_CONTENT),
+        "the migration is embedded"
+    );
+    let mut first = sqlx::migrate!("./migrations");
+    first.migrations = Cow::Owned(all.migrations[..1].to_vec());
+    let mut before = sqlx::migrate!("./migrations");
+    before.migrations = Cow::Owned(
+        all.migrations
+            .iter()
+            .filter(|m| m.version < VECTORS_BY_CONTENT)
+            .cloned()
+            .collect(),
+    );
+    let mut app = PgConnection::connect_with(&db.app).await.unwrap();
+    first.run(&mut app).await.expect("the first migration");
+    fill_first_schema(&mut app).await;
+    before.run(&mut app).await.expect("the earlier migrations");
+    app.execute(AssertSqlSafe(format!(
+        "CREATE INDEX sync_entries_search_{DIMS} ON sync_entries \
+         USING hnsw ((search_vector::vector({DIMS})) vector_cosine_ops) \
+         WHERE vector_dims(search_vector) = {DIMS}"
+    )))
+    .await
+    .unwrap();
+    app.close().await.unwrap();
+    let mut admin = db.admin().await;
+    let before_columns = columns(&mut admin).await;
+    let rows_before = rows(&mut admin, &before_columns).await;
+    admin.close().await.unwrap();
+
+    // Upgrade by connecting a store.
+    let store = db.store().await;
+    let mut admin = db.admin().await;
+    let after = rows(&mut admin, &before_columns).await;
+    for (table, rows) in &rows_before {
+        assert!(!rows.is_empty(), "{table} was filled");
+        assert_eq!(&after[table], rows, "{table} changed in the upgrade");
+    }
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE indexname ~ '_search_[0-9]+$' ORDER BY 1",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        names,
+        [format!("sync_embeddings_search_{DIMS}")],
+        "the entries' vector index is gone, the embeddings' is there"
+    );
+    admin.close().await.unwrap();
+
+    // Old active entries are found by their embeddings, superseded ones never.
+    let repo = RepoKey::new("git:/repo/1")
+        .unwrap()
+        .with_tenant("alpha")
+        .unwrap();
+    let entries = store
+        .entries(
+            &repo,
+            &EntryQuery {
+                include_superseded: true,
+                with_embeddings: true,
+                ..EntryQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    for entry in &entries {
+        let probe = entry.embedding.as_ref().unwrap();
+        let hits = store
+            .search_vector(&repo, "hash-16", probe, 1)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        if entry.status == sync_core::EntryStatus::Active {
+            assert_eq!(
+                (&hits[0].entry.path, hits[0].entry.ordinal),
+                (&entry.path, entry.ordinal),
+                "an active entry is its own nearest"
+            );
+        } else {
+            assert_eq!(hits[0].entry.status, sync_core::EntryStatus::Active);
+        }
+    }
+    db.drop().await;
+}

@@ -208,7 +208,7 @@ async fn a_plain_role_cannot_see_or_change_another_tenant() {
             &mut admin,
             "SELECT count(*) FROM sync_entries e JOIN sync_embeddings m \
              ON m.model = e.model AND m.content_hash = e.content_hash \
-             WHERE e.search_vector IS NOT NULL AND m.tenant = 'beta'"
+             WHERE e.status = 'active' AND m.tenant = 'beta'"
         )
         .await,
         0,

@@ -97,7 +97,7 @@ async fn search_uses_the_hnsw_index_and_finds_the_nearest() {
     let mut admin = db.admin().await;
     admin.execute("ANALYZE").await.unwrap();
     let indexes: Vec<String> = sqlx::query_scalar(
-        "SELECT indexdef FROM pg_indexes WHERE indexname = 'sync_entries_search_32'",
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'sync_embeddings_search_32'",
     )
     .fetch_all(&mut admin)
     .await
@@ -114,7 +114,7 @@ async fn search_uses_the_hnsw_index_and_finds_the_nearest() {
         .await
         .unwrap();
     assert!(
-        plan.contains("Index Scan using sync_entries_search_32"),
+        plan.contains("Index Scan using sync_embeddings_search_32"),
         "3,000 active entries are searched through the HNSW index:\n{plan}"
     );
 
@@ -283,11 +283,14 @@ async fn other_dimensions_are_refused_and_stores_of_several_share_a_database() {
 
     let mut admin = db.admin().await;
     let names: Vec<String> = sqlx::query_scalar(
-        "SELECT indexname::text FROM pg_indexes WHERE indexname LIKE 'sync\\_entries\\_search\\_%' ORDER BY 1",
+        "SELECT indexname::text FROM pg_indexes WHERE indexname LIKE 'sync\\_embeddings\\_search\\_%' ORDER BY 1",
     )
     .fetch_all(&mut admin)
     .await
     .unwrap();
-    assert_eq!(names, ["sync_entries_search_24", "sync_entries_search_8"]);
+    assert_eq!(
+        names,
+        ["sync_embeddings_search_24", "sync_embeddings_search_8"]
+    );
     db.drop().await;
 }
