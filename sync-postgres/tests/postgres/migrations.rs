@@ -636,7 +636,11 @@ async fn upgrade_to_vectors_by_content_drops_the_entry_vector_indexes_and_finds_
     let mut admin = db.admin().await;
     let after = rows(&mut admin, &before_columns).await;
     for (table, rows) in &rows_before {
-        assert!(!rows.is_empty(), "{table} was filled");
+        // The deployment's tables (projects and jobs) are not part of the history filled
+        // here: they stay empty, and must stay so.
+        if !matches!(table.as_str(), "sync_projects" | "sync_jobs") {
+            assert!(!rows.is_empty(), "{table} was filled");
+        }
         assert_eq!(&after[table], rows, "{table} changed in the upgrade");
     }
     let names: Vec<String> = sqlx::query_scalar(
