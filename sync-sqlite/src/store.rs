@@ -17,6 +17,7 @@ use crate::SqliteConfig;
 use crate::error::BACKEND;
 use crate::holder::Holders;
 use crate::pool::Pool;
+use crate::search::TermCountCache;
 use crate::vectors::VectorCache;
 use crate::{commit, index, restore, runs, search, stage};
 
@@ -45,6 +46,8 @@ pub struct SqliteStore {
     pool: Pool,
     /// The vectors of the repositories searched so far (see [`VectorCache`]).
     vectors: Arc<VectorCache>,
+    /// The lexical index's document counts of the terms searched so far.
+    terms: Arc<TermCountCache>,
     path: PathBuf,
     /// The locks of the runs this store opened and has not ended.
     holders: Arc<Holders>,
@@ -99,6 +102,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             vectors: Arc::default(),
+            terms: Arc::default(),
             holders: Arc::new(Holders::new(&path)),
             path,
             _temp: None,
@@ -256,8 +260,9 @@ impl SyncStore for SqliteStore {
         k: usize,
     ) -> Result<Vec<SearchHit>, Error> {
         let (repo, text) = (repo.clone(), text.to_owned());
+        let cache = Arc::clone(&self.terms);
         self.pool
-            .read(move |c| search::search_text(c, &repo, &text, k))
+            .read(move |c| search::search_text(c, &cache, &repo, &text, k))
             .await
     }
 }

@@ -487,3 +487,43 @@ async fn vector_searches_follow_every_writer() {
     own.sync(None).await.unwrap();
     assert_eq!(both(&searcher).await, ["b.txt", "a.txt", "c.txt"]);
 }
+
+/// The lexical index's document counts, kept by a store handle between searches, follow
+/// every commit: a term that becomes common stops bringing entries in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lexical_term_counts_follow_every_commit() {
+    let store = Arc::new(SqliteStore::temporary().await.unwrap());
+    let source = Arc::new(MemorySource::new("terms"));
+    source
+        .commit(
+            "main",
+            [
+                ("a.txt", "the merge of parts\n"),
+                ("b.txt", "the split of parts\n"),
+            ],
+        )
+        .unwrap();
+    let syncer = Syncer::new(source.clone(), store.clone()).unwrap();
+    syncer.sync(None).await.unwrap();
+    let paths = async |query: &str| {
+        let mut paths: Vec<String> = store
+            .search_text(syncer.repo(), query, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.entry.path.to_string())
+            .collect();
+        paths.sort();
+        paths
+    };
+    assert_eq!(paths("the merge").await, ["a.txt", "b.txt"]);
+    // 1,200 more files with `the`: now common, it no longer brings `b.txt` in.
+    let mut files: Vec<(String, String)> = (0..1200)
+        .map(|i| (format!("items/i{i:04}.txt"), format!("the item {i}\n")))
+        .collect();
+    files.push(("a.txt".into(), "the merge of parts\n".into()));
+    files.push(("b.txt".into(), "the split of parts\n".into()));
+    source.commit("main", files).unwrap();
+    syncer.sync(None).await.unwrap();
+    assert_eq!(paths("the merge").await, ["a.txt"]);
+}
