@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{RepoKey, SyncId, SyncStatus};
 
+/// The longest wait [`Error::retry_delay`] gives between two attempts of a queued sync
+/// (but for a rate limit's reset time).
+pub const MAX_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// A boxed error from a driver or transport, kept as the [`source`](std::error::Error::source)
 /// of [`Error::Backend`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -212,6 +216,36 @@ impl Error {
             Self::Backend { retryable, .. } => *retryable,
             _ => false,
         }
+    }
+
+    /// How long a queued sync that failed with this error on its attempt number `attempts`
+    /// (the first is 1) waits before it is tried again; `None` for a failure that trying
+    /// again cannot mend. Retryable errors ([`is_retryable`](Self::is_retryable)) and conflicts (another
+    /// run holds the repository) are tried again after 1 s, 2 s, 4 s, … up to
+    /// [`MAX_RETRY_DELAY`]; a rate limit with a reset time waits until then (at most twelve
+    /// times as long).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sync_core::Error;
+    /// let busy = Error::conflict("repository busy");
+    /// assert_eq!(busy.retry_delay(3), Some(Duration::from_secs(4)));
+    /// assert_eq!(Error::not_found("branch `x`").retry_delay(1), None);
+    /// ```
+    pub fn retry_delay(&self, attempts: u32) -> Option<std::time::Duration> {
+        use std::time::Duration;
+        if !(self.is_retryable() || self.kind() == ErrorKind::Conflict) {
+            return None;
+        }
+        if let Self::RateLimited {
+            reset: Some(reset), ..
+        } = self
+        {
+            let wait = (*reset - Utc::now()).to_std().unwrap_or_default();
+            return Some(wait.min(MAX_RETRY_DELAY * 12));
+        }
+        let exp = attempts.saturating_sub(1).min(16);
+        Some(Duration::from_secs(1u64 << exp).min(MAX_RETRY_DELAY))
     }
 
     /// A serializable summary of this error, as carried by [`SyncEvent::Failed`](crate::SyncEvent::Failed).
@@ -445,6 +479,26 @@ impl fmt::Display for ErrorReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queued_syncs_retry_with_backoff_and_stop_for_what_retrying_cannot_mend() {
+        use std::time::Duration;
+        let busy = Error::conflict("repository busy");
+        assert_eq!(busy.retry_delay(1), Some(Duration::from_secs(1)));
+        assert_eq!(busy.retry_delay(3), Some(Duration::from_secs(4)));
+        assert_eq!(busy.retry_delay(40), Some(MAX_RETRY_DELAY));
+        let down = Error::transient("postgres", "connection refused", None);
+        assert_eq!(down.retry_delay(2), Some(Duration::from_secs(2)));
+        assert_eq!(Error::not_found("branch `x`").retry_delay(1), None);
+        assert_eq!(Error::invalid_input("bad glob").retry_delay(1), None);
+        let reset = Utc::now() + chrono::Duration::seconds(90);
+        let limited = Error::rate_limited(Some(reset), "GitHub's limit");
+        let wait = limited.retry_delay(1).unwrap();
+        assert!(
+            wait > Duration::from_secs(80) && wait <= Duration::from_secs(90),
+            "{wait:?}"
+        );
+    }
 
     #[test]
     fn retryable_only_for_rate_limits_and_transient_backends() {

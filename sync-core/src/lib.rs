@@ -27,7 +27,7 @@ pub mod testkit;
 
 pub use diff::{Change, DiffCounts, TreeDiff, diff, diff_all};
 pub use embed::{Embedded, Embedder, Embedding, HashEmbedder, cosine_of, dot};
-pub use error::{BoxError, DbFault, Error, ErrorKind, ErrorReport, Result};
+pub use error::{BoxError, DbFault, Error, ErrorKind, ErrorReport, MAX_RETRY_DELAY, Result};
 pub use event::{FullScanReason, Phase, Progress, SyncEvent};
 pub use extract::{
     ApproxTokens, Chunk, ChunkMeta, Extractor, LineChunker, TokenBudget, TokenCounter, WholeFile,

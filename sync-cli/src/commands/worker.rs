@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 use sync_core::{
-    Embedder, Error, ErrorKind, SyncEvent, SyncOptions, SyncRecord, SyncStore, Syncer, TokenBudget,
+    Embedder, Error, SyncEvent, SyncOptions, SyncRecord, SyncStore, Syncer, TokenBudget,
 };
 use sync_extract::SyntaxChunker;
 use sync_postgres::{FailOutcome, PgStore, ProjectSpec, SyncJob};
@@ -34,9 +34,6 @@ use crate::embedder::{self, EmbedderSpec};
 use crate::exit::Exit;
 use crate::open::{self, SourceSpec, Target};
 use crate::report;
-
-/// The longest wait before a retry.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What every slot of the worker shares.
 struct Worker {
@@ -195,7 +192,7 @@ impl Worker {
             }
             Err(e) => {
                 let message = self.target.db.scrub(&e.to_string()).into_owned();
-                let retry = retry_after(&e, job.attempts);
+                let retry = e.retry_delay(job.attempts);
                 let status = match queue.fail(&job, &message, retry).await? {
                     FailOutcome::Retrying(_) => "retrying",
                     FailOutcome::Coalesced(_) => "coalesced",
@@ -340,47 +337,5 @@ impl Worker {
         if let Err(e) = printed {
             self.warn(&e);
         }
-    }
-}
-
-/// How long to wait before trying a failed job again; `None` for a failure that trying
-/// again cannot mend.
-fn retry_after(e: &Error, attempts: u32) -> Option<Duration> {
-    let retryable = e.is_retryable() || e.kind() == ErrorKind::Conflict;
-    if !retryable {
-        return None;
-    }
-    if let Error::RateLimited {
-        reset: Some(reset), ..
-    } = e
-    {
-        let wait = (*reset - chrono::Utc::now()).to_std().unwrap_or_default();
-        return Some(wait.min(MAX_BACKOFF * 12));
-    }
-    let exp = attempts.saturating_sub(1).min(16);
-    Some(Duration::from_secs(1u64 << exp).min(MAX_BACKOFF))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_and_stop_for_what_retrying_cannot_mend() {
-        let busy = Error::conflict("repository busy");
-        assert_eq!(retry_after(&busy, 1), Some(Duration::from_secs(1)));
-        assert_eq!(retry_after(&busy, 3), Some(Duration::from_secs(4)));
-        assert_eq!(retry_after(&busy, 40), Some(MAX_BACKOFF));
-        let down = Error::transient("postgres", "connection refused", None);
-        assert_eq!(retry_after(&down, 2), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after(&Error::not_found("branch `x`"), 1), None);
-        assert_eq!(retry_after(&Error::invalid_input("bad glob"), 1), None);
-        let reset = chrono::Utc::now() + chrono::Duration::seconds(90);
-        let limited = Error::rate_limited(Some(reset), "GitHub's limit");
-        let wait = retry_after(&limited, 1).unwrap();
-        assert!(
-            wait > Duration::from_secs(80) && wait <= Duration::from_secs(90),
-            "{wait:?}"
-        );
     }
 }
