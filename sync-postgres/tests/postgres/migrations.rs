@@ -299,6 +299,45 @@ async fn fill_first_schema(conn: &mut PgConnection) {
     .unwrap();
 }
 
+/// Applies the first migration on `app`, fills it with [`fill_first_schema`], then applies
+/// every later migration older than `version` (which must be embedded): a database written
+/// by the first release and upgraded to the schema just before `version`.
+async fn filled_and_migrated_to_before(app: &mut PgConnection, version: i64) {
+    let all = sqlx::migrate!("./migrations");
+    assert!(
+        all.iter().any(|m| m.version == version),
+        "migration {version} is embedded"
+    );
+    let mut first = sqlx::migrate!("./migrations");
+    first.migrations = Cow::Owned(all.migrations[..1].to_vec());
+    let mut before = sqlx::migrate!("./migrations");
+    before.migrations = Cow::Owned(
+        all.migrations
+            .iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect(),
+    );
+    first.run(&mut *app).await.expect("the first migration");
+    fill_first_schema(app).await;
+    before
+        .run(&mut *app)
+        .await
+        .unwrap_or_else(|e| panic!("the migrations before {version}: {e}"));
+}
+
+/// Every table read before an upgrade reads the same after it, and every one the first
+/// schema's history fills was filled. The deployment's tables (projects and jobs) are not
+/// part of that history: they stay empty, and must stay so.
+fn assert_rows_kept(before: &BTreeMap<String, Vec<String>>, after: &BTreeMap<String, Vec<String>>) {
+    for (table, rows) in before {
+        if !matches!(table.as_str(), "sync_projects" | "sync_jobs") {
+            assert!(!rows.is_empty(), "{table} was filled");
+        }
+        assert_eq!(&after[table], rows, "{table} changed in the upgrade");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_from_the_first_migration_keeps_every_row_and_vector() {
     let Some(server) = common::server("upgrade_from_the_first_migration") else {
@@ -338,10 +377,7 @@ async fn upgrade_from_the_first_migration_keeps_every_row_and_vector() {
     // Every row and every vector, read as the administrator (no row-level security).
     let mut admin = db.admin().await;
     let after = rows(&mut admin, &before_columns).await;
-    for (table, rows_before) in &before {
-        assert!(!rows_before.is_empty(), "{table} was filled");
-        assert_eq!(&after[table], rows_before, "{table} changed in the upgrade");
-    }
+    assert_rows_kept(&before, &after);
     let vectors_after: Vec<(String, Vec<u8>, pgvector::Vector)> = sqlx::query_as(
         "SELECT model, content_hash, embedding FROM sync_embeddings ORDER BY tenant, model, content_hash",
     )
@@ -444,28 +480,8 @@ async fn upgrade_across_chunk_meta_keeps_every_row_and_reads_empty_meta() {
 
     // A database filled at the first migration, then brought to the schema just before
     // chunk meta (which back-filled `search_vector` and built the lexical index).
-    let all = sqlx::migrate!("./migrations");
-    assert!(
-        all.iter().any(|m| m.version == CHUNK_META),
-        "the chunk meta migration is embedded"
-    );
-    let mut first = sqlx::migrate!("./migrations");
-    first.migrations = Cow::Owned(all.migrations[..1].to_vec());
-    let mut before_meta = sqlx::migrate!("./migrations");
-    before_meta.migrations = Cow::Owned(
-        all.migrations
-            .iter()
-            .filter(|m| m.version < CHUNK_META)
-            .cloned()
-            .collect(),
-    );
     let mut app = PgConnection::connect_with(&db.app).await.unwrap();
-    first.run(&mut app).await.expect("the first migration");
-    fill_first_schema(&mut app).await;
-    before_meta
-        .run(&mut app)
-        .await
-        .expect("the migrations before chunk meta");
+    filled_and_migrated_to_before(&mut app, CHUNK_META).await;
     app.close().await.unwrap();
     // Read as the administrator: row-level security hides every row from the application
     // role without a tenant.
@@ -483,10 +499,7 @@ async fn upgrade_across_chunk_meta_keeps_every_row_and_reads_empty_meta() {
     let store = db.store().await;
     let mut admin = db.admin().await;
     let after = rows(&mut admin, &before_columns).await;
-    for (table, rows_before) in &before {
-        assert!(!rows_before.is_empty(), "{table} was filled");
-        assert_eq!(&after[table], rows_before, "{table} changed in the upgrade");
-    }
+    assert_rows_kept(&before, &after);
     let after_columns = columns(&mut admin).await;
     for column in ["language", "kind", "symbol"] {
         assert!(
@@ -599,25 +612,8 @@ async fn upgrade_to_vectors_by_content_drops_the_entry_vector_indexes_and_finds_
     // A database filled at the first migration, brought to the schema just before vector
     // search moved onto the embeddings, with the index an older store created on the
     // entries' copies of their vectors.
-    let all = sqlx::migrate!("./migrations");
-    assert!(
-        all.iter().any(|m| m.version == VECTORS_BY_CONTENT),
-        "the migration is embedded"
-    );
-    let mut first = sqlx::migrate!("./migrations");
-    first.migrations = Cow::Owned(all.migrations[..1].to_vec());
-    let mut before = sqlx::migrate!("./migrations");
-    before.migrations = Cow::Owned(
-        all.migrations
-            .iter()
-            .filter(|m| m.version < VECTORS_BY_CONTENT)
-            .cloned()
-            .collect(),
-    );
     let mut app = PgConnection::connect_with(&db.app).await.unwrap();
-    first.run(&mut app).await.expect("the first migration");
-    fill_first_schema(&mut app).await;
-    before.run(&mut app).await.expect("the earlier migrations");
+    filled_and_migrated_to_before(&mut app, VECTORS_BY_CONTENT).await;
     app.execute(AssertSqlSafe(format!(
         "CREATE INDEX sync_entries_search_{DIMS} ON sync_entries \
          USING hnsw ((search_vector::vector({DIMS})) vector_cosine_ops) \
@@ -635,14 +631,7 @@ async fn upgrade_to_vectors_by_content_drops_the_entry_vector_indexes_and_finds_
     let store = db.store().await;
     let mut admin = db.admin().await;
     let after = rows(&mut admin, &before_columns).await;
-    for (table, rows) in &rows_before {
-        // The deployment's tables (projects and jobs) are not part of the history filled
-        // here: they stay empty, and must stay so.
-        if !matches!(table.as_str(), "sync_projects" | "sync_jobs") {
-            assert!(!rows.is_empty(), "{table} was filled");
-        }
-        assert_eq!(&after[table], rows, "{table} changed in the upgrade");
-    }
+    assert_rows_kept(&rows_before, &after);
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE indexname ~ '_search_[0-9]+$' ORDER BY 1",
     )
