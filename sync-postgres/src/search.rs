@@ -1,7 +1,8 @@
 //! Reading entries, and the two searches over the active ones. By vector: the embeddings of
 //! the asked model, nearest first through the HNSW index of the store's dimension (or
 //! exactly), joined to the active entries of the repository with their content. By text:
-//! the partial GIN index over `sync_lexical_document`, ranked by `ts_rank_cd`.
+//! the partial GIN index over `lexical`, the stored `sync_lexical_document` of each entry,
+//! ranked by `ts_rank_cd`.
 //! Hits are ranked by the core's one order ([`SearchHit::rank_all`]).
 
 // The dynamic statements here splice in only compile-time constants and the dimension, a
@@ -174,11 +175,11 @@ pub(crate) async fn search_text(
     let query = with_document_counts(&mut tx, tenant, repo, query, &what).await?;
     let rows: Vec<TextRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {ENTRY_COLUMNS}, NULL::vector AS embedding, \
-             ts_rank_cd(sync_lexical_document(e.content, e.path, e.symbol), q) AS rank \
+             ts_rank_cd(e.lexical, q) AS rank \
          FROM sync_entries e, to_tsquery('simple', $3) q, to_tsquery('simple', $5) m \
          WHERE e.tenant = $1 AND e.repository_id = \
              (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
-         AND e.status = 'active' AND sync_lexical_document(e.content, e.path, e.symbol) @@ m \
+         AND e.status = 'active' AND e.lexical @@ m \
          ORDER BY rank DESC, e.path, e.ordinal LIMIT $4"
     )))
     .bind(tenant)
@@ -230,8 +231,7 @@ async fn with_document_counts(
                  WHERE e.tenant = $1 AND e.repository_id = \
                      (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2) \
                  AND e.status = 'active' \
-                 AND sync_lexical_document(e.content, e.path, e.symbol) \
-                     @@ to_tsquery('simple', quote_literal(t.term)) \
+                 AND e.lexical @@ to_tsquery('simple', quote_literal(t.term)) \
                  LIMIT $4) hits) \
          FROM unnest($3::text[]) WITH ORDINALITY AS t(term, i) ORDER BY t.i",
     )

@@ -2,7 +2,8 @@
 //! database filled at the first migration keeps every row and every vector through the
 //! upgrade to the latest. A database at the schema before chunk meta upgrades across it
 //! with every row and value, its entries read with empty meta and found through the new
-//! lexical index.
+//! lexical index; one before the lexical column gets every entry's document filled, and
+//! kept filled by every writer.
 
 use sqlx::AssertSqlSafe;
 use std::borrow::Cow;
@@ -515,25 +516,22 @@ async fn upgrade_across_chunk_meta_keeps_every_row_and_reads_empty_meta() {
     .await
     .unwrap();
     assert_eq!(with_meta, 0, "old entries have no meta");
-    // The lexical index is over the new document, and the search's expression is the
-    // indexed one (the table is small: the planner is kept from scanning it or another
+    // The lexical index is over the new document (stored in a column since a later
+    // migration), and the search's expression is the indexed one (the table is small: the planner is kept from scanning it or another
     // index whole, to show whether it can use the lexical index at all).
     let indexdef: String =
         sqlx::query_scalar("SELECT pg_get_indexdef('sync_entries_lexical'::regclass)")
             .fetch_one(&mut admin)
             .await
             .unwrap();
-    assert!(
-        indexdef.contains("sync_lexical_document(content, path, symbol)"),
-        "{indexdef}"
-    );
+    assert!(indexdef.contains("gin (lexical)"), "{indexdef}");
     admin
         .execute("ANALYZE sync_entries; SET enable_seqscan = off; SET enable_indexscan = off")
         .await
         .unwrap();
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN SELECT e.id FROM sync_entries e WHERE e.status = 'active' \
-         AND sync_lexical_document(e.content, e.path, e.symbol) @@ to_tsquery('simple', 'f3')",
+         AND e.lexical @@ to_tsquery('simple', 'f3')",
     )
     .fetch_all(&mut admin)
     .await
@@ -678,5 +676,97 @@ async fn upgrade_to_vectors_by_content_drops_the_entry_vector_indexes_and_finds_
             assert_eq!(hits[0].entry.status, sync_core::EntryStatus::Active);
         }
     }
+    db.drop().await;
+}
+
+/// The version of the migration that stored the lexical document in a column.
+const LEXICAL_COLUMN: i64 = 20261206000000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_to_the_lexical_column_fills_it_and_keeps_it_filled() {
+    let Some(server) = common::server("upgrade_to_the_lexical_column") else {
+        return;
+    };
+    let db = server.database().await;
+    let mut app = PgConnection::connect_with(&db.app).await.unwrap();
+    filled_and_migrated_to_before(&mut app, LEXICAL_COLUMN).await;
+    app.close().await.unwrap();
+    let mut admin = db.admin().await;
+    let before_columns = columns(&mut admin).await;
+    let rows_before = rows(&mut admin, &before_columns).await;
+    admin.close().await.unwrap();
+
+    // Upgrade by connecting a store: every row kept, and every row's document the one the
+    // function computes, superseded rows included.
+    let store = db.store().await;
+    let mut admin = db.admin().await;
+    assert_rows_kept(&rows_before, &rows(&mut admin, &before_columns).await);
+    let (rows, wrong): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE lexical IS DISTINCT FROM \
+             sync_lexical_document(content, path, symbol)) FROM sync_entries",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!((rows, wrong), (240, 0), "every entry's document is filled");
+
+    // Writers keep it so: an insert fills it, a new path recomputes it, a change of status
+    // leaves it, and the active row is found through the index over it.
+    admin
+        .execute(
+            "INSERT INTO sync_entries (tenant, repository_id, path, blob_id, ordinal, content, \
+                 content_hash, start_line, end_line, status, created_by) \
+             SELECT tenant, repository_id, convert_to('src/new_file.rs', 'UTF8'), blob_id, 9, \
+                 convert_to('fn quokka_count() {}', 'UTF8'), content_hash, 1, 1, 'staged', \
+                 created_by \
+             FROM sync_entries WHERE tenant = 'alpha' AND status = 'active' \
+             AND repository_id = (SELECT id FROM sync_repositories WHERE source = 'git:/repo/1' \
+                 AND tenant = 'alpha') \
+             ORDER BY id LIMIT 1",
+        )
+        .await
+        .unwrap();
+    let document = async |admin: &mut PgConnection| -> String {
+        sqlx::query_scalar("SELECT lexical::text FROM sync_entries WHERE ordinal = 9")
+            .fetch_one(admin)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        document(&mut admin).await,
+        "'count':3 'file':6 'fn':1 'new':5 'quokka':2 'rs':7 'src':4",
+        "an inserted row's document: its text, then its path"
+    );
+    admin
+        .execute(
+            "UPDATE sync_entries SET path = convert_to('lib/wombat.rs', 'UTF8') WHERE ordinal = 9",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        document(&mut admin).await,
+        "'count':3 'fn':1 'lib':4 'quokka':2 'rs':6 'wombat':5",
+        "a new path, a new document"
+    );
+    admin
+        .execute("UPDATE sync_entries SET status = 'active' WHERE ordinal = 9")
+        .await
+        .unwrap();
+    assert_eq!(
+        document(&mut admin).await,
+        "'count':3 'fn':1 'lib':4 'quokka':2 'rs':6 'wombat':5"
+    );
+    admin.close().await.unwrap();
+    let repo = RepoKey::new("git:/repo/1")
+        .unwrap()
+        .with_tenant("alpha")
+        .unwrap();
+    let hits = store.search_text(&repo, "quokka wombat", 10).await.unwrap();
+    assert_eq!(
+        hits.iter()
+            .map(|h| h.entry.path.to_string())
+            .collect::<Vec<_>>(),
+        ["lib/wombat.rs"]
+    );
     db.drop().await;
 }
