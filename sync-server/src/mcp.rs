@@ -24,8 +24,8 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sync_core::{Error, HitJson, PathJson, RepoPath, SearchMode};
 
@@ -175,6 +175,18 @@ struct StartSyncArgs {
     branch: Option<String>,
 }
 
+/// One file of `list_files`.
+#[derive(Serialize)]
+struct FileJson<'a> {
+    #[serde(flatten)]
+    path: PathJson<'a>,
+    kind: &'static str,
+    size: u64,
+    blob: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<&'static str>,
+}
+
 /// The tools, in the order they are listed.
 fn tools(start_sync: bool) -> Vec<Tool> {
     let read_only = ToolAnnotations::new()
@@ -290,10 +302,9 @@ impl McpServer {
                 (None, _) => Err(Error::not_found(
                     "there is no project here to read: the server serves none of yours",
                 )),
-                (Some(_), Some(_)) => Err(Error::invalid_input(format!(
-                    "pass `project`: {}",
-                    names()
-                ))),
+                (Some(_), Some(_)) => {
+                    Err(Error::invalid_input(format!("pass `project`: {}", names())))
+                }
             },
         }
     }
@@ -324,7 +335,8 @@ impl McpServer {
                 let path = RepoPath::new(&a.path)?;
                 let file = service::read_file(project, path, a.start_line, a.end_line).await?;
                 let mut result = CallToolResult::success(vec![ContentBlock::text(&file.text)]);
-                result.structured_content = Some(json!({ "project": project.name(), "file": file }));
+                result.structured_content =
+                    Some(json!({ "project": project.name(), "file": file }));
                 Ok(result)
             }
             "list_files" => {
@@ -335,14 +347,12 @@ impl McpServer {
                 let listed: Vec<_> = files
                     .iter()
                     .take(limit)
-                    .map(|f| {
-                        json!({
-                            "path": PathJson::new(&f.entry.path),
-                            "kind": f.entry.kind.as_str(),
-                            "size": f.entry.size,
-                            "blob": f.entry.blob.to_string(),
-                            "skipped": f.skip.map(|s| s.as_str()),
-                        })
+                    .map(|f| FileJson {
+                        path: PathJson::new(&f.entry.path),
+                        kind: f.entry.kind.as_str(),
+                        size: f.entry.size,
+                        blob: f.entry.blob.to_string(),
+                        skipped: f.skip.map(|s| s.as_str()),
                     })
                     .collect();
                 Ok(structured(json!({
@@ -371,15 +381,16 @@ impl McpServer {
             "start_sync" if self.state.mcp_start_sync() => {
                 let a: StartSyncArgs = parse(name, args)?;
                 let project = self.project(caller, a.project.as_deref())?;
-                let started = match service::start(&self.state, project, a.branch.as_deref())
-                    .await?
-                {
-                    service::Started::Running(id) => json!({ "id": id, "status": "running" }),
-                    service::Started::Queued(q) => {
-                        json!({ "job": q.id, "coalesced": q.coalesced, "status": "queued" })
-                    }
-                };
-                Ok(structured(json!({ "project": project.name(), "started": started })))
+                let started =
+                    match service::start(&self.state, project, a.branch.as_deref()).await? {
+                        service::Started::Running(id) => json!({ "id": id, "status": "running" }),
+                        service::Started::Queued(q) => {
+                            json!({ "job": q.id, "coalesced": q.coalesced, "status": "queued" })
+                        }
+                    };
+                Ok(structured(
+                    json!({ "project": project.name(), "started": started }),
+                ))
             }
             "start_sync" => Err(Error::unsupported(
                 "this server does not start syncs over MCP (it was started without allowing it, e.g. `projsync mcp --allow-sync`); ask its operator to sync",
@@ -387,7 +398,11 @@ impl McpServer {
             other => Err(Error::invalid_input(format!(
                 "there is no tool `{}`: the tools are search_code, read_file, list_files, sync_status, sync_history{}",
                 other.escape_debug(),
-                if self.state.mcp_start_sync() { ", start_sync" } else { "" }
+                if self.state.mcp_start_sync() {
+                    ", start_sync"
+                } else {
+                    ""
+                }
             ))),
         }
     }
@@ -583,9 +598,9 @@ impl ServerHandler for McpServer {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = self.caller(&context).map_err(|e| protocol_error(&e))?;
         match self.read(&caller, &request.uri).await {
-            Ok(text) => Ok(
-                ReadResourceResult::new(vec![ResourceContents::text(text, request.uri)]).into(),
-            ),
+            Ok(text) => {
+                Ok(ReadResourceResult::new(vec![ResourceContents::text(text, request.uri)]).into())
+            }
             Err(e) if e.kind() == sync_core::ErrorKind::NotFound => Err(
                 ErrorData::resource_not_found(e.to_string(), Some(json!({ "uri": request.uri }))),
             ),
