@@ -235,7 +235,7 @@ async fn the_tools_are_listed_with_schemas_and_each_answers() {
         top["start_line"].as_u64().unwrap(),
         top["end_line"].as_u64().unwrap(),
     );
-    assert!(start <= 7 && 7 <= end && end <= 9, "{top}");
+    assert!(start <= 7 && (7..=9).contains(&end), "{top}");
     assert!(
         top["content"]
             .as_str()
