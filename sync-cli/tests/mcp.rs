@@ -71,10 +71,22 @@ const LIB_V2: &str = "/// The answer.\npub fn answer() -> u32 {\n    42\n}\n\n//
 const GUIDE: &str =
     "# Guide\n\nHow to configure the parser.\n\n## Keys\n\nOne `key=value` per line.\n";
 
+/// A file of many functions, kept in several entries.
+fn big() -> String {
+    (0..120)
+        .map(|i| {
+            format!(
+                "/// Step {i} of the pipeline.\npub fn step_{i}(input: u64) -> u64 {{\n    let doubled = input * 2 + {i};\n    doubled.rotate_left({i} % 7)\n}}\n\n"
+            )
+        })
+        .collect()
+}
+
 impl Fixture {
     fn new() -> Self {
         let repo = TestRepo::new();
         repo.write("src/lib.rs", LIB_V1)
+            .write("src/big.rs", big())
             .write("README.md", "# Demo\n\nA demo.\n")
             .write("logo.bin", b"\x89PNG\0\0\0binary");
         repo.commit("first");
@@ -126,6 +138,35 @@ impl Fixture {
             .expect("projsync mcp starts");
         ().serve(transport).await.expect("the MCP handshake")
     }
+}
+
+/// How many active entries the store keeps for `path` (read with the library itself).
+fn entry_count(fx: &Fixture, path: &str) -> usize {
+    let db = fx.db();
+    let source = fx.repo.path().to_owned();
+    let path = sync_core::RepoPath::new(path).unwrap();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let store = sync_sqlite::SqliteConfig::parse(db.to_str().unwrap())
+                    .unwrap()
+                    .open()
+                    .await
+                    .unwrap();
+                let source = sync_git::GitSource::open(&source).unwrap();
+                let key =
+                    sync_core::RepoKey::new(sync_core::RepoSource::identity(&source)).unwrap();
+                sync_core::SyncStore::entries(&store, &key, &sync_core::EntryQuery::path(path))
+                    .await
+                    .unwrap()
+                    .len()
+            })
+    })
+    .join()
+    .unwrap()
 }
 
 fn args(value: Value) -> JsonObject {
@@ -293,6 +334,37 @@ async fn the_tools_are_listed_with_schemas_and_each_answers() {
         "the text itself is the tool's content"
     );
 
+    // Every file with text reads back exactly as git has it.
+    for path in tree(&fx.repo).keys().filter(|p| *p != "logo.bin") {
+        let read = call(&client, "read_file", json!({"path": path})).await;
+        let git = fx.repo.git_input(["show", &format!("HEAD:{path}")], b"");
+        assert_eq!(
+            read["file"]["text"],
+            String::from_utf8(git).unwrap(),
+            "{path}"
+        );
+    }
+
+    // A file kept in several entries: rebuilt whole, and lines across their seams.
+    let big_text = big();
+    let chunks = entry_count(&fx, "src/big.rs");
+    assert!(chunks > 2, "src/big.rs is kept in {chunks} entries");
+    let lines: Vec<&str> = big_text.split_inclusive('\n').collect();
+    for (start, end) in [(1, lines.len()), (100, 500), (lines.len() - 3, lines.len())] {
+        let read = call(
+            &client,
+            "read_file",
+            json!({"path": "src/big.rs", "start_line": start, "end_line": end}),
+        )
+        .await;
+        assert_eq!(
+            read["file"]["text"],
+            lines[start - 1..end].concat(),
+            "{start}-{end}"
+        );
+        assert_eq!(read["file"]["total_lines"], lines.len());
+    }
+
     // list_files: the tree, with kinds and sizes; a glob narrows it.
     let listed = call(&client, "list_files", json!({})).await;
     let oracle = tree(&fx.repo);
@@ -345,7 +417,7 @@ async fn the_tools_are_listed_with_schemas_and_each_answers() {
         (&json!(1), &json!(1), &json!(0)),
         "{stats}"
     );
-    assert_eq!(runs[1]["stats"]["added"], 3);
+    assert_eq!(runs[1]["stats"]["added"], 4);
 
     // Files are resources: listed (those with text) and read.
     let resources = client.list_all_resources().await.unwrap();
@@ -356,6 +428,7 @@ async fn the_tools_are_listed_with_schemas_and_each_answers() {
         [
             format!("projsync://{p}/README.md"),
             format!("projsync://{p}/docs/guide.md"),
+            format!("projsync://{p}/src/big.rs"),
             format!("projsync://{p}/src/lib.rs"),
         ]
     );
@@ -502,7 +575,7 @@ async fn a_cancelled_call_leaves_the_server_serving() {
     }
     // The next calls are answered, in full.
     let listed = call(&client, "list_files", json!({"glob": "src/*"})).await;
-    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["total"], 2, "{listed}");
     let status = call(&client, "sync_status", json!({})).await;
     assert_eq!(status["last_completed"]["status"], "completed");
     client.cancel().await.unwrap();
