@@ -96,6 +96,8 @@ pub(crate) enum Command {
     /// With `--db postgres://…` holding projects (`projsync project add`), it serves those
     /// (of `--tenant` if given) and queues their syncs for `projsync worker`: POST
     /// /api/v1/projects/NAME/syncs answers 202 `{"id", "coalesced"}` with the job's id.
+    /// AI assistants reach the same projects over the Model Context Protocol at /mcp
+    /// (streamable HTTP, the same tokens; see `projsync mcp`).
     Serve(ServeArgs),
     /// Serve the memory to an AI assistant over the Model Context Protocol on stdin and
     /// stdout (for the assistant's MCP configuration: command `projsync`, args `mcp` and

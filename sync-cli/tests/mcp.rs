@@ -432,6 +432,13 @@ async fn the_tools_are_listed_with_schemas_and_each_answers() {
             format!("projsync://{p}/src/lib.rs"),
         ]
     );
+    let templates = client.list_all_resource_templates().await.unwrap();
+    assert_eq!(templates.len(), 1);
+    assert!(
+        templates[0]
+            .uri_template
+            .starts_with("projsync://{project}/")
+    );
     let read = client
         .read_resource(ReadResourceRequestParams::new(format!(
             "projsync://{p}/src/lib.rs"
