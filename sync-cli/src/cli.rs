@@ -96,7 +96,19 @@ pub(crate) enum Command {
     /// With `--db postgres://…` holding projects (`projsync project add`), it serves those
     /// (of `--tenant` if given) and queues their syncs for `projsync worker`: POST
     /// /api/v1/projects/NAME/syncs answers 202 `{"id", "coalesced"}` with the job's id.
+    /// AI assistants reach the same projects over the Model Context Protocol at /mcp
+    /// (streamable HTTP, the same tokens; see `projsync mcp`).
     Serve(ServeArgs),
+    /// Serve the memory to an AI assistant over the Model Context Protocol on stdin and
+    /// stdout (for the assistant's MCP configuration: command `projsync`, args `mcp` and
+    /// the options): tools to search the code (search_code), read a file as of the last
+    /// sync (read_file), list files (list_files), and see the syncs (sync_status,
+    /// sync_history; start_sync with --allow-sync); files are resources
+    /// projsync://PROJECT/PATH. The projects are those `serve` would serve: the
+    /// repository (named after its directory), the projects of `--config`, or those of
+    /// a PostgreSQL store. Nothing but the protocol is written to stdout; messages go to
+    /// stderr.
+    Mcp(McpArgs),
     /// Keep the projects of a PostgreSQL store (`--db postgres://…`), which `worker` and
     /// `serve` read: add one (`--source`, `--track`, `--tenant`, `--embedder`), list them,
     /// remove one, or queue a sync of one.
@@ -362,6 +374,28 @@ pub(crate) struct ServeArgs {
     /// The address to listen on, IP:PORT (port 0 picks a free one; the address is printed).
     #[arg(long, default_value = "127.0.0.1:7341", value_name = "ADDR")]
     pub(crate) listen: String,
+    /// Offer the MCP tool `start_sync` at /mcp (assistants then start syncs as POST
+    /// /api/v1/projects/NAME/syncs does).
+    #[arg(long)]
+    pub(crate) allow_sync: bool,
+    #[command(flatten)]
+    pub(crate) projects: ProjectsArgs,
+}
+
+/// `projsync mcp`.
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// Offer the tool `start_sync`, with which the assistant syncs a project's memory
+    /// with its repository (by default the tools only read).
+    #[arg(long)]
+    pub(crate) allow_sync: bool,
+    #[command(flatten)]
+    pub(crate) projects: ProjectsArgs,
+}
+
+/// The projects `serve` and `mcp` serve, and how they embed queries.
+#[derive(Debug, Args)]
+pub(crate) struct ProjectsArgs {
     /// A TOML file of projects instead of the one repository: `[[project]]` tables with
     /// `name`, `source`, `db`, `tenant`, `default_branch`, and for the webhook
     /// `github_repo` (OWNER/NAME a local clone mirrors), `tracked_branches` (default: the

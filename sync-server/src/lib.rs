@@ -4,17 +4,20 @@
 
 mod auth;
 mod error;
+mod mcp;
 mod metrics;
 mod page;
 mod queue;
 mod routes;
 mod runs;
+mod service;
 mod sse;
 mod state;
 mod webhook;
 
 pub use auth::Auth;
 pub use error::{ApiError, status_of};
+pub use mcp::{McpServer, RESOURCE_SCHEME};
 pub use queue::{QueuedSync, SyncQueue};
 pub use routes::router;
 pub use sse::{KEEP_ALIVE, sse_event};

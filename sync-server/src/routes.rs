@@ -8,19 +8,17 @@ use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any_service, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sync_core::{
-    Error, HitJson, SearchHit, SearchMode, SearchQuery, SyncId, SyncRecord, SyncStatus,
-    SyncStoreExt,
-};
+use sync_core::{Error, HitJson, SyncId, SyncRecord, SyncStatus};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::mcp;
 use crate::page;
-use crate::runs::Runs;
+use crate::service;
 use crate::sse;
 use crate::state::{AppState, Project};
 use crate::webhook;
@@ -42,12 +40,13 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// | `GET /api/v1/projects/{project}/search?q=&k=&mode=` | `{"hits": [hit…]}`, each as `projsync search --json` prints it |
 /// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here |
 /// | `POST /api/v1/webhooks/github` | GitHub's deliveries: `ping` 200 `{"ok": true}`; `push` 202 `{event, repository, ref, projects: [{project, outcome, …}]}` (outcome `queued` with `id` and `coalesced` with a [`SyncQueue`](crate::SyncQueue)); a seen delivery 200 `{"duplicate": true}`; other events 202 `{"ignored"}` |
+/// | `/mcp` | the Model Context Protocol over streamable HTTP ([`McpServer`](crate::McpServer)): the caller's projects to search, read and follow |
 /// | `GET /healthz` | `ok` |
 /// | `GET /metrics` | counters in Prometheus' text format |
 /// | `GET /` (and `/assets/app.js`, `/assets/app.css`) | the web page, which drives the API above |
 ///
 /// The page's routes need no token (it holds no data; it asks for a token when the API
-/// answers 401) and answer with a strict `Content-Security-Policy`. Every `/api` route needs `Authorization: Bearer TOKEN` (unless [`Auth`](crate::Auth)
+/// answers 401) and answer with a strict `Content-Security-Policy`. Every `/api` route and `/mcp` need `Authorization: Bearer TOKEN` (unless [`Auth`](crate::Auth)
 /// is open); a project of another tenant answers exactly like a missing one. The webhook
 /// needs no token: its deliveries are authenticated by their `X-Hub-Signature-256` (an
 /// HMAC-SHA256 of the body with the secret of [`AppState::with_webhook_secret`] or of
@@ -74,6 +73,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/webhooks/github",
             post(webhook::github).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
+        )
+        .route(
+            "/mcp",
+            any_service(mcp::http_service(&state)).layer(middleware::from_fn_with_state(
+                state.clone(),
+                mcp::authorize,
+            )),
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -252,24 +258,15 @@ async fn start_sync(
             ))
         })?
     };
-    let branch = body
-        .branch
-        .or_else(|| project.default_branch().map(str::to_owned));
-    if let Some(queue) = state.queue() {
-        let queued = queue
-            .enqueue(project.tenant(), project.name(), branch.as_deref())
-            .await?;
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "id": queued.id, "coalesced": queued.coalesced })),
-        )
-            .into_response());
-    }
-    let opened = Runs::start(&state, project, branch.as_deref())?;
-    let (id, _log) = match opened.await {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(report)) => return Err(reported(report).into()),
-        Err(_) => return Err(Error::Cancelled.into()),
+    let id = match service::start(&state, project, body.branch.as_deref()).await? {
+        service::Started::Queued(queued) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": queued.id, "coalesced": queued.coalesced })),
+            )
+                .into_response());
+        }
+        service::Started::Running(id) => id,
     };
     let prefix = prefix(&original, &uri);
     let location = format!("{prefix}/api/v1/projects/{}/syncs/{id}", project.name());
@@ -279,28 +276,6 @@ async fn start_sync(
         Json(json!({ "id": id, "events": events_url(&prefix, project, id) })),
     )
         .into_response())
-}
-
-/// The error a run's `Failed` event reported, as an error of the same kind.
-fn reported(report: sync_core::ErrorReport) -> Error {
-    use sync_core::ErrorKind as K;
-    let m = report.message;
-    match report.kind {
-        K::NotFound => Error::not_found(m),
-        K::Conflict => Error::conflict(m),
-        K::Unauthorized => Error::unauthorized(m),
-        K::RateLimited => Error::rate_limited(None, m),
-        K::InvalidInput => Error::invalid_input(m),
-        K::Corrupt => Error::corrupt(m),
-        K::Unsupported => Error::unsupported(m),
-        K::Cancelled => Error::Cancelled,
-        _ => Error::Backend {
-            backend: "sync",
-            message: m,
-            retryable: report.retryable,
-            source: None,
-        },
-    }
 }
 
 async fn history(
@@ -313,7 +288,7 @@ async fn history(
 ) -> ApiResult<Json<serde_json::Value>> {
     let project = state.project(&caller, &name)?;
     let limit = count_param(&query, "limit", 20, 1000)?;
-    let syncs = project.store().history(project.repo(), limit).await?;
+    let syncs = service::history(project, limit).await?;
     let running = running(&state, project, &prefix(&original, &uri));
     Ok(Json(json!({ "syncs": syncs, "running": running })))
 }
@@ -408,34 +383,8 @@ async fn search(
         .filter(|q| !q.is_empty())
         .ok_or_else(|| Error::invalid_input("`q` is missing: pass the text to search for"))?;
     let k = count_param(&query, "k", 10, 100)?;
-    let mode = match query.get("mode") {
-        Some(mode) => mode.parse()?,
-        None if state.embedder().is_some() => SearchMode::Hybrid,
-        None => SearchMode::Lexical,
-    };
-    let search = match mode {
-        SearchMode::Lexical => SearchQuery::lexical(text),
-        mode => {
-            let embedder = state.embedder().ok_or_else(|| {
-                Error::invalid_input(
-                    "this server has no embedder for queries: search with `mode=lexical`",
-                )
-            })?;
-            let vector =
-                embedder.embed(&[text]).await?.pop().ok_or_else(|| {
-                    Error::corrupt("the embedder returned no vector for the query")
-                })?;
-            if mode == SearchMode::Vector {
-                SearchQuery::vector(embedder.model(), vector)
-            } else {
-                SearchQuery::hybrid(text, embedder.model(), vector)
-            }
-        }
-    };
-    let hits: Vec<SearchHit> = project
-        .store()
-        .search(project.repo(), &search.with_k(k))
-        .await?;
+    let mode = query.get("mode").map(|m| m.parse()).transpose()?;
+    let hits = service::search(&state, project, text, k, mode).await?;
     let hits: Vec<HitJson<'_>> = hits.iter().map(HitJson::new).collect();
     Ok(Json(json!({ "hits": hits })))
 }

@@ -219,6 +219,8 @@ struct Inner {
     webhook_secret: Option<Secret>,
     deliveries: Deliveries,
     queue: Option<Arc<dyn SyncQueue>>,
+    mcp_start_sync: bool,
+    mcp_stop: tokio_util::sync::CancellationToken,
 }
 
 impl fmt::Debug for AppState {
@@ -229,6 +231,7 @@ impl fmt::Debug for AppState {
             .field("auth", &self.inner.auth)
             .field("webhook_secret", &self.inner.webhook_secret.is_some())
             .field("queue", &self.inner.queue)
+            .field("mcp_start_sync", &self.inner.mcp_start_sync)
             .finish_non_exhaustive()
     }
 }
@@ -250,6 +253,8 @@ impl AppState {
                 webhook_secret: None,
                 deliveries: Deliveries::new(crate::webhook::KEPT_DELIVERIES),
                 queue: None,
+                mcp_start_sync: false,
+                mcp_stop: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -286,6 +291,23 @@ impl AppState {
     pub fn with_queue(mut self, queue: Arc<dyn SyncQueue>) -> Result<Self, Error> {
         self.inner_mut()?.queue = Some(queue);
         Ok(self)
+    }
+
+    /// Offers the MCP tool `start_sync` ([`McpServer`](crate::McpServer)), which starts
+    /// a sync as `POST …/syncs` does. Off by default: an assistant then only reads.
+    pub fn with_mcp_start_sync(mut self, allowed: bool) -> Result<Self, Error> {
+        self.inner_mut()?.mcp_start_sync = allowed;
+        Ok(self)
+    }
+
+    /// Whether the MCP tool `start_sync` is offered ([`AppState::with_mcp_start_sync`]).
+    pub fn mcp_start_sync(&self) -> bool {
+        self.inner.mcp_start_sync
+    }
+
+    /// Cancelled by [`AppState::shutdown`]: ends the MCP sessions over HTTP.
+    pub(crate) fn mcp_stop(&self) -> &tokio_util::sync::CancellationToken {
+        &self.inner.mcp_stop
     }
 
     /// The queue of [`AppState::with_queue`], if any.
@@ -363,6 +385,7 @@ impl AppState {
     /// whether all of them ended in time. Nothing of a cancelled run becomes active.
     pub async fn shutdown(&self, limit: std::time::Duration) -> bool {
         self.inner.runs.stop();
+        self.inner.mcp_stop.cancel();
         let active = self.inner.runs.all_active();
         for log in &active {
             log.cancel();

@@ -5,6 +5,7 @@ mod branches;
 mod embed;
 mod history;
 mod ls;
+mod mcp;
 mod project;
 mod reembed;
 mod restore;
@@ -31,6 +32,7 @@ pub(crate) async fn dispatch(target: &Target, command: &Command) -> Result<Exit,
         Command::Embed(args) => embed::exec(args).await,
         Command::Reembed(args) => reembed::exec(target, args).await,
         Command::Serve(args) => serve::exec(target, args).await,
+        Command::Mcp(args) => mcp::exec(target, args).await,
         Command::Project(command) => project::exec(target, command).await,
         Command::Worker(args) => worker::exec(target, args).await,
     }

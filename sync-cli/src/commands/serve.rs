@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sync_core::{Embedder, Error, SyncStore, Syncer};
 use sync_server::{AppState, Auth, Project, QueuedSync, SyncQueue};
 
-use crate::cli::ServeArgs;
+use crate::cli::{ApiArg, ProjectsArgs, ServeArgs};
 use crate::dburl::DbSpec;
 use crate::embedder;
 use crate::exit::Exit;
@@ -29,7 +29,7 @@ const WEBHOOK_SECRET_ENV: &str = "PROJSYNC_WEBHOOK_SECRET";
 /// The config file of `serve --config`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Config {
+pub(super) struct Config {
     #[serde(default)]
     project: Vec<ProjectConfig>,
     #[serde(default)]
@@ -176,6 +176,79 @@ struct Plan {
 }
 
 pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Error> {
+    let (config, auth) = read_config(&args.projects)?;
+    let listen: SocketAddr = args.listen.parse().map_err(|_| {
+        Error::invalid_input(format!(
+            "`--listen {}` is not an address: write IP:PORT, e.g. 127.0.0.1:7341",
+            args.listen
+        ))
+    })?;
+    if auth.is_open() && !listen.ip().is_loopback() {
+        return Err(Error::invalid_input(format!(
+            "refusing to listen on {listen} without tokens: anyone who can reach it could read and change every project; set {TOKENS_ENV}=tenant:token,… or add [[token]] tables to the config file, or listen on 127.0.0.1"
+        )));
+    }
+
+    let Served {
+        state,
+        lines,
+        queued,
+    } = open_state(target, &args.projects, config, auth, args.allow_sync).await?;
+    let webhook = state.has_webhook_secret() || state.projects().any(Project::has_webhook_secret);
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::backend("http", format!("listening on {listen}"), e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::backend("http", "reading the listening address", e))?;
+    for line in lines {
+        eprintln!("{line}");
+    }
+    if queued {
+        eprintln!(
+            "the projects of {}: syncs are queued for `projsync worker`",
+            target.db.label()
+        );
+    }
+    if state.auth().is_open() {
+        eprintln!("no tokens: every request is served; listening on loopback only");
+    }
+    if webhook {
+        eprintln!(
+            "GitHub webhook on: POST http://{bound}/api/v1/webhooks/github (content type application/json, with the secret)"
+        );
+    }
+    println!("listening on http://{bound}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+
+    // Ctrl-C cancels the runs in progress (their event streams then end), and the server
+    // stops once its connections have closed, or after a grace period.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let serving = axum::serve(listener, sync_server::router(state.clone())).with_graceful_shutdown(
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    );
+    let stopping = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stopping: cancelling the runs in progress (the active state stays as it was)");
+        state.shutdown(SHUTDOWN_GRACE).await;
+        let _ = stop_tx.send(true);
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => {
+            served.map_err(|e| Error::backend("http", format!("serving on {bound}"), e))?;
+        }
+        () = stopping => {}
+    }
+    Ok(Exit::Success)
+}
+
+/// The config file of `args` (if any) and the tokens: `PROJSYNC_TOKENS` and the file's.
+pub(super) fn read_config(args: &ProjectsArgs) -> Result<(Config, Auth), Error> {
     let config = match &args.config {
         Some(path) => Config::read(path)?,
         None => Config::default(),
@@ -189,18 +262,29 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
             .with_token(&t.tenant, &t.token)
             .map_err(|e| e.context("a [[token]] of the config file"))?;
     }
-    let listen: SocketAddr = args.listen.parse().map_err(|_| {
-        Error::invalid_input(format!(
-            "`--listen {}` is not an address: write IP:PORT, e.g. 127.0.0.1:7341",
-            args.listen
-        ))
-    })?;
-    if auth.is_open() && !listen.ip().is_loopback() {
-        return Err(Error::invalid_input(format!(
-            "refusing to listen on {listen} without tokens: anyone who can reach it could read and change every project; set {TOKENS_ENV}=tenant:token,… or add [[token]] tables to the config file, or listen on 127.0.0.1"
-        )));
-    }
+    Ok((config, auth))
+}
 
+/// The server's state, opened, with what to say about it.
+pub(super) struct Served {
+    /// The projects, their stores and the embedder, the tokens.
+    pub(super) state: AppState,
+    /// One line per project: what is served from where.
+    pub(super) lines: Vec<String>,
+    /// Whether syncs go to the PostgreSQL queue.
+    pub(super) queued: bool,
+}
+
+/// Opens the projects of `args` (the repository of `--source`, the config file's, or
+/// the PostgreSQL store's) with their stores and the embedder, into a state checking
+/// callers with `auth`; `allow_sync` offers the MCP tool `start_sync`.
+pub(super) async fn open_state(
+    target: &Target,
+    args: &ProjectsArgs,
+    config: Config,
+    auth: Auth,
+    allow_sync: bool,
+) -> Result<Served, Error> {
     let mut plans = match &args.config {
         Some(path) => {
             let base = path
@@ -301,7 +385,7 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
                 store
             }
         };
-        let project = project(&plan, store, embedder.as_ref(), args)
+        let project = project(&plan, store, embedder.as_ref(), &args.api)
             .map_err(|e| e.context(format!("project `{}`", plan.name)))?;
         lines.push(format!(
             "serving `{}` (tenant `{}`): {} into {}",
@@ -312,57 +396,12 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
         ));
         state = state.with_project(project)?;
     }
-    let webhook = state.has_webhook_secret() || state.projects().any(Project::has_webhook_secret);
-
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| Error::backend("http", format!("listening on {listen}"), e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| Error::backend("http", "reading the listening address", e))?;
-    for line in lines {
-        eprintln!("{line}");
-    }
-    if queued {
-        eprintln!(
-            "the projects of {}: syncs are queued for `projsync worker`",
-            target.db.label()
-        );
-    }
-    if state.auth().is_open() {
-        eprintln!("no tokens: every request is served; listening on loopback only");
-    }
-    if webhook {
-        eprintln!(
-            "GitHub webhook on: POST http://{bound}/api/v1/webhooks/github (content type application/json, with the secret)"
-        );
-    }
-    println!("listening on http://{bound}");
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-
-    // Ctrl-C cancels the runs in progress (their event streams then end), and the server
-    // stops once its connections have closed, or after a grace period.
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let serving = axum::serve(listener, sync_server::router(state.clone())).with_graceful_shutdown(
-        async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        },
-    );
-    let stopping = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping: cancelling the runs in progress (the active state stays as it was)");
-        state.shutdown(SHUTDOWN_GRACE).await;
-        let _ = stop_tx.send(true);
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        served = serving => {
-            served.map_err(|e| Error::backend("http", format!("serving on {bound}"), e))?;
-        }
-        () = stopping => {}
-    }
-    Ok(Exit::Success)
+    let state = state.with_mcp_start_sync(allow_sync)?;
+    Ok(Served {
+        state,
+        lines,
+        queued,
+    })
 }
 
 /// The PostgreSQL queue of sync jobs, as the server's [`SyncQueue`].
@@ -388,9 +427,9 @@ fn project(
     plan: &Plan,
     store: Arc<dyn SyncStore>,
     embedder: Option<&Arc<dyn Embedder>>,
-    args: &ServeArgs,
+    api: &ApiArg,
 ) -> Result<Project, Error> {
-    let source = open::source(&plan.source, args.api.api_url.as_deref())?;
+    let source = open::source(&plan.source, api.api_url.as_deref())?;
     let mut syncer = Syncer::new(source, store)?;
     if let Some(tenant) = &plan.tenant {
         syncer = syncer.with_tenant(tenant)?;
