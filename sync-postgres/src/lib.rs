@@ -5,6 +5,7 @@
 mod commit;
 mod config;
 mod error;
+mod events;
 mod index;
 mod migrations;
 mod projects;
@@ -19,5 +20,8 @@ mod tx;
 
 pub use config::PgStoreBuilder;
 pub use projects::{PgProjects, ProjectSpec};
-pub use queue::{Enqueued, FailOutcome, JobStatus, PgQueue, SyncJob};
+pub use events::{EVENTS_CHANNEL, EventPage, PgEventListener, PgEventWriter, PgEvents, StoredEvent};
+pub use queue::{
+    Enqueued, FailOutcome, JobStatus, PgQueue, QueueStats, SyncJob, WAIT_BUCKETS,
+};
 pub use store::PgStore;

@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod feed;
 mod metrics;
 mod page;
 mod queue;
@@ -15,7 +16,8 @@ mod webhook;
 
 pub use auth::Auth;
 pub use error::{ApiError, status_of};
-pub use queue::{QueuedSync, SyncQueue};
+pub use feed::{EventFeed, FEED_POLL, FeedEvent, FeedKey, FeedPage};
+pub use queue::{QueueStats, QueuedSync, SyncQueue};
 pub use routes::router;
 pub use sse::{KEEP_ALIVE, sse_event};
 pub use state::{AppState, DEFAULT_KEEP_RUNS, Project};

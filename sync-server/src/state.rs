@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sync_core::{Embedder, Error, RepoKey, RepoSource, SyncStore, Syncer};
 
 use crate::auth::{Auth, Caller};
+use crate::feed::EventFeed;
 use crate::metrics::Metrics;
 use crate::queue::SyncQueue;
 use crate::runs::Runs;
@@ -219,6 +220,7 @@ struct Inner {
     webhook_secret: Option<Secret>,
     deliveries: Deliveries,
     queue: Option<Arc<dyn SyncQueue>>,
+    feed: Option<Arc<dyn EventFeed>>,
 }
 
 impl fmt::Debug for AppState {
@@ -229,6 +231,7 @@ impl fmt::Debug for AppState {
             .field("auth", &self.inner.auth)
             .field("webhook_secret", &self.inner.webhook_secret.is_some())
             .field("queue", &self.inner.queue)
+            .field("feed", &self.inner.feed)
             .finish_non_exhaustive()
     }
 }
@@ -250,6 +253,7 @@ impl AppState {
                 webhook_secret: None,
                 deliveries: Deliveries::new(crate::webhook::KEPT_DELIVERIES),
                 queue: None,
+                feed: None,
             }),
         }
     }
@@ -286,6 +290,20 @@ impl AppState {
     pub fn with_queue(mut self, queue: Arc<dyn SyncQueue>) -> Result<Self, Error> {
         self.inner_mut()?.queue = Some(queue);
         Ok(self)
+    }
+
+    /// Streams the events of syncs run elsewhere — by the workers of the queue of
+    /// [`AppState::with_queue`] — from `feed`: `GET /api/v1/events/sync-job/{job}`, and
+    /// `GET /api/v1/events/project-sync/{id}` for runs not started here. An enqueued
+    /// `POST …/syncs` then also answers `"events"`, the URL of its job's stream.
+    pub fn with_event_feed(mut self, feed: Arc<dyn EventFeed>) -> Result<Self, Error> {
+        self.inner_mut()?.feed = Some(feed);
+        Ok(self)
+    }
+
+    /// The feed of [`AppState::with_event_feed`], if any.
+    pub fn event_feed(&self) -> Option<&Arc<dyn EventFeed>> {
+        self.inner.feed.as_ref()
     }
 
     /// The queue of [`AppState::with_queue`], if any.
