@@ -110,7 +110,8 @@ impl PgEvents {
     }
 
     /// Listens for new events: each notification is the id of a job with new events.
-    /// Holds one connection of the store's pool for as long as it lives.
+    /// Holds one connection of the store's pool for as long as it lives: drop it before
+    /// [`PgStore::close`](crate::PgStore::close), which waits for every connection.
     pub async fn listen(&self) -> Result<PgEventListener, Error> {
         let what = "listening for sync events";
         let mut listener = PgListener::connect_with(&self.pool)
@@ -125,13 +126,12 @@ impl PgEvents {
 
     /// The job's head, if it is `tenant`'s and `project`'s.
     async fn head(&self, tenant: &str, project: &str, job: i64) -> Result<Option<JobHead>, Error> {
-        let head: Option<JobHead> = sqlx::query_as(
-            "SELECT tenant, project, status FROM sync_jobs WHERE id = $1",
-        )
-        .bind(job)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| error::map(&format!("reading job {job}"), e))?;
+        let head: Option<JobHead> =
+            sqlx::query_as("SELECT tenant, project, status FROM sync_jobs WHERE id = $1")
+                .bind(job)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| error::map(&format!("reading job {job}"), e))?;
         Ok(head.filter(|h| h.tenant == tenant && h.project == project))
     }
 
@@ -399,15 +399,13 @@ impl PgEventWriter {
         }
         let next_seq = match self.next_seq {
             Some(n) => n,
-            None => {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT COALESCE(max(seq), 0) + 1 FROM sync_job_events WHERE job_id = $1",
-                )
-                .bind(self.job)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| error::map(&what, e))?
-            }
+            None => sqlx::query_scalar::<_, i64>(
+                "SELECT COALESCE(max(seq), 0) + 1 FROM sync_job_events WHERE job_id = $1",
+            )
+            .bind(self.job)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| error::map(&what, e))?,
         };
         let n = self.pending.len() as i64;
         let names: Vec<&str> = self.pending.iter().map(|p| p.name).collect();

@@ -19,9 +19,9 @@ mod store;
 mod tx;
 
 pub use config::PgStoreBuilder;
-pub use projects::{PgProjects, ProjectSpec};
-pub use events::{EVENTS_CHANNEL, EventPage, PgEventListener, PgEventWriter, PgEvents, StoredEvent};
-pub use queue::{
-    Enqueued, FailOutcome, JobStatus, PgQueue, QueueStats, SyncJob, WAIT_BUCKETS,
+pub use events::{
+    EVENTS_CHANNEL, EventPage, PgEventListener, PgEventWriter, PgEvents, StoredEvent,
 };
+pub use projects::{PgProjects, ProjectSpec};
+pub use queue::{Enqueued, FailOutcome, JobStatus, PgQueue, QueueStats, SyncJob, WAIT_BUCKETS};
 pub use store::PgStore;

@@ -13,8 +13,8 @@ use sync_core::{
 };
 
 use crate::config::{PgStoreBuilder, StoreOptions};
-use crate::projects::PgProjects;
 use crate::events::PgEvents;
+use crate::projects::PgProjects;
 use crate::queue::PgQueue;
 use crate::tx::{self, Tx};
 use crate::{commit, index, migrations, restore, runs, search, stage};

@@ -225,7 +225,10 @@ pub(crate) fn render_queue(stats: Option<&QueueStats>) -> String {
          # TYPE projsync_queue_wait_seconds histogram"
     );
     for (bound, n) in &s.wait_buckets {
-        let _ = writeln!(out, "projsync_queue_wait_seconds_bucket{{le=\"{bound}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "projsync_queue_wait_seconds_bucket{{le=\"{bound}\"}} {n}"
+        );
     }
     let _ = writeln!(
         out,

@@ -304,11 +304,7 @@ async fn start_sync(
         let mut answer = json!({ "id": queued.id, "coalesced": queued.coalesced });
         if state.event_feed().is_some() {
             answer["job"] = json!(queued.id);
-            answer["events"] = json!(job_events_url(
-                &prefix(&original, &uri),
-                project,
-                queued.id
-            ));
+            answer["events"] = json!(job_events_url(&prefix(&original, &uri), project, queued.id));
         }
         return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
     }
@@ -534,7 +530,9 @@ fn last_event_id(headers: &HeaderMap) -> Result<u64, Error> {
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| Error::invalid_input("`Last-Event-ID` is not an event number of this run")),
+            .ok_or_else(|| {
+                Error::invalid_input("`Last-Event-ID` is not an event number of this run")
+            }),
     }
 }
 
@@ -545,11 +543,10 @@ async fn job_events(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let job: i64 = job
-        .parse()
-        .ok()
-        .filter(|j| *j > 0)
-        .ok_or_else(|| Error::invalid_input(format!("`{}` is not a job id", job.escape_debug())))?;
+    let job: i64 =
+        job.parse().ok().filter(|j| *j > 0).ok_or_else(|| {
+            Error::invalid_input(format!("`{}` is not a job id", job.escape_debug()))
+        })?;
     let last_seen = last_event_id(&headers)?;
     if state.event_feed().is_none() {
         return Err(Error::not_found(
@@ -557,7 +554,14 @@ async fn job_events(
         )
         .into());
     }
-    from_feed(&state, &caller, query.get("project"), FeedKey::Job(job), last_seen).await
+    from_feed(
+        &state,
+        &caller,
+        query.get("project"),
+        FeedKey::Job(job),
+        last_seen,
+    )
+    .await
 }
 
 /// The stream `key` of the feed, from the first of the caller's projects (`wanted`, if
@@ -598,6 +602,18 @@ async fn from_feed(
         ))
         .into());
     };
+    if page.ended && page.events.is_empty() {
+        // Nothing more will come (its worker stopped without a last event, or a
+        // reconnecting client saw them all): say so rather than stream nothing for ever.
+        let what = match key {
+            FeedKey::Job(job) => format!("job {job}"),
+            FeedKey::Run(id) => format!("run {id}"),
+        };
+        return Err(Error::not_found(format!(
+            "{what} has ended and has no event after {last_seen}: GET the project's syncs for its outcome"
+        ))
+        .into());
+    }
     let client = state.metrics().sse_client();
     Ok(feed::stream(
         Arc::clone(feed),

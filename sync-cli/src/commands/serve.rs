@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde::Deserialize;
 use sync_core::{Embedder, Error, SyncStore, Syncer};
-use futures::stream::BoxStream;
 use sync_postgres::PgEvents;
 use sync_server::{
     AppState, Auth, EventFeed, FeedEvent, FeedKey, FeedPage, Project, QueueStats, QueuedSync,
