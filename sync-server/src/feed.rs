@@ -148,15 +148,14 @@ impl Follow {
     async fn wait(&mut self) {
         let job = self.job;
         let notices = async {
-            match &mut self.notices {
-                Some(n) => loop {
+            if let Some(n) = &mut self.notices {
+                loop {
                     match n.next().await {
                         Some(Some(j)) if j != job => {}
                         Some(_) => return,
                         None => break,
                     }
-                },
-                None => {}
+                }
             }
             std::future::pending::<()>().await;
         };

@@ -180,16 +180,12 @@ impl Metrics {
 /// the histogram of waits), 0 when they could not be read.
 pub(crate) fn render_queue(stats: Option<&QueueStats>) -> String {
     let mut out = String::new();
-    let mut head = |name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    head(
-        "projsync_queue_up",
-        "gauge",
-        "Whether the sync job queue could be read for this scrape.",
+    let _ = writeln!(
+        out,
+        "# HELP projsync_queue_up Whether the sync job queue could be read for this scrape.\n\
+         # TYPE projsync_queue_up gauge\nprojsync_queue_up {}",
+        u8::from(stats.is_some())
     );
-    drop(head);
-    let _ = writeln!(out, "projsync_queue_up {}", u8::from(stats.is_some()));
     let Some(s) = stats else { return out };
     let _ = writeln!(
         out,

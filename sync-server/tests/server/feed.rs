@@ -17,10 +17,13 @@ use tokio::sync::broadcast;
 
 use crate::support::{ACME, OTHER, Served, Sse};
 
-/// A feed in memory: streams by (tenant, project, key), each with its job and events.
+/// A stream of the feed: its job, its events, whether it ended.
+type Stream = (i64, Vec<FeedEvent>, bool);
+
+/// A feed in memory: streams by (tenant, project, key).
 #[derive(Debug)]
 struct MemFeed {
-    streams: Mutex<HashMap<(String, String, FeedKey), (i64, Vec<FeedEvent>, bool)>>,
+    streams: Mutex<HashMap<(String, String, FeedKey), Stream>>,
     notices: broadcast::Sender<Option<i64>>,
     reads: std::sync::atomic::AtomicUsize,
 }
