@@ -359,6 +359,43 @@ async fn a_worker_killed_mid_run_is_taken_over_without_a_duplicate_run() {
     let index = store.file_index(&key).await.unwrap();
     assert_eq!(index.len(), 3, "the whole tree is indexed");
 
+    // The killed run's events end with one terminal event, written when it was reaped;
+    // the follow-up's run has its own, from `started` to `completed`.
+    let events = store.events();
+    let killed_events = events
+        .run_events("default", "data", killed_run, 0)
+        .await
+        .unwrap()
+        .expect("the killed run's events");
+    assert!(killed_events.ended);
+    let names: Vec<&str> = killed_events
+        .events
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names.first(), Some(&"started"), "{names:?}");
+    assert_eq!(names.last(), Some(&"failed"), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| **n == "failed").count(),
+        1,
+        "{names:?}"
+    );
+    let follow_up_events = events
+        .run_events("default", "data", done.sync_id.unwrap(), 0)
+        .await
+        .unwrap()
+        .expect("the follow-up's events");
+    let names: Vec<&str> = follow_up_events
+        .events
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        (names.first(), names.last()),
+        (Some(&"started"), Some(&"completed")),
+        "{names:?}"
+    );
+
     // Nothing more runs afterwards.
     tokio::time::sleep(Duration::from_secs(lease + 1)).await;
     assert_eq!(queue.jobs(None, None).await.unwrap().len(), 2);

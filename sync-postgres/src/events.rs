@@ -6,7 +6,8 @@
 //! Each event is kept as the JSON the API streams (the `SyncEvent`'s serde form, as text),
 //! with two numbers: its place in the job (across the job's attempts) and its place in its
 //! attempt's run, from 1 — a run's event stream numbers its events the same whether the run
-//! ran in the server or in a worker. A notification carries only the job's id, and readers
+//! ran in the server or in a worker; a run whose worker died gets its terminal event
+//! (`failed`) when its lease is reaped. A notification carries only the job's id, and readers
 //! re-read from the last number they saw, so a notification that is missed or merged with
 //! another loses nothing.
 
@@ -300,6 +301,65 @@ impl PgEventListener {
             }
         }
     }
+}
+
+/// Writes, inside `tx`, the terminal event of attempt `attempt` of job `job` of `tenant`
+/// whose worker stopped without writing one (its lease expired): `failed`, with
+/// `message`, so that the run's stream ends as every run's does. Nothing is written for
+/// an attempt that wrote no event (it never started) or already wrote its terminal one.
+pub(crate) async fn write_abandoned(
+    tx: &mut tx::Tx,
+    tenant: &str,
+    job: i64,
+    attempt: i32,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    let (next_seq, run_seq, sync_id, ended): (i64, i64, Option<i64>, bool) = {
+        sqlx::query("SELECT set_config('sync.tenant', $1, true)")
+            .bind(tenant)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query_as(
+            "SELECT COALESCE(max(seq), 0) + 1, \
+                 COALESCE(max(run_seq) FILTER (WHERE attempt = $2), 0), \
+                 max(sync_id) FILTER (WHERE attempt = $2), \
+                 COALESCE(bool_or(name IN ('completed', 'failed', 'cancelled')) \
+                     FILTER (WHERE attempt = $2), false) \
+             FROM sync_job_events WHERE job_id = $1",
+        )
+        .bind(job)
+        .bind(attempt)
+        .fetch_one(&mut **tx)
+        .await?
+    };
+    if run_seq == 0 || ended {
+        return Ok(());
+    }
+    let event = SyncEvent::Failed {
+        sync_id: sync_id.map(SyncId),
+        error: Error::transient("projsync worker", message, None).report(),
+    };
+    let data = serde_json::to_string(&event).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO sync_job_events (tenant, job_id, seq, attempt, run_seq, sync_id, name, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(tenant)
+    .bind(job)
+    .bind(next_seq)
+    .bind(attempt)
+    .bind(run_seq + 1)
+    .bind(sync_id)
+    .bind(event.name())
+    .bind(data)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(EVENTS_CHANNEL)
+        .bind(job.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// An event not yet written.

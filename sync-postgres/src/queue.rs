@@ -510,6 +510,18 @@ impl PgQueue {
         } in &expired
         {
             let worker = worker.as_deref().unwrap_or("?");
+            // The run's stream ends with a terminal event, as every run's does.
+            crate::events::write_abandoned(
+                &mut tx,
+                tenant,
+                *id,
+                *attempts,
+                &format!(
+                    "the worker `{worker}` running this sync stopped (its lease expired); the memory is as it was"
+                ),
+            )
+            .await
+            .map_err(map)?;
             if attempts >= max_attempts {
                 sqlx::query(
                     "UPDATE sync_jobs SET status = 'failed', finished_at = now(), \

@@ -292,3 +292,74 @@ async fn queue_stats_count_depth_waits_retries_and_outcomes() {
     store.close().await;
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_worker_stopped_ends_with_a_failed_event_when_reaped() {
+    let Some((db, store)) = store("a_run_whose_worker_stopped_ends_with_a_failed_event").await
+    else {
+        return;
+    };
+    let queue = store.queue();
+    let events = store.events();
+    let id = queue.enqueue("alpha", "web", None).await.unwrap().id;
+    let silent = queue.enqueue("alpha", "api", None).await.unwrap().id;
+    let job = queue
+        .claim("w1", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.id, id);
+    let mut writer = events.writer(&job);
+    let started = SyncEvent::Phase {
+        phase: sync_core::Phase::Prepare,
+    };
+    writer.push(&started);
+    assert!(writer.flush().await.unwrap());
+    // A job that never wrote an event gets none.
+    let other = queue
+        .claim("w2", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.id, silent);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    queue.reap().await.unwrap();
+    assert_eq!(
+        queue.job(silent).await.unwrap().status,
+        JobStatus::Abandoned
+    );
+    assert_eq!(queue.job(id).await.unwrap().status, JobStatus::Abandoned);
+    let page = events
+        .job_events("alpha", "web", id, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(page.ended);
+    let names: Vec<&str> = page.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["phase", "failed"]);
+    let failed: SyncEvent = serde_json::from_str(&page.events[1].data).unwrap();
+    let SyncEvent::Failed { error, .. } = failed else {
+        panic!("{failed:?}")
+    };
+    assert!(error.message.contains("`w1`"), "{}", error.message);
+    let quiet = events
+        .job_events("alpha", "api", silent, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(quiet.events.is_empty() && quiet.ended);
+    // Reaping again writes nothing more.
+    assert_eq!(queue.reap().await.unwrap(), 0);
+    assert_eq!(
+        events
+            .job_events("alpha", "web", id, 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .events
+            .len(),
+        2
+    );
+    store.close().await;
+    db.drop().await;
+}
