@@ -36,16 +36,17 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// |---|---|
 /// | `GET /api/v1/projects` | `{"projects": [{name, repo, tenant, default_branch, running}]}`: the caller's |
 /// | `GET /api/v1/projects/{project}/branches` | `{"branches": [{name, commit, default}]}` |
-/// | `POST /api/v1/projects/{project}/syncs` `{"branch"?}` | 202 `{id, events}` once the store opened the run; 409 while one runs. With a [`SyncQueue`](crate::SyncQueue): 202 `{id, coalesced}`, the id of the queued job |
-/// | `GET /api/v1/projects/{project}/syncs?limit=N` | `{"syncs": [run…], "running": {id, events}?}`, newest first |
+/// | `POST /api/v1/projects/{project}/syncs` `{"branch"?}` | 202 `{id, events}` once the store opened the run; 409 while one runs. With a [`SyncQueue`](crate::SyncQueue): 202 `{id, coalesced}`, the id of the queued job, and with an [`EventFeed`](crate::EventFeed) also `job` and `events`, its stream |
+/// | `GET /api/v1/projects/{project}/syncs?limit=N` | `{"syncs": [run…], "running": {id, events}?}`, newest first; with an event feed, a queued job of the project is `running` `{id, job, events}` |
 /// | `GET /api/v1/projects/{project}/syncs/{id}` | the run: status, branch, commit, stats, error |
 /// | `DELETE /api/v1/projects/{project}/syncs/{id}` | cancels a run started here; answers the ended run |
 /// | `POST /api/v1/projects/{project}/syncs/{id}/restore` | 201 `{id, run}`: a new run restoring run `id`'s state |
 /// | `GET /api/v1/projects/{project}/search?q=&k=&mode=` | `{"hits": [hit…]}`, each as `projsync search --json` prints it |
-/// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here |
+/// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here, or else of a worker's run from the event feed |
+/// | `GET /api/v1/events/sync-job/{job}?project=` | with an event feed: Server-Sent Events of a queued job |
 /// | `POST /api/v1/webhooks/github` | GitHub's deliveries: `ping` 200 `{"ok": true}`; `push` 202 `{event, repository, ref, projects: [{project, outcome, …}]}` (outcome `queued` with `id` and `coalesced` with a [`SyncQueue`](crate::SyncQueue)); a seen delivery 200 `{"duplicate": true}`; other events 202 `{"ignored"}` |
 /// | `GET /healthz` | `ok` |
-/// | `GET /metrics` | counters in Prometheus' text format |
+/// | `GET /metrics` | counters in Prometheus' text format, and the queue's state when it tells it |
 /// | `GET /` (and `/assets/app.js`, `/assets/app.css`) | the web page, which drives the API above |
 ///
 /// The page's routes need no token (it holds no data; it asks for a token when the API
