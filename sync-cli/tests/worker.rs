@@ -359,6 +359,43 @@ async fn a_worker_killed_mid_run_is_taken_over_without_a_duplicate_run() {
     let index = store.file_index(&key).await.unwrap();
     assert_eq!(index.len(), 3, "the whole tree is indexed");
 
+    // The killed run's events end with one terminal event, written when it was reaped;
+    // the follow-up's run has its own, from `started` to `completed`.
+    let events = store.events();
+    let killed_events = events
+        .run_events("default", "data", killed_run, 0)
+        .await
+        .unwrap()
+        .expect("the killed run's events");
+    assert!(killed_events.ended);
+    let names: Vec<&str> = killed_events
+        .events
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names.first(), Some(&"started"), "{names:?}");
+    assert_eq!(names.last(), Some(&"failed"), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| **n == "failed").count(),
+        1,
+        "{names:?}"
+    );
+    let follow_up_events = events
+        .run_events("default", "data", done.sync_id.unwrap(), 0)
+        .await
+        .unwrap()
+        .expect("the follow-up's events");
+    let names: Vec<&str> = follow_up_events
+        .events
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        (names.first(), names.last()),
+        (Some(&"started"), Some(&"completed")),
+        "{names:?}"
+    );
+
     // Nothing more runs afterwards.
     tokio::time::sleep(Duration::from_secs(lease + 1)).await;
     assert_eq!(queue.jobs(None, None).await.unwrap().len(), 2);
@@ -562,6 +599,292 @@ async fn jobs_sync_under_their_tenant_and_a_hopeless_one_fails_at_once() {
     assert_eq!(beta.len(), 1);
     assert_eq!(Some(beta[0].id), good_job.sync_id);
     assert!(store.history(&good_key, 10).await.unwrap().is_empty());
+    store.close().await;
+    db.drop().await;
+}
+
+/// One Server-Sent Event: its `id`, `event` and `data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Frame {
+    id: u64,
+    event: String,
+    data: String,
+}
+
+/// Follows the event stream at `path` of the server at `addr` (HTTP/1.0, so the body is
+/// the stream itself, ending when the server closes it), sending each event as it comes;
+/// the channel closes when the stream ends. The status goes first.
+fn follow(
+    addr: &str,
+    path: &str,
+    last_event_id: Option<u64>,
+) -> std::sync::mpsc::Receiver<Result<Frame, u16>> {
+    use std::io::{BufRead, BufReader, Write};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut stream = std::net::TcpStream::connect(addr).expect("the server listens");
+    let last = last_event_id.map_or_else(String::new, |n| format!("Last-Event-ID: {n}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{last}\r\n"
+    )
+    .unwrap();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stream).lines();
+        let status: u16 = lines
+            .next()
+            .and_then(Result::ok)
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|s| s.parse().ok()))
+            .unwrap_or(0);
+        for line in lines.by_ref() {
+            if line.map_or(true, |l| l.is_empty()) {
+                break;
+            }
+        }
+        if status != 200 {
+            let _ = tx.send(Err(status));
+            return;
+        }
+        let (mut id, mut event, mut data) = (None, None, None);
+        for line in lines {
+            let Ok(line) = line else { break };
+            if line.is_empty() {
+                if let (Some(id), Some(event), Some(data)) = (id.take(), event.take(), data.take())
+                    && tx.send(Ok(Frame { id, event, data })).is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            if let Some(v) = line
+                .strip_prefix("id: ")
+                .or_else(|| line.strip_prefix("id:"))
+            {
+                id = v.parse().ok();
+            } else if let Some(v) = line
+                .strip_prefix("event: ")
+                .or_else(|| line.strip_prefix("event:"))
+            {
+                event = Some(v.to_owned());
+            } else if let Some(v) = line
+                .strip_prefix("data: ")
+                .or_else(|| line.strip_prefix("data:"))
+            {
+                data = Some(v.to_owned());
+            }
+        }
+    });
+    rx
+}
+
+/// Every event of a stream that ends, or its status when it is not 200.
+fn all_frames(addr: &str, path: &str, last_event_id: Option<u64>) -> Result<Vec<Frame>, u16> {
+    follow(addr, path, last_event_id).iter().collect()
+}
+
+/// Starts `projsync serve` on the store's projects; its address.
+fn serve(url: &str, embed: &[&str], children: &mut Workers) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut serve = projsync(url);
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(embed)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = serve.spawn().expect("the server starts");
+    let stdout = child.stdout.take().unwrap();
+    children.0.push(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    line.trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("not the address: {line}"))
+        .to_owned()
+}
+
+/// `GET /metrics` of the server at `addr`: the value of the line `series`.
+fn metric(addr: &str, series: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the server listens");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no `{series}` in /metrics: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_run_streams_live_from_every_server_and_resumes_without_duplicates() {
+    let Some(server) = common::server(
+        "a_workers_run_streams_live_from_every_server_and_resumes_without_duplicates",
+    ) else {
+        return;
+    };
+    let db = server.database().await;
+    let url = db.app_url();
+    let repo = TestRepo::new();
+    for i in 0..6 {
+        repo.write(
+            &format!("src/f{i}.rs"),
+            format!("pub fn f{i}() -> u32 {{ {i} }}\n"),
+        );
+    }
+    let head = repo.commit("six files");
+    repo.git(["update-ref", "refs/heads/main", &head.to_hex()]);
+    let embeddings = GatedEmbeddings::start().await;
+    let mut add = projsync(&url);
+    add.args(["project", "add", "web", "--track", "main"])
+        .args(["--embedder", "openai:gated"])
+        .arg("--source")
+        .arg(repo.path());
+    ok(add);
+
+    // Two servers; neither runs syncs.
+    let embed = ["--embed-dimensions", "8", "--embed-url", &embeddings.url];
+    let mut children = Workers(Vec::new());
+    let one = serve(&url, &embed, &mut children);
+    let two = serve(&url, &embed, &mut children);
+    assert_eq!(metric(&one, "projsync_queue_up"), 1.0);
+    assert_eq!(metric(&one, "projsync_queue_jobs{state=\"pending\"}"), 0.0);
+
+    let (status, started) = http(
+        &one,
+        "POST",
+        "/api/v1/projects/web/syncs",
+        Some(&json!({"branch": "main"})),
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_i64().unwrap();
+    assert_eq!(started["job"], id, "{started}");
+    assert_eq!(started["coalesced"], false);
+    let events = started["events"].as_str().unwrap().to_owned();
+    assert_eq!(events, format!("/api/v1/events/sync-job/{id}?project=web"));
+    assert_eq!(metric(&two, "projsync_queue_jobs{state=\"pending\"}"), 1.0);
+    // The page of either server finds the job to follow.
+    let (_, history) = http(&two, "GET", "/api/v1/projects/web/syncs", None);
+    assert_eq!(history["running"]["job"], id, "{history}");
+    assert_eq!(history["running"]["events"], events.as_str(), "{history}");
+
+    // Server one's stream is followed before any worker runs the job.
+    let live = follow(&one, &events, None);
+    let mut worker = projsync(&url);
+    worker
+        .args(["worker", "--poll", "100"])
+        .args(embed)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    children.0.push(worker.spawn().expect("a worker starts"));
+
+    // While the run waits for its embeddings, its first events have already arrived.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|f: &Frame| f.event == "scanned") {
+        let frame = live
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the run's events as they come")
+            .expect("a 200 stream");
+        seen.push(frame);
+    }
+    let store = PgStore::connect(&url).max_connections(2).await.unwrap();
+    let queue = store.queue();
+    let job = queue.job(id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Running, "the events came live");
+    let sync_id = job.sync_id.expect("the run is open").0;
+    assert!(
+        embeddings.asked() <= 1,
+        "the import waits for the embedding server"
+    );
+    assert_eq!(metric(&two, "projsync_queue_jobs{state=\"running\"}"), 1.0);
+    // Server two follows the run by its id, mid-run.
+    let by_run = follow(
+        &two,
+        &format!("/api/v1/events/project-sync/{sync_id}?project=web"),
+        None,
+    );
+    embeddings.open();
+    seen.extend(live.iter().map(|f| f.expect("no error mid-stream")));
+
+    // From `started` to one terminal event, numbered from 1, phases in order, each event
+    // the JSON of a SyncEvent of its name.
+    let names: Vec<&str> = seen.iter().map(|f| f.event.as_str()).collect();
+    assert_eq!(names.first(), Some(&"started"), "{names:?}");
+    assert_eq!(names.last(), Some(&"completed"), "{names:?}");
+    let terminal = names
+        .iter()
+        .filter(|n| ["completed", "failed", "cancelled"].contains(n))
+        .count();
+    assert_eq!(terminal, 1, "{names:?}");
+    let ids: Vec<u64> = seen.iter().map(|f| f.id).collect();
+    assert_eq!(ids, (1..=seen.len() as u64).collect::<Vec<_>>());
+    let mut phases = Vec::new();
+    for frame in &seen {
+        let event: sync_core::SyncEvent =
+            serde_json::from_str(&frame.data).unwrap_or_else(|e| panic!("{}: {e}", frame.data));
+        assert_eq!(event.name(), frame.event);
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            frame.data,
+            "as serde writes it"
+        );
+        if let sync_core::SyncEvent::Phase { phase } = event {
+            phases.push(format!("{phase:?}").to_lowercase());
+        }
+        if let sync_core::SyncEvent::Completed { record } = &event {
+            assert_eq!(record.id.0, sync_id);
+        }
+    }
+    assert_eq!(phases, ["prepare", "scan", "import", "finalize"]);
+    let done = queue.job(id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+
+    // Server two streamed the same run, event for event.
+    let from_two: Vec<Frame> = by_run.iter().map(|f| f.expect("a 200 stream")).collect();
+    assert_eq!(from_two, seen);
+    assert_eq!(all_frames(&two, &events, None).unwrap(), seen);
+    // Resuming gives the rest, without a duplicate, from either server.
+    assert_eq!(all_frames(&one, &events, Some(3)).unwrap(), seen[3..]);
+    assert_eq!(
+        all_frames(
+            &two,
+            &format!("/api/v1/events/project-sync/{sync_id}?project=web"),
+            Some(2)
+        )
+        .unwrap(),
+        seen[2..]
+    );
+    // A stream with nothing left says so rather than stream nothing.
+    assert_eq!(all_frames(&one, &events, Some(seen.len() as u64)), Err(404));
+    // Another project has no such job.
+    assert_eq!(
+        all_frames(
+            &one,
+            &format!("/api/v1/events/sync-job/{id}?project=nope"),
+            None
+        ),
+        Err(404)
+    );
+
+    // The queue's metrics followed the job.
+    assert_eq!(metric(&one, "projsync_queue_jobs{state=\"pending\"}"), 0.0);
+    assert_eq!(metric(&one, "projsync_queue_jobs{state=\"running\"}"), 0.0);
+    assert_eq!(
+        metric(
+            &one,
+            "projsync_queue_jobs_finished_total{outcome=\"completed\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &one,
+            "projsync_queue_jobs_finished_total{outcome=\"failed\"}"
+        ),
+        0.0
+    );
+    assert_eq!(metric(&one, "projsync_queue_wait_seconds_count"), 1.0);
+    let (_, history) = http(&one, "GET", "/api/v1/projects/web/syncs", None);
+    assert_eq!(history["running"], Value::Null, "{history}");
+    drop(children);
     store.close().await;
     db.drop().await;
 }

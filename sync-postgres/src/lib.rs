@@ -5,6 +5,7 @@
 mod commit;
 mod config;
 mod error;
+mod events;
 mod index;
 mod migrations;
 mod projects;
@@ -18,6 +19,9 @@ mod store;
 mod tx;
 
 pub use config::PgStoreBuilder;
+pub use events::{
+    EVENTS_CHANNEL, EventPage, PgEventListener, PgEventWriter, PgEvents, StoredEvent,
+};
 pub use projects::{PgProjects, ProjectSpec};
-pub use queue::{Enqueued, FailOutcome, JobStatus, PgQueue, SyncJob};
+pub use queue::{Enqueued, FailOutcome, JobStatus, PgQueue, QueueStats, SyncJob, WAIT_BUCKETS};
 pub use store::PgStore;

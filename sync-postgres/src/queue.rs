@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
-use sqlx::{FromRow, Postgres, Transaction};
+use sqlx::{FromRow, Postgres, Row, Transaction};
 use sync_core::{Error, SyncId};
 
 use crate::error;
@@ -63,7 +63,7 @@ impl JobStatus {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, Error> {
+    pub(crate) fn parse(s: &str) -> Result<Self, Error> {
         Ok(match s {
             "pending" => Self::Pending,
             "running" => Self::Running,
@@ -218,6 +218,41 @@ pub enum FailOutcome {
     Failed,
     /// The job was no longer this worker's (its lease expired and it was taken over).
     Lost,
+}
+
+/// The upper bounds, in seconds, of the buckets of [`QueueStats::wait_buckets`].
+pub const WAIT_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+/// The state of the queue, as [`PgQueue::stats`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Jobs waiting for a worker (including retries not yet due).
+    pub pending: u64,
+    /// Of those, the ones due now.
+    pub due: u64,
+    /// Jobs a worker runs.
+    pub running: u64,
+    /// Jobs that ended with a completed sync.
+    pub completed: u64,
+    /// Jobs that failed for good.
+    pub failed: u64,
+    /// Jobs whose worker stopped (each queued again as another job).
+    pub abandoned: u64,
+    /// Jobs whose retry joined a waiting job.
+    pub coalesced: u64,
+    /// Attempts beyond each job's first, over all jobs: the retries.
+    pub retries: u64,
+    /// How long the due job that waits longest has waited since it was due; zero when
+    /// none waits.
+    pub oldest_due_wait: Duration,
+    /// Jobs a worker has taken at least once.
+    pub started: u64,
+    /// Over those, the seconds from each one's request to its (last) start, summed.
+    pub wait_seconds_sum: f64,
+    /// Over those, how many started at most so many seconds after their request: one
+    /// `(bound, count)` per bound of [`WAIT_BUCKETS`], cumulative.
+    pub wait_buckets: Vec<(f64, u64)>,
 }
 
 /// A lease as seconds for `make_interval(secs => …)`, at least a millisecond and at most
@@ -475,6 +510,18 @@ impl PgQueue {
         } in &expired
         {
             let worker = worker.as_deref().unwrap_or("?");
+            // The run's stream ends with a terminal event, as every run's does.
+            crate::events::write_abandoned(
+                &mut tx,
+                tenant,
+                *id,
+                *attempts,
+                &format!(
+                    "the worker `{worker}` running this sync stopped (its lease expired); the memory is as it was"
+                ),
+            )
+            .await
+            .map_err(map)?;
             if attempts >= max_attempts {
                 sqlx::query(
                     "UPDATE sync_jobs SET status = 'failed', finished_at = now(), \
@@ -554,6 +601,70 @@ impl PgQueue {
             .await
             .map_err(|e| error::map("listing sync jobs", e))?;
         rows.into_iter().map(SyncJob::try_from).collect()
+    }
+
+    /// The queue's state for monitoring, read from the table: how many jobs wait and run,
+    /// how long the oldest due one has waited, how jobs ended, and how long jobs waited
+    /// to be taken. Counts every tenant; names none.
+    pub async fn stats(&self) -> Result<QueueStats, Error> {
+        let buckets: String = WAIT_BUCKETS
+            .iter()
+            .map(|b| {
+                format!(
+                    ", count(*) FILTER (WHERE started_at IS NOT NULL \
+                     AND started_at - enqueued_at <= make_interval(secs => {b}))"
+                )
+            })
+            .collect();
+        // Only constants are spliced in: the bucket bounds above.
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE status = 'pending'), \
+                 count(*) FILTER (WHERE status = 'pending' AND run_at <= now()), \
+                 count(*) FILTER (WHERE status = 'running'), \
+                 count(*) FILTER (WHERE status = 'completed'), \
+                 count(*) FILTER (WHERE status = 'failed'), \
+                 count(*) FILTER (WHERE status = 'abandoned'), \
+                 count(*) FILTER (WHERE status = 'coalesced'), \
+                 COALESCE(sum(GREATEST(attempts - 1, 0)), 0)::bigint, \
+                 COALESCE(EXTRACT(EPOCH FROM now() - min(run_at) \
+                     FILTER (WHERE status = 'pending' AND run_at <= now())), 0)::float8, \
+                 count(*) FILTER (WHERE started_at IS NOT NULL), \
+                 COALESCE(sum(EXTRACT(EPOCH FROM started_at - enqueued_at)) \
+                     FILTER (WHERE started_at IS NOT NULL), 0)::float8 \
+                 {buckets} FROM sync_jobs"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| error::map("reading the state of the sync job queue", e))?;
+        let read = |i: usize| -> Result<u64, Error> {
+            let v: i64 = row
+                .try_get(i)
+                .map_err(|e| error::map("reading the state of the sync job queue", e))?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        let float = |i: usize| -> Result<f64, Error> {
+            row.try_get::<f64, _>(i)
+                .map_err(|e| error::map("reading the state of the sync job queue", e))
+        };
+        let mut wait_buckets = Vec::with_capacity(WAIT_BUCKETS.len());
+        for (k, bound) in WAIT_BUCKETS.iter().enumerate() {
+            wait_buckets.push((*bound, read(11 + k)?));
+        }
+        Ok(QueueStats {
+            pending: read(0)?,
+            due: read(1)?,
+            running: read(2)?,
+            completed: read(3)?,
+            failed: read(4)?,
+            abandoned: read(5)?,
+            coalesced: read(6)?,
+            retries: read(7)?,
+            oldest_due_wait: Duration::from_secs_f64(float(8)?.max(0.0)),
+            started: read(9)?,
+            wait_seconds_sum: float(10)?.max(0.0),
+            wait_buckets,
+        })
     }
 
     async fn begin(&self, what: &str) -> Result<Transaction<'static, Postgres>, Error> {

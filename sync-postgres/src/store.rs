@@ -13,6 +13,7 @@ use sync_core::{
 };
 
 use crate::config::{PgStoreBuilder, StoreOptions};
+use crate::events::PgEvents;
 use crate::projects::PgProjects;
 use crate::queue::PgQueue;
 use crate::tx::{self, Tx};
@@ -89,6 +90,11 @@ impl PgStore {
     /// The queue of sync jobs in this store's database, sharing its connections.
     pub fn queue(&self) -> PgQueue {
         PgQueue::new(self.pool.clone())
+    }
+
+    /// The events of the jobs in this store's database, sharing its connections.
+    pub fn events(&self) -> PgEvents {
+        PgEvents::new(self.pool.clone())
     }
 
     /// Closes the store's connections, waiting for those in use to be returned.

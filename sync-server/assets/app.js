@@ -171,7 +171,7 @@
     }
     $('history-empty').hidden = syncs.length > 0;
     $('history-table').hidden = syncs.length === 0;
-    if (attach && running && !(state.watch && state.watch.id === running.id)) watch(running.id, running.events);
+    if (attach && running && !(state.watch && state.watch.id === running.id)) watch(running.id, running.events, running.job);
   }
 
   async function restore(id) {
@@ -183,7 +183,8 @@
   async function syncNow() {
     const branch = $('branch').value;
     const started = await call('POST', projectPath('syncs'), branch ? { branch } : {});
-    watch(started.id, started.events);
+    // A server with a job queue answers with the job (`job`), whose events name its run.
+    watch(started.id, started.events, started.job);
   }
 
   // ---- the live banner ------------------------------------------------------------------
@@ -239,7 +240,7 @@
     switch (name) {
       case 'started':
         stats.startedAt = Date.parse(data.at);
-        setStatus(`Run ${w.id}: syncing ${data.branch || 'the default branch'}…`);
+        setStatus(`${w.label}: syncing ${data.branch || 'the default branch'}…`);
         break;
       case 'phase':
         enterPhase(data.phase);
@@ -285,11 +286,11 @@
         break;
       }
       case 'failed':
-        ended(w, 'failed', `Run ${data.sync_id ?? w.id} failed; the memory is as it was.`);
+        ended(w, 'failed', `${data.sync_id != null ? 'Run ' + data.sync_id : w.label} failed; the memory is as it was.`);
         showError(new Error(data.error.message));
         break;
       case 'cancelled':
-        ended(w, 'cancelled', `Run ${data.sync_id ?? w.id} was cancelled; the memory is as it was.`);
+        ended(w, 'cancelled', `${data.sync_id != null ? 'Run ' + data.sync_id : w.label} was cancelled; the memory is as it was.`);
         break;
       default:
         break;
@@ -315,13 +316,15 @@
 
   // ---- the event stream: fetch and a reader, so the token never goes into a URL -------
 
-  function watch(id, url) {
+  /** Follows the events at `url` of run `id`, or of job `job` (then `id` is the job's). */
+  function watch(id, url, job) {
     stopWatching();
-    const w = { id, url, last: 0, ended: false, controller: new AbortController() };
+    const label = job != null ? `Job ${job}` : `Run ${id}`;
+    const w = { id, url, label, last: 0, ended: false, controller: new AbortController() };
     w.timer = setInterval(tick, 1000);
     state.watch = w;
     resetBanner(String(id));
-    setStatus(`Run ${id}: starting…`);
+    setStatus(`${label}: starting…`);
     follow(w).catch(showError);
   }
 

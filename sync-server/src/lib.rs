@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod feed;
 mod mcp;
 mod metrics;
 mod page;
@@ -17,8 +18,9 @@ mod webhook;
 
 pub use auth::Auth;
 pub use error::{ApiError, status_of};
+pub use feed::{EventFeed, FEED_POLL, FeedEvent, FeedKey, FeedPage};
 pub use mcp::{McpServer, RESOURCE_SCHEME};
-pub use queue::{QueuedSync, SyncQueue};
+pub use queue::{QueueStats, QueuedSync, SyncQueue};
 pub use routes::router;
 pub use sse::{KEEP_ALIVE, sse_event};
 pub use state::{AppState, DEFAULT_KEEP_RUNS, Project};

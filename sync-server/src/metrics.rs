@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::queue::QueueStats;
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -172,6 +174,66 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The queue's lines: `up` 1 with `stats` (depth, the oldest wait, outcomes, retries and
+/// the histogram of waits), 0 when they could not be read.
+pub(crate) fn render_queue(stats: Option<&QueueStats>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP projsync_queue_up Whether the sync job queue could be read for this scrape.\n\
+         # TYPE projsync_queue_up gauge\nprojsync_queue_up {}",
+        u8::from(stats.is_some())
+    );
+    let Some(s) = stats else { return out };
+    let _ = writeln!(
+        out,
+        "# HELP projsync_queue_jobs Sync jobs in the queue, by state.\n# TYPE projsync_queue_jobs gauge\n\
+         projsync_queue_jobs{{state=\"pending\"}} {}\nprojsync_queue_jobs{{state=\"running\"}} {}",
+        s.pending, s.running
+    );
+    let _ = writeln!(
+        out,
+        "# HELP projsync_queue_oldest_wait_seconds How long the due job that waits longest has waited for a worker.\n\
+         # TYPE projsync_queue_oldest_wait_seconds gauge\nprojsync_queue_oldest_wait_seconds {}",
+        s.oldest_wait_seconds
+    );
+    let _ = writeln!(
+        out,
+        "# HELP projsync_queue_jobs_finished_total Sync jobs that ended, by outcome.\n# TYPE projsync_queue_jobs_finished_total counter"
+    );
+    for (outcome, n) in &s.outcomes {
+        let _ = writeln!(
+            out,
+            "projsync_queue_jobs_finished_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP projsync_queue_retries_total Attempts of sync jobs beyond their first.\n\
+         # TYPE projsync_queue_retries_total counter\nprojsync_queue_retries_total {}",
+        s.retries
+    );
+    let _ = writeln!(
+        out,
+        "# HELP projsync_queue_wait_seconds Time from a sync job's request to its start by a worker.\n\
+         # TYPE projsync_queue_wait_seconds histogram"
+    );
+    for (bound, n) in &s.wait_buckets {
+        let _ = writeln!(
+            out,
+            "projsync_queue_wait_seconds_bucket{{le=\"{bound}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "projsync_queue_wait_seconds_bucket{{le=\"+Inf\"}} {count}\n\
+         projsync_queue_wait_seconds_sum {}\nprojsync_queue_wait_seconds_count {count}",
+        s.wait_sum_seconds,
+        count = s.wait_count
+    );
+    out
 }
 
 /// An event-stream client, counted while it lives.

@@ -1,6 +1,7 @@
 //! The routes and their handlers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -16,6 +17,7 @@ use sync_core::{Error, HitJson, SyncId, SyncRecord, SyncStatus};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::feed::{self, FeedKey, FeedPage};
 use crate::mcp;
 use crate::page;
 use crate::service;
@@ -32,17 +34,18 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// |---|---|
 /// | `GET /api/v1/projects` | `{"projects": [{name, repo, tenant, default_branch, running}]}`: the caller's |
 /// | `GET /api/v1/projects/{project}/branches` | `{"branches": [{name, commit, default}]}` |
-/// | `POST /api/v1/projects/{project}/syncs` `{"branch"?}` | 202 `{id, events}` once the store opened the run; 409 while one runs. With a [`SyncQueue`](crate::SyncQueue): 202 `{id, coalesced}`, the id of the queued job |
-/// | `GET /api/v1/projects/{project}/syncs?limit=N` | `{"syncs": [run…], "running": {id, events}?}`, newest first |
+/// | `POST /api/v1/projects/{project}/syncs` `{"branch"?}` | 202 `{id, events}` once the store opened the run; 409 while one runs. With a [`SyncQueue`](crate::SyncQueue): 202 `{id, coalesced}`, the id of the queued job, and with an [`EventFeed`](crate::EventFeed) also `job` and `events`, its stream |
+/// | `GET /api/v1/projects/{project}/syncs?limit=N` | `{"syncs": [run…], "running": {id, events}?}`, newest first; with an event feed, a queued job of the project is `running` `{id, job, events}` |
 /// | `GET /api/v1/projects/{project}/syncs/{id}` | the run: status, branch, commit, stats, error |
 /// | `DELETE /api/v1/projects/{project}/syncs/{id}` | cancels a run started here; answers the ended run |
 /// | `POST /api/v1/projects/{project}/syncs/{id}/restore` | 201 `{id, run}`: a new run restoring run `id`'s state |
 /// | `GET /api/v1/projects/{project}/search?q=&k=&mode=` | `{"hits": [hit…]}`, each as `projsync search --json` prints it |
-/// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here |
+/// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here, or else of a worker's run from the event feed |
+/// | `GET /api/v1/events/sync-job/{job}?project=` | with an event feed: Server-Sent Events of a queued job |
 /// | `POST /api/v1/webhooks/github` | GitHub's deliveries: `ping` 200 `{"ok": true}`; `push` 202 `{event, repository, ref, projects: [{project, outcome, …}]}` (outcome `queued` with `id` and `coalesced` with a [`SyncQueue`](crate::SyncQueue)); a seen delivery 200 `{"duplicate": true}`; other events 202 `{"ignored"}` |
 /// | `/mcp` | the Model Context Protocol over streamable HTTP ([`McpServer`](crate::McpServer)): the caller's projects to search, read and follow |
 /// | `GET /healthz` | `ok` |
-/// | `GET /metrics` | counters in Prometheus' text format |
+/// | `GET /metrics` | counters in Prometheus' text format, and the queue's state when it tells it |
 /// | `GET /` (and `/assets/app.js`, `/assets/app.css`) | the web page, which drives the API above |
 ///
 /// The page's routes need no token (it holds no data; it asks for a token when the API
@@ -70,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/projects/{project}/search", get(search))
         .route("/api/v1/events/project-sync/{id}", get(events))
+        .route("/api/v1/events/sync-job/{job}", get(job_events))
         .route(
             "/api/v1/webhooks/github",
             post(webhook::github).layer(DefaultBodyLimit::max(webhook::BODY_LIMIT)),
@@ -105,12 +109,23 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.metrics().render(state.runs().active_count());
+    if let Some(queue) = state.queue() {
+        match queue.stats().await {
+            Ok(Some(stats)) => text.push_str(&crate::metrics::render_queue(Some(&stats))),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the sync job queue for /metrics failed");
+                text.push_str(&crate::metrics::render_queue(None));
+            }
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics().render(state.runs().active_count()),
+        text,
     )
         .into_response()
 }
@@ -170,17 +185,45 @@ struct ProjectJson<'a> {
 
 #[derive(Serialize)]
 struct RunningJson {
-    id: SyncId,
+    /// The run's id; with a queue, the job's, as `POST …/syncs` answers it.
+    id: i64,
+    /// With a queue, the job's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<i64>,
     events: String,
 }
 
-fn running(state: &AppState, project: &Project, prefix: &str) -> Option<RunningJson> {
-    let log = state.runs().active(project.name())?;
-    let id = log.sync_id()?;
-    Some(RunningJson {
-        id,
-        events: events_url(prefix, project, id),
-    })
+/// The project's run in progress: one started here, or else, with an event feed, the job
+/// of the project that runs (or waits) in the queue.
+async fn running(state: &AppState, project: &Project, prefix: &str) -> Option<RunningJson> {
+    if let Some(log) = state.runs().active(project.name()) {
+        let id = log.sync_id()?;
+        return Some(RunningJson {
+            id: id.0,
+            job: None,
+            events: events_url(prefix, project, id),
+        });
+    }
+    let feed = state.event_feed()?;
+    match feed.current_job(project.tenant(), project.name()).await {
+        Ok(job) => job.map(|job| RunningJson {
+            id: job,
+            job: Some(job),
+            events: job_events_url(prefix, project, job),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, project = project.name(), "reading the project's jobs failed");
+            None
+        }
+    }
+}
+
+/// The URL of a job's event stream.
+pub(crate) fn job_events_url(prefix: &str, project: &Project, job: i64) -> String {
+    format!(
+        "{prefix}/api/v1/events/sync-job/{job}?project={}",
+        project.name()
+    )
 }
 
 async fn projects(
@@ -190,16 +233,16 @@ async fn projects(
     uri: Uri,
 ) -> ApiResult<Json<serde_json::Value>> {
     let prefix = prefix(&original, &uri);
-    let projects: Vec<ProjectJson<'_>> = state
-        .visible(&caller)
-        .map(|p| ProjectJson {
+    let mut projects: Vec<ProjectJson<'_>> = Vec::new();
+    for p in state.visible(&caller) {
+        projects.push(ProjectJson {
             name: p.name(),
             repo: p.repo().source(),
             tenant: p.tenant(),
             default_branch: p.default_branch(),
-            running: running(&state, p, &prefix),
-        })
-        .collect();
+            running: running(&state, p, &prefix).await,
+        });
+    }
     Ok(Json(json!({ "projects": projects })))
 }
 
@@ -260,11 +303,13 @@ async fn start_sync(
     };
     let id = match service::start(&state, project, body.branch.as_deref()).await? {
         service::Started::Queued(queued) => {
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({ "id": queued.id, "coalesced": queued.coalesced })),
-            )
-                .into_response());
+            let mut answer = json!({ "id": queued.id, "coalesced": queued.coalesced });
+            if state.event_feed().is_some() {
+                answer["job"] = json!(queued.id);
+                answer["events"] =
+                    json!(job_events_url(&prefix(&original, &uri), project, queued.id));
+            }
+            return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
         }
         service::Started::Running(id) => id,
     };
@@ -289,7 +334,7 @@ async fn history(
     let project = state.project(&caller, &name)?;
     let limit = count_param(&query, "limit", 20, 1000)?;
     let syncs = service::history(project, limit).await?;
-    let running = running(&state, project, &prefix(&original, &uri));
+    let running = running(&state, project, &prefix(&original, &uri)).await;
     Ok(Json(json!({ "syncs": syncs, "running": running })))
 }
 
@@ -405,8 +450,12 @@ async fn events(
         .filter(|log| caller.sees(log.tenant()))
         .filter(|log| wanted.is_none_or(|p| p == log.project()))
         .collect();
+    let last_seen = last_event_id(&headers)?;
     let log = match logs.len() {
         0 => {
+            if state.event_feed().is_some() {
+                return from_feed(&state, &caller, wanted, FeedKey::Run(id), last_seen).await;
+            }
             return Err(Error::not_found(format!(
                 "this server has no events of run {id}: it was not started here, or ended long ago (GET the run for its outcome)"
             ))
@@ -420,16 +469,113 @@ async fn events(
             .into());
         }
     };
-    let last_seen = match headers.get("last-event-id") {
-        None => 0,
+    let client = state.metrics().sse_client();
+    Ok(sse::stream(log, last_seen, client, state.keep_alive()).into_response())
+}
+
+/// The number of the last event a reconnecting client saw (0 for none).
+fn last_event_id(headers: &HeaderMap) -> Result<u64, Error> {
+    match headers.get("last-event-id") {
+        None => Ok(0),
         Some(value) => value
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .ok_or_else(|| {
                 Error::invalid_input("`Last-Event-ID` is not an event number of this run")
-            })?,
+            }),
+    }
+}
+
+async fn job_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(job): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let job: i64 =
+        job.parse().ok().filter(|j| *j > 0).ok_or_else(|| {
+            Error::invalid_input(format!("`{}` is not a job id", job.escape_debug()))
+        })?;
+    let last_seen = last_event_id(&headers)?;
+    if state.event_feed().is_none() {
+        return Err(Error::not_found(
+            "this server has no event feed: its syncs run in the server, and their events are at /api/v1/events/project-sync/{id}",
+        )
+        .into());
+    }
+    from_feed(
+        &state,
+        &caller,
+        query.get("project"),
+        FeedKey::Job(job),
+        last_seen,
+    )
+    .await
+}
+
+/// The stream `key` of the feed, from the first of the caller's projects (`wanted`, if
+/// given) that has it; a stream of another tenant answers like a missing one.
+async fn from_feed(
+    state: &AppState,
+    caller: &Caller,
+    wanted: Option<&String>,
+    key: FeedKey,
+    last_seen: u64,
+) -> ApiResult {
+    let Some(feed) = state.event_feed() else {
+        return Err(Error::not_found("this server has no event feed").into());
     };
+    // Notices are heard from before the first read on, so none falls in between.
+    let notices = feed.subscribe();
+    let projects: Vec<&Project> = match wanted {
+        Some(name) => vec![state.project(caller, name)?],
+        None => state.visible(caller).collect(),
+    };
+    let mut found: Option<(&Project, FeedPage)> = None;
+    for project in projects {
+        if let Some(page) = feed
+            .read(project.tenant(), project.name(), key, last_seen)
+            .await?
+        {
+            found = Some((project, page));
+            break;
+        }
+    }
+    let Some((project, page)) = found else {
+        let what = match key {
+            FeedKey::Job(job) => format!("job {job}"),
+            FeedKey::Run(id) => format!("run {id}"),
+        };
+        return Err(Error::not_found(format!(
+            "there are no events of {what}: it is not one of your projects' (or its events were deleted; GET the run for its outcome)"
+        ))
+        .into());
+    };
+    if page.ended && page.events.is_empty() {
+        // Nothing more will come (its worker stopped without a last event, or a
+        // reconnecting client saw them all): say so rather than stream nothing for ever.
+        let what = match key {
+            FeedKey::Job(job) => format!("job {job}"),
+            FeedKey::Run(id) => format!("run {id}"),
+        };
+        return Err(Error::not_found(format!(
+            "{what} has ended and has no event after {last_seen}: GET the project's syncs for its outcome"
+        ))
+        .into());
+    }
     let client = state.metrics().sse_client();
-    Ok(sse::stream(log, last_seen, client, state.keep_alive()).into_response())
+    Ok(feed::stream(
+        Arc::clone(feed),
+        notices,
+        project.tenant().to_owned(),
+        project.name().to_owned(),
+        key,
+        last_seen,
+        page,
+        client,
+        state.keep_alive(),
+    )
+    .into_response())
 }

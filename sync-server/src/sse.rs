@@ -39,7 +39,7 @@ pub fn sse_event(seq: u64, event: &SyncEvent) -> Result<Event, serde_json::Error
     Ok(frame(seq, event.name(), &serde_json::to_string(event)?))
 }
 
-fn frame(seq: u64, name: &str, data: &str) -> Event {
+pub(crate) fn frame(seq: u64, name: &str, data: &str) -> Event {
     Event::default().id(seq.to_string()).event(name).data(data)
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sync_core::{Embedder, Error, RepoKey, RepoSource, SyncStore, Syncer};
 
 use crate::auth::{Auth, Caller};
+use crate::feed::EventFeed;
 use crate::metrics::Metrics;
 use crate::queue::SyncQueue;
 use crate::runs::Runs;
@@ -221,6 +222,7 @@ struct Inner {
     queue: Option<Arc<dyn SyncQueue>>,
     mcp_start_sync: bool,
     mcp_stop: tokio_util::sync::CancellationToken,
+    feed: Option<Arc<dyn EventFeed>>,
 }
 
 impl fmt::Debug for AppState {
@@ -232,6 +234,7 @@ impl fmt::Debug for AppState {
             .field("webhook_secret", &self.inner.webhook_secret.is_some())
             .field("queue", &self.inner.queue)
             .field("mcp_start_sync", &self.inner.mcp_start_sync)
+            .field("feed", &self.inner.feed)
             .finish_non_exhaustive()
     }
 }
@@ -255,6 +258,7 @@ impl AppState {
                 queue: None,
                 mcp_start_sync: false,
                 mcp_stop: tokio_util::sync::CancellationToken::new(),
+                feed: None,
             }),
         }
     }
@@ -308,6 +312,20 @@ impl AppState {
     /// Cancelled by [`AppState::shutdown`]: ends the MCP sessions over HTTP.
     pub(crate) fn mcp_stop(&self) -> &tokio_util::sync::CancellationToken {
         &self.inner.mcp_stop
+    }
+
+    /// Streams the events of syncs run elsewhere — by the workers of the queue of
+    /// [`AppState::with_queue`] — from `feed`: `GET /api/v1/events/sync-job/{job}`, and
+    /// `GET /api/v1/events/project-sync/{id}` for runs not started here. An enqueued
+    /// `POST …/syncs` then also answers `"events"`, the URL of its job's stream.
+    pub fn with_event_feed(mut self, feed: Arc<dyn EventFeed>) -> Result<Self, Error> {
+        self.inner_mut()?.feed = Some(feed);
+        Ok(self)
+    }
+
+    /// The feed of [`AppState::with_event_feed`], if any.
+    pub fn event_feed(&self) -> Option<&Arc<dyn EventFeed>> {
+        self.inner.feed.as_ref()
     }
 
     /// The queue of [`AppState::with_queue`], if any.

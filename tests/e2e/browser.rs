@@ -451,3 +451,108 @@ async fn a_page_opened_during_a_sync_follows_it_resumes_a_dropped_stream_and_sho
     assert_eq!(s["stats"]["embedded"], "4", "{s}");
     browser.close().await;
 }
+
+/// A `projsync worker`, killed when dropped.
+struct WorkerProcess(std::process::Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Types the token into the page's token field once it asks, and waits for the branches.
+async fn sign_in(browser: &Browser) {
+    browser
+        .wait_for("the token field", SNAPSHOT, PATIENCE, |s| {
+            s["tokenField"] == true
+        })
+        .await;
+    let token = browser.find("[data-testid=token-input]").await;
+    browser.type_into(&token, &format!("{TOKEN}{ENTER}")).await;
+    browser
+        .wait_for("the branches", SNAPSHOT, PATIENCE, |s| {
+            s["branches"].as_array().is_some_and(|b| !b.is_empty())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_follows_syncs_a_worker_runs_from_either_of_two_servers() {
+    let Some((chromium, chromedriver)) = chromium() else {
+        return;
+    };
+    let Some(pg) = crate::pg::server("the_page_follows_syncs_a_worker_runs") else {
+        return;
+    };
+    let db = pg.database().await;
+    let repo = TestRepo::new();
+    repo.write("README.md", "# Queued\n");
+    repo.write("src/lib.rs", "pub fn queued_entry() -> u32 { 1 }\n");
+    repo.write("src/alpha.rs", "pub fn alpha() -> u32 { 7 }\n");
+    repo.commit("first");
+
+    // One database, its project, two servers and a worker: the servers run no sync.
+    let cli = Cli::with_db(db.app_url()).with_tenant("acme");
+    let src = repo.path().to_str().unwrap();
+    cli.ok([
+        "project",
+        "add",
+        "web",
+        "--embedder",
+        "hash:32",
+        "--source",
+        src,
+    ]);
+    let tokens = format!("acme:{TOKEN}");
+    let env = [("PROJSYNC_TOKENS", tokens.as_str())];
+    let one = Server::start(&cli, &[], &env);
+    let two = Server::start(&cli, &[], &env);
+    let mut worker = cli.command(["worker", "--poll", "100"]);
+    worker.stdout(std::process::Stdio::null());
+    let _worker = WorkerProcess(worker.spawn().expect("a worker starts"));
+
+    // Sync Now on the page of server one: the worker's run shows live, to completed.
+    let browser = Browser::start(&chromium, &chromedriver, (1200, 1000)).await;
+    browser.goto(&one.url("/")).await;
+    sign_in(&browser).await;
+    browser
+        .click(&browser.find("[data-testid=sync-now]").await)
+        .await;
+    browser
+        .wait_for("the first run, completed", SNAPSHOT, PATIENCE, |s| {
+            rows(s).len() == 1 && rows(s)[0]["status"] == "completed"
+        })
+        .await;
+    // The banner follows the job (the first, 1) through every phase to a full bar.
+    let s = browser
+        .wait_for("the banner of the first job", SNAPSHOT, PATIENCE, |s| {
+            completed(s, "1")
+        })
+        .await;
+    assert_eq!(s["error"], Value::Null, "{s}");
+    assert_eq!(s["stats"]["files"], "3 / 3", "{s}");
+    assert_eq!(s["stats"]["added"], "3", "{s}");
+
+    // The page of server two, for a new commit: the same.
+    repo.remove("src/alpha.rs");
+    repo.write("src/beta.rs", "pub fn beta() -> u32 { 8 }\n");
+    repo.commit("second");
+    browser.goto(&two.url("/")).await;
+    sign_in(&browser).await;
+    browser
+        .click(&browser.find("[data-testid=sync-now]").await)
+        .await;
+    let s = browser
+        .wait_for("the second run, completed", SNAPSHOT, PATIENCE, |s| {
+            rows(s).len() == 2 && rows(s)[0]["status"] == "completed" && completed(s, "2")
+        })
+        .await;
+    assert_eq!(s["error"], Value::Null, "{s}");
+    assert_eq!(s["stats"]["added"], "1", "{s}");
+    assert_eq!(s["stats"]["removed"], "1", "{s}");
+    browser.close().await;
+    drop((one, two));
+    db.drop().await;
+}

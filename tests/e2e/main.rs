@@ -11,6 +11,8 @@ mod embed;
 mod exit;
 mod kill;
 mod output;
+#[path = "../../sync-postgres/tests/common/mod.rs"]
+mod pg;
 mod reembed;
 mod search_quality;
 mod serve;

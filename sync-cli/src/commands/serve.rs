@@ -7,9 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde::Deserialize;
 use sync_core::{Embedder, Error, SyncStore, Syncer};
-use sync_server::{AppState, Auth, Project, QueuedSync, SyncQueue};
+use sync_postgres::PgEvents;
+use sync_server::{
+    AppState, Auth, EventFeed, FeedEvent, FeedKey, FeedPage, Project, QueueStats, QueuedSync,
+    SyncQueue,
+};
+use tokio::sync::broadcast;
 
 use crate::cli::{ApiArg, ProjectsArgs, ServeArgs};
 use crate::dburl::DbSpec;
@@ -353,7 +359,7 @@ pub(super) async fn open_state(
                     webhook_secret: None,
                 })
                 .collect();
-            queue = Some(Arc::new(PgJobs(pg.queue())));
+            queue = Some((Arc::new(PgJobs(pg.queue())), PgFeed::start(pg.events())));
         } else {
             pg.close().await;
         }
@@ -370,8 +376,8 @@ pub(super) async fn open_state(
         state = state.with_embedder(Arc::clone(e))?;
     }
     let queued = queue.is_some();
-    if let Some(queue) = queue {
-        state = state.with_queue(queue)?;
+    if let Some((queue, feed)) = queue {
+        state = state.with_queue(queue)?.with_event_feed(feed)?;
     }
     let mut stores: HashMap<String, Arc<dyn SyncStore>> = HashMap::new();
     let mut lines = Vec::new();
@@ -419,6 +425,127 @@ impl SyncQueue for PgJobs {
             let queued = self.0.enqueue(tenant, project, branch).await?;
             Ok(QueuedSync::new(queued.id, queued.coalesced))
         })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<Option<QueueStats>, Error>> {
+        Box::pin(async move {
+            let s = self.0.stats().await?;
+            let mut stats = QueueStats::new();
+            stats.pending = s.pending;
+            stats.running = s.running;
+            stats.oldest_wait_seconds = s.oldest_due_wait.as_secs_f64();
+            stats.outcomes = vec![
+                ("completed", s.completed),
+                ("failed", s.failed),
+                ("abandoned", s.abandoned),
+                ("coalesced", s.coalesced),
+            ];
+            stats.retries = s.retries;
+            stats.wait_buckets = s.wait_buckets;
+            stats.wait_count = s.started;
+            stats.wait_sum_seconds = s.wait_seconds_sum;
+            Ok(Some(stats))
+        })
+    }
+}
+
+/// The events that workers write to PostgreSQL, as the server's [`EventFeed`]: one
+/// `LISTEN` connection for the whole server, its notices passed on to every stream.
+#[derive(Debug)]
+struct PgFeed {
+    events: PgEvents,
+    notices: broadcast::Sender<Option<i64>>,
+}
+
+impl PgFeed {
+    /// The feed, its listener started on a task of its own (which ends with the server).
+    fn start(events: PgEvents) -> Arc<Self> {
+        let (notices, _) = broadcast::channel(256);
+        let feed = Arc::new(Self {
+            events: events.clone(),
+            notices: notices.clone(),
+        });
+        tokio::spawn(listen(events, notices));
+        feed
+    }
+}
+
+/// Passes `LISTEN sync_job_events` on to `notices`, connecting again after a failure;
+/// while it is away, streams read every [`sync_server::FEED_POLL`].
+async fn listen(events: PgEvents, notices: broadcast::Sender<Option<i64>>) {
+    let mut failures = 0u32;
+    loop {
+        match events.listen().await {
+            Ok(mut listener) => {
+                failures = 0;
+                // Events written while no one listened are found by the next read.
+                let _ = notices.send(None);
+                loop {
+                    match listener.recv().await {
+                        Ok(job) => {
+                            let _ = notices.send(job);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listening for sync events failed; listening again");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(error = %e, "cannot listen for sync events; streams poll until it can");
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+impl EventFeed for PgFeed {
+    fn read<'a>(
+        &'a self,
+        tenant: &'a str,
+        project: &'a str,
+        key: FeedKey,
+        after: u64,
+    ) -> BoxFuture<'a, Result<Option<FeedPage>, Error>> {
+        Box::pin(async move {
+            let page = match key {
+                FeedKey::Job(job) => self.events.job_events(tenant, project, job, after).await?,
+                FeedKey::Run(id) => self.events.run_events(tenant, project, id, after).await?,
+                _ => None,
+            };
+            Ok(page.map(|p| {
+                let events = p
+                    .events
+                    .into_iter()
+                    .map(|e| FeedEvent::new(e.seq, e.name, e.data))
+                    .collect();
+                FeedPage::new(p.job, events, p.ended)
+            }))
+        })
+    }
+
+    fn subscribe(&self) -> BoxStream<'static, Option<i64>> {
+        let rx = self.notices.subscribe();
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(job) => Some((job, rx)),
+                // Some notices were dropped: any job may have news.
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((None, rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        }))
+    }
+
+    fn current_job<'a>(
+        &'a self,
+        tenant: &'a str,
+        project: &'a str,
+    ) -> BoxFuture<'a, Result<Option<i64>, Error>> {
+        Box::pin(self.events.current_job(tenant, project))
     }
 }
 

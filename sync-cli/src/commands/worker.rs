@@ -12,6 +12,10 @@
 //!   holding the repository) waits and tries again — 1, 2, 4 … seconds (at most five
 //!   minutes), or until a rate limit's reset — while attempts are left; any other failure
 //!   ends the job with its message (passwords of `--db` scrubbed);
+//! * a job's events are written to the database every tenth of a second
+//!   ([`sync_postgres::PgEventWriter`]), the terminal one before the outcome, so that
+//!   every server streams them; events of the project's jobs that ended over a week ago
+//!   are deleted as a job of the project starts;
 //! * Ctrl-C stops taking jobs and lets the running ones end; a second Ctrl-C stops at once
 //!   (the jobs are taken over by other workers when their leases expire).
 
@@ -26,7 +30,7 @@ use sync_core::{
     Embedder, Error, SyncEvent, SyncOptions, SyncRecord, SyncStore, Syncer, TokenBudget,
 };
 use sync_extract::SyntaxChunker;
-use sync_postgres::{FailOutcome, PgStore, ProjectSpec, SyncJob};
+use sync_postgres::{FailOutcome, PgEventWriter, PgEvents, PgStore, ProjectSpec, SyncJob};
 use tokio::sync::{Mutex, watch};
 
 use crate::cli::WorkerArgs;
@@ -34,6 +38,9 @@ use crate::embedder::{self, EmbedderSpec};
 use crate::exit::Exit;
 use crate::open::{self, SourceSpec, Target};
 use crate::report;
+
+/// How often a running sync's new events are written for the servers' event streams.
+const EVENT_FLUSH: Duration = Duration::from_millis(100);
 
 /// What every slot of the worker shares.
 struct Worker {
@@ -205,28 +212,56 @@ impl Worker {
         Ok(())
     }
 
-    /// Syncs the job's branch, renewing its lease; also whether the job was lost.
+    /// Syncs the job's branch, renewing its lease and writing its events for the
+    /// servers' event streams; also whether the job was lost.
     async fn sync(&self, job: &SyncJob) -> (Result<SyncRecord, Error>, bool) {
+        let events = self.base.events();
+        if let Err(e) = events
+            .prune(&job.tenant, &job.project, PgEvents::DEFAULT_KEEP)
+            .await
+        {
+            self.warn(&e);
+        }
+        let mut writer = events.writer(job);
         let syncer = match self.syncer(job).await {
             Ok(s) => s,
-            Err(e) => return (Err(e), false),
+            Err(e) => {
+                // The run never started: its stream says why, and ends.
+                let mut error = e.report();
+                error.message = self.target.db.scrub(&error.message).into_owned();
+                writer.push(&SyncEvent::Failed {
+                    sync_id: None,
+                    error,
+                });
+                self.flush(&mut writer).await;
+                return (Err(e), false);
+            }
         };
         let queue = self.base.queue();
         let mut stream = syncer.run(job.branch.as_deref());
         let mut renew = tokio::time::interval(self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         renew.tick().await;
+        let mut flush = tokio::time::interval(EVENT_FLUSH);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lost = false;
         loop {
             tokio::select! {
                 event = stream.next() => match event {
                     None => break,
-                    Some(SyncEvent::Prepared { sync_id, .. }) => {
-                        if let Err(e) = queue.set_sync_id(job, sync_id).await {
+                    Some(event) => {
+                        writer.push(&event);
+                        if let SyncEvent::Prepared { sync_id, .. } = event
+                            && let Err(e) = queue.set_sync_id(job, sync_id).await
+                        {
                             self.warn(&e);
                         }
                     }
-                    Some(_) => {}
+                },
+                _ = flush.tick(), if writer.has_pending() => match writer.flush().await {
+                    Ok(_) => {}
+                    // The events stay and go with the next flush.
+                    Err(e) => self.warn(&e),
                 },
                 _ = renew.tick(), if !lost => match queue.renew(job, self.lease).await {
                     Ok(true) => {}
@@ -239,7 +274,27 @@ impl Worker {
                 },
             }
         }
-        (stream.finish().await, lost)
+        let outcome = stream.finish().await;
+        // The terminal event is written before the queue hears the outcome, so a stream
+        // that sees the job ended has seen every event.
+        self.flush(&mut writer).await;
+        (outcome, lost)
+    }
+
+    /// Writes the events left, trying once more after an error.
+    async fn flush(&self, writer: &mut PgEventWriter) {
+        for attempt in 0..2 {
+            match writer.flush().await {
+                Ok(_) => return,
+                Err(e) if attempt == 0 && e.is_retryable() => {
+                    tokio::time::sleep(EVENT_FLUSH).await;
+                }
+                Err(e) => {
+                    self.warn(&e.context("writing the events of a sync"));
+                    return;
+                }
+            }
+        }
     }
 
     /// The syncer of the job's project: its source, tenant and embedder, the store for

@@ -6,6 +6,7 @@
 mod common;
 
 mod connect;
+mod events;
 mod history;
 mod migrations;
 mod queue;

@@ -328,11 +328,14 @@ async fn filled_and_migrated_to_before(app: &mut PgConnection, version: i64) {
 }
 
 /// Every table read before an upgrade reads the same after it, and every one the first
-/// schema's history fills was filled. The deployment's tables (projects and jobs) are not
-/// part of that history: they stay empty, and must stay so.
+/// schema's history fills was filled. The deployment's tables (projects, jobs and their
+/// events) are not part of that history: they stay empty, and must stay so.
 fn assert_rows_kept(before: &BTreeMap<String, Vec<String>>, after: &BTreeMap<String, Vec<String>>) {
     for (table, rows) in before {
-        if !matches!(table.as_str(), "sync_projects" | "sync_jobs") {
+        if !matches!(
+            table.as_str(),
+            "sync_projects" | "sync_jobs" | "sync_job_events"
+        ) {
             assert!(!rows.is_empty(), "{table} was filled");
         }
         assert_eq!(&after[table], rows, "{table} changed in the upgrade");
@@ -768,5 +771,91 @@ async fn upgrade_to_the_lexical_column_fills_it_and_keeps_it_filled() {
             .collect::<Vec<_>>(),
         ["lib/wombat.rs"]
     );
+    db.drop().await;
+}
+
+/// The version of the migration that keeps the events of the jobs workers run.
+const JOB_EVENTS: i64 = 20261205000000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_to_job_events_keeps_every_row_and_job_and_isolates_the_events() {
+    let Some(server) = common::server("upgrade_to_job_events") else {
+        return;
+    };
+    let db = server.database().await;
+
+    // A database filled at the first migration, brought to the schema just before job
+    // events, with jobs in the queue (one ended, one waiting).
+    let mut app = PgConnection::connect_with(&db.app).await.unwrap();
+    filled_and_migrated_to_before(&mut app, JOB_EVENTS).await;
+    app.execute(
+        "INSERT INTO sync_jobs (tenant, project, branch, status, attempts, finished_at, sync_id) \
+         VALUES ('alpha', 'web', 'main', 'completed', 1, now(), 4); \
+         INSERT INTO sync_jobs (tenant, project, branch) VALUES ('beta', 'api', '')",
+    )
+    .await
+    .unwrap();
+    app.close().await.unwrap();
+    let mut admin = db.admin().await;
+    let before_columns = columns(&mut admin).await;
+    assert!(!before_columns.contains_key("sync_job_events"));
+    let rows_before = rows(&mut admin, &before_columns).await;
+    assert_eq!(rows_before["sync_jobs"].len(), 2);
+    admin.close().await.unwrap();
+
+    // Upgrade by connecting a store.
+    let store = db.store().await;
+    let mut admin = db.admin().await;
+    let after = rows(&mut admin, &before_columns).await;
+    assert_rows_kept(&rows_before, &after);
+    let (rls, forced): (bool, bool) = sqlx::query_as(
+        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'sync_job_events'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(rls && forced, "row-level security on, for the owner too");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_job_events")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "no events before a worker writes some");
+    admin.close().await.unwrap();
+
+    // The old jobs read as they were, with no events; the plain role cannot write an
+    // event of another tenant than its setting's.
+    let events = store.events();
+    let jobs = store.queue().jobs(None, None).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    let page = events
+        .job_events("alpha", "web", jobs[0].id, 0)
+        .await
+        .unwrap()
+        .expect("alpha's job");
+    assert!(page.events.is_empty() && page.ended);
+    let mut app = PgConnection::connect_with(&db.app).await.unwrap();
+    let mut tx = app.begin().await.unwrap();
+    tx.execute("SELECT set_config('sync.tenant', 'alpha', true)")
+        .await
+        .unwrap();
+    let refused = sqlx::query(
+        "INSERT INTO sync_job_events (tenant, job_id, seq, attempt, run_seq, name, data) \
+         VALUES ('beta', $1, 1, 1, 1, 'started', '{}')",
+    )
+    .bind(jobs[1].id)
+    .execute(&mut *tx)
+    .await
+    .expect_err("row-level security refuses another tenant's event");
+    assert_eq!(
+        refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .as_deref(),
+        Some("42501"),
+        "{refused}"
+    );
+    tx.rollback().await.unwrap();
+    app.close().await.unwrap();
+    store.close().await;
     db.drop().await;
 }

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod events;
+mod feed;
 mod page;
 mod support;
 mod webhook;

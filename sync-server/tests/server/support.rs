@@ -8,7 +8,7 @@ use sync_core::testkit::GateEmbedder;
 use sync_core::{HashEmbedder, SyncOptions, Syncer};
 use sync_git::GitSource;
 use sync_git::testkit::TestRepo;
-use sync_server::{AppState, Auth, Project, SyncQueue};
+use sync_server::{AppState, Auth, EventFeed, Project, SyncQueue};
 use sync_sqlite::SqliteStore;
 use tokio::sync::Semaphore;
 
@@ -108,14 +108,30 @@ impl Served {
 
     /// As [`Served::webhook`], sending sync requests to `queue` instead of running them.
     pub(crate) async fn queued(queue: Arc<dyn SyncQueue>) -> Self {
-        Self::build_with(sync_server::DEFAULT_KEEP_RUNS, true, Some(queue)).await
+        Self::build_with(sync_server::DEFAULT_KEEP_RUNS, true, Some(queue), None).await
+    }
+
+    /// As [`Served::queued`], streaming the events of syncs run elsewhere from `feed`.
+    pub(crate) async fn fed(queue: Arc<dyn SyncQueue>, feed: Arc<dyn EventFeed>) -> Self {
+        Self::build_with(
+            sync_server::DEFAULT_KEEP_RUNS,
+            true,
+            Some(queue),
+            Some(feed),
+        )
+        .await
     }
 
     async fn build(runs: usize, webhook: bool) -> Self {
-        Self::build_with(runs, webhook, None).await
+        Self::build_with(runs, webhook, None, None).await
     }
 
-    async fn build_with(runs: usize, webhook: bool, queue: Option<Arc<dyn SyncQueue>>) -> Self {
+    async fn build_with(
+        runs: usize,
+        webhook: bool,
+        queue: Option<Arc<dyn SyncQueue>>,
+        feed: Option<Arc<dyn EventFeed>>,
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let alpha = Fixture::new("acme", "alpha").await;
         let beta = Fixture::new("other", "beta").await;
@@ -137,6 +153,9 @@ impl Served {
         }
         if let Some(queue) = queue {
             state = state.with_queue(queue).unwrap();
+        }
+        if let Some(feed) = feed {
+            state = state.with_event_feed(feed).unwrap();
         }
         let state = state
             .with_embedder(Arc::new(HashEmbedder::new(16)))
