@@ -5,8 +5,10 @@
 mod commit;
 mod config;
 mod error;
+mod http_cache;
 mod index;
 mod migrations;
+mod poller;
 mod projects;
 mod queue;
 mod restore;
@@ -18,6 +20,8 @@ mod store;
 mod tx;
 
 pub use config::PgStoreBuilder;
+pub use http_cache::PgHttpCache;
+pub use poller::{OpenSource, PgPoller, PollOptions, PollReport};
 pub use projects::{PgProjects, ProjectSpec};
 pub use queue::{Enqueued, FailOutcome, JobStatus, PgQueue, SyncJob};
 pub use store::PgStore;
