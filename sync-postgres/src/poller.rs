@@ -109,7 +109,9 @@ impl PollOptions {
         self.interval.mul_f64(factor.max(0.0))
     }
 
-    /// How long a project waits after its `failures`-th failure in a row with `error`.
+    /// How long to wait after the `failures`-th failure in a row with `error`: the core's
+    /// retry policy, [`MAX_RETRY_DELAY`] for a failure it would not retry (a missing
+    /// branch may come back, a token may be granted access), at most the maximum backoff.
     fn backoff(&self, error: &Error, failures: u32) -> Duration {
         error
             .retry_delay(failures)
@@ -158,8 +160,13 @@ type ProjectId = (String, String);
 /// A failing project's backoff.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
+    /// Failures in a row.
     failures: u32,
-    until: Instant,
+    /// When the last one happened.
+    at: Instant,
+    /// The wait the core's retry policy asks for after it, before the options' cap (which
+    /// is applied when the project is next due, so that new options apply at once).
+    wait: Duration,
 }
 
 /// Polls the tracked branches of every project of a store's database
@@ -302,7 +309,7 @@ impl PgPoller {
         for project in &projects {
             let id = (project.tenant.clone(), project.name.clone());
             if let Some(b) = self.backoff.get(&id)
-                && b.until > Instant::now()
+                && b.at + b.wait.min(self.options.max_backoff) > Instant::now()
             {
                 report.deferred += 1;
                 continue;
@@ -314,7 +321,8 @@ impl PgPoller {
                 }
                 Err(e) => {
                     let failures = self.backoff.get(&id).map_or(0, |b| b.failures) + 1;
-                    let delay = self.options.backoff(&e, failures);
+                    let wait = e.retry_delay(failures).unwrap_or(MAX_RETRY_DELAY);
+                    let delay = wait.min(self.options.max_backoff);
                     tracing::warn!(
                         tenant = %project.tenant,
                         project = %project.name,
@@ -327,7 +335,8 @@ impl PgPoller {
                         id,
                         Backoff {
                             failures,
-                            until: Instant::now() + delay,
+                            at: Instant::now(),
+                            wait,
                         },
                     );
                     report.errors += 1;

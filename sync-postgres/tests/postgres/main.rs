@@ -8,6 +8,7 @@ mod common;
 mod connect;
 mod history;
 mod migrations;
+mod poller;
 mod queue;
 mod rls;
 mod search;
