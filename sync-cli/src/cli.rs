@@ -483,12 +483,23 @@ mod tests {
             (4, 60, 1000)
         );
         assert_eq!((worker.poll_interval, worker.poll_jitter), (None, 20));
-        for (given, secs) in [("60s", 60.0), ("5m", 300.0), ("1h", 3600.0), ("250ms", 0.25), ("90", 90.0)] {
-            let cli = Cli::try_parse_from(["projsync", "worker", "--poll-interval", given]).unwrap();
+        for (given, secs) in [
+            ("60s", 60.0),
+            ("5m", 300.0),
+            ("1h", 3600.0),
+            ("250ms", 0.25),
+            ("90", 90.0),
+        ] {
+            let cli =
+                Cli::try_parse_from(["projsync", "worker", "--poll-interval", given]).unwrap();
             let Command::Worker(worker) = cli.command else {
                 panic!("not worker")
             };
-            assert_eq!(worker.poll_interval.map(|d| d.as_secs_f64()), Some(secs), "{given}");
+            assert_eq!(
+                worker.poll_interval.map(|d| d.as_secs_f64()),
+                Some(secs),
+                "{given}"
+            );
         }
         for bad in [
             &["projsync", "worker", "--concurrency", "0"][..],

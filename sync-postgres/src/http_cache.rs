@@ -90,7 +90,7 @@ impl PgHttpCache {
     }
 
     /// How many answers the tenant's cache holds, expired ones included.
-    pub async fn len(&self) -> Result<u64, Error> {
+    pub async fn count(&self) -> Result<u64, Error> {
         let what = "counting the HTTP cache";
         let mut tx = tx::begin(&self.pool, &self.tenant, what).await?;
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_http_cache")

@@ -358,7 +358,11 @@ impl PgPoller {
     }
 
     /// The project's source, opened once and again when its source string changes.
-    fn source(&mut self, project: &ProjectSpec, id: &ProjectId) -> Result<Arc<dyn RepoSource>, Error> {
+    fn source(
+        &mut self,
+        project: &ProjectSpec,
+        id: &ProjectId,
+    ) -> Result<Arc<dyn RepoSource>, Error> {
         if let Some((spec, source)) = self.sources.get(id)
             && *spec == project.source
         {
@@ -419,9 +423,7 @@ impl PgPoller {
                 history = Some(self.store.history(&repo, self.options.history).await?);
             }
             let last = history.iter().flatten().find(|r| {
-                r.status == SyncStatus::Completed
-                    && r.restored_from.is_none()
-                    && r.branch == branch
+                r.status == SyncStatus::Completed && r.restored_from.is_none() && r.branch == branch
             });
             if last.is_some_and(|r| r.commit == head) {
                 self.requested.remove(&key);

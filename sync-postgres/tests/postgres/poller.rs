@@ -47,7 +47,10 @@ fn opener(fake: Arc<FakeGitHub>) -> OpenSource {
         let source: Arc<dyn RepoSource> = match project.source.strip_prefix("github:") {
             Some(slug) => Arc::new(github(&fake, slug, cache)),
             None => Arc::new(GitSource::open(
-                project.source.strip_prefix("git:").unwrap_or(&project.source),
+                project
+                    .source
+                    .strip_prefix("git:")
+                    .unwrap_or(&project.source),
             )?),
         };
         Ok(source)
@@ -73,7 +76,7 @@ async fn etags_in_postgres_outlive_the_process_that_stored_them() {
     let source = github(&fake, "octo/hello", cache.clone());
     let head = source.head("main").await.unwrap();
     assert_eq!(fake.not_modified(), 0);
-    assert_eq!(cache.len().await.unwrap(), 1, "the answer is stored");
+    assert_eq!(cache.count().await.unwrap(), 1, "the answer is stored");
     first.close().await;
 
     // Another process: a new pool, a new source, the same database.
@@ -87,7 +90,10 @@ async fn etags_in_postgres_outlive_the_process_that_stored_them() {
     let log = fake.log();
     let last = log.last().unwrap();
     assert_eq!(last.route, Route::Ref);
-    assert!(last.conditional, "the new source sent the stored ETag: {log:?}");
+    assert!(
+        last.conditional,
+        "the new source sent the stored ETag: {log:?}"
+    );
     assert_eq!(last.status, 304);
     assert_eq!(fake.not_modified(), 1);
     assert_eq!(source.stats().not_modified, 1);
@@ -118,7 +124,10 @@ async fn etags_in_postgres_outlive_the_process_that_stored_them() {
         .unwrap();
     assert_eq!(keys.len(), 2, "{keys:?}");
     for (_, key) in &keys {
-        assert!(key.contains("/repos/octo/hello/git/ref/heads/main"), "{key}");
+        assert!(
+            key.contains("/repos/octo/hello/git/ref/heads/main"),
+            "{key}"
+        );
         assert!(!key.contains(TOKEN), "{key}");
     }
     // A store pinned to one tenant hands out no other tenant's cache.
@@ -127,7 +136,11 @@ async fn etags_in_postgres_outlive_the_process_that_stored_them() {
         .await
         .unwrap();
     let refused = pinned.http_cache(DEFAULT_TENANT).unwrap_err();
-    assert_eq!(refused.kind(), sync_core::ErrorKind::Unauthorized, "{refused}");
+    assert_eq!(
+        refused.kind(),
+        sync_core::ErrorKind::Unauthorized,
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,10 +170,16 @@ async fn the_poller_queues_one_job_for_a_moved_head_and_none_for_an_unchanged_on
     store.projects().add(&local_spec).await.unwrap();
 
     let options = PollOptions::default().interval(Duration::from_millis(1));
-    let mut poller = PgPoller::new(store.clone(), opener(fake.clone())).with_options(options.clone());
+    let mut poller =
+        PgPoller::new(store.clone(), opener(fake.clone())).with_options(options.clone());
     let first = poller.poll_once().await.unwrap();
     assert_eq!(
-        (first.projects, first.branches, first.enqueued, first.unchanged),
+        (
+            first.projects,
+            first.branches,
+            first.enqueued,
+            first.unchanged
+        ),
         (2, 3, 1, 2),
         "{first:?}"
     );
@@ -175,7 +194,11 @@ async fn the_poller_queues_one_job_for_a_moved_head_and_none_for_an_unchanged_on
     repo.commit("second");
     fake.reset_counts();
     let second = poller.poll_once().await.unwrap();
-    assert_eq!((second.enqueued, second.unchanged, second.waiting), (1, 1, 1), "{second:?}");
+    assert_eq!(
+        (second.enqueued, second.unchanged, second.waiting),
+        (1, 1, 1),
+        "{second:?}"
+    );
     assert_eq!(fake.count(Route::Ref), 2);
     assert_eq!(fake.not_modified(), 1, "dev's unchanged head cost a 304");
     let web: Vec<_> = queue.jobs(None, Some("web")).await.unwrap();
@@ -196,7 +219,11 @@ async fn the_poller_queues_one_job_for_a_moved_head_and_none_for_an_unchanged_on
         assert_eq!(pass.errors, 0, "{pass:?}");
     }
     assert_eq!(fake.count(Route::Ref), 4);
-    assert_eq!(fake.not_modified(), 4, "the restarted poller's cache is the database's");
+    assert_eq!(
+        fake.not_modified(),
+        4,
+        "the restarted poller's cache is the database's"
+    );
     assert_eq!(queue.jobs(None, None).await.unwrap().len(), 2);
     db.drop().await;
 }
@@ -286,11 +313,17 @@ async fn a_project_whose_source_cannot_be_opened_is_an_error_of_that_project() {
     };
     store
         .projects()
-        .add(&ProjectSpec::new("gone", "git:/nonexistent/projsync-poller-test"))
+        .add(&ProjectSpec::new(
+            "gone",
+            "git:/nonexistent/projsync-poller-test",
+        ))
         .await
         .unwrap();
     let open: OpenSource = Arc::new(|project: &ProjectSpec, _| {
-        Err(Error::not_found(format!("no repository at `{}`", project.source)))
+        Err(Error::not_found(format!(
+            "no repository at `{}`",
+            project.source
+        )))
     });
     let mut poller = PgPoller::new(store.clone(), open);
     let report = poller.poll_once().await.unwrap();
