@@ -120,6 +120,16 @@ pub(crate) enum Command {
     /// a project runs one job at a time, retryable failures wait and retry with growing
     /// delays, and the job of a worker that dies is taken over once its lease expires.
     /// A worker takes the jobs of every tenant, each synced under its project's tenant.
+    ///
+    /// With `--poll-interval`, the worker also stands in for webhooks: every interval
+    /// (±`--poll-jitter`) it asks each project's source for the head of each tracked
+    /// branch — GitHub through conditional requests whose ETags are kept in the database,
+    /// so an unchanged head costs one `304`, also after a restart — and queues a job for
+    /// each branch whose head is not the commit of its newest completed run. Polling runs
+    /// in the worker rather than in a process of its own, so a deployment without webhooks
+    /// is still one kind of process; turning it on in one worker is enough, and in several
+    /// is harmless (a branch whose job waits or runs is not queued again, and requests for
+    /// a waiting job coalesce), it only multiplies the requests.
     Worker(WorkerArgs),
 }
 
@@ -198,10 +208,46 @@ pub(crate) struct WorkerArgs {
     /// Print one JSON object per line for each job taken and ended, instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also poll every project's tracked branches for new heads this often (`90s`, `5m`,
+    /// `1h`, `500ms`; a bare number is seconds) and queue a sync for each that moved. Off
+    /// without it. Not `--poll`, which is how often an idle worker looks for jobs.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) poll_interval: Option<std::time::Duration>,
+    /// How far each wait of `--poll-interval` may stray from it, in percent, so that
+    /// workers started together drift apart.
+    #[arg(long, value_name = "PERCENT", default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub(crate) poll_jitter: u8,
     #[command(flatten)]
     pub(crate) embed: EmbedderArgs,
     #[command(flatten)]
     pub(crate) api: ApiArg,
+}
+
+/// Parses a duration: a number with `ms`, `s`, `m` or `h`, or a bare number of seconds;
+/// at least 10 ms.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{t}` is not a duration: write e.g. `60s`, `5m`, `1h` or `500ms`"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => {
+            return Err(format!(
+                "`{other}` is not a unit of time: use `ms`, `s`, `m` or `h`"
+            ));
+        }
+    };
+    if d < Duration::from_millis(10) {
+        return Err(format!("`{t}` is too short: poll at most every 10 ms"));
+    }
+    Ok(d)
 }
 
 /// `--json`.
@@ -470,9 +516,32 @@ mod tests {
             (worker.concurrency, worker.lease, worker.poll),
             (4, 60, 1000)
         );
+        assert_eq!((worker.poll_interval, worker.poll_jitter), (None, 20));
+        for (given, secs) in [
+            ("60s", 60.0),
+            ("5m", 300.0),
+            ("1h", 3600.0),
+            ("250ms", 0.25),
+            ("90", 90.0),
+        ] {
+            let cli =
+                Cli::try_parse_from(["projsync", "worker", "--poll-interval", given]).unwrap();
+            let Command::Worker(worker) = cli.command else {
+                panic!("not worker")
+            };
+            assert_eq!(
+                worker.poll_interval.map(|d| d.as_secs_f64()),
+                Some(secs),
+                "{given}"
+            );
+        }
         for bad in [
             &["projsync", "worker", "--concurrency", "0"][..],
             &["projsync", "worker", "--lease", "0"],
+            &["projsync", "worker", "--poll-interval", "5ms"],
+            &["projsync", "worker", "--poll-interval", "1d"],
+            &["projsync", "worker", "--poll-interval", "s"],
+            &["projsync", "worker", "--poll-jitter", "101"],
             &["projsync", "project", "add"],
             &["projsync", "project", "remove"],
             &["projsync", "project", "frobnicate"],

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use sync_core::{Error, RepoKey, RepoSource, SyncStore};
+use sync_core::{Error, RepoKey, RepoSource, ResponseCache, SyncStore};
 
 use crate::cli::GlobalArgs;
 use crate::dburl::{DbKind, DbSpec};
@@ -75,6 +76,26 @@ pub(crate) fn source(
     let source = sync_git::GitSource::open(&path)
         .map_err(|e| e.context(format!("opening the repository at `{}`", path.display())))?;
     Ok(Arc::new(source))
+}
+
+/// Opens a project's repository for the poller: as [`source`], with a GitHub source's
+/// ETags kept in `cache` and a rate limit failing at once (the poller backs off until the
+/// reset rather than holding up the other projects).
+pub(crate) fn poll_source(
+    spec: &SourceSpec,
+    api_url: Option<&str>,
+    cache: Arc<dyn ResponseCache>,
+) -> Result<Arc<dyn RepoSource>, Error> {
+    let Some(slug) = spec.github_slug() else {
+        return source(spec, api_url);
+    };
+    let mut builder = sync_github::GitHubSource::from_slug(slug)?
+        .response_cache(cache)
+        .max_rate_limit_wait(Duration::ZERO);
+    if let Some(url) = api_url {
+        builder = builder.api_url(url);
+    }
+    Ok(Arc::new(builder.build()?))
 }
 
 /// Opens the store named by `--db`: `postgres://…` on PostgreSQL, a path or `sqlite://…`

@@ -4,6 +4,7 @@
 //! over once the lease expires — the killed run abandoned, exactly one completed run after
 //! it in the chain, and the ten requests made during the run coalesced into one job. The
 //! run is held in its import by an embedding server that answers only when told to.
+//! A worker with `--poll-interval` queues the syncs of a branch whose head moved.
 
 #[path = "../../sync-postgres/tests/common/mod.rs"]
 mod common;
@@ -885,6 +886,68 @@ async fn a_workers_run_streams_live_from_every_server_and_resumes_without_duplic
     let (_, history) = http(&one, "GET", "/api/v1/projects/web/syncs", None);
     assert_eq!(history["running"], Value::Null, "{history}");
     drop(children);
+    store.close().await;
+    db.drop().await;
+}
+
+/// `worker --poll-interval` stands in for webhooks: it queues the first sync of a project
+/// and a sync of each new head of its branch, and nothing while the head stands still.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_worker_syncs_a_branch_when_its_head_moves() {
+    let Some(server) = common::server("a_polling_worker_syncs_a_branch_when_its_head_moves") else {
+        return;
+    };
+    let db = server.database().await;
+    let url = db.app_url();
+    let repo = TestRepo::new();
+    repo.write("README.md", "# Demo\n");
+    let first = repo.commit("first");
+    let mut add = projsync(&url);
+    add.args(["project", "add", "web", "--embedder", "hash:8", "--source"])
+        .arg(repo.path());
+    ok(add);
+    let key = RepoKey::new(format!(
+        "git:{}",
+        repo.path().canonicalize().unwrap().display()
+    ))
+    .unwrap();
+
+    let mut worker = projsync(&url);
+    worker
+        .args(["worker", "--poll", "50", "--poll-interval", "100ms"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let workers = Workers(vec![worker.spawn().expect("a worker starts")]);
+
+    let store = PgStore::connect(&url).max_connections(2).await.unwrap();
+    let synced = |commit: sync_core::CommitId| {
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            let history = store.history(&key, 10).await.unwrap();
+            history
+                .iter()
+                .any(|r| r.status == SyncStatus::Completed && r.commit == commit)
+                .then_some(())
+        }
+    };
+    wait_for("the first sync", Duration::from_secs(120), || synced(first)).await;
+    repo.write("src/lib.rs", "pub fn answer() -> u32 { 42 }\n");
+    let second = repo.commit("second");
+    wait_for("the sync of the new head", Duration::from_secs(120), || {
+        synced(second)
+    })
+    .await;
+
+    let jobs = store.queue().jobs(None, None).await.unwrap();
+    assert_eq!(jobs.len(), 2, "one job per head: {jobs:?}");
+    assert!(
+        jobs.iter()
+            .all(|j| j.branch.as_deref() == Some("main") && j.status == JobStatus::Completed),
+        "{jobs:?}"
+    );
+    assert_eq!(store.history(&key, 10).await.unwrap().len(), 2);
+    drop(workers);
     store.close().await;
     db.drop().await;
 }

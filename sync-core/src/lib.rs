@@ -15,6 +15,7 @@ mod model;
 mod path;
 mod policy;
 mod reembed;
+mod response_cache;
 mod rules;
 mod search;
 mod source;
@@ -43,6 +44,7 @@ pub use model::{
 pub use path::RepoPath;
 pub use policy::{BINARY_SNIFF_LEN, DEFAULT_MAX_FILE_SIZE, FilePolicy, PolicySpec};
 pub use reembed::{REEMBED_PAGE, ReembedProgress, ReembedStats, reembed};
+pub use response_cache::{CachedResponse, MemoryResponseCache, ResponseCache};
 pub use rules::{HitRank, RunEnd, check_restore_target, take_over};
 pub use search::{
     COMMON_TERM_MIN_DOCUMENTS, COMMON_TERM_SHARE, LexicalQuery, RRF_K, SearchMode, SearchQuery,

@@ -1,7 +1,7 @@
 //! Raw HTTP over octocrab: at most N requests in flight, rate limits waited out or
-//! reported, transient failures retried with backoff, ETags remembered.
+//! reported, transient failures retried with backoff, ETags remembered (in the source's
+//! [`ResponseCache`]).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use octocrab::Octocrab;
 use octocrab::secrecy::{ExposeSecret, SecretString};
-use sync_core::{Error, SourceNotice, report_notice};
+use sync_core::{CachedResponse, Error, ResponseCache, SourceNotice, report_notice};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{ApiUrl, RetryPolicy};
@@ -109,13 +109,6 @@ pub(crate) struct Streaming {
     pub(crate) permit: OwnedSemaphorePermit,
 }
 
-#[derive(Debug, Clone)]
-struct Cached {
-    etag: HeaderValue,
-    link: Option<HeaderValue>,
-    body: Bytes,
-}
-
 /// The HTTP side of a source.
 pub(crate) struct Client {
     crab: OnceLock<Octocrab>,
@@ -129,7 +122,8 @@ pub(crate) struct Client {
     timeouts: (Duration, Duration),
     gate: Mutex<Option<DateTime<Utc>>>,
     rate: Mutex<Option<RateLimit>>,
-    etags: Mutex<HashMap<String, Cached>>,
+    /// ETags and bodies of conditional requests.
+    cache: Arc<dyn ResponseCache>,
     counters: Counters,
 }
 
@@ -143,6 +137,7 @@ pub(crate) struct ClientConfig {
     pub(crate) max_rate_limit_wait: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    pub(crate) cache: Arc<dyn ResponseCache>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,7 +175,7 @@ impl Client {
             timeouts: (config.connect_timeout, config.read_timeout),
             gate: Mutex::new(None),
             rate: Mutex::new(None),
-            etags: Mutex::new(HashMap::new()),
+            cache: config.cache,
             counters: Counters::default(),
         })
     }
@@ -342,30 +337,52 @@ impl Client {
         }
     }
 
+    /// The cache key of a request: the API base, path and query, and media type. It
+    /// carries no secret (the API URL may not carry credentials, nor a query).
+    fn cache_key(&self, req: &Request<'_>) -> String {
+        format!("GET {}{} {}", self.api.base, req.path, req.accept)
+    }
+
+    /// The cached answer to `key`, if the cache has a usable one; a cache that fails is
+    /// logged and treated as empty.
+    async fn cached(&self, key: &str) -> Option<(HeaderValue, CachedResponse)> {
+        match self.cache.get(key).await {
+            Ok(Some(cached)) => HeaderValue::from_str(&cached.etag)
+                .ok()
+                .map(|etag| (etag, cached)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the HTTP cache; asking GitHub without an ETag");
+                None
+            }
+        }
+    }
+
     /// A whole response. With `conditional`, the ETag of the last answer to the same
-    /// request is sent and a `304` answers from memory, at no rate-limit cost.
+    /// request (from the source's [`ResponseCache`]) is sent and a `304` answers from the
+    /// cache, at no rate-limit cost.
     pub(crate) async fn get(&self, req: &Request<'_>, conditional: bool) -> Result<Full, Error> {
-        let key = format!("{} {}", req.accept, req.path);
+        let key = self.cache_key(req);
         let cached = if conditional {
-            lock(&self.etags).get(&key).cloned()
+            self.cached(&key).await
         } else {
             None
         };
         let mut retry = Retrier::new(self);
         loop {
             let (status, headers, body, permit) = self
-                .exchange(req, cached.as_ref().map(|c| &c.etag), &mut retry)
+                .exchange(req, cached.as_ref().map(|(etag, _)| etag), &mut retry)
                 .await?;
             if status == StatusCode::NOT_MODIFIED {
                 drop(permit);
-                let Some(cached) = cached else {
+                let Some((_, cached)) = cached else {
                     return Err(self
                         .ctx
                         .malformed(req.target, "304 Not Modified to an unconditional request"));
                 };
                 self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
                 let mut headers = HeaderMap::new();
-                if let Some(link) = cached.link {
+                if let Some(link) = cached.link.and_then(|l| HeaderValue::from_str(&l).ok()) {
                     headers.insert(LINK, link);
                 }
                 return Ok(Full {
@@ -377,15 +394,17 @@ impl Client {
                 Ok(collected) => {
                     drop(permit);
                     let body = collected.to_bytes();
-                    if conditional && let Some(etag) = headers.get(ETAG) {
-                        lock(&self.etags).insert(
-                            key,
-                            Cached {
-                                etag: etag.clone(),
-                                link: headers.get(LINK).cloned(),
-                                body: body.clone(),
-                            },
-                        );
+                    if conditional
+                        && let Some(etag) = headers.get(ETAG).and_then(|e| e.to_str().ok())
+                    {
+                        let link = headers
+                            .get(LINK)
+                            .and_then(|l| l.to_str().ok())
+                            .map(str::to_owned);
+                        let entry = CachedResponse::new(etag, body.clone()).with_link(link);
+                        if let Err(e) = self.cache.put(&key, entry).await {
+                            tracing::warn!(error = %e, "could not write the HTTP cache; the next request for this is unconditional");
+                        }
                     }
                     return Ok(Full { headers, body });
                 }

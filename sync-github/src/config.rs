@@ -1,10 +1,11 @@
 //! The builder of a [`GitHubSource`] and its options.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use octocrab::secrecy::SecretString;
-use sync_core::Error;
+use sync_core::{Error, ResponseCache};
 
 use crate::GitHubSource;
 
@@ -131,6 +132,7 @@ pub struct GitHubSourceBuilder {
     pub(crate) tree_diff: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    pub(crate) cache: Option<Arc<dyn ResponseCache>>,
 }
 
 impl fmt::Debug for GitHubSourceBuilder {
@@ -150,6 +152,7 @@ impl fmt::Debug for GitHubSourceBuilder {
             .field("retry", &self.retry)
             .field("tarball_threshold", &self.tarball_threshold)
             .field("tree_diff", &self.tree_diff)
+            .field("response_cache", &self.cache)
             .finish_non_exhaustive()
     }
 }
@@ -168,6 +171,7 @@ impl GitHubSourceBuilder {
             tree_diff: false,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            cache: None,
         }
     }
 
@@ -254,6 +258,21 @@ impl GitHubSourceBuilder {
     pub fn timeouts(mut self, connect: Duration, read: Duration) -> Self {
         self.connect_timeout = connect;
         self.read_timeout = read;
+        self
+    }
+
+    /// Keeps the ETags and bodies of conditional requests (branch heads, the branch list,
+    /// the repository) in `cache` instead of a map of the source's own, so that they
+    /// outlive the source: a source built later with the same cache — in another process,
+    /// for a cache in a database such as `sync_postgres::PgHttpCache` — asks with the
+    /// ETags it finds there, and an unchanged answer costs one `304`, which GitHub does not
+    /// count against the rate limit. Keys name the API URL, path and media type, never the
+    /// token; bodies are the API's answers, so a cache shared by several tenants must keep
+    /// them apart. Default: a [`MemoryResponseCache`](sync_core::MemoryResponseCache) per
+    /// source.
+    #[must_use]
+    pub fn response_cache(mut self, cache: Arc<dyn ResponseCache>) -> Self {
+        self.cache = Some(cache);
         self
     }
 

@@ -16,3 +16,6 @@ pub mod testkit;
 pub use client::{RateLimit, RequestStats};
 pub use config::{GITHUB_API_URL, GitHubSourceBuilder, RetryPolicy, TOKEN_ENV};
 pub use source::GitHubSource;
+/// The cache of conditional requests a source keeps its ETags in
+/// ([`GitHubSourceBuilder::response_cache`]), re-exported from the core.
+pub use sync_core::{CachedResponse, MemoryResponseCache, ResponseCache};

@@ -153,6 +153,9 @@ impl GitHubSource {
             max_rate_limit_wait: b.max_rate_limit_wait,
             connect_timeout: b.connect_timeout,
             read_timeout: b.read_timeout,
+            cache: b
+                .cache
+                .unwrap_or_else(|| std::sync::Arc::new(sync_core::MemoryResponseCache::new())),
         })?;
         Ok(Self {
             owner: b.owner,

@@ -667,6 +667,28 @@ impl PgQueue {
         })
     }
 
+    /// The newest job of `branch` (`None`: the default branch) of `project` that is
+    /// waiting or running, if there is one.
+    pub async fn active_job(
+        &self,
+        tenant: &str,
+        project: &str,
+        branch: Option<&str>,
+    ) -> Result<Option<SyncJob>, Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM sync_jobs WHERE tenant = $1 AND project = $2 AND branch = $3 \
+             AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1"
+        );
+        let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(project)
+            .bind(branch.unwrap_or_default())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| error::map(&format!("reading the jobs of project `{project}`"), e))?;
+        row.map(SyncJob::try_from).transpose()
+    }
+
     async fn begin(&self, what: &str) -> Result<Transaction<'static, Postgres>, Error> {
         self.pool.begin().await.map_err(|e| error::map(what, e))
     }

@@ -14,6 +14,7 @@ use sync_core::{
 
 use crate::config::{PgStoreBuilder, StoreOptions};
 use crate::events::PgEvents;
+use crate::http_cache::PgHttpCache;
 use crate::projects::PgProjects;
 use crate::queue::PgQueue;
 use crate::tx::{self, Tx};
@@ -97,6 +98,24 @@ impl PgStore {
         PgEvents::new(self.pool.clone())
     }
 
+    /// The cache of conditional HTTP requests of `tenant` in this store's database
+    /// (table `sync_http_cache`), sharing its connections: give it to a GitHub source
+    /// (`GitHubSourceBuilder::response_cache`) so that its ETags outlive the process.
+    ///
+    /// A store pinned to another tenant ([`PgStoreBuilder::tenant`]) refuses with
+    /// [`Error::Unauthorized`](sync_core::ErrorKind::Unauthorized); an invalid tenant is
+    /// [`Error::InvalidInput`](sync_core::ErrorKind::InvalidInput).
+    pub fn http_cache(&self, tenant: &str) -> Result<PgHttpCache, Error> {
+        if let Some(only) = &self.options.tenant
+            && only != tenant
+        {
+            return Err(Error::unauthorized(format!(
+                "this store serves tenant `{only}` only, not `{tenant}`; open the HTTP cache of `{only}`, or a store that is not pinned to a tenant"
+            )));
+        }
+        PgHttpCache::new(self.pool.clone(), tenant)
+    }
+
     /// Closes the store's connections, waiting for those in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -112,6 +131,11 @@ impl PgStore {
         k: usize,
     ) -> Result<String, Error> {
         search::explain(self, repo, model, vector, k).await
+    }
+
+    /// The only tenant the store serves, if it is pinned to one.
+    pub(crate) fn pinned_tenant(&self) -> Option<&str> {
+        self.options.tenant.as_deref()
     }
 
     /// The tenant of `repo`, refused if the store is pinned to another one.

@@ -18,6 +18,9 @@
 //!   are deleted as a job of the project starts;
 //! * Ctrl-C stops taking jobs and lets the running ones end; a second Ctrl-C stops at once
 //!   (the jobs are taken over by other workers when their leases expire).
+//!
+//! With `--poll-interval`, a [`PgPoller`] runs beside the slots and queues a job for each
+//! tracked branch whose head moved (see the command's help for why it runs here).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -30,7 +33,10 @@ use sync_core::{
     Embedder, Error, SyncEvent, SyncOptions, SyncRecord, SyncStore, Syncer, TokenBudget,
 };
 use sync_extract::SyntaxChunker;
-use sync_postgres::{FailOutcome, PgEventWriter, PgEvents, PgStore, ProjectSpec, SyncJob};
+use sync_postgres::{
+    FailOutcome, OpenSource, PgEventWriter, PgEvents, PgPoller, PgStore, PollOptions, PollReport,
+    ProjectSpec, SyncJob,
+};
 use tokio::sync::{Mutex, watch};
 
 use crate::cli::WorkerArgs;
@@ -90,6 +96,20 @@ pub(super) async fn exec(target: &Target, args: &WorkerArgs) -> Result<Exit, Err
         target.db.label(),
         args.concurrency
     );
+    let poller = args.poll_interval.map(|interval| {
+        eprintln!(
+            "polling the tracked branches of every project every {interval:?} ±{} %",
+            args.poll_jitter
+        );
+        tokio::spawn(poll(
+            worker.base.clone(),
+            args.api.api_url.clone(),
+            PollOptions::default()
+                .interval(interval)
+                .jitter(f64::from(args.poll_jitter) / 100.0),
+            worker.stop.clone(),
+        ))
+    });
     let all = futures::future::join_all(slots);
     tokio::pin!(all);
     let mut interrupts = 0;
@@ -107,6 +127,24 @@ pub(super) async fn exec(target: &Target, args: &WorkerArgs) -> Result<Exit, Err
             }
         }
     };
+    if let Some(poller) = poller {
+        // The slots may have ended on an error rather than Ctrl-C: stop the poller too.
+        stop_tx.send_replace(true);
+        match poller.await {
+            Ok(report) => eprintln!(
+                "the poller queued {} syncs ({} polls of a project, {} failed)",
+                report.enqueued, report.projects, report.errors
+            ),
+            Err(join) => {
+                return Err(Error::Backend {
+                    backend: "projsync worker",
+                    message: "the poller task panicked".to_owned(),
+                    retryable: false,
+                    source: Some(Box::new(join)),
+                });
+            }
+        }
+    }
     worker.base.close().await;
     for result in results {
         match result {
@@ -127,6 +165,28 @@ pub(super) async fn exec(target: &Target, args: &WorkerArgs) -> Result<Exit, Err
     } else {
         Exit::Success
     })
+}
+
+/// Polls the projects' tracked branches until `stop` turns true.
+async fn poll(
+    store: PgStore,
+    api_url: Option<String>,
+    options: PollOptions,
+    mut stop: watch::Receiver<bool>,
+) -> PollReport {
+    let open: OpenSource = Arc::new(move |project: &ProjectSpec, cache| {
+        open::poll_source(&SourceSpec::new(&project.source), api_url.as_deref(), cache)
+    });
+    let mut poller = PgPoller::new(store, open).with_options(options);
+    poller
+        .run(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
 }
 
 impl Worker {

@@ -1,6 +1,9 @@
 //! Branches: pagination, names that need encoding, conditional head look-ups.
 
+use std::sync::Arc;
+
 use sync_core::RepoSource;
+use sync_github::MemoryResponseCache;
 use sync_github::testkit::{FakeGitHub, Route};
 
 use crate::support::*;
@@ -101,4 +104,39 @@ async fn a_moved_head_is_seen_despite_the_etag() {
     assert_eq!(limit.resource.as_deref(), Some("core"));
     // 304s cost nothing: two counted requests so far.
     assert_eq!(limit.remaining, Some(4998));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_response_cache_carries_etags_and_links_to_a_new_source() {
+    let (repo, first) = repo_with(3);
+    for name in ["dev", "release"] {
+        set_branch(&repo, name, &first);
+    }
+    let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
+    github.set_page_size(2);
+    let cache = Arc::new(MemoryResponseCache::new());
+    let first_source = builder(&github)
+        .response_cache(cache.clone())
+        .build()
+        .unwrap();
+    let branches = first_source.branches().await.unwrap();
+    assert_eq!(branches.len(), 3);
+    assert_eq!(first_source.head("main").await.unwrap(), first);
+    assert_eq!((github.total(), github.not_modified()), (3, 0));
+    assert_eq!(cache.len(), 3, "two pages and a head");
+
+    // A new source given the same cache asks with its ETags; the second page is found
+    // through the first page's `Link`, kept with its body.
+    github.reset_counts();
+    let second_source = builder(&github).response_cache(cache).build().unwrap();
+    assert_eq!(second_source.branches().await.unwrap(), branches);
+    assert_eq!(second_source.head("main").await.unwrap(), first);
+    assert_eq!((github.total(), github.not_modified()), (3, 3));
+    assert!(github.log().iter().all(|l| l.conditional));
+
+    // A source with a cache of its own (the default) starts without ETags.
+    github.reset_counts();
+    let fresh = source(&github);
+    assert_eq!(fresh.head("main").await.unwrap(), first);
+    assert_eq!(github.not_modified(), 0);
 }

@@ -9,6 +9,7 @@ mod connect;
 mod events;
 mod history;
 mod migrations;
+mod poller;
 mod queue;
 mod rls;
 mod search;
