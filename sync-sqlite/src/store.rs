@@ -253,6 +253,28 @@ impl SyncStore for SqliteStore {
             .await
     }
 
+    async fn file_index_at(&self, repo: &RepoKey, at: SyncId) -> Result<FileIndex, Error> {
+        let repo = repo.clone();
+        self.pool
+            .read(move |c| index::file_index_at(c, &repo, at))
+            .await
+    }
+
+    async fn search_vector_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        model: &str,
+        vector: &Embedding,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let (repo, model, vector) = (repo.clone(), model.to_owned(), vector.clone());
+        let cache = Arc::clone(&self.vectors);
+        self.pool
+            .read(move |c| search::search_vector_at(c, &cache, &repo, at, &model, &vector, k))
+            .await
+    }
+
     async fn search_text(
         &self,
         repo: &RepoKey,
