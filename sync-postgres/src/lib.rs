@@ -5,6 +5,7 @@
 mod commit;
 mod config;
 mod error;
+mod history;
 mod index;
 mod migrations;
 mod projects;
