@@ -43,7 +43,16 @@ use crate::{
 
 /// The history rule: whether a row written by the run at chain position `created`, and
 /// replaced by the run at position `replaced` (`None`: never replaced), was live right
-/// after the run at position `at` (see the [module docs](self)).
+/// after the run at position `at`.
+///
+/// The runs of a repository form one chain (invariant 5); a run's *position* is its place
+/// in it (`seq` in the SQL stores). A row — an entry or a file version — was live right
+/// after the run at position `n` when the run that wrote it is at `n` or before, and it was
+/// never replaced, or the run that replaced it (superseded the entry, removed the file
+/// version) is after `n`. Staged rows (of a run that has not completed, or never will) are
+/// never live. Every store applies this one rule: the in-memory store calls this function,
+/// the SQL stores say it in their queries (`created.seq <= n AND (superseded_by IS NULL OR
+/// superseded.seq > n)`). Which runs can be read is [`check_readable`]'s.
 ///
 /// ```
 /// use sync_core::live_after;
@@ -52,12 +61,23 @@ use crate::{
 /// assert!(!live_after(1, Some(3), 3), "replaced by run 3 itself");
 /// assert!(!live_after(4, None, 3), "written after run 3");
 /// ```
-pub fn live_after<T: Ord>(created: T, replaced: Option<T>, at: T) -> bool {
+pub fn live_after<T: Ord + Copy>(created: T, replaced: Option<T>, at: T) -> bool {
     created <= at && replaced.is_none_or(|r| r > at)
 }
 
 /// Checks that run `id` of `repo`, whose status is `status`, left a state that can be read
-/// (see the [module docs](self)): only a completed run did.
+/// as of it: only a completed run did.
+///
+/// * a **completed sync** reads as the state its commit left;
+/// * a **restore** R of run N is itself a completed run (invariant 6): it wrote copies of
+///   N's rows, so [`live_after`] gives R's state — equal to N's — with no special case;
+/// * a **failed, cancelled or abandoned** run activated nothing: [`Error::InvalidInput`]
+///   naming its status and saying which runs can be read (the state it left is that of the
+///   completed run before it);
+/// * a **running** run has no state yet: [`Error::Conflict`] (read it once it completes).
+///
+/// A run of another repository or tenant, or none at all, is [`Error::run_not_found`]
+/// (the store's lookup, before this check).
 ///
 /// ```
 /// use sync_core::{ErrorKind, RepoKey, SyncId, SyncStatus, check_readable};
@@ -165,7 +185,7 @@ impl LexicalIndex {
         let mut scores: HashMap<usize, f64> = matching.into_iter().map(|d| (d, 0.0)).collect();
         for (list, &d) in lists.iter().zip(&counts) {
             let idf = ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6);
-            for &(doc, tf) in list.iter() {
+            for &(doc, tf) in *list {
                 if let Some(score) = scores.get_mut(&doc) {
                     let (tf, len) = (f64::from(tf), self.lengths[doc] as f64);
                     *score += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg));
