@@ -120,31 +120,57 @@ pub fn check_readable(repo: &RepoKey, id: SyncId, status: SyncStatus) -> Result<
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct LexicalIndex {
-    /// Each term's postings: the document and how often the term is in it.
-    postings: HashMap<String, Vec<(usize, u32)>>,
+    /// Each term's id.
+    ids: HashMap<Box<str>, u32>,
+    /// Each term's postings, by id: the document and how often the term is in it.
+    postings: Vec<Vec<(u32, u32)>>,
     /// Each document's length in terms.
-    lengths: Vec<usize>,
-    total_length: usize,
+    lengths: Vec<u32>,
+    total_length: u64,
+    /// The term ids of the document being added.
+    scratch: Vec<u32>,
 }
 
 impl LexicalIndex {
     /// Adds a document (it is number [`len`](Self::len) before the call).
     pub fn push(&mut self, content: &str, path: &RepoPath, symbol: Option<&str>) {
-        let doc = self.lengths.len();
-        let mut words = crate::lexical_terms(content);
-        words.extend(crate::lexical_terms(&path.to_string()));
-        if let Some(symbol) = symbol {
-            words.extend(crate::lexical_terms(symbol));
+        let doc = u32::try_from(self.lengths.len()).unwrap_or(u32::MAX);
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        let mut term = String::new();
+        for text in [content, &path.to_string(), symbol.unwrap_or("")] {
+            // The terms of `lexical_terms`, without a string per occurrence.
+            for word in text.split(|c: char| !c.is_alphanumeric()) {
+                if word.is_empty() {
+                    continue;
+                }
+                term.clear();
+                if word.is_ascii() {
+                    term.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+                } else {
+                    term.push_str(&word.to_lowercase());
+                }
+                let id = match self.ids.get(term.as_str()) {
+                    Some(&id) => id,
+                    None => {
+                        let id = u32::try_from(self.postings.len()).unwrap_or(u32::MAX);
+                        self.ids.insert(term.as_str().into(), id);
+                        self.postings.push(Vec::new());
+                        id
+                    }
+                };
+                ids.push(id);
+            }
         }
-        self.lengths.push(words.len());
-        self.total_length += words.len();
-        let mut counts: HashMap<String, u32> = HashMap::new();
-        for w in words {
-            *counts.entry(w).or_default() += 1;
+        let length = ids.len();
+        ids.sort_unstable();
+        for run in ids.chunk_by(|a, b| a == b) {
+            let tf = u32::try_from(run.len()).unwrap_or(u32::MAX);
+            self.postings[run[0] as usize].push((doc, tf));
         }
-        for (term, tf) in counts {
-            self.postings.entry(term).or_default().push((doc, tf));
-        }
+        self.lengths.push(u32::try_from(length).unwrap_or(u32::MAX));
+        self.total_length += length as u64;
+        self.scratch = ids;
     }
 
     /// How many documents the index holds.
@@ -166,28 +192,31 @@ impl LexicalIndex {
             return Vec::new();
         }
         let empty = Vec::new();
-        let lists: Vec<&Vec<(usize, u32)>> = query
+        let lists: Vec<&Vec<(u32, u32)>> = query
             .terms()
             .iter()
-            .map(|t| self.postings.get(t).unwrap_or(&empty))
+            .map(|t| {
+                self.ids
+                    .get(t.as_str())
+                    .map_or(&empty, |&id| &self.postings[id as usize])
+            })
             .collect();
         let counts: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
         let query = query.with_document_counts(self.len() as u64, &counts);
         let n = self.len() as f64;
         let avg = self.total_length as f64 / n.max(1.0);
         let (k1, b) = (1.2, 0.75);
-        let mut matching: HashSet<usize> = HashSet::new();
+        let mut scores: HashMap<usize, f64> = HashMap::new();
         for (t, list) in query.terms().iter().zip(&lists) {
             if query.matching().contains(t) {
-                matching.extend(list.iter().map(|&(doc, _)| doc));
+                scores.extend(list.iter().map(|&(doc, _)| (doc as usize, 0.0)));
             }
         }
-        let mut scores: HashMap<usize, f64> = matching.into_iter().map(|d| (d, 0.0)).collect();
         for (list, &d) in lists.iter().zip(&counts) {
             let idf = ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6);
             for &(doc, tf) in *list {
-                if let Some(score) = scores.get_mut(&doc) {
-                    let (tf, len) = (f64::from(tf), self.lengths[doc] as f64);
+                if let Some(score) = scores.get_mut(&(doc as usize)) {
+                    let (tf, len) = (f64::from(tf), f64::from(self.lengths[doc as usize]));
                     *score += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg));
                 }
             }

@@ -621,6 +621,11 @@ impl SyncStore for MemoryStore {
         };
         let mut out: Vec<MemoryEntry> = if let Some(at) = at {
             let seq = |id: SyncId| state.runs[&id].seq;
+            // As of a run, the status filter is the history rule's.
+            let filter = EntryQuery {
+                include_superseded: true,
+                ..query.clone()
+            };
             r.entries
                 .iter()
                 .filter(|row| live_after(seq(row.created_by), row.superseded_by.map(seq), at))
@@ -632,13 +637,7 @@ impl SyncStore for MemoryStore {
                     };
                     to_entry(row, status)
                 })
-                .filter(|e| {
-                    let query = EntryQuery {
-                        include_superseded: true,
-                        ..query.clone()
-                    };
-                    query.matches(&e.path, e.status)
-                })
+                .filter(|e| filter.matches(&e.path, e.status))
                 .collect()
         } else if query.include_superseded {
             r.entries
