@@ -206,18 +206,43 @@ impl LexicalIndex {
         let n = self.len() as f64;
         let avg = self.total_length as f64 / n.max(1.0);
         let (k1, b) = (1.2, 0.75);
-        let mut scores: HashMap<usize, f64> = HashMap::new();
+        let mut candidates: Vec<u32> = Vec::new();
         for (t, list) in query.terms().iter().zip(&lists) {
             if query.matching().contains(t) {
-                scores.extend(list.iter().map(|&(doc, _)| (doc as usize, 0.0)));
+                candidates.extend(list.iter().map(|&(doc, _)| doc));
             }
         }
-        for (list, &d) in lists.iter().zip(&counts) {
-            let idf = ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6);
-            for &(doc, tf) in *list {
-                if let Some(score) = scores.get_mut(&(doc as usize)) {
-                    let (tf, len) = (f64::from(tf), f64::from(self.lengths[doc as usize]));
-                    *score += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg));
+        candidates.sort_unstable();
+        candidates.dedup();
+        let idfs: Vec<f64> = counts
+            .iter()
+            .map(|&d| ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6))
+            .collect();
+        let term_score = |idf: f64, tf: u32, doc: u32| {
+            let (tf, len) = (f64::from(tf), f64::from(self.lengths[doc as usize]));
+            idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg))
+        };
+        // Lists are in document order. Few candidates look their terms up; many walk the
+        // lists once. Either way each score adds its terms in query order.
+        let postings: usize = lists.iter().map(|l| l.len()).sum();
+        let mut scores: HashMap<usize, f64> = HashMap::with_capacity(candidates.len());
+        if candidates.len().saturating_mul(16) < postings {
+            for &doc in &candidates {
+                let mut score = 0.0;
+                for (list, &idf) in lists.iter().zip(&idfs) {
+                    if let Ok(i) = list.binary_search_by_key(&doc, |&(d, _)| d) {
+                        score += term_score(idf, list[i].1, doc);
+                    }
+                }
+                scores.insert(doc as usize, score);
+            }
+        } else {
+            scores.extend(candidates.iter().map(|&doc| (doc as usize, 0.0)));
+            for (list, &idf) in lists.iter().zip(&idfs) {
+                for &(doc, tf) in *list {
+                    if let Some(score) = scores.get_mut(&(doc as usize)) {
+                        *score += term_score(idf, tf, doc);
+                    }
                 }
             }
         }
@@ -518,6 +543,71 @@ mod tests {
             assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
             assert!(e.to_string().contains(status.as_str()), "{e}");
             assert!(e.to_string().contains("projsync history"), "{e}");
+        }
+    }
+
+    /// BM25 as the in-memory store computed it before the index: every document's words,
+    /// scored term by term.
+    fn reference(docs: &[String], text: &str) -> Vec<(usize, f32)> {
+        // Every document's path is `x`.
+        let words: Vec<Vec<String>> = docs
+            .iter()
+            .map(|d| crate::lexical_terms(&format!("{d} x")))
+            .collect();
+        let query = LexicalQuery::new(text);
+        let counts: Vec<u64> = query
+            .terms()
+            .iter()
+            .map(|t| words.iter().filter(|w| w.contains(t)).count() as u64)
+            .collect();
+        let query = query.with_document_counts(docs.len() as u64, &counts);
+        let n = docs.len() as f64;
+        let avg = words.iter().map(Vec::len).sum::<usize>() as f64 / n;
+        let mut out: Vec<(usize, f32)> = words
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| query.matching().iter().any(|t| w.contains(t)))
+            .map(|(i, w)| {
+                let mut score = 0.0;
+                for (t, &d) in query.terms().iter().zip(&counts) {
+                    let idf = ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6);
+                    let tf = w.iter().filter(|x| *x == t).count() as f64;
+                    if tf > 0.0 {
+                        let len = w.len() as f64;
+                        score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / avg));
+                    }
+                }
+                (i, score as f32)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn the_lexical_index_scores_as_bm25_over_every_word() {
+        let path = RepoPath::new("x").unwrap();
+        // 3,000 documents: `common` in all, `mid` in a third, `rare7` in a few.
+        let docs: Vec<String> = (0..3000)
+            .map(|i| {
+                let mid = if i % 3 == 0 { " mid mid" } else { "" };
+                format!("common Word{} common{mid} rare{}", i % 50, i % 997)
+            })
+            .collect();
+        let mut index = LexicalIndex::default();
+        for d in &docs {
+            index.push(d, &path, None);
+        }
+        // Few candidates (looked up), many (lists walked), and all terms common.
+        for text in [
+            "common rare7 word3",
+            "mid common",
+            "common",
+            "x rare996 mid",
+        ] {
+            let mut got = index.search(text, 10);
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(got, reference(&docs, text), "{text}");
         }
     }
 
