@@ -130,7 +130,7 @@ fn search_at(c: &mut Criterion) {
             );
             assert_eq!(hits.len(), 10, "{name} {when}");
             group.bench_function(format!("{name}_{when}"), |b| {
-                b.iter(|| black_box(rt.block_on(f.store.search(&repo, &query)).unwrap()))
+                b.iter(|| black_box(rt.block_on(f.store.search(&repo, &query)).unwrap()));
             });
         }
     }

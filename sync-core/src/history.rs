@@ -580,7 +580,7 @@ mod tests {
                 (i, score as f32)
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         out
     }
 
@@ -606,7 +606,7 @@ mod tests {
             "x rare996 mid",
         ] {
             let mut got = index.search(text, 10);
-            got.sort_by(|a, b| a.0.cmp(&b.0));
+            got.sort_by_key(|a| a.0);
             assert_eq!(got, reference(&docs, text), "{text}");
         }
     }
