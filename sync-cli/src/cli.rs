@@ -69,8 +69,9 @@ pub(crate) struct GlobalArgs {
 pub(crate) enum Command {
     /// Sync a branch of the repository into the store, showing progress.
     Run(RunArgs),
-    /// Print the active file index: path, blob id, size and kind, tab-separated, by path
-    /// bytes. Unusual paths are quoted as git quotes them.
+    /// Print the active file index (`--at RUN`: the index right after that run): path, blob
+    /// id, size and kind, tab-separated, by path bytes. Unusual paths are quoted as git
+    /// quotes them.
     Ls(LsArgs),
     /// List the repository's runs, newest first.
     History(HistoryArgs),
@@ -78,8 +79,14 @@ pub(crate) enum Command {
     Restore(RestoreArgs),
     /// List the repository's branches; the default one is marked with `*`.
     Branches(BranchesArgs),
-    /// Search the active entries by similarity to a query.
+    /// Search the active entries by similarity to a query (`--at RUN`: the entries as they
+    /// were right after that run).
     Search(SearchArgs),
+    /// What changed between two runs (default: the completed run before the latest one, and
+    /// the latest): one line per path, `A` added, `M` modified (with the symbols whose
+    /// chunks were added `+`, removed `-` or changed `~`), `D` removed, `R` renamed (old
+    /// and new path), tab-separated, by path bytes.
+    Changes(ChangesArgs),
     /// Print the embedding of each text as one JSON array of numbers per line, in order.
     Embed(EmbedArgs),
     /// Compute the missing embeddings of a model (`--embedder`, MiniLM by default) for the
@@ -343,6 +350,40 @@ pub(crate) struct LsArgs {
     /// lossy text, with the exact bytes in `path_bytes`), `blob`, `size`, `kind`.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) at: AtArg,
+}
+
+/// `--at RUN`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AtArg {
+    /// Read the memory as it was right after this completed run (its id, as `projsync
+    /// history` shows it) instead of the active state.
+    #[arg(long, value_name = "SYNC_ID")]
+    pub(crate) at: Option<String>,
+}
+
+impl AtArg {
+    /// The run of `--at`, if given.
+    pub(crate) fn run(&self) -> Result<Option<sync_core::SyncId>, sync_core::Error> {
+        self.at.as_deref().map(str::parse).transpose()
+    }
+}
+
+/// `projsync changes`.
+#[derive(Debug, Args)]
+pub(crate) struct ChangesArgs {
+    /// The run to compare from (default: the completed run before TO).
+    #[arg(value_name = "FROM")]
+    pub(crate) from: Option<String>,
+    /// The run to compare to (default: the latest completed run).
+    #[arg(value_name = "TO")]
+    pub(crate) to: Option<String>,
+    /// Print the changes as one JSON object: `from`, `to`, `added`, `modified` (each
+    /// `path`, `symbols_added`, `symbols_removed`, `symbols_changed`), `removed`,
+    /// `renamed` (each `from`, `to`).
+    #[command(flatten)]
+    pub(crate) json: JsonArg,
 }
 
 /// `projsync history`.
@@ -388,6 +429,8 @@ pub(crate) struct SearchArgs {
     /// embeddings).
     #[arg(long, default_value = "hybrid", value_name = "MODE")]
     pub(crate) mode: String,
+    #[command(flatten)]
+    pub(crate) at: AtArg,
     #[command(flatten)]
     pub(crate) json: JsonArg,
     #[command(flatten)]

@@ -232,7 +232,8 @@ async fn the_tools_are_listed_with_schemas_and_each_answers() {
             "read_file",
             "list_files",
             "sync_status",
-            "sync_history"
+            "sync_history",
+            "changes"
         ]
     );
     for tool in &tools {
@@ -640,6 +641,41 @@ async fn with_allow_sync_an_assistant_syncs_and_sees_what_changed() {
     assert_eq!(read["file"]["text"], LIB_V1);
     let (kind, _) = call_err(&client, "read_file", json!({"path": "README.md"})).await;
     assert_eq!(kind, "not_found");
+
+    // What changed, symbol by symbol, and the memory as it was before, by its run.
+    let changes = call(&client, "changes", json!({})).await;
+    let changes = &changes["changes"];
+    assert_eq!(changes["to"], id, "{changes}");
+    assert_eq!(changes["removed"], json!(["README.md"]), "{changes}");
+    // (The file is one chunk: no symbol of its own changed; the conformance suite checks
+    // symbols.)
+    assert_eq!(changes["modified"][0]["path"], "src/lib.rs", "{changes}");
+    let before = changes["from"].as_i64().expect("the run before");
+    let old = call(
+        &client,
+        "read_file",
+        json!({"path": "README.md", "run": before}),
+    )
+    .await;
+    assert!(old["file"]["text"].as_str().unwrap().len() > 0, "{old}");
+    let found = |hits: &serde_json::Value| {
+        hits["hits"].as_array().unwrap().iter().any(|h| {
+            h["content"]
+                .as_str()
+                .unwrap()
+                .contains("fn parse_config_line")
+        })
+    };
+    let query = json!({"query": "parse_config_line", "mode": "lexical"});
+    assert!(!found(&call(&client, "search_code", query.clone()).await));
+    let mut then = query;
+    then["run"] = json!(before);
+    assert!(
+        found(&call(&client, "search_code", then).await),
+        "found as of the run before"
+    );
+    let listed = call(&client, "list_files", json!({"run": before})).await;
+    assert!(listed.to_string().contains("README.md"), "{listed}");
     client.cancel().await.unwrap();
 }
 
@@ -732,7 +768,7 @@ async fn http_mcp_needs_a_token_and_shows_its_tenants_projects_only() {
     );
     let client = ().serve(transport).await.expect("the MCP handshake over HTTP");
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 5);
+    assert_eq!(tools.len(), 6);
     let read = call(&client, "read_file", json!({"path": "src/lib.rs"})).await;
     assert_eq!(read["project"], "web");
     assert_eq!(read["file"]["text"], LIB_V2);

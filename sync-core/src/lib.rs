@@ -8,6 +8,7 @@ mod embed;
 mod error;
 mod event;
 mod extract;
+mod history;
 mod id;
 mod json;
 mod memory;
@@ -33,6 +34,9 @@ pub use event::{FullScanReason, Phase, Progress, SyncEvent};
 pub use extract::{
     ApproxTokens, Chunk, ChunkMeta, Extractor, LineChunker, TokenBudget, TokenCounter, WholeFile,
     embedding_text,
+};
+pub use history::{
+    LexicalIndex, ModifiedPath, RenamedPath, RunChanges, check_readable, live_after,
 };
 pub use id::{BlobId, CommitId, ContentHash, SyncId};
 pub use json::{HitJson, PathJson};

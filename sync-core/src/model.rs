@@ -353,12 +353,27 @@ pub struct EntryQuery {
     pub limit: Option<usize>,
     /// Fill in [`MemoryEntry::embedding`].
     pub with_embeddings: bool,
+    /// Answer as of this run: the entries live right after it (see
+    /// [`live_after`](crate::live_after)), with the [`status`](MemoryEntry::status) they
+    /// have now, instead of the active ones; [`include_superseded`](Self::include_superseded)
+    /// is ignored. Only a completed run can be read
+    /// ([`check_readable`](crate::check_readable)); an unknown one is
+    /// [`Error::run_not_found`].
+    pub at: Option<SyncId>,
 }
 
 impl EntryQuery {
     /// Every active entry.
     pub fn active() -> Self {
         Self::default()
+    }
+
+    /// Every entry live right after run `at`.
+    pub fn at(at: SyncId) -> Self {
+        Self {
+            at: Some(at),
+            ..Self::default()
+        }
     }
 
     /// The active entries of one path.

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Embedding, Error, RepoKey, SearchHit};
+use crate::{Embedding, Error, RepoKey, SearchHit, SyncId};
 
 /// The constant of reciprocal rank fusion: a hit at 1-based rank `r` in a list adds
 /// `1 / (RRF_K + r)` to its fused score. 60 is the value of the original paper (Cormack,
@@ -79,6 +79,10 @@ pub struct SearchQuery {
     pub k: usize,
     /// Which lists to rank by.
     pub mode: SearchMode,
+    /// Search the memory as it was right after this completed run (the entries
+    /// [`live_after`](crate::live_after) it), instead of the active entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<SyncId>,
 }
 
 impl SearchQuery {
@@ -89,6 +93,7 @@ impl SearchQuery {
             vector: Some((model.into(), vector)),
             k: 10,
             mode: SearchMode::Hybrid,
+            at: None,
         }
     }
 
@@ -99,6 +104,7 @@ impl SearchQuery {
             vector: None,
             k: 10,
             mode: SearchMode::Lexical,
+            at: None,
         }
     }
 
@@ -109,6 +115,7 @@ impl SearchQuery {
             vector: Some((model.into(), vector)),
             k: 10,
             mode: SearchMode::Vector,
+            at: None,
         }
     }
 
@@ -116,6 +123,13 @@ impl SearchQuery {
     #[must_use]
     pub fn with_k(mut self, k: usize) -> Self {
         self.k = k;
+        self
+    }
+
+    /// Sets [`SearchQuery::at`]: search as of run `at` (`None`: the active entries).
+    #[must_use]
+    pub fn with_at(mut self, at: Option<SyncId>) -> Self {
+        self.at = at;
         self
     }
 

@@ -365,6 +365,49 @@ pub trait SyncStore: Send + Sync + Debug {
     /// Memory entries matching the query, ordered by path bytes and ordinal.
     async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error>;
 
+    /// The file index right after the completed run `at`: the file versions
+    /// [`live_after`](crate::live_after) it. A run that is not completed fails as
+    /// [`check_readable`](crate::check_readable) says, an unknown one with
+    /// [`Error::run_not_found`]. Stores that keep no history fail with
+    /// [`Error::Unsupported`].
+    async fn file_index_at(&self, repo: &RepoKey, at: SyncId) -> Result<FileIndex, Error> {
+        let _ = (repo, at);
+        Err(Error::unsupported(format!(
+            "{self:?} cannot read the file index as of a run; use a store that implements file_index_at"
+        )))
+    }
+
+    /// [`search_vector`](Self::search_vector) over the entries live right after the
+    /// completed run `at` instead of the active ones (runs are checked as by
+    /// [`file_index_at`](Self::file_index_at)). The default ranks exactly, over what
+    /// [`entries`](Self::entries) with [`EntryQuery::at`] and
+    /// [`known_embeddings`](Self::known_embeddings) return; a store may answer faster.
+    async fn search_vector_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        model: &str,
+        vector: &Embedding,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        crate::history::search_vector_at(self, repo, at, model, vector, k).await
+    }
+
+    /// [`search_text`](Self::search_text) over the entries live right after the completed
+    /// run `at` (runs are checked as by [`file_index_at`](Self::file_index_at)). The
+    /// default ranks by a [`LexicalIndex`](crate::LexicalIndex) over what
+    /// [`entries`](Self::entries) with [`EntryQuery::at`] returns (BM25, the common-terms
+    /// rule); a store may answer from its own index.
+    async fn search_text_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        crate::history::search_text_at(self, repo, at, text, k).await
+    }
+
     /// The `k` active entries of `repo` whose embeddings of `model` are closest to
     /// `vector` by cosine similarity, closest first (ties by [`HitRank`](crate::HitRank)),
     /// each with that embedding. An entry's vector is the embedding of `model` for its
@@ -494,6 +537,28 @@ macro_rules! forward_store {
             ) -> Result<Vec<SearchHit>, Error> {
                 (**self).search_text(repo, text, k).await
             }
+            async fn file_index_at(&self, repo: &RepoKey, at: SyncId) -> Result<FileIndex, Error> {
+                (**self).file_index_at(repo, at).await
+            }
+            async fn search_vector_at(
+                &self,
+                repo: &RepoKey,
+                at: SyncId,
+                model: &str,
+                vector: &Embedding,
+                k: usize,
+            ) -> Result<Vec<SearchHit>, Error> {
+                (**self).search_vector_at(repo, at, model, vector, k).await
+            }
+            async fn search_text_at(
+                &self,
+                repo: &RepoKey,
+                at: SyncId,
+                text: &str,
+                k: usize,
+            ) -> Result<Vec<SearchHit>, Error> {
+                (**self).search_text_at(repo, at, text, k).await
+            }
         }
     };
 }
@@ -521,20 +586,65 @@ pub trait SyncStoreExt: SyncStore {
     /// hybrid searches need [`SearchQuery::vector`] ([`Error::InvalidInput`] without one).
     /// Hits are ranked best first; a vector-only or lexical-only search keeps the store's
     /// scores, a hybrid one has fused scores.
+    ///
+    /// With [`SearchQuery::at`], both lists are of the entries live right after that run
+    /// ([`search_vector_at`](SyncStore::search_vector_at),
+    /// [`search_text_at`](SyncStore::search_text_at)).
     async fn search(&self, repo: &RepoKey, query: &SearchQuery) -> Result<Vec<SearchHit>, Error> {
+        let (k, at) = (query.k, query.at);
+        let by_vector = async |model: &str, vector: &Embedding| match at {
+            Some(at) => self.search_vector_at(repo, at, model, vector, k).await,
+            None => self.search_vector(repo, model, vector, k).await,
+        };
+        let by_text = async || match at {
+            Some(at) => self.search_text_at(repo, at, &query.text, k).await,
+            None => self.search_text(repo, &query.text, k).await,
+        };
         match query.mode {
             SearchMode::Vector => {
                 let (model, vector) = query.needs_vector()?;
-                self.search_vector(repo, model, vector, query.k).await
+                by_vector(model, vector).await
             }
-            SearchMode::Lexical => self.search_text(repo, &query.text, query.k).await,
+            SearchMode::Lexical => by_text().await,
             SearchMode::Hybrid => {
                 let (model, vector) = query.needs_vector()?;
-                let by_vector = self.search_vector(repo, model, vector, query.k).await?;
-                let by_text = self.search_text(repo, &query.text, query.k).await?;
-                Ok(crate::fuse([by_vector, by_text], query.k))
+                let by_vector = by_vector(model, vector).await?;
+                let by_text = by_text().await?;
+                Ok(crate::fuse([by_vector, by_text], k))
             }
         }
+    }
+
+    /// The file index right after run `at` ([`file_index_at`](SyncStore::file_index_at)),
+    /// or the active one ([`file_index`](SyncStore::file_index)) for `None`: what
+    /// `projsync ls [--at RUN]` lists.
+    async fn file_index_as_of(
+        &self,
+        repo: &RepoKey,
+        at: Option<SyncId>,
+    ) -> Result<FileIndex, Error> {
+        match at {
+            Some(at) => self.file_index_at(repo, at).await,
+            None => self.file_index(repo).await,
+        }
+    }
+
+    /// What changed between the states right after runs `from` and `to`: paths added,
+    /// modified (with the symbol paths of the chunks that changed), removed and renamed
+    /// (a removed path whose blob an added path has, as [`diff`](crate::diff) pairs them).
+    ///
+    /// `to` defaults to the latest completed run, `from` to the completed run before `to`
+    /// in the chain (none when `to` is the first: everything is added). Both must be
+    /// completed runs ([`check_readable`](crate::check_readable)). Computed from
+    /// [`file_index_at`](SyncStore::file_index_at) of both runs, and
+    /// [`entries`](SyncStore::entries) as of both for each modified path.
+    async fn changes(
+        &self,
+        repo: &RepoKey,
+        from: Option<SyncId>,
+        to: Option<SyncId>,
+    ) -> Result<crate::RunChanges, Error> {
+        crate::history::changes(self, repo, from, to).await
     }
 }
 

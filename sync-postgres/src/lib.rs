@@ -6,6 +6,7 @@ mod commit;
 mod config;
 mod error;
 mod events;
+mod history;
 mod http_cache;
 mod index;
 mod migrations;

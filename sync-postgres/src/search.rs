@@ -15,6 +15,7 @@ use sync_core::{Embedding, EntryQuery, Error, LexicalQuery, MemoryEntry, RepoKey
 use crate::PgStore;
 use crate::config::MAX_INDEXED_DIMENSIONS;
 use crate::error;
+use crate::history;
 use crate::rows::{ENTRY_COLUMNS, EntryRow};
 use crate::tx::{self, Tx, path_bytes};
 
@@ -26,6 +27,11 @@ pub(crate) async fn entries(
 ) -> Result<Vec<MemoryEntry>, Error> {
     let tenant = store.tenant(repo)?;
     let what = format!("reading entries of `{repo}`");
+    let mut tx = store.tx(tenant, &what).await?;
+    let at = match query.at {
+        Some(at) => Some(history::readable_run(&mut tx, repo, at, &what).await?),
+        None => None,
+    };
     let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {ENTRY_COLUMNS}, "));
     if query.with_embeddings {
         q.push(
@@ -35,17 +41,34 @@ pub(crate) async fn entries(
     } else {
         q.push("NULL::vector AS embedding FROM sync_entries e");
     }
-    q.push(" WHERE e.tenant = ")
-        .push_bind(repo.tenant())
-        .push(" AND e.repository_id = (SELECT id FROM sync_repositories WHERE tenant = ")
-        .push_bind(repo.tenant())
-        .push(" AND source = ")
-        .push_bind(repo.source())
-        .push(")");
-    if query.include_superseded {
-        q.push(" AND e.status IN ('active', 'superseded')");
+    if let Some((repo_id, seq)) = at {
+        // The history rule (`sync_core::live_after`).
+        q.push(" ")
+            .push(history::ENTRY_RUNS)
+            .push(" WHERE e.tenant = ")
+            .push_bind(repo.tenant())
+            .push(" AND e.repository_id = ")
+            .push_bind(repo_id)
+            .push(" AND e.status <> 'staged' AND c.seq <= ")
+            .push_bind(seq)
+            .push(" AND (e.superseded_by IS NULL OR s.seq > ")
+            .push_bind(seq)
+            .push(")");
     } else {
-        q.push(" AND e.status = 'active'");
+        q.push(" WHERE e.tenant = ")
+            .push_bind(repo.tenant())
+            .push(" AND e.repository_id = (SELECT id FROM sync_repositories WHERE tenant = ")
+            .push_bind(repo.tenant())
+            .push(" AND source = ")
+            .push_bind(repo.source())
+            .push(")");
+    }
+    if at.is_none() {
+        if query.include_superseded {
+            q.push(" AND e.status IN ('active', 'superseded')");
+        } else {
+            q.push(" AND e.status = 'active'");
+        }
     }
     if let Some(p) = &query.path {
         q.push(" AND e.path = ").push_bind(path_bytes(p));
@@ -75,7 +98,6 @@ pub(crate) async fn entries(
         q.push(" LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
     }
-    let mut tx = store.tx(tenant, &what).await?;
     let rows: Vec<EntryRow> = q
         .build_query_as()
         .fetch_all(&mut *tx)

@@ -18,7 +18,7 @@ use crate::http_cache::PgHttpCache;
 use crate::projects::PgProjects;
 use crate::queue::PgQueue;
 use crate::tx::{self, Tx};
-use crate::{commit, index, migrations, restore, runs, search, stage};
+use crate::{commit, history, index, migrations, restore, runs, search, stage};
 
 /// A [`SyncStore`] on PostgreSQL with pgvector.
 ///
@@ -263,5 +263,30 @@ impl SyncStore for PgStore {
         k: usize,
     ) -> Result<Vec<SearchHit>, Error> {
         search::search_text(self, repo, text, k).await
+    }
+
+    async fn file_index_at(&self, repo: &RepoKey, at: SyncId) -> Result<FileIndex, Error> {
+        history::file_index_at(self, repo, at).await
+    }
+
+    async fn search_vector_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        model: &str,
+        vector: &Embedding,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        history::search_vector_at(self, repo, at, model, vector, k).await
+    }
+
+    async fn search_text_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        history::search_text_at(self, repo, at, text, k).await
     }
 }

@@ -28,7 +28,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sync_core::{Error, HitJson, PathJson, RepoPath, SearchMode};
+use sync_core::{Error, HitJson, PathJson, RepoPath, SearchMode, SyncId, SyncStoreExt};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -78,6 +78,10 @@ struct SearchCodeArgs {
     /// embeds queries, else `lexical`.
     #[serde(default)]
     mode: Option<Mode>,
+    /// Answer from the memory as it was right after this completed sync run (an `id` from
+    /// sync_history), e.g. to see code since deleted; default: the current memory.
+    #[serde(default)]
+    run: Option<i64>,
 }
 
 /// A search mode.
@@ -119,6 +123,10 @@ struct ReadFileArgs {
     #[serde(default)]
     #[schemars(range(min = 1))]
     end_line: Option<usize>,
+    /// Answer from the memory as it was right after this completed sync run (an `id` from
+    /// sync_history), e.g. to see code since deleted; default: the current memory.
+    #[serde(default)]
+    run: Option<i64>,
 }
 
 /// `list_files`.
@@ -137,6 +145,10 @@ struct ListFilesArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = 10000))]
     limit: Option<usize>,
+    /// Answer from the memory as it was right after this completed sync run (an `id` from
+    /// sync_history), e.g. to see code since deleted; default: the current memory.
+    #[serde(default)]
+    run: Option<i64>,
 }
 
 /// `sync_status`.
@@ -161,6 +173,23 @@ struct SyncHistoryArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = 1000))]
     limit: Option<usize>,
+}
+
+/// `changes`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+#[serde(deny_unknown_fields)]
+struct ChangesArgs {
+    /// The project's name; may be left out when there is exactly one project.
+    #[serde(default)]
+    project: Option<String>,
+    /// The run to compare from (an `id` from sync_history); default: the completed run
+    /// before `to`.
+    #[serde(default)]
+    from: Option<i64>,
+    /// The run to compare to; default: the last completed run.
+    #[serde(default)]
+    to: Option<i64>,
 }
 
 /// `start_sync`.
@@ -224,6 +253,12 @@ fn tools(start_sync: bool) -> Vec<Tool> {
             "sync_history",
             "List the project's last sync runs, newest first: id, status, branch, commit, start and end times, error, and stats counting what changed since the run before (added, modified, deleted, renamed, unchanged files; entries written; embeddings computed and reused). Use it to ask what changed at the last sync.",
             schema_for_type::<SyncHistoryArgs>(),
+        )
+        .with_annotations(read_only.clone()),
+        Tool::new(
+            "changes",
+            "Say what changed in the project between two sync runs (default: since the sync before the last one): paths added, modified, removed and renamed, and for each modified file the symbols (functions, types, sections) whose pieces were added, removed or changed. Use it to ask what changed since the last sync; then search_code or read_file, with `run` for the code as it was before.",
+            schema_for_type::<ChangesArgs>(),
         )
         .with_annotations(read_only),
     ];
@@ -322,9 +357,15 @@ impl McpServer {
                 let a: SearchCodeArgs = parse(name, args)?;
                 let project = self.project(caller, a.project.as_deref())?;
                 let k = bounded(a.k, "k", 10, 100)?;
-                let hits =
-                    service::search(&self.state, project, &a.query, k, a.mode.map(Into::into))
-                        .await?;
+                let hits = service::search(
+                    &self.state,
+                    project,
+                    &a.query,
+                    k,
+                    a.mode.map(Into::into),
+                    a.run.map(SyncId),
+                )
+                .await?;
                 let hits: Vec<HitJson<'_>> = hits.iter().map(HitJson::new).collect();
                 Ok(structured(
                     json!({ "project": project.name(), "hits": hits }),
@@ -334,7 +375,9 @@ impl McpServer {
                 let a: ReadFileArgs = parse(name, args)?;
                 let project = self.project(caller, a.project.as_deref())?;
                 let path = RepoPath::new(&a.path)?;
-                let file = service::read_file(project, path, a.start_line, a.end_line).await?;
+                let file =
+                    service::read_file(project, path, a.start_line, a.end_line, a.run.map(SyncId))
+                        .await?;
                 let mut result = CallToolResult::success(vec![ContentBlock::text(&file.text)]);
                 result.structured_content =
                     Some(json!({ "project": project.name(), "file": file }));
@@ -344,7 +387,8 @@ impl McpServer {
                 let a: ListFilesArgs = parse(name, args)?;
                 let project = self.project(caller, a.project.as_deref())?;
                 let limit = bounded(a.limit, "limit", 1000, 10_000)?;
-                let files = service::list_files(project, a.glob.as_deref()).await?;
+                let files =
+                    service::list_files(project, a.glob.as_deref(), a.run.map(SyncId)).await?;
                 let listed: Vec<_> = files
                     .iter()
                     .take(limit)
@@ -379,6 +423,17 @@ impl McpServer {
                     json!({ "project": project.name(), "runs": runs }),
                 ))
             }
+            "changes" => {
+                let a: ChangesArgs = parse(name, args)?;
+                let project = self.project(caller, a.project.as_deref())?;
+                let changes = project
+                    .store()
+                    .changes(project.repo(), a.from.map(SyncId), a.to.map(SyncId))
+                    .await?;
+                Ok(structured(
+                    json!({ "project": project.name(), "changes": changes }),
+                ))
+            }
             "start_sync" if self.state.mcp_start_sync() => {
                 let a: StartSyncArgs = parse(name, args)?;
                 let project = self.project(caller, a.project.as_deref())?;
@@ -397,7 +452,7 @@ impl McpServer {
                 "this server does not start syncs over MCP (it was started without allowing it, e.g. `projsync mcp --allow-sync`); ask its operator to sync",
             )),
             other => Err(Error::invalid_input(format!(
-                "there is no tool `{}`: the tools are search_code, read_file, list_files, sync_status, sync_history{}",
+                "there is no tool `{}`: the tools are search_code, read_file, list_files, sync_status, sync_history, changes{}",
                 other.escape_debug(),
                 if self.state.mcp_start_sync() {
                     ", start_sync"
@@ -412,7 +467,7 @@ impl McpServer {
     async fn resources(&self, caller: &Caller) -> Result<Vec<Resource>, Error> {
         let mut resources = Vec::new();
         for project in self.state.visible(caller) {
-            for file in service::list_files(project, None).await? {
+            for file in service::list_files(project, None, None).await? {
                 if file.skip.is_some() {
                     continue;
                 }
@@ -432,7 +487,9 @@ impl McpServer {
     async fn read(&self, caller: &Caller, uri: &str) -> Result<String, Error> {
         let (project, path) = parse_uri(uri)?;
         let project = self.project(caller, Some(&project))?;
-        Ok(service::read_file(project, path, None, None).await?.text)
+        Ok(service::read_file(project, path, None, None, None)
+            .await?
+            .text)
     }
 }
 

@@ -13,7 +13,7 @@ use axum::routing::{any_service, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sync_core::{Error, HitJson, SyncId, SyncRecord, SyncStatus};
+use sync_core::{Error, HitJson, RunChanges, SyncId, SyncRecord, SyncStatus, SyncStoreExt};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -39,7 +39,8 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 /// | `GET /api/v1/projects/{project}/syncs/{id}` | the run: status, branch, commit, stats, error |
 /// | `DELETE /api/v1/projects/{project}/syncs/{id}` | cancels a run started here; answers the ended run |
 /// | `POST /api/v1/projects/{project}/syncs/{id}/restore` | 201 `{id, run}`: a new run restoring run `id`'s state |
-/// | `GET /api/v1/projects/{project}/search?q=&k=&mode=` | `{"hits": [hit…]}`, each as `projsync search --json` prints it |
+/// | `GET /api/v1/projects/{project}/search?q=&k=&mode=&at=` | `{"hits": [hit…]}`, each as `projsync search --json` prints it; with `at=RUN`, of the memory as it was right after that completed run |
+/// | `GET /api/v1/projects/{project}/changes?from=&to=` | what changed between two runs (default: the completed run before `to`, and the latest completed run), exactly as `projsync changes --json` prints it ([`RunChanges`](sync_core::RunChanges)) |
 /// | `GET /api/v1/events/project-sync/{id}?project=` | Server-Sent Events of a run started here, or else of a worker's run from the event feed |
 /// | `GET /api/v1/events/sync-job/{job}?project=` | with an event feed: Server-Sent Events of a queued job |
 /// | `POST /api/v1/webhooks/github` | GitHub's deliveries: `ping` 200 `{"ok": true}`; `push` 202 `{event, repository, ref, projects: [{project, outcome, …}]}` (outcome `queued` with `id` and `coalesced` with a [`SyncQueue`](crate::SyncQueue)); a seen delivery 200 `{"duplicate": true}`; other events 202 `{"ignored"}` |
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             post(restore),
         )
         .route("/api/v1/projects/{project}/search", get(search))
+        .route("/api/v1/projects/{project}/changes", get(changes))
         .route("/api/v1/events/project-sync/{id}", get(events))
         .route("/api/v1/events/sync-job/{job}", get(job_events))
         .route(
@@ -429,9 +431,31 @@ async fn search(
         .ok_or_else(|| Error::invalid_input("`q` is missing: pass the text to search for"))?;
     let k = count_param(&query, "k", 10, 100)?;
     let mode = query.get("mode").map(|m| m.parse()).transpose()?;
-    let hits = service::search(&state, project, text, k, mode).await?;
+    let at = run_param(&query, "at")?;
+    let hits = service::search(&state, project, text, k, mode, at).await?;
     let hits: Vec<HitJson<'_>> = hits.iter().map(HitJson::new).collect();
     Ok(Json(json!({ "hits": hits })))
+}
+
+/// A run id from the query, if given.
+fn run_param(query: &HashMap<String, String>, name: &str) -> Result<Option<SyncId>, Error> {
+    query
+        .get(name)
+        .map(|id| parse_id(id).map_err(|e| Error::invalid_input(format!("`{name}`: {e}"))))
+        .transpose()
+}
+
+async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<RunChanges>> {
+    let project = state.project(&caller, &name)?;
+    let (from, to) = (run_param(&query, "from")?, run_param(&query, "to")?);
+    Ok(Json(
+        project.store().changes(project.repo(), from, to).await?,
+    ))
 }
 
 async fn events(

@@ -12,14 +12,16 @@ use crate::queue::QueuedSync;
 use crate::runs::Runs;
 use crate::state::{AppState, Project};
 
-/// Searches the active entries of `project` for `text`: `k` hits, ranked as `mode` says
-/// (default: hybrid when the server has an embedder for queries, else lexical).
+/// Searches the active entries of `project` for `text` (or, with `at`, the entries live
+/// right after that completed run): `k` hits, ranked as `mode` says (default: hybrid when
+/// the server has an embedder for queries, else lexical).
 pub(crate) async fn search(
     state: &AppState,
     project: &Project,
     text: &str,
     k: usize,
     mode: Option<SearchMode>,
+    at: Option<SyncId>,
 ) -> Result<Vec<SearchHit>, Error> {
     let text = text.trim();
     if text.is_empty() {
@@ -53,7 +55,7 @@ pub(crate) async fn search(
     };
     project
         .store()
-        .search(project.repo(), &search.with_k(k))
+        .search(project.repo(), &search.with_k(k).with_at(at))
         .await
 }
 
@@ -74,26 +76,30 @@ pub(crate) struct FileText {
     pub(crate) text: String,
 }
 
-/// The text of `path` in the active memory of `project`, rebuilt from its entries (their
-/// contents in chunk order: the extractors' chunks are whole lines, in order, that
-/// concatenate to the file's text), optionally only lines `first..=last` (from 1; a
-/// range past the end stops at the last line).
+/// The text of `path` in the active memory of `project` (or, with `at`, in the memory as
+/// it was right after that completed run), rebuilt from its entries (their contents in
+/// chunk order: the extractors' chunks are whole lines, in order, that concatenate to the
+/// file's text), optionally only lines `first..=last` (from 1; a range past the end stops
+/// at the last line).
 pub(crate) async fn read_file(
     project: &Project,
     path: RepoPath,
     first: Option<usize>,
     last: Option<usize>,
+    at: Option<SyncId>,
 ) -> Result<FileText, Error> {
     let store = project.store();
-    let mut entries = store
-        .entries(project.repo(), &EntryQuery::path(path.clone()))
-        .await?;
+    let query = EntryQuery {
+        at,
+        ..EntryQuery::path(path.clone())
+    };
+    let mut entries = store.entries(project.repo(), &query).await?;
     entries.sort_by_key(|e| e.ordinal);
     let blob = match entries.first() {
         Some(e) => e.blob.to_string(),
         // No entries: a missing file, one indexed without text, or an empty one.
         None => {
-            let index = store.file_index(project.repo()).await?;
+            let index = store.file_index_as_of(project.repo(), at).await?;
             let file = index.get(&path).ok_or_else(|| missing(project, &path))?;
             if let Some(reason) = file.skip {
                 return Err(Error::unsupported(format!(
@@ -147,11 +153,13 @@ fn missing(project: &Project, path: &RepoPath) -> Error {
     ))
 }
 
-/// The active file index of `project`, only paths matching `glob` when given (the glob
-/// syntax of the include and exclude rules).
+/// The active file index of `project` (or, with `at`, the index right after that
+/// completed run), only paths matching `glob` when given (the glob syntax of the include
+/// and exclude rules).
 pub(crate) async fn list_files(
     project: &Project,
     glob: Option<&str>,
+    at: Option<SyncId>,
 ) -> Result<Vec<IndexedFile>, Error> {
     let policy = match glob {
         Some(glob) => Some(
@@ -162,7 +170,7 @@ pub(crate) async fn list_files(
         ),
         None => None,
     };
-    let index = project.store().file_index(project.repo()).await?;
+    let index = project.store().file_index_as_of(project.repo(), at).await?;
     Ok(index
         .into_files()
         .into_iter()

@@ -1,10 +1,10 @@
 //! The file index: the active version of every indexed path.
 
 use rusqlite::{Connection, Row};
-use sync_core::{EntryKind, Error, FileIndex, IndexedFile, RepoKey, TreeEntry};
+use sync_core::{EntryKind, Error, FileIndex, IndexedFile, RepoKey, SyncId, TreeEntry};
 
 use crate::error::{DbResultExt, corrupt_value};
-use crate::runs::repo_id;
+use crate::runs::{readable_run, repo_id};
 use crate::values::{blob, blob_id, count, repo_path, skip_of};
 
 fn file_from_row(row: &Row<'_>) -> Result<IndexedFile, Error> {
@@ -39,6 +39,32 @@ pub(crate) fn file_index(conn: &Connection, repo: &RepoKey) -> Result<FileIndex,
         )
         .db(what)?;
     let mut rows = stmt.query([repo_id]).db(what)?;
+    let mut files = Vec::new();
+    while let Some(row) = rows.next().db(what)? {
+        files.push(file_from_row(row)?);
+    }
+    FileIndex::new(files)
+}
+
+/// The repository's file index right after its completed run `at`: the file versions live
+/// then, by the history rule ([`sync_core::live_after`]).
+pub(crate) fn file_index_at(
+    conn: &Connection,
+    repo: &RepoKey,
+    at: SyncId,
+) -> Result<FileIndex, Error> {
+    let what = "reading the file index as of a run";
+    let tx = conn.unchecked_transaction().db(what)?;
+    let (repo_id, seq) = readable_run(&tx, repo, at)?;
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT f.path, f.blob_id, f.size, f.kind, f.skip FROM files f \
+             JOIN runs a ON a.id = f.added_by LEFT JOIN runs r ON r.id = f.removed_by \
+             WHERE f.repository_id = ?1 AND a.seq <= ?2 AND (f.removed_by IS NULL OR r.seq > ?2) \
+             ORDER BY f.path",
+        )
+        .db(what)?;
+    let mut rows = stmt.query([repo_id, seq]).db(what)?;
     let mut files = Vec::new();
     while let Some(row) = rows.next().db(what)? {
         files.push(file_from_row(row)?);

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use sync_core::{
     CommitId, Error, RepoKey, RunEnd, RunStart, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus,
-    take_over, validate_start,
+    check_readable, take_over, validate_start,
 };
 
 use crate::error::{BACKEND, DbResultExt, corrupt_value};
@@ -20,6 +20,31 @@ pub(crate) fn repo_id(conn: &Connection, repo: &RepoKey) -> Result<Option<i64>, 
         .query_row(params![repo.tenant(), repo.source()], |r| r.get(0))
         .optional()
         .db(what)
+}
+
+/// The repository's id and the chain position (`seq`) of its run `at`, if that run can be
+/// read as of ([`check_readable`]): what the as-of queries filter by.
+pub(crate) fn readable_run(
+    conn: &Connection,
+    repo: &RepoKey,
+    at: SyncId,
+) -> Result<(i64, i64), Error> {
+    let what = "looking up the run to read as of";
+    let row: Option<(i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT r.repository_id, r.seq, r.status FROM runs r \
+             JOIN repositories p ON p.id = r.repository_id \
+             WHERE r.id = ?1 AND p.tenant = ?2 AND p.source = ?3",
+        )
+        .db(what)?
+        .query_row(params![at.0, repo.tenant(), repo.source()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+        .db(what)?;
+    let (repo_id, seq, status) = row.ok_or_else(|| Error::run_not_found(repo, at))?;
+    check_readable(repo, at, status.parse::<SyncStatus>()?)?;
+    Ok((repo_id, seq))
 }
 
 fn ensure_repo(tx: &Transaction<'_>, repo: &RepoKey) -> Result<i64, Error> {

@@ -2,19 +2,19 @@
 //! the embeddings of the asked model) and by text (the FTS5 index `entries_lexical`, bm25).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row, params};
 use sync_core::{
-    ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, LexicalQuery, MemoryEntry, RepoKey,
-    RepoPath, SearchHit, SyncId,
+    ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, HitRank, LexicalIndex, LexicalQuery,
+    MemoryEntry, RepoKey, RepoPath, SearchHit, SyncId,
 };
 
 use crate::error::DbResultExt;
-use crate::runs::repo_id;
+use crate::runs::{readable_run, repo_id};
 use crate::values::{blob, blob_id, content_hash, int, repo_path, u32_of};
-use crate::vectors::VectorCache;
+use crate::vectors::{VectorCache, VectorTable};
 
 fn entry_from_row(row: &Row<'_>, with_vector: bool) -> Result<MemoryEntry, Error> {
     let what = "reading entries";
@@ -61,8 +61,22 @@ pub(crate) fn entries(
     repo: &RepoKey,
     query: &EntryQuery,
 ) -> Result<Vec<MemoryEntry>, Error> {
-    let Some(repo_id) = repo_id(conn, repo)? else {
-        return Ok(Vec::new());
+    // As of a run, one read transaction: the run's status and the rows it selects see the
+    // same state.
+    let tx = match query.at {
+        Some(_) => Some(conn.unchecked_transaction().db("reading entries")?),
+        None => None,
+    };
+    let conn: &Connection = tx.as_deref().unwrap_or(conn);
+    let (repo_id, at) = match query.at {
+        Some(at) => {
+            let (repo_id, seq) = readable_run(conn, repo, at)?;
+            (repo_id, Some(seq))
+        }
+        None => match repo_id(conn, repo)? {
+            Some(id) => (id, None),
+            None => return Ok(Vec::new()),
+        },
     };
     let mut sql = format!("SELECT {ENTRY_COLUMNS}");
     if query.with_embeddings {
@@ -73,8 +87,17 @@ pub(crate) fn entries(
     } else {
         sql.push_str(" FROM entries e");
     }
+    if at.is_some() {
+        // The history rule (`sync_core::live_after`): written at or before the run, and
+        // not superseded by then.
+        sql.push_str(
+            " JOIN runs c ON c.id = e.created_by LEFT JOIN runs s ON s.id = e.superseded_by",
+        );
+    }
     sql.push_str(" WHERE e.repository_id = :repo");
-    sql.push_str(if query.include_superseded {
+    sql.push_str(if at.is_some() {
+        " AND e.status <> 'staged' AND c.seq <= :seq AND (e.superseded_by IS NULL OR s.seq > :seq)"
+    } else if query.include_superseded {
         " AND e.status IN ('active', 'superseded')"
     } else {
         " AND e.status = 'active'"
@@ -87,6 +110,9 @@ pub(crate) fn entries(
     let limit = query.limit.map_or(-1, |l| int(l as u64));
     let offset = int(query.offset as u64);
     let mut args: Vec<(&str, &dyn ToSql)> = vec![(":repo", &repo_id)];
+    if let Some(seq) = &at {
+        args.push((":seq", seq));
+    }
     if query.with_embeddings {
         args.push((":tenant", &tenant));
     }
@@ -101,7 +127,7 @@ pub(crate) fn entries(
         args.push((":below", below));
         args.push((":after", after));
     }
-    sql.push_str(if query.include_superseded {
+    sql.push_str(if query.include_superseded && at.is_none() {
         " ORDER BY e.path, e.ordinal, e.status <> 'active', e.created_by"
     } else {
         " ORDER BY e.path, e.ordinal"
@@ -149,12 +175,74 @@ pub(crate) fn search_vector(
     // One read transaction: the table's version, the scan and the fetch of the winners
     // see the same state.
     let tx = conn.unchecked_transaction().db(what)?;
-    let table = cache.table(&tx, repo_id, repo.tenant(), model, vector.dimensions())?;
+    let table = cache.table(
+        &tx,
+        repo_id,
+        None,
+        repo.tenant(),
+        model,
+        vector.dimensions(),
+    )?;
     if table.is_empty() && has_active(&tx, repo_id)? {
         return Err(Error::model_not_embedded(repo, model, vector.dimensions()));
     }
+    nearest(&tx, &table, vector, k)
+}
+
+/// The `k` entries of `repo` live right after its completed run `at` nearest to `vector`
+/// by cosine similarity over their embeddings of `model`, best first: exactly, over a
+/// [`VectorTable`](crate::vectors::VectorTable) of the entries the history rule selects,
+/// kept like the active one (the rows live after a completed run never change).
+pub(crate) fn search_vector_at(
+    conn: &Connection,
+    cache: &VectorCache,
+    repo: &RepoKey,
+    at: SyncId,
+    model: &str,
+    vector: &Embedding,
+    k: usize,
+) -> Result<Vec<SearchHit>, Error> {
+    let what = "searching as of a run";
+    let tx = conn.unchecked_transaction().db(what)?;
+    let (repo_id, seq) = readable_run(&tx, repo, at)?;
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let table = cache.table(
+        &tx,
+        repo_id,
+        Some((at.0, seq)),
+        repo.tenant(),
+        model,
+        vector.dimensions(),
+    )?;
+    if table.is_empty() && has_entries_at(&tx, repo_id, seq)? {
+        return Err(Error::model_not_embedded(repo, model, vector.dimensions()));
+    }
+    nearest(&tx, &table, vector, k)
+}
+
+/// Whether `repo_id` had any entry right after the run at chain position `seq`.
+fn has_entries_at(conn: &Connection, repo_id: i64, seq: i64) -> Result<bool, Error> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM entries e JOIN runs c ON c.id = e.created_by \
+         LEFT JOIN runs s ON s.id = e.superseded_by WHERE e.repository_id = ?1 \
+         AND e.status <> 'staged' AND c.seq <= ?2 AND (e.superseded_by IS NULL OR s.seq > ?2))",
+    )
+    .and_then(|mut s| s.query_row([repo_id, seq], |r| r.get(0)))
+    .db("searching as of a run")
+}
+
+/// The `k` rows of `table` nearest to `vector`, read as hits in `conn`'s transaction.
+fn nearest(
+    conn: &Connection,
+    table: &VectorTable,
+    vector: &Embedding,
+    k: usize,
+) -> Result<Vec<SearchHit>, Error> {
+    let what = "searching";
     let winners = table.nearest(vector.as_slice(), k);
-    let mut stmt = tx
+    let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM entries e WHERE e.id = ?1"
         ))
@@ -354,4 +442,119 @@ impl TermCountCache {
         }
         Ok((documents, counts))
     }
+}
+
+/// How many runs' lexical indexes [`AsOfLexicalCache`] keeps.
+const AS_OF_INDEXES: usize = 4;
+
+/// A [`LexicalIndex`] of the entries live right after one completed run, with each
+/// document's row id and ranking keys.
+#[derive(Debug)]
+struct AsOfLexical {
+    index: LexicalIndex,
+    /// Per document: the entry's row id, path bytes and ordinal.
+    rows: Vec<(i64, Box<[u8]>, u32)>,
+}
+
+/// The lexical indexes of the entries live right after the runs searched as of lately (the
+/// FTS5 index holds active entries only). The rows live after a completed run never change,
+/// so an index built once stays exact; the newest [`AS_OF_INDEXES`] are kept.
+#[derive(Debug, Default)]
+pub(crate) struct AsOfLexicalCache {
+    indexes: Mutex<Vec<(i64, Arc<AsOfLexical>)>>,
+}
+
+impl AsOfLexicalCache {
+    /// The index of run `at` (of `repo_id`, at chain position `seq`): kept, or read.
+    fn index(
+        &self,
+        conn: &Connection,
+        repo_id: i64,
+        at: SyncId,
+        seq: i64,
+    ) -> Result<Arc<AsOfLexical>, Error> {
+        let lock = || self.indexes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, index)) = lock().iter().find(|(id, _)| *id == at.0) {
+            return Ok(Arc::clone(index));
+        }
+        let what = "indexing the text of the entries as of a run";
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT e.id, e.path, e.ordinal, e.content, e.symbol FROM entries e \
+                 JOIN runs c ON c.id = e.created_by LEFT JOIN runs s ON s.id = e.superseded_by \
+                 WHERE e.repository_id = ?1 AND e.status <> 'staged' AND c.seq <= ?2 \
+                 AND (e.superseded_by IS NULL OR s.seq > ?2)",
+            )
+            .db(what)?;
+        let mut rows = stmt.query([repo_id, seq]).db(what)?;
+        let mut built = AsOfLexical {
+            index: LexicalIndex::default(),
+            rows: Vec::new(),
+        };
+        while let Some(row) = rows.next().db(what)? {
+            let path = repo_path(row.get(1).db(what)?)?;
+            let content: String = row.get(3).db(what)?;
+            let symbol: Option<String> = row.get(4).db(what)?;
+            built.index.push(&content, &path, symbol.as_deref());
+            built.rows.push((
+                row.get(0).db(what)?,
+                path.as_bytes().into(),
+                u32_of(row.get(2).db(what)?, "ordinal")?,
+            ));
+        }
+        let built = Arc::new(built);
+        let mut indexes = lock();
+        indexes.retain(|(id, _)| *id != at.0);
+        indexes.push((at.0, Arc::clone(&built)));
+        if indexes.len() > AS_OF_INDEXES {
+            indexes.remove(0);
+        }
+        Ok(built)
+    }
+}
+
+/// The `k` entries of `repo` live right after its completed run `at` that match `text`'s
+/// [`LexicalQuery`] best: BM25 over a [`LexicalIndex`] of those entries (the statistics,
+/// and the document counts of the common-terms rule, are those of the entries live then),
+/// ties by path and ordinal.
+pub(crate) fn search_text_at(
+    conn: &Connection,
+    cache: &AsOfLexicalCache,
+    repo: &RepoKey,
+    at: SyncId,
+    text: &str,
+    k: usize,
+) -> Result<Vec<SearchHit>, Error> {
+    let what = "searching text as of a run";
+    let tx = conn.unchecked_transaction().db(what)?;
+    let (repo_id, seq) = readable_run(&tx, repo, at)?;
+    if k == 0 || LexicalQuery::new(text).is_empty() {
+        return Ok(Vec::new());
+    }
+    let index = cache.index(&tx, repo_id, at, seq)?;
+    let mut ranked = index.index.search(text, k);
+    let rank = |&(doc, score): &(usize, f32)| HitRank {
+        score,
+        path: &index.rows[doc].1,
+        ordinal: index.rows[doc].2,
+    };
+    ranked.sort_by(|a, b| rank(a).order(&rank(b)));
+    ranked.truncate(k);
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries e WHERE e.id = ?1"
+        ))
+        .db(what)?;
+    let mut hits = Vec::with_capacity(ranked.len());
+    for (doc, score) in ranked {
+        let mut rows = stmt.query([index.rows[doc].0]).db(what)?;
+        let Some(row) = rows.next().db(what)? else {
+            return Err(Error::corrupt("an entry of a past run vanished"));
+        };
+        hits.push(SearchHit {
+            entry: entry_from_row(row, false)?,
+            score,
+        });
+    }
+    Ok(hits)
 }

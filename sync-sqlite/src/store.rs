@@ -17,7 +17,7 @@ use crate::SqliteConfig;
 use crate::error::BACKEND;
 use crate::holder::Holders;
 use crate::pool::Pool;
-use crate::search::TermCountCache;
+use crate::search::{AsOfLexicalCache, TermCountCache};
 use crate::vectors::VectorCache;
 use crate::{commit, index, restore, runs, search, stage};
 
@@ -48,6 +48,8 @@ pub struct SqliteStore {
     vectors: Arc<VectorCache>,
     /// The lexical index's document counts of the terms searched so far.
     terms: Arc<TermCountCache>,
+    /// Lexical indexes of the entries live right after the runs searched as of lately.
+    as_of_text: Arc<AsOfLexicalCache>,
     path: PathBuf,
     /// The locks of the runs this store opened and has not ended.
     holders: Arc<Holders>,
@@ -103,6 +105,7 @@ impl SqliteStore {
             pool,
             vectors: Arc::default(),
             terms: Arc::default(),
+            as_of_text: Arc::default(),
             holders: Arc::new(Holders::new(&path)),
             path,
             _temp: None,
@@ -250,6 +253,42 @@ impl SyncStore for SqliteStore {
         let cache = Arc::clone(&self.vectors);
         self.pool
             .read(move |c| search::search_vector(c, &cache, &repo, &model, &vector, k))
+            .await
+    }
+
+    async fn file_index_at(&self, repo: &RepoKey, at: SyncId) -> Result<FileIndex, Error> {
+        let repo = repo.clone();
+        self.pool
+            .read(move |c| index::file_index_at(c, &repo, at))
+            .await
+    }
+
+    async fn search_vector_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        model: &str,
+        vector: &Embedding,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let (repo, model, vector) = (repo.clone(), model.to_owned(), vector.clone());
+        let cache = Arc::clone(&self.vectors);
+        self.pool
+            .read(move |c| search::search_vector_at(c, &cache, &repo, at, &model, &vector, k))
+            .await
+    }
+
+    async fn search_text_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let (repo, text) = (repo.clone(), text.to_owned());
+        let cache = Arc::clone(&self.as_of_text);
+        self.pool
+            .read(move |c| search::search_text_at(c, &cache, &repo, at, &text, k))
             .await
     }
 

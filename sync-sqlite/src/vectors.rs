@@ -35,16 +35,25 @@ pub(crate) struct Version {
 }
 
 impl Version {
-    /// The version of `repo_id`'s active vectors as `conn`'s transaction sees them.
-    pub(crate) fn read(conn: &Connection, repo_id: i64) -> Result<Self, Error> {
+    /// The version of `repo_id`'s active vectors (or of those live right after run `at`, an
+    /// id and a chain position) as `conn`'s transaction sees them. The entries live after a
+    /// completed run never change, so that run's id names them.
+    pub(crate) fn read(
+        conn: &Connection,
+        repo_id: i64,
+        at: Option<(i64, i64)>,
+    ) -> Result<Self, Error> {
         let what = "searching";
-        let run = conn
-            .prepare_cached(
+        let run = if let Some((id, _)) = at {
+            Some(id)
+        } else {
+            conn.prepare_cached(
                 "SELECT max(id) FROM runs WHERE repository_id = ?1 AND status = 'completed'",
             )
             .db(what)?
             .query_row([repo_id], |r| r.get(0))
-            .db(what)?;
+            .db(what)?
+        };
         let embedding = conn
             .prepare_cached("SELECT max(id) FROM embeddings")
             .db(what)?
@@ -144,27 +153,42 @@ fn dot_codes(a: &[i8], b: &[i8]) -> i32 {
 const MAX_CODED_DIMS: usize = 100_000;
 
 impl VectorTable {
-    /// Reads the table of `repo_id`, `tenant`, `model` and `dims` at `version`.
+    /// Reads the table of `repo_id`, `tenant`, `model` and `dims` at `version`: of the
+    /// active entries, or of those live right after the run at chain position `at`.
     pub(crate) fn read(
         conn: &Connection,
         repo_id: i64,
+        at: Option<i64>,
         tenant: &str,
         model: &str,
         dims: usize,
         version: Version,
     ) -> Result<Self, Error> {
         let what = "searching";
-        let mut stmt = conn
-            .prepare_cached(
+        let mut stmt = match at {
+            None => conn.prepare_cached(
                 "SELECT e.id, e.path, e.ordinal, v.vector FROM entries e \
                  JOIN embeddings v ON v.tenant = ?1 AND v.model = ?4 \
                  AND v.content_hash = e.content_hash \
                  WHERE e.repository_id = ?2 AND e.status = 'active' AND v.dims = ?3",
-            )
-            .db(what)?;
-        let mut rows = stmt
-            .query(params![tenant, repo_id, int(dims as u64), model])
-            .db(what)?;
+            ),
+            // The history rule (`sync_core::live_after`).
+            Some(_) => conn.prepare_cached(
+                "SELECT e.id, e.path, e.ordinal, v.vector FROM entries e \
+                 JOIN runs c ON c.id = e.created_by LEFT JOIN runs s ON s.id = e.superseded_by \
+                 JOIN embeddings v ON v.tenant = ?1 AND v.model = ?4 \
+                 AND v.content_hash = e.content_hash \
+                 WHERE e.repository_id = ?2 AND v.dims = ?3 AND e.status <> 'staged' \
+                 AND c.seq <= ?5 AND (e.superseded_by IS NULL OR s.seq > ?5)",
+            ),
+        }
+        .db(what)?;
+        let dims_arg = int(dims as u64);
+        let mut rows = match at {
+            None => stmt.query(params![tenant, repo_id, dims_arg, model]),
+            Some(seq) => stmt.query(params![tenant, repo_id, dims_arg, model, seq]),
+        }
+        .db(what)?;
         let mut table = Self {
             version,
             dims,
@@ -350,33 +374,45 @@ impl pulp::WithSimd for BoundsScan<'_> {
 /// The tables of the searches so far, by repository, model and width.
 #[derive(Debug, Default)]
 pub(crate) struct VectorCache {
-    tables: Mutex<HashMap<(i64, String, usize), Arc<VectorTable>>>,
+    tables: Mutex<HashMap<TableKey, Arc<VectorTable>>>,
 }
 
+/// A table's repository, model, width, and the run it is as of (`None`: the active
+/// entries).
+type TableKey = (i64, String, usize, Option<i64>);
+
 impl VectorCache {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(i64, String, usize), Arc<VectorTable>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TableKey, Arc<VectorTable>>> {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The table of `repo_id`, `model` and `dims` at the version `conn`'s transaction
-    /// sees: from the cache, or read and (if it fits) kept.
+    /// The table of `repo_id`, `model` and `dims` — of the active entries, or of those
+    /// live right after run `at` (its id and chain position) — at the version `conn`'s
+    /// transaction sees: from the cache, or read and (if it fits) kept.
     pub(crate) fn table(
         &self,
         conn: &Connection,
         repo_id: i64,
+        at: Option<(i64, i64)>,
         tenant: &str,
         model: &str,
         dims: usize,
     ) -> Result<Arc<VectorTable>, Error> {
-        let version = Version::read(conn, repo_id)?;
-        let key = (repo_id, model.to_owned(), dims);
+        let version = Version::read(conn, repo_id, at)?;
+        let key = (repo_id, model.to_owned(), dims, at.map(|(id, _)| id));
         if let Some(table) = self.lock().get(&key)
             && table.version == version
         {
             return Ok(Arc::clone(table));
         }
         let table = Arc::new(VectorTable::read(
-            conn, repo_id, tenant, model, dims, version,
+            conn,
+            repo_id,
+            at.map(|(_, seq)| seq),
+            tenant,
+            model,
+            dims,
+            version,
         )?);
         let mut tables = self.lock();
         tables.remove(&key);

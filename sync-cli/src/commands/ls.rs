@@ -1,9 +1,9 @@
-//! `projsync ls`: the active file index.
+//! `projsync ls [--at RUN]`: the active file index, or the index right after a run.
 
 use std::io::Write;
 
 use serde::Serialize;
-use sync_core::{Error, PathJson};
+use sync_core::{Error, PathJson, SyncStoreExt};
 
 use crate::cli::LsArgs;
 use crate::exit::Exit;
@@ -22,8 +22,9 @@ struct JsonFile<'a> {
 }
 
 pub(super) async fn exec(target: &Target, args: &LsArgs) -> Result<Exit, Error> {
+    let at = args.at.run()?;
     let (store, key) = open::existing(target).await?;
-    let index = store.file_index(&key).await?;
+    let index = store.file_index_as_of(&key, at).await?;
     if index.is_empty() && store.last_completed(&key).await?.is_none() {
         eprintln!(
             "`{key}` has not been synced into `{}` yet: run `projsync run` first",

@@ -2,6 +2,7 @@
 //! command's own arguments.
 
 mod branches;
+mod changes;
 mod embed;
 mod history;
 mod ls;
@@ -29,6 +30,7 @@ pub(crate) async fn dispatch(target: &Target, command: &Command) -> Result<Exit,
         Command::Restore(args) => restore::exec(target, args).await,
         Command::Branches(args) => branches::exec(target, args).await,
         Command::Search(args) => search::exec(target, args).await,
+        Command::Changes(args) => changes::exec(target, args).await,
         Command::Embed(args) => embed::exec(args).await,
         Command::Reembed(args) => reembed::exec(target, args).await,
         Command::Serve(args) => serve::exec(target, args).await,

@@ -1,4 +1,5 @@
-//! `projsync search QUERY`: the active entries closest to a query.
+//! `projsync search QUERY [--at RUN]`: the active entries (or those right after a run)
+//! closest to a query.
 
 use std::io::Write;
 
@@ -18,6 +19,7 @@ use crate::report;
 
 pub(super) async fn exec(target: &Target, args: &SearchArgs) -> Result<Exit, Error> {
     let mode: SearchMode = args.mode.parse()?;
+    let at = args.at.run()?;
     let (store, key) = open::existing(target).await?;
     let (store, query) = match mode {
         SearchMode::Lexical => (store, SearchQuery::lexical(args.query.as_str())),
@@ -31,7 +33,9 @@ pub(super) async fn exec(target: &Target, args: &SearchArgs) -> Result<Exit, Err
             (store, query)
         }
     };
-    let hits = store.search(&key, &query.with_k(args.k)).await?;
+    let hits = store
+        .search(&key, &query.with_k(args.k).with_at(at))
+        .await?;
     print(&hits, args)
 }
 
@@ -49,6 +53,7 @@ async fn query_vector(
             key,
             &EntryQuery {
                 limit: Some(1),
+                at: args.at.run()?,
                 ..EntryQuery::default()
             },
         )

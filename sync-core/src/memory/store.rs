@@ -12,7 +12,7 @@ use crate::{
     FileIndex, IndexedFile, MemoryEntry, NewEmbedding, NewEntry, RepoKey, RepoPath, RunStart,
     SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStatus, SyncStore,
 };
-use crate::{RunEnd, check_restore_target, take_over};
+use crate::{RunEnd, check_readable, check_restore_target, live_after, take_over};
 
 /// A [`SyncStore`] in memory: the reference implementation of the store contract.
 ///
@@ -101,6 +101,18 @@ impl State {
 
     fn record(&self, id: SyncId) -> &SyncRecord {
         &self.runs[&id].record
+    }
+
+    /// The chain position of run `at` of `repo`, if it can be read
+    /// ([`check_readable`](crate::check_readable)).
+    fn readable(&self, repo: &RepoKey, at: SyncId) -> Result<usize, Error> {
+        let row = self
+            .runs
+            .get(&at)
+            .filter(|r| &r.record.repo == repo)
+            .ok_or_else(|| Error::run_not_found(repo, at))?;
+        check_readable(repo, at, row.record.status)?;
+        Ok(row.seq)
     }
 
     /// Ends the repository's running run if its lease has expired; fails if it has not.
@@ -220,7 +232,7 @@ impl RepoState {
         seqs: &HashMap<SyncId, usize>,
     ) -> BTreeMap<RepoPath, Vec<usize>> {
         let live = |created: SyncId, ended: Option<SyncId>| {
-            seqs[&created] <= seq && ended.is_none_or(|e| seqs[&e] > seq)
+            live_after(seqs[&created], ended.map(|e| seqs[&e]), seq)
         };
         let mut at: BTreeMap<RepoPath, Vec<usize>> = BTreeMap::new();
         for (row, e) in self.entries.iter().enumerate() {
@@ -239,9 +251,7 @@ impl RepoState {
         self.files
             .iter()
             .enumerate()
-            .filter(|(_, f)| {
-                seqs[&f.added_by] <= seq && f.removed_by.is_none_or(|e| seqs[&e] > seq)
-            })
+            .filter(|(_, f)| live_after(seqs[&f.added_by], f.removed_by.map(|e| seqs[&e]), seq))
             .map(|(row, f)| (f.file.entry.path.clone(), row))
             .collect()
     }
@@ -322,6 +332,22 @@ impl SyncStore for MemoryStore {
             .repo(repo)
             .map(|r| {
                 r.active_files
+                    .values()
+                    .map(|&row| r.files[row].file.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        FileIndex::new(files)
+    }
+
+    async fn file_index_at(&self, repo: &RepoKey, at: SyncId) -> Result<FileIndex, Error> {
+        let state = self.lock();
+        let seq = state.readable(repo, at)?;
+        let seqs: HashMap<SyncId, usize> = state.runs.iter().map(|(id, r)| (*id, r.seq)).collect();
+        let files = state
+            .repo(repo)
+            .map(|r| {
+                r.files_at(seq, &seqs)
                     .values()
                     .map(|&row| r.files[row].file.clone())
                     .collect()
@@ -589,10 +615,31 @@ impl SyncStore for MemoryStore {
 
     async fn entries(&self, repo: &RepoKey, query: &EntryQuery) -> Result<Vec<MemoryEntry>, Error> {
         let state = self.lock();
+        let at = query.at.map(|at| state.readable(repo, at)).transpose()?;
         let Some(r) = state.repo(repo) else {
             return Ok(Vec::new());
         };
-        let mut out: Vec<MemoryEntry> = if query.include_superseded {
+        let mut out: Vec<MemoryEntry> = if let Some(at) = at {
+            let seq = |id: SyncId| state.runs[&id].seq;
+            // As of a run, the status filter is the history rule's.
+            let filter = EntryQuery {
+                include_superseded: true,
+                ..query.clone()
+            };
+            r.entries
+                .iter()
+                .filter(|row| live_after(seq(row.created_by), row.superseded_by.map(seq), at))
+                .map(|row| {
+                    let status = if row.superseded_by.is_some() {
+                        EntryStatus::Superseded
+                    } else {
+                        EntryStatus::Active
+                    };
+                    to_entry(row, status)
+                })
+                .filter(|e| filter.matches(&e.path, e.status))
+                .collect()
+        } else if query.include_superseded {
             r.entries
                 .iter()
                 .map(|row| {
@@ -703,51 +750,19 @@ impl SyncStore for MemoryStore {
         if query.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        // Okapi BM25 (k1 = 1.2, b = 0.75, as SQLite's FTS5) over the terms of each active
-        // entry's text, path and symbol path.
-        let docs: Vec<(usize, Vec<String>)> = r
-            .active_entries
-            .values()
-            .flatten()
-            .map(|&row| {
-                let e = &r.entries[row].entry;
-                let mut words = crate::lexical_terms(&e.content);
-                words.extend(crate::lexical_terms(&e.path.to_string()));
-                if let Some(symbol) = &e.meta.symbol {
-                    words.extend(crate::lexical_terms(symbol));
-                }
-                (row, words)
-            })
-            .collect();
-        let counts: Vec<u64> = query
-            .terms()
-            .iter()
-            .map(|t| docs.iter().filter(|(_, w)| w.contains(t)).count() as u64)
-            .collect();
-        let n = docs.len() as f64;
-        let query = query.with_document_counts(docs.len() as u64, &counts);
-        let avg = docs.iter().map(|(_, w)| w.len()).sum::<usize>() as f64 / n.max(1.0);
-        let idf: Vec<f64> = counts
-            .iter()
-            .map(|&d| ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6))
-            .collect();
-        let (k1, b) = (1.2, 0.75);
-        let mut hits: Vec<SearchHit> = docs
-            .iter()
-            .filter(|(_, words)| query.matching().iter().any(|t| words.contains(t)))
-            .map(|(row, words)| {
-                let len = words.len() as f64;
-                let mut score = 0.0;
-                for (t, idf) in query.terms().iter().zip(&idf) {
-                    let tf = words.iter().filter(|w| *w == t).count() as f64;
-                    if tf > 0.0 {
-                        score += idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg));
-                    }
-                }
-                SearchHit {
-                    entry: to_entry(&r.entries[*row], EntryStatus::Active),
-                    score: score as f32,
-                }
+        // Okapi BM25 over the terms of each active entry's text, path and symbol path.
+        let rows: Vec<usize> = r.active_entries.values().flatten().copied().collect();
+        let mut index = crate::LexicalIndex::default();
+        for &row in &rows {
+            let e = &r.entries[row].entry;
+            index.push(&e.content, &e.path, e.meta.symbol.as_deref());
+        }
+        let mut hits: Vec<SearchHit> = index
+            .search(text, k)
+            .into_iter()
+            .map(|(doc, score)| SearchHit {
+                entry: to_entry(&r.entries[rows[doc]], EntryStatus::Active),
+                score,
             })
             .collect();
         SearchHit::rank_all(&mut hits, k);

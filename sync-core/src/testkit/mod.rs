@@ -33,6 +33,8 @@
 //! | [`restore_counts`], [`unknown_runs_are_not_found`], [`search_ties_rank_by_path_then_ordinal`] | the store contract: the core's rules |
 //! | [`reembed_fills_in_missing_embeddings`] | the store contract: embeddings stored outside a run |
 //! | [`chunk_meta_round_trips`] | the store contract: language, kind and symbol path kept |
+//! | [`search_and_read_as_of_a_run`] | reading as of a run ([`live_after`](crate::live_after), [`check_readable`](crate::check_readable)) |
+//! | [`changes_between_runs`] | what changed between runs ([`SyncStoreExt::changes`](crate::SyncStoreExt::changes)) |
 //!
 //! # Sources
 //!
@@ -55,6 +57,7 @@
 //! | [`changes_match_full_scan`] | 9. incremental equals full, through the source's changes |
 
 mod fixture;
+mod history;
 mod incremental;
 mod source_suite;
 mod suite;
@@ -64,6 +67,7 @@ pub use fixture::{
     CHUNK_BYTES, DIMS, EntryKey, Harness, MAX_FILE_SIZE, STEPS, Snapshot, extractor, lib_rs,
     one_entry_batch, options, policy, run_start, step_branch, step_files,
 };
+pub use history::{BlockChunker, changes_between_runs, search_and_read_as_of_a_run};
 pub use incremental::{
     INCREMENTAL_MAX_FILE_SIZE, changes_match_full_scan, check_incremental_equals_full,
     full_scan_reason, incremental_equals_full, incremental_history, incremental_policy,
@@ -109,6 +113,8 @@ macro_rules! sync_store_conformance {
             hybrid_ranking_is_the_same_in_every_store,
             models_coexist_and_an_unknown_model_is_a_clear_error,
             reembed_fills_in_missing_embeddings, chunk_meta_round_trips, incremental_equals_full);
+        $crate::sync_store_conformance!(@each $factory;
+            search_and_read_as_of_a_run, changes_between_runs);
         $crate::sync_store_conformance!(@sweep $factory;
             fault_sweep_store, fault_sweep_source, cancellation_sweep);
     };

@@ -404,6 +404,43 @@ impl<S: SyncStore> SyncStore for FaultyStore<S> {
             .guard("search_text", self.inner.search_text(repo, text, k))
             .await
     }
+
+    async fn file_index_at(&self, repo: &RepoKey, at: SyncId) -> Result<FileIndex, Error> {
+        self.plan
+            .guard("file_index_at", self.inner.file_index_at(repo, at))
+            .await
+    }
+
+    async fn search_vector_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        model: &str,
+        vector: &Embedding,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        self.plan
+            .guard(
+                "search_vector_at",
+                self.inner.search_vector_at(repo, at, model, vector, k),
+            )
+            .await
+    }
+
+    async fn search_text_at(
+        &self,
+        repo: &RepoKey,
+        at: SyncId,
+        text: &str,
+        k: usize,
+    ) -> Result<Vec<SearchHit>, Error> {
+        self.plan
+            .guard(
+                "search_text_at",
+                self.inner.search_text_at(repo, at, text, k),
+            )
+            .await
+    }
 }
 
 /// An [`Embedder`] that counts the texts it embeds.

@@ -356,3 +356,94 @@ async fn nested_under_a_prefix_the_answers_carry_it() {
         .unwrap();
     assert!(text.contains("event: completed"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_at_a_run_and_changes_between_runs() {
+    let s = Served::start().await;
+    s.alpha.open_gate();
+    let first = s.sync(ACME, "alpha").await;
+    // The second commit deletes `alpha_3` and adds `alpha_fresh`.
+    s.alpha.repo.remove("src/file3.rs");
+    s.alpha
+        .repo
+        .write("src/fresh.rs", "pub fn alpha_fresh() -> u32 { 99 }\n");
+    s.alpha.repo.commit("second");
+    let second = s.sync(ACME, "alpha").await;
+
+    let found = |body: &Value| -> Vec<String> {
+        body["hits"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|h| h["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for mode in ["lexical", "hybrid"] {
+        let url = |at: Option<i64>| {
+            let at = at.map_or_else(String::new, |id| format!("&at={id}"));
+            format!("/api/v1/projects/alpha/search?q=alpha_3+alpha_fresh&k=20&mode={mode}{at}")
+        };
+        let (status, then) = s.get(ACME, &url(Some(first))).await;
+        assert_eq!(status, 200, "{then}");
+        let then = found(&then);
+        assert!(
+            then.contains(&"src/file3.rs".to_owned()),
+            "{mode}: {then:?}"
+        );
+        assert!(
+            !then.contains(&"src/fresh.rs".to_owned()),
+            "{mode}: {then:?}"
+        );
+        let (_, now) = s.get(ACME, &url(None)).await;
+        let now = found(&now);
+        assert!(now.contains(&"src/fresh.rs".to_owned()), "{mode}: {now:?}");
+        assert!(!now.contains(&"src/file3.rs".to_owned()), "{mode}: {now:?}");
+        let (_, latest) = s.get(ACME, &url(Some(second))).await;
+        assert_eq!(found(&latest), now, "{mode}: as of the latest run is now");
+    }
+
+    // Changes: exactly what the library (and `projsync changes --json`) returns.
+    let (status, body) = s.get(ACME, "/api/v1/projects/alpha/changes").await;
+    assert_eq!(status, 200, "{body}");
+    let repo = s.alpha.syncer.repo();
+    let expected = s.alpha.store.changes(repo, None, None).await.unwrap();
+    assert_eq!(body, serde_json::to_value(&expected).unwrap());
+    assert_eq!(body["from"], first);
+    assert_eq!(body["to"], second);
+    assert_eq!(body["added"], json!(["src/fresh.rs"]));
+    assert_eq!(body["removed"], json!(["src/file3.rs"]));
+    let (_, back) = s
+        .get(
+            ACME,
+            &format!("/api/v1/projects/alpha/changes?from={second}&to={first}"),
+        )
+        .await;
+    assert_eq!(back["added"], json!(["src/file3.rs"]), "{back}");
+    assert_eq!(back["removed"], json!(["src/fresh.rs"]), "{back}");
+
+    // Refusals, in the one error shape.
+    for (path, want_status, want_kind) in [
+        (
+            "/api/v1/projects/alpha/changes?from=abc",
+            400,
+            "invalid_input",
+        ),
+        ("/api/v1/projects/alpha/changes?to=999999", 404, "not_found"),
+        (
+            "/api/v1/projects/alpha/search?q=x&mode=lexical&at=999999",
+            404,
+            "not_found",
+        ),
+        (
+            "/api/v1/projects/alpha/search?q=x&at=first",
+            400,
+            "invalid_input",
+        ),
+    ] {
+        let (status, body) = s.get(ACME, path).await;
+        assert_eq!(status, want_status, "{path}: {body}");
+        assert_eq!(error_kind(&body), want_kind, "{path}");
+    }
+    let (status, body) = s.get(OTHER, "/api/v1/projects/alpha/changes").await;
+    assert_eq!(status, 404, "another tenant's project: {body}");
+}
