@@ -657,7 +657,7 @@ async fn with_allow_sync_an_assistant_syncs_and_sees_what_changed() {
         json!({"path": "README.md", "run": before}),
     )
     .await;
-    assert!(old["file"]["text"].as_str().unwrap().len() > 0, "{old}");
+    assert_eq!(old["file"]["text"], "# Demo\n\nA demo.\n", "{old}");
     let found = |hits: &serde_json::Value| {
         hits["hits"].as_array().unwrap().iter().any(|h| {
             h["content"]

@@ -761,7 +761,7 @@ mod tests {
     fn every_tool_has_an_object_schema_and_a_description() {
         for allowed in [false, true] {
             let tools = tools(allowed);
-            assert_eq!(tools.len(), if allowed { 6 } else { 5 });
+            assert_eq!(tools.len(), if allowed { 7 } else { 6 });
             for tool in tools {
                 assert_eq!(tool.input_schema["type"], "object", "{}", tool.name);
                 assert!(
