@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ErrorCode, JsonObject,
@@ -19,6 +19,9 @@ use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioC
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use sync_git::testkit::TestRepo;
+
+mod support;
+use support::wait_for;
 
 /// The embedder of every command here: offline and instant.
 const EMBEDDER: &str = "hash:64";
@@ -587,22 +590,6 @@ async fn a_cancelled_call_leaves_the_server_serving() {
     let status = call(&client, "sync_status", json!({})).await;
     assert_eq!(status["last_completed"]["status"], "completed");
     client.cancel().await.unwrap();
-}
-
-/// Waits until `check` gives something, failing after `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

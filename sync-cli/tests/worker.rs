@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -21,6 +21,9 @@ use tokio::sync::watch;
 use sync_core::{RepoKey, SyncStatus, SyncStore};
 use sync_git::testkit::TestRepo;
 use sync_postgres::{JobStatus, PgStore};
+
+mod support;
+use support::wait_for;
 
 fn projsync(db: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_projsync"));
@@ -57,22 +60,6 @@ impl Drop for Workers {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-/// Waits until `check` gives something, failing after `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
