@@ -15,6 +15,7 @@ use sync_core::{
 use crate::PgStore;
 use crate::error;
 use crate::rows::{ENTRY_COLUMNS, EntryRow, FileRow};
+use crate::search::any_of;
 use crate::tx::{self, Tx};
 
 /// The joins the history rule needs on `sync_entries e`: the run that wrote each entry
@@ -229,14 +230,6 @@ pub(crate) async fn search_text_at(
         .map(|c| u64::try_from(c).unwrap_or(0))
         .collect();
     let query = query.with_document_counts(documents, &counts);
-    // Every term is letters and digits only; quoted, each is one tsquery lexeme.
-    let any = |terms: &[String]| {
-        terms
-            .iter()
-            .map(|t| format!("'{t}'"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
     let rows: Vec<HitRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {ENTRY_COLUMNS}, NULL::vector AS embedding, \
              ts_rank_cd(e.lexical, q)::float8 AS score \
@@ -248,9 +241,9 @@ pub(crate) async fn search_text_at(
     .bind(tenant)
     .bind(repo_id)
     .bind(seq)
-    .bind(any(query.terms()))
+    .bind(any_of(query.terms()))
     .bind(i64::try_from(k).unwrap_or(i64::MAX))
-    .bind(any(query.matching()))
+    .bind(any_of(query.matching()))
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| error::map(&what, e))?;

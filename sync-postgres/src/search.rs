@@ -184,14 +184,6 @@ pub(crate) async fn search_text(
     if k == 0 || query.is_empty() {
         return Ok(Vec::new());
     }
-    // Every term is letters and digits only; quoted, each is one tsquery lexeme.
-    let any = |terms: &[String]| {
-        terms
-            .iter()
-            .map(|t| format!("'{t}'"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
     let what = format!("searching the text of `{repo}`");
     let mut tx = store.tx(tenant, &what).await?;
     let query = with_document_counts(&mut tx, tenant, repo, query, &what).await?;
@@ -206,9 +198,9 @@ pub(crate) async fn search_text(
     )))
     .bind(tenant)
     .bind(repo.source())
-    .bind(any(query.terms()))
+    .bind(any_of(query.terms()))
     .bind(i64::try_from(k).unwrap_or(i64::MAX))
-    .bind(any(query.matching()))
+    .bind(any_of(query.matching()))
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| error::map(&what, e))?;
@@ -431,4 +423,15 @@ struct HitRow {
     #[sqlx(flatten)]
     entry: EntryRow,
     distance: Option<f64>,
+}
+
+/// The `to_tsquery('simple', …)` text matching any of `terms`. Every term of a
+/// [`LexicalQuery`] is letters and digits only, so quoted each is one lexeme: no query
+/// syntax reaches the server.
+pub(crate) fn any_of(terms: &[String]) -> String {
+    terms
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
