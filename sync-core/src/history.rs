@@ -137,31 +137,18 @@ impl LexicalIndex {
         let doc = u32::try_from(self.lengths.len()).unwrap_or(u32::MAX);
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
-        let mut term = String::new();
-        for text in [content, &path.to_string(), symbol.unwrap_or("")] {
-            // The terms of `lexical_terms`, without a string per occurrence.
-            for word in text.split(|c: char| !c.is_alphanumeric()) {
-                if word.is_empty() {
-                    continue;
+        for_each_term(content, path, symbol, |term| {
+            let id = match self.ids.get(term) {
+                Some(&id) => id,
+                None => {
+                    let id = u32::try_from(self.postings.len()).unwrap_or(u32::MAX);
+                    self.ids.insert(term.into(), id);
+                    self.postings.push(Vec::new());
+                    id
                 }
-                term.clear();
-                if word.is_ascii() {
-                    term.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
-                } else {
-                    term.push_str(&word.to_lowercase());
-                }
-                let id = match self.ids.get(term.as_str()) {
-                    Some(&id) => id,
-                    None => {
-                        let id = u32::try_from(self.postings.len()).unwrap_or(u32::MAX);
-                        self.ids.insert(term.as_str().into(), id);
-                        self.postings.push(Vec::new());
-                        id
-                    }
-                };
-                ids.push(id);
-            }
-        }
+            };
+            ids.push(id);
+        });
         let length = ids.len();
         ids.sort_unstable();
         for run in ids.chunk_by(|a, b| a == b) {
@@ -203,9 +190,13 @@ impl LexicalIndex {
             .collect();
         let counts: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
         let query = query.with_document_counts(self.len() as u64, &counts);
-        let n = self.len() as f64;
-        let avg = self.total_length as f64 / n.max(1.0);
-        let (k1, b) = (1.2, 0.75);
+        let bm25 = Bm25::new(
+            LexicalStats {
+                documents: self.len() as u64,
+                length: self.total_length,
+            },
+            &counts,
+        );
         let mut candidates: Vec<u32> = Vec::new();
         for (t, list) in query.terms().iter().zip(&lists) {
             if query.matching().contains(t) {
@@ -214,14 +205,9 @@ impl LexicalIndex {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        let idfs: Vec<f64> = counts
-            .iter()
-            .map(|&d| ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6))
-            .collect();
-        let term_score = |idf: f64, tf: u32, doc: u32| {
-            let (tf, len) = (f64::from(tf), f64::from(self.lengths[doc as usize]));
-            idf * tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * len / avg))
-        };
+        let term_score =
+            |idf: f64, tf: u32, doc: u32| bm25.term(idf, tf, self.lengths[doc as usize]);
+        let idfs = &bm25.idfs;
         // Lists are in document order. Few candidates look their terms up; many walk the
         // lists once. Either way each score adds its terms in query order.
         let postings: usize = lists.iter().map(|l| l.len()).sum();
@@ -229,7 +215,7 @@ impl LexicalIndex {
         if candidates.len().saturating_mul(16) < postings {
             for &doc in &candidates {
                 let mut score = 0.0;
-                for (list, &idf) in lists.iter().zip(&idfs) {
+                for (list, &idf) in lists.iter().zip(idfs) {
                     if let Ok(i) = list.binary_search_by_key(&doc, |&(d, _)| d) {
                         score += term_score(idf, list[i].1, doc);
                     }
@@ -238,7 +224,7 @@ impl LexicalIndex {
             }
         } else {
             scores.extend(candidates.iter().map(|&doc| (doc as usize, 0.0)));
-            for (list, &idf) in lists.iter().zip(&idfs) {
+            for (list, &idf) in lists.iter().zip(idfs) {
                 for &(doc, tf) in *list {
                     if let Some(score) = scores.get_mut(&(doc as usize)) {
                         *score += term_score(idf, tf, doc);
@@ -250,6 +236,164 @@ impl LexicalIndex {
             .into_iter()
             .map(|(doc, score)| (doc, score as f32))
             .collect()
+    }
+}
+
+/// Calls `f` with each term of a document, lowercased, in order: the
+/// [`lexical_terms`](crate::lexical_terms) of its text, its path and its symbol path,
+/// without a string per occurrence.
+fn for_each_term(content: &str, path: &RepoPath, symbol: Option<&str>, mut f: impl FnMut(&str)) {
+    let mut term = String::new();
+    for text in [content, &path.to_string(), symbol.unwrap_or("")] {
+        for word in text.split(|c: char| !c.is_alphanumeric()) {
+            if word.is_empty() {
+                continue;
+            }
+            term.clear();
+            if word.is_ascii() {
+                term.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+            } else {
+                term.push_str(&word.to_lowercase());
+            }
+            f(&term);
+        }
+    }
+}
+
+/// A document's length as BM25 counts it: the number of its terms (in its text, path and
+/// symbol path), as [`LexicalIndex`] and [`LexicalScorer`] count them. A store that keeps
+/// [`LexicalStats`] of its own sums these.
+///
+/// ```
+/// use sync_core::{lexical_length, RepoPath};
+/// let path = RepoPath::new("src/parse.rs")?;
+/// // `fn`, `parse`, `block`; `src`, `parse`, `rs`; `fn`, `parse`, `block`.
+/// assert_eq!(lexical_length("fn parse_block() {}", &path, Some("fn parse_block")), 9);
+/// # Ok::<(), sync_core::Error>(())
+/// ```
+pub fn lexical_length(content: &str, path: &RepoPath, symbol: Option<&str>) -> u32 {
+    let mut n = 0u32;
+    for_each_term(content, path, symbol, |_| n = n.saturating_add(1));
+    n
+}
+
+/// The collection statistics of BM25: how many documents, and their total
+/// [`lexical_length`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LexicalStats {
+    /// The number of documents.
+    pub documents: u64,
+    /// The sum of their lengths in terms.
+    pub length: u64,
+}
+
+/// Okapi BM25's parts, as [`LexicalIndex`] and [`LexicalScorer`] share them.
+#[derive(Debug, Clone)]
+struct Bm25 {
+    /// Each query term's IDF, in query order.
+    idfs: Vec<f64>,
+    /// The average document length.
+    average: f64,
+}
+
+impl Bm25 {
+    const K1: f64 = 1.2;
+    const B: f64 = 0.75;
+
+    /// `counts[i]`: how many documents hold query term `i` (exact below half of them; from
+    /// there on every count gives the floor IDF).
+    fn new(stats: LexicalStats, counts: &[u64]) -> Self {
+        let n = stats.documents as f64;
+        Self {
+            idfs: counts
+                .iter()
+                .map(|&d| ((n - d as f64 + 0.5) / (d as f64 + 0.5)).ln().max(1e-6))
+                .collect(),
+            average: stats.length as f64 / n.max(1.0),
+        }
+    }
+
+    /// One term's part of a score: `tf` occurrences in a document of `length` terms.
+    fn term(&self, idf: f64, tf: u32, length: u32) -> f64 {
+        let (tf, len) = (f64::from(tf), f64::from(length));
+        idf * tf * (Self::K1 + 1.0)
+            / (tf + Self::K1 * (1.0 - Self::B + Self::B * len / self.average))
+    }
+}
+
+/// A [`LexicalQuery`] scored by BM25 against collection statistics a store keeps itself:
+/// for a store that finds the candidate documents in an index of its own and reads their
+/// text, the scores are exactly those a [`LexicalIndex`] over the same documents gives.
+///
+/// ```
+/// use sync_core::{LexicalIndex, LexicalQuery, LexicalScorer, LexicalStats, RepoPath, lexical_length};
+/// let docs = [("fn parse() {}", "src/parse.rs"), ("fn render() {}", "src/render.rs")];
+/// let mut index = LexicalIndex::default();
+/// let mut stats = LexicalStats::default();
+/// for (text, path) in docs {
+///     let path = RepoPath::new(path)?;
+///     index.push(text, &path, None);
+///     stats.documents += 1;
+///     stats.length += u64::from(lexical_length(text, &path, None));
+/// }
+/// // `parse` is in one document, `fn` in both.
+/// let query = LexicalQuery::new("parse fn");
+/// let counts = [1, 2];
+/// let scorer = LexicalScorer::new(&query.with_document_counts(2, &counts), stats, &counts);
+/// let indexed = index.search("parse fn", 2);
+/// let first = indexed.iter().find(|(doc, _)| *doc == 0).unwrap().1;
+/// assert_eq!(scorer.score(docs[0].0, &RepoPath::new(docs[0].1)?, None), Some(first));
+/// assert_eq!(scorer.score("struct Main;", &RepoPath::new("src/main.rs")?, None), None);
+/// # Ok::<(), sync_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LexicalScorer {
+    /// The query's terms, and whether each brings documents in.
+    terms: Vec<(String, bool)>,
+    bm25: Bm25,
+}
+
+impl LexicalScorer {
+    /// `query` has its document counts applied ([`LexicalQuery::with_document_counts`]);
+    /// `counts[i]` is the number of documents holding its term `i`, counted at least up to
+    /// [`LexicalQuery::score_count_limit`].
+    pub fn new(query: &LexicalQuery, stats: LexicalStats, counts: &[u64]) -> Self {
+        Self {
+            terms: query
+                .terms()
+                .iter()
+                .map(|t| (t.clone(), query.matching().contains(t)))
+                .collect(),
+            bm25: Bm25::new(stats, counts),
+        }
+    }
+
+    /// The document's score, or `None` when it holds none of the query's
+    /// [`matching`](LexicalQuery::matching) terms.
+    pub fn score(&self, content: &str, path: &RepoPath, symbol: Option<&str>) -> Option<f32> {
+        let mut tfs = vec![0u32; self.terms.len()];
+        let mut length = 0u32;
+        for_each_term(content, path, symbol, |term| {
+            length = length.saturating_add(1);
+            if let Some(i) = self.terms.iter().position(|(t, _)| t == term) {
+                tfs[i] = tfs[i].saturating_add(1);
+            }
+        });
+        let matches = self
+            .terms
+            .iter()
+            .zip(&tfs)
+            .any(|((_, matching), &tf)| *matching && tf > 0);
+        if !matches {
+            return None;
+        }
+        let mut score = 0.0;
+        for (&tf, &idf) in tfs.iter().zip(&self.bm25.idfs) {
+            if tf > 0 {
+                score += self.bm25.term(idf, tf, length);
+            }
+        }
+        Some(score as f32)
     }
 }
 
@@ -607,6 +751,55 @@ mod tests {
         ] {
             let mut got = index.search(text, 10);
             got.sort_by_key(|a| a.0);
+            assert_eq!(got, reference(&docs, text), "{text}");
+        }
+    }
+
+    /// A store that counts terms only up to the score limit and scores each candidate's text
+    /// with [`LexicalScorer`] gets exactly the scores of the index.
+    #[test]
+    fn the_scorer_gives_the_index_scores_from_capped_counts() {
+        let path = RepoPath::new("x").unwrap();
+        let docs: Vec<String> = (0..3000)
+            .map(|i| {
+                let mid = if i % 3 == 0 { " mid mid" } else { "" };
+                format!("common Word{} common{mid} rare{}", i % 50, i % 997)
+            })
+            .collect();
+        let mut stats = LexicalStats::default();
+        for d in &docs {
+            stats.documents += 1;
+            stats.length += u64::from(lexical_length(d, &path, None));
+        }
+        let limit = LexicalQuery::score_count_limit(stats.documents);
+        for text in [
+            "common rare7 word3",
+            "mid common",
+            "common",
+            "x rare996 mid",
+        ] {
+            let query = LexicalQuery::new(text);
+            let counts: Vec<u64> = query
+                .terms()
+                .iter()
+                .map(|t| {
+                    let n = docs
+                        .iter()
+                        .filter(|d| crate::lexical_terms(&format!("{d} x")).contains(t))
+                        .count() as u64;
+                    n.min(limit)
+                })
+                .collect();
+            let scorer = LexicalScorer::new(
+                &query.with_document_counts(stats.documents, &counts),
+                stats,
+                &counts,
+            );
+            let got: Vec<(usize, f32)> = docs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| Some((i, scorer.score(d, &path, None)?)))
+                .collect();
             assert_eq!(got, reference(&docs, text), "{text}");
         }
     }

@@ -36,7 +36,8 @@ pub use extract::{
     embedding_text,
 };
 pub use history::{
-    LexicalIndex, ModifiedPath, RenamedPath, RunChanges, check_readable, live_after,
+    LexicalIndex, LexicalScorer, LexicalStats, ModifiedPath, RenamedPath, RunChanges,
+    check_readable, lexical_length, live_after,
 };
 pub use id::{BlobId, CommitId, ContentHash, SyncId};
 pub use json::{HitJson, PathJson};

@@ -255,6 +255,14 @@ impl LexicalQuery {
         Self::common_above(documents) + 1
     }
 
+    /// How far a store must count a term's documents to apply the rule and to score by
+    /// BM25 exactly: a term in half of the documents or more has BM25's floor IDF, however
+    /// many more hold it, so counts may stop at the larger of this and
+    /// [`count_limit`](Self::count_limit).
+    pub fn score_count_limit(documents: u64) -> u64 {
+        Self::count_limit(documents).max(documents.div_ceil(2))
+    }
+
     /// Every term of the query, each once, in first-seen order: an entry's score counts them all.
     pub fn terms(&self) -> &[String] {
         &self.terms

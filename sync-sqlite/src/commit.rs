@@ -4,7 +4,7 @@
 use rusqlite::{Connection, Transaction, params};
 use sync_core::{
     BlobId, ChangeSet, Error, FileChange, IndexedFile, RepoPath, SyncRecord, SyncRun, SyncStats,
-    TreeEntry,
+    TreeEntry, lexical_length,
 };
 
 use crate::error::DbResultExt;
@@ -104,9 +104,11 @@ impl Apply<'_, '_> {
             .tx
             .prepare_cached(
                 "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \
-                 start_line, end_line, language, kind, symbol, model, status, created_by) \
+                 start_line, end_line, language, kind, symbol, model, status, created_by, \
+                 lexical_length) \
                  SELECT repository_id, ?3, ordinal, ?4, content, content_hash, start_line, \
-                 end_line, language, kind, symbol, model, 'active', ?5 FROM entries \
+                 end_line, language, kind, symbol, model, 'active', ?5, lexical_length + ?6 \
+                 FROM entries \
                  WHERE repository_id = ?1 AND path = ?2 AND status = 'active' ORDER BY ordinal",
             )
             .db(what)?
@@ -116,6 +118,9 @@ impl Apply<'_, '_> {
                 to.path.as_bytes(),
                 to.blob.as_bytes().as_slice(),
                 self.run_id,
+                // The text and symbol stay; only the path's terms change.
+                i64::from(lexical_length("", &to.path, None))
+                    - i64::from(lexical_length("", from, None)),
             ])
             .db(what)?;
         self.written += n as u64;

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-use rusqlite_migration::{M, Migrations};
-use sync_core::Error;
+use rusqlite::{Connection, Transaction};
+use rusqlite_migration::{HookError, HookResult, M, Migrations};
+use sync_core::{Error, RepoPath, lexical_length};
 
 use crate::error::{is_busy, map, map_migration};
 
@@ -28,13 +28,66 @@ pub(crate) const MIGRATION_SQL: &[(&str, &str)] = &[
         "0004_chunk_meta",
         include_str!("../migrations/0004_chunk_meta.sql"),
     ),
+    (
+        "0005_lexical_history",
+        include_str!("../migrations/0005_lexical_history.sql"),
+    ),
 ];
+
+/// The version whose script is followed by [`fill_lexical_lengths`], in its transaction.
+const LEXICAL_LENGTHS_VERSION: usize = 5;
 
 /// The schema version this build writes.
 pub(crate) const LATEST_VERSION: usize = MIGRATION_SQL.len();
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(MIGRATION_SQL.iter().map(|(_, sql)| M::up(sql)).collect())
+    Migrations::new(
+        MIGRATION_SQL
+            .iter()
+            .enumerate()
+            .map(|(i, (_, sql))| {
+                if i + 1 == LEXICAL_LENGTHS_VERSION {
+                    M::up_with_hook(sql, fill_lexical_lengths)
+                } else {
+                    M::up(sql)
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Version 5's second half: every entry's `lexical_length` (what
+/// [`sync_core::lexical_length`] counts, which SQL cannot), then each repository's counts of
+/// its active entries from them.
+fn fill_lexical_lengths(tx: &Transaction<'_>) -> HookResult {
+    let mut lengths = Vec::new();
+    {
+        let mut stmt = tx.prepare(
+            "SELECT id, path, content, symbol FROM entries WHERE lexical_length IS NULL",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let path = RepoPath::from_vec(row.get(1)?).map_err(|e| {
+                HookError::Hook(format!("entry {id} has a path that is not valid: {e}"))
+            })?;
+            let content: String = row.get(2)?;
+            let symbol: Option<String> = row.get(3)?;
+            lengths.push((id, lexical_length(&content, &path, symbol.as_deref())));
+        }
+    }
+    let mut stmt = tx.prepare("UPDATE entries SET lexical_length = ?2 WHERE id = ?1")?;
+    for (id, length) in lengths {
+        stmt.execute(rusqlite::params![id, length])?;
+    }
+    tx.execute_batch(
+        "UPDATE repositories SET \
+         lexical_documents = (SELECT count(*) FROM entries e \
+             WHERE e.repository_id = repositories.id AND e.status = 'active'), \
+         lexical_length = (SELECT coalesce(sum(e.lexical_length), 0) FROM entries e \
+             WHERE e.repository_id = repositories.id AND e.status = 'active')",
+    )?;
+    Ok(())
 }
 
 /// The database's schema version (0 for a new file).

@@ -127,9 +127,10 @@ pub(crate) fn restore(
                 .prepare_cached(
                     "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, \
                      content_hash, start_line, end_line, language, kind, symbol, model, status, \
-                     created_by) \
+                     created_by, lexical_length) \
                      SELECT repository_id, path, ordinal, blob_id, content, content_hash, \
-                     start_line, end_line, language, kind, symbol, model, 'active', ?2 \
+                     start_line, end_line, language, kind, symbol, model, 'active', ?2, \
+                     lexical_length \
                      FROM entries WHERE id = ?1",
                 )
                 .db(what)?

@@ -314,7 +314,9 @@ pub(crate) fn finish_run(
         .map_err(|e| Error::backend(BACKEND, "encoding a run's stats", e))?;
     tx.prepare_cached(
         "UPDATE runs SET status = 'completed', finished_at_us = ?2, stats = ?3, \
-         restored_from = ?4 WHERE id = ?1",
+         restored_from = ?4, lexical_documents = p.lexical_documents, \
+         lexical_length = p.lexical_length \
+         FROM repositories p WHERE runs.id = ?1 AND p.id = runs.repository_id",
     )
     .db(what)?
     .execute(params![

@@ -8,7 +8,7 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row, params};
 use sync_core::{
     ChunkMeta, Embedding, EntryQuery, EntryStatus, Error, HitRank, LexicalIndex, LexicalQuery,
-    MemoryEntry, RepoKey, RepoPath, SearchHit, SyncId,
+    LexicalScorer, LexicalStats, MemoryEntry, RepoKey, RepoPath, SearchHit, SyncId,
 };
 
 use crate::error::DbResultExt;
@@ -409,7 +409,7 @@ impl TermCountCache {
                 .db(what)?;
             u64::try_from(documents).unwrap_or(0)
         };
-        let limit = LexicalQuery::count_limit(documents).max(documents.div_ceil(2));
+        let limit = LexicalQuery::score_count_limit(documents);
         let mut stmt = conn
             .prepare_cached(
                 "SELECT count(*) FROM \
@@ -514,9 +514,15 @@ impl AsOfLexicalCache {
 }
 
 /// The `k` entries of `repo` live right after its completed run `at` that match `text`'s
-/// [`LexicalQuery`] best: BM25 over a [`LexicalIndex`] of those entries (the statistics,
-/// and the document counts of the common-terms rule, are those of the entries live then),
-/// ties by path and ordinal.
+/// [`LexicalQuery`] best, by BM25 whose statistics (and the document counts of the
+/// common-terms rule) are those of the entries live then, ties by path and ordinal.
+///
+/// A run completed since schema version 5 keeps the statistics of the entries active after
+/// it, and `entries_lexical_history` finds the entries of every version that hold a term:
+/// the search counts and scores only those live then, reading their text back
+/// ([`LexicalScorer`]). An older run has no statistics: its entries are indexed in memory
+/// ([`AsOfLexicalCache`]). Both give the scores a [`LexicalIndex`] over the entries live
+/// then gives.
 pub(crate) fn search_text_at(
     conn: &Connection,
     cache: &AsOfLexicalCache,
@@ -531,14 +537,27 @@ pub(crate) fn search_text_at(
     if k == 0 || LexicalQuery::new(text).is_empty() {
         return Ok(Vec::new());
     }
-    let index = cache.index(&tx, repo_id, at, seq)?;
-    let mut ranked = index.index.search(text, k);
-    let rank = |&(doc, score): &(usize, f32)| HitRank {
-        score,
-        path: &index.rows[doc].1,
-        ordinal: index.rows[doc].2,
+    let mut ranked = match run_lexical_stats(&tx, at)? {
+        Some(stats) => scored_from_history(&tx, repo_id, seq, stats, text)?,
+        None => {
+            let index = cache.index(&tx, repo_id, at, seq)?;
+            index
+                .index
+                .search(text, k)
+                .into_iter()
+                .map(|(doc, score)| {
+                    let (id, path, ordinal) = &index.rows[doc];
+                    Scored {
+                        id: *id,
+                        path: path.clone(),
+                        ordinal: *ordinal,
+                        score,
+                    }
+                })
+                .collect()
+        }
     };
-    ranked.sort_by(|a, b| rank(a).order(&rank(b)));
+    ranked.sort_by(|a, b| a.rank().order(&b.rank()));
     ranked.truncate(k);
     let mut stmt = tx
         .prepare_cached(&format!(
@@ -546,8 +565,8 @@ pub(crate) fn search_text_at(
         ))
         .db(what)?;
     let mut hits = Vec::with_capacity(ranked.len());
-    for (doc, score) in ranked {
-        let mut rows = stmt.query([index.rows[doc].0]).db(what)?;
+    for Scored { id, score, .. } in ranked {
+        let mut rows = stmt.query([id]).db(what)?;
         let Some(row) = rows.next().db(what)? else {
             return Err(Error::corrupt("an entry of a past run vanished"));
         };
@@ -557,4 +576,117 @@ pub(crate) fn search_text_at(
         });
     }
     Ok(hits)
+}
+
+/// An entry that matched a search as of a run: its row id, what ranks it, its score.
+struct Scored {
+    id: i64,
+    path: Box<[u8]>,
+    ordinal: u32,
+    score: f32,
+}
+
+impl Scored {
+    fn rank(&self) -> HitRank<'_> {
+        HitRank {
+            score: self.score,
+            path: &self.path,
+            ordinal: self.ordinal,
+        }
+    }
+}
+
+/// The collection statistics of the entries active right after run `id`, when the run
+/// kept them (completed since schema version 5, with every entry's length known).
+fn run_lexical_stats(conn: &Connection, id: SyncId) -> Result<Option<LexicalStats>, Error> {
+    let what = "reading a run's lexical statistics";
+    let (documents, length): (Option<i64>, Option<i64>) = conn
+        .prepare_cached("SELECT lexical_documents, lexical_length FROM runs WHERE id = ?1")
+        .db(what)?
+        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+        .db(what)?;
+    Ok(match (documents, length) {
+        (Some(documents), Some(length)) => Some(LexicalStats {
+            documents: u64::try_from(documents).map_err(|_| Error::corrupt("a negative count"))?,
+            length: u64::try_from(length).map_err(|_| Error::corrupt("a negative length"))?,
+        }),
+        _ => None,
+    })
+}
+
+/// The entries of the history index that match `expression` (an FTS5 query) and were live
+/// right after the run at chain position `?3` of repository `?2`, with `columns` of each.
+/// `CROSS JOIN` keeps the index the outer loop, as in [`search_text`].
+fn live_history_matches(columns: &str) -> String {
+    format!(
+        "SELECT {columns} FROM entries_lexical_history h \
+         CROSS JOIN entries e ON e.id = h.rowid \
+         JOIN runs c ON c.id = e.created_by LEFT JOIN runs s ON s.id = e.superseded_by \
+         WHERE entries_lexical_history MATCH ?1 AND e.repository_id = ?2 AND c.seq <= ?3 \
+         AND (e.superseded_by IS NULL OR s.seq > ?3)"
+    )
+}
+
+/// Every entry live right after the run at position `seq` that matches `text`'s
+/// [`LexicalQuery`], with its row id, path, ordinal and score: the common-terms rule and
+/// BM25 with `stats`, each term's documents counted among those live entries (up to
+/// [`LexicalQuery::score_count_limit`]) and each candidate scored from its text.
+fn scored_from_history(
+    conn: &Connection,
+    repo_id: i64,
+    seq: i64,
+    stats: LexicalStats,
+    text: &str,
+) -> Result<Vec<Scored>, Error> {
+    let what = "searching text as of a run";
+    let query = LexicalQuery::new(text);
+    let limit = LexicalQuery::score_count_limit(stats.documents);
+    let mut count = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM ({} LIMIT ?4)",
+            live_history_matches("1")
+        ))
+        .db(what)?;
+    let mut counts = Vec::with_capacity(query.terms().len());
+    for term in query.terms() {
+        let n: i64 = count
+            .query_row(
+                params![format!("\"{term}\""), repo_id, seq, int(limit)],
+                |r| r.get(0),
+            )
+            .db(what)?;
+        counts.push(u64::try_from(n).unwrap_or(0));
+    }
+    let query = query.with_document_counts(stats.documents, &counts);
+    let scorer = LexicalScorer::new(&query, stats, &counts);
+    // Every term is letters and digits only, so quoting makes it a plain FTS5 string.
+    let matching = query
+        .matching()
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let mut stmt = conn
+        .prepare_cached(&live_history_matches(
+            "e.id, e.path, e.ordinal, e.content, e.symbol",
+        ))
+        .db(what)?;
+    let mut rows = stmt.query(params![matching, repo_id, seq]).db(what)?;
+    let mut scored = Vec::new();
+    while let Some(row) = rows.next().db(what)? {
+        let path = repo_path(row.get(1).db(what)?)?;
+        let content: String = row.get(3).db(what)?;
+        let symbol: Option<String> = row.get(4).db(what)?;
+        // FTS5's tokenizer and `lexical_terms` split alike; a row they see differently
+        // holds none of the terms by the scorer's count, and is no hit.
+        if let Some(score) = scorer.score(&content, &path, symbol.as_deref()) {
+            scored.push(Scored {
+                id: row.get(0).db(what)?,
+                path: path.as_bytes().into(),
+                ordinal: u32_of(row.get(2).db(what)?, "ordinal")?,
+                score,
+            });
+        }
+    }
+    Ok(scored)
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, params};
 use sync_core::{
     ContentHash, Embedding, Error, NewEmbedding, NewEntry, RepoKey, StageBatch, SyncRun,
+    lexical_length,
 };
 
 use crate::error::DbResultExt;
@@ -85,13 +86,15 @@ pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) ->
         let mut upsert = tx
             .prepare_cached(
                 "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \
-                 start_line, end_line, language, kind, symbol, model, status, created_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'staged', ?13) \
+                 start_line, end_line, language, kind, symbol, model, status, created_by, \
+                 lexical_length) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'staged', ?13, ?14) \
                  ON CONFLICT (created_by, path, ordinal) WHERE status = 'staged' DO UPDATE SET \
                  blob_id = excluded.blob_id, content = excluded.content, \
                  content_hash = excluded.content_hash, start_line = excluded.start_line, \
                  end_line = excluded.end_line, language = excluded.language, \
-                 kind = excluded.kind, symbol = excluded.symbol, model = excluded.model",
+                 kind = excluded.kind, symbol = excluded.symbol, model = excluded.model, \
+                 lexical_length = excluded.lexical_length",
             )
             .db(what)?;
         for e in &batch.entries {
@@ -121,6 +124,7 @@ pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) ->
                     meta.symbol,
                     model,
                     run.id.0,
+                    lexical_length(content, path, meta.symbol.as_deref()),
                 ])
                 .db(what)?;
         }

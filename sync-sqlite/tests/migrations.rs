@@ -2,7 +2,9 @@
 //! runs, files, entries and embeddings, opens with the current build (which upgrades it)
 //! with every row and every embedding still there and usable, and syncing continues from it.
 //! A database at version 3 (the lexical index, before chunk meta) upgrades the same way, its
-//! entries read with empty meta and its lexical index kept exact.
+//! entries read with empty meta and its lexical index kept exact; the upgrade to version 5
+//! fills the history index, every entry's length and the repositories' counts, and the
+//! runs completed before it are still searched as of.
 
 use std::sync::Arc;
 
@@ -463,7 +465,7 @@ async fn a_version_3_database_upgrades_to_chunk_meta_without_losing_anything() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     assert_eq!(rows(&raw, &columns), before, "every row and value is kept");
     let with_meta: i64 = raw
         .query_row(
@@ -480,6 +482,12 @@ async fn a_version_3_database_upgrades_to_chunk_meta_without_losing_anything() {
         "the lexical index is kept as it was"
     );
     assert_lexical_index_exact(&raw, "after the upgrade");
+    assert_lexical_history_exact(&raw, "after the upgrade");
+    assert_eq!(
+        run_lexical_stats(&raw),
+        [(1, None), (2, None)],
+        "runs completed before version 5 keep no statistics"
+    );
 
     // The store reads the old entries with empty meta and their vectors.
     let repo = RepoKey::new("memory:legacy").unwrap();
@@ -593,6 +601,7 @@ async fn a_version_3_database_upgrades_to_chunk_meta_without_losing_anything() {
         (C, &ChunkMeta::default())
     );
     assert_lexical_index_exact(&raw, "after a run that superseded old entries");
+    assert_lexical_history_exact(&raw, "after a run that superseded old entries");
 
     // Restoring the last run written before the upgrade brings its entries back as they
     // were, and the lexical index follows.
@@ -618,4 +627,115 @@ async fn a_version_3_database_upgrades_to_chunk_meta_without_losing_anything() {
             .is_empty()
     );
     assert_lexical_index_exact(&raw, "after a restore");
+    assert_lexical_history_exact(&raw, "after a restore");
+    let stats = run_lexical_stats(&raw);
+    assert_eq!(stats.len(), 4);
+    assert!(
+        stats[2..].iter().all(|(_, s)| s.is_some()),
+        "runs completed since keep them: {stats:?}"
+    );
+    // Run 2 is searched by an index built in memory, its restore (the same entries, copied)
+    // from the history index and the restore's statistics: the same hits and scores.
+    let restore = SyncId(stats[3].0);
+    for text in ["pub", "b", "c rs", "frobnicate"] {
+        let found = async |run| {
+            store
+                .search_text_at(&repo, run, text, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|h| (h.entry.path.to_string(), h.entry.ordinal, h.score))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found(restore).await, found(SyncId(2)).await, "`{text}`");
+    }
+    assert!(
+        !store
+            .search_text_at(&repo, restore, "pub", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Each run's kept lexical statistics (entries, their total length), by run id.
+fn run_lexical_stats(conn: &Connection) -> Vec<(i64, Option<(i64, i64)>)> {
+    conn.prepare("SELECT id, lexical_documents, lexical_length FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| {
+            let (n, len): (Option<i64>, Option<i64>) = (r.get(1)?, r.get(2)?);
+            Ok((r.get(0)?, n.zip(len)))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Checks what a search as of a run reads: the history index holds exactly the entries that
+/// are not staged (compared with one built afresh), every such entry's length is the one
+/// `sync_core::lexical_length` counts, and each repository's counts are those of its active
+/// entries.
+fn assert_lexical_history_exact(conn: &Connection, when: &str) {
+    conn.execute_batch(
+        "DROP TABLE IF EXISTS temp.fresh_history; \
+         CREATE VIRTUAL TABLE temp.fresh_history USING fts5(content, path, content = '', \
+             detail = none, columnsize = 0, tokenize = 'unicode61 remove_diacritics 0'); \
+         INSERT INTO temp.fresh_history (rowid, content, path) \
+         SELECT id, content, CAST(path AS TEXT) || coalesce(' ' || symbol, '') \
+         FROM entries WHERE status <> 'staged';",
+    )
+    .unwrap();
+    let terms = |schema: &str, table: &str| -> Vec<(String, i64)> {
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS temp.{table}_rows; \
+             CREATE VIRTUAL TABLE temp.{table}_rows USING fts5vocab({schema}, {table}, 'row');"
+        ))
+        .unwrap();
+        conn.prepare(&format!(
+            "SELECT term, doc FROM temp.{table}_rows ORDER BY term"
+        ))
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    let fresh = terms("temp", "fresh_history");
+    assert!(!fresh.is_empty());
+    assert_eq!(
+        terms("main", "entries_lexical_history"),
+        fresh,
+        "{when}: the history index holds exactly the entries that are not staged"
+    );
+    let mut stmt = conn
+        .prepare(
+            "SELECT path, content, symbol, lexical_length, status FROM entries \
+             WHERE status <> 'staged'",
+        )
+        .unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut active = (0i64, 0i64);
+    while let Some(row) = rows.next().unwrap() {
+        let path = sync_core::RepoPath::from_vec(row.get(0).unwrap()).unwrap();
+        let content: String = row.get(1).unwrap();
+        let symbol: Option<String> = row.get(2).unwrap();
+        let length: Option<i64> = row.get(3).unwrap();
+        let counted = i64::from(sync_core::lexical_length(
+            &content,
+            &path,
+            symbol.as_deref(),
+        ));
+        assert_eq!(length, Some(counted), "{when}: the length of `{path}`");
+        if row.get::<_, String>(4).unwrap() == "active" {
+            active = (active.0 + 1, active.1 + counted);
+        }
+    }
+    let kept: (i64, i64) = conn
+        .query_row(
+            "SELECT lexical_documents, lexical_length FROM repositories",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(kept, active, "{when}: the repository's counts");
 }

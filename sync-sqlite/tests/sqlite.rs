@@ -50,7 +50,7 @@ async fn open_creates_a_wal_database_at_the_latest_schema() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let tables: Vec<String> = raw
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
         .unwrap()
@@ -62,6 +62,7 @@ async fn open_creates_a_wal_database_at_the_latest_schema() {
         "embeddings",
         "entries",
         "entries_lexical",
+        "entries_lexical_history",
         "files",
         "repositories",
         "runs",
@@ -526,4 +527,147 @@ async fn lexical_term_counts_follow_every_commit() {
     source.commit("main", files).unwrap();
     syncer.sync(None).await.unwrap();
     assert_eq!(paths("the merge").await, ["a.txt"]);
+}
+
+/// The entries live right after `run`, ranked for `text` by a [`sync_core::LexicalIndex`]
+/// over them: what a search as of that run must return.
+async fn indexed_as_of(
+    store: &SqliteStore,
+    repo: &RepoKey,
+    run: sync_core::SyncId,
+    text: &str,
+    k: usize,
+) -> Vec<(String, u32, f32)> {
+    let entries = store.entries(repo, &EntryQuery::at(run)).await.unwrap();
+    let mut index = sync_core::LexicalIndex::default();
+    for e in &entries {
+        index.push(&e.content, &e.path, e.meta.symbol.as_deref());
+    }
+    let mut hits: Vec<sync_core::SearchHit> = index
+        .search(text, k)
+        .into_iter()
+        .map(|(doc, score)| sync_core::SearchHit {
+            entry: entries[doc].clone(),
+            score,
+        })
+        .collect();
+    sync_core::SearchHit::rank_all(&mut hits, k);
+    hits.iter()
+        .map(|h| (h.entry.path.to_string(), h.entry.ordinal, h.score))
+        .collect()
+}
+
+/// The number of entries live right after each run and the sum of their lengths, as the
+/// run row keeps them (`None` when it keeps none), beside the same counted from the entries.
+fn kept_lexical_stats(conn: &Connection, run: i64) -> Option<(i64, i64)> {
+    conn.query_row(
+        "SELECT lexical_documents, lexical_length FROM runs WHERE id = ?1",
+        [run],
+        |r| Ok(Some((r.get(0)?, r.get(1)?))),
+    )
+    .unwrap_or(None)
+}
+
+/// A lexical search as of any run, from the history index and the statistics each run
+/// keeps, gives exactly what an index of the entries live then gives: the same hits, in the
+/// same order, with the same scores, through edits, deletions, a rename, a restore and a
+/// term that becomes common.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lexical_search_as_of_a_run_scores_as_an_index_of_the_entries_live_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(dir.path().join("history.db"))
+            .await
+            .unwrap(),
+    );
+    let source = Arc::new(MemorySource::new("as-of"));
+    let syncer = Syncer::new(source.clone(), store.clone()).unwrap();
+    let repo = syncer.repo().clone();
+    let item = |i: usize, v: u32| {
+        (
+            format!("items/item_{i:04}.rs"),
+            format!("pub fn total_{i}() -> u32 {{ {v} }}\n// the ledger item {i}, version {v}\n"),
+        )
+    };
+    let mut runs = Vec::new();
+    // 1: 50 items. 2: ten edited, five deleted, one renamed, 1,100 added (`the` and `ledger`
+    // become common). 3: a restore of 1. 4: the items of 2 again, with more edits.
+    let first: Vec<_> = (0..50).map(|i| item(i, 1)).collect();
+    source.commit("main", first).unwrap();
+    runs.push(syncer.sync(None).await.unwrap().id);
+    let mut second: Vec<_> = (0..1150)
+        .filter(|i| !(20..25).contains(i))
+        .map(|i| item(i, if i < 10 { 2 } else { 1 }))
+        .collect();
+    let renamed = second
+        .iter()
+        .position(|(p, _)| p.ends_with("0030.rs"))
+        .unwrap();
+    second[renamed].0 = "moved/item_0030.rs".into();
+    source.commit("main", second.clone()).unwrap();
+    runs.push(syncer.sync(None).await.unwrap().id);
+    runs.push(store.restore(&repo, runs[0]).await.unwrap().id);
+    for (i, (_, text)) in second.iter_mut().enumerate().take(40).skip(30) {
+        *text = format!("pub fn merged_{i}() {{}}\n// the ledger, merged\n");
+    }
+    source.commit("main", second).unwrap();
+    runs.push(syncer.sync(None).await.unwrap().id);
+
+    let raw = Connection::open(store.path()).unwrap();
+    for &run in &runs {
+        let entries = store.entries(&repo, &EntryQuery::at(run)).await.unwrap();
+        let counted = entries.iter().fold((0i64, 0i64), |(n, len), e| {
+            let l = sync_core::lexical_length(&e.content, &e.path, e.meta.symbol.as_deref());
+            (n + 1, len + i64::from(l))
+        });
+        assert_eq!(
+            kept_lexical_stats(&raw, run.0),
+            Some(counted),
+            "run {run} keeps the statistics of the entries live after it"
+        );
+        for text in [
+            "total_3",
+            "the ledger item 7",
+            "ledger",
+            "the",
+            "merged version",
+            "item_0030",
+            "moved",
+            "nothing_like_this",
+        ] {
+            let got: Vec<(String, u32, f32)> = store
+                .search_text_at(&repo, run, text, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|h| (h.entry.path.to_string(), h.entry.ordinal, h.score))
+                .collect();
+            assert_eq!(
+                got,
+                indexed_as_of(&store, &repo, run, text, 10).await,
+                "`{text}` as of run {run}"
+            );
+        }
+    }
+    // The repository's counts are those of its active entries.
+    let active = store.entries(&repo, &EntryQuery::active()).await.unwrap();
+    let (n, len): (i64, i64) = raw
+        .query_row(
+            "SELECT lexical_documents, lexical_length FROM repositories",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(n, active.len() as i64);
+    assert_eq!(
+        len,
+        active
+            .iter()
+            .map(|e| i64::from(sync_core::lexical_length(
+                &e.content,
+                &e.path,
+                e.meta.symbol.as_deref()
+            )))
+            .sum::<i64>()
+    );
 }
