@@ -239,25 +239,52 @@ impl LexicalIndex {
     }
 }
 
+/// Calls `f` with each word of a document as written, in order: the maximal runs of letters
+/// and digits of its text, its path and its symbol path (what
+/// [`lexical_terms`](crate::lexical_terms) lowercases).
+fn for_each_word(content: &str, path: &RepoPath, symbol: Option<&str>, mut f: impl FnMut(&str)) {
+    for text in [content, &path.to_string(), symbol.unwrap_or("")] {
+        if text.is_ascii() {
+            // Letters and digits are the ASCII alphanumerics here, and every byte is a
+            // character boundary: no decoding.
+            let mut start = None;
+            for (i, b) in text.bytes().enumerate() {
+                match (b.is_ascii_alphanumeric(), start) {
+                    (true, None) => start = Some(i),
+                    (false, Some(from)) => {
+                        f(&text[from..i]);
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(from) = start {
+                f(&text[from..]);
+            }
+        } else {
+            for word in text.split(|c: char| !c.is_alphanumeric()) {
+                if !word.is_empty() {
+                    f(word);
+                }
+            }
+        }
+    }
+}
+
 /// Calls `f` with each term of a document, lowercased, in order: the
 /// [`lexical_terms`](crate::lexical_terms) of its text, its path and its symbol path,
 /// without a string per occurrence.
 fn for_each_term(content: &str, path: &RepoPath, symbol: Option<&str>, mut f: impl FnMut(&str)) {
     let mut term = String::new();
-    for text in [content, &path.to_string(), symbol.unwrap_or("")] {
-        for word in text.split(|c: char| !c.is_alphanumeric()) {
-            if word.is_empty() {
-                continue;
-            }
-            term.clear();
-            if word.is_ascii() {
-                term.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
-            } else {
-                term.push_str(&word.to_lowercase());
-            }
-            f(&term);
+    for_each_word(content, path, symbol, |word| {
+        term.clear();
+        if word.is_ascii() {
+            term.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            term.push_str(&word.to_lowercase());
         }
-    }
+        f(&term);
+    });
 }
 
 /// A document's length as BM25 counts it: the number of its terms (in its text, path and
@@ -273,7 +300,7 @@ fn for_each_term(content: &str, path: &RepoPath, symbol: Option<&str>, mut f: im
 /// ```
 pub fn lexical_length(content: &str, path: &RepoPath, symbol: Option<&str>) -> u32 {
     let mut n = 0u32;
-    for_each_term(content, path, symbol, |_| n = n.saturating_add(1));
+    for_each_word(content, path, symbol, |_| n = n.saturating_add(1));
     n
 }
 
@@ -373,9 +400,19 @@ impl LexicalScorer {
     pub fn score(&self, content: &str, path: &RepoPath, symbol: Option<&str>) -> Option<f32> {
         let mut tfs = vec![0u32; self.terms.len()];
         let mut length = 0u32;
-        for_each_term(content, path, symbol, |term| {
+        for_each_word(content, path, symbol, |word| {
             length = length.saturating_add(1);
-            if let Some(i) = self.terms.iter().position(|(t, _)| t == term) {
+            // A query term is lowercase: an ASCII word is it when they are equal but for
+            // ASCII case, which needs no lowercased copy.
+            let found = if word.is_ascii() {
+                self.terms.iter().position(|(t, _)| {
+                    t.len() == word.len() && t.as_bytes().eq_ignore_ascii_case(word.as_bytes())
+                })
+            } else {
+                let term = word.to_lowercase();
+                self.terms.iter().position(|(t, _)| *t == term)
+            };
+            if let Some(i) = found {
                 tfs[i] = tfs[i].saturating_add(1);
             }
         });
@@ -760,10 +797,12 @@ mod tests {
     #[test]
     fn the_scorer_gives_the_index_scores_from_capped_counts() {
         let path = RepoPath::new("x").unwrap();
+        // Mixed case, and words that are not ASCII (`Ärger`, `straße_Weg`) in some.
         let docs: Vec<String> = (0..3000)
             .map(|i| {
                 let mid = if i % 3 == 0 { " mid mid" } else { "" };
-                format!("common Word{} common{mid} rare{}", i % 50, i % 997)
+                let wide = if i % 7 == 0 { " Ärger straße_Weg" } else { "" };
+                format!("common Word{} common{mid} rare{}{wide}", i % 50, i % 997)
             })
             .collect();
         let mut stats = LexicalStats::default();
@@ -777,6 +816,8 @@ mod tests {
             "mid common",
             "common",
             "x rare996 mid",
+            "ärger WORD7",
+            "STRASSE straße weg",
         ] {
             let query = LexicalQuery::new(text);
             let counts: Vec<u64> = query

@@ -456,15 +456,76 @@ struct AsOfLexical {
     rows: Vec<(i64, Box<[u8]>, u32)>,
 }
 
-/// The lexical indexes of the entries live right after the runs searched as of lately (the
-/// FTS5 index holds active entries only). The rows live after a completed run never change,
-/// so an index built once stays exact; the newest [`AS_OF_INDEXES`] are kept.
+/// What searches as of the runs searched lately keep: for each run, how many of the entries
+/// live right after it hold each term counted so far (a service's queries repeat their
+/// common words, and counting one reads up to half of the entries), and, for a run that
+/// keeps no statistics, the [`LexicalIndex`] of those entries. The rows live right after a
+/// completed run never change, so both stay exact; those of the newest [`AS_OF_INDEXES`]
+/// runs are kept.
 #[derive(Debug, Default)]
 pub(crate) struct AsOfLexicalCache {
     indexes: Mutex<Vec<(i64, Arc<AsOfLexical>)>>,
+    counts: Mutex<Vec<(i64, HashMap<String, u64>)>>,
 }
 
 impl AsOfLexicalCache {
+    /// How many of the entries of `repo_id` live right after run `at` (at chain position
+    /// `seq`) hold each of `terms`, counted up to `limit`: kept, or counted.
+    fn counts(
+        &self,
+        conn: &Connection,
+        (repo_id, at, seq): (i64, SyncId, i64),
+        terms: &[String],
+        limit: u64,
+    ) -> Result<Vec<u64>, Error> {
+        let lock = || self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts: Vec<Option<u64>> = {
+            let kept = lock();
+            let run = kept.iter().find(|(id, _)| *id == at.0).map(|(_, c)| c);
+            terms
+                .iter()
+                .map(|t| run.and_then(|c| c.get(t).copied()))
+                .collect()
+        };
+        if counts.iter().any(Option::is_none) {
+            let what = "counting terms as of a run";
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM ({} LIMIT ?4)",
+                    live_history_matches("1")
+                ))
+                .db(what)?;
+            for (term, count) in terms.iter().zip(&mut counts) {
+                if count.is_none() {
+                    let n: i64 = stmt
+                        .query_row(
+                            params![format!("\"{term}\""), repo_id, seq, int(limit)],
+                            |r| r.get(0),
+                        )
+                        .db(what)?;
+                    *count = Some(u64::try_from(n).unwrap_or(0));
+                }
+            }
+        }
+        let counts: Vec<u64> = counts.into_iter().map(Option::unwrap_or_default).collect();
+        let mut kept = lock();
+        let run = match kept.iter().position(|(id, _)| *id == at.0) {
+            Some(i) => kept.remove(i).1,
+            None => HashMap::new(),
+        };
+        let mut run = if run.len() + terms.len() > MAX_CACHED_TERMS {
+            HashMap::new()
+        } else {
+            run
+        };
+        run.extend(terms.iter().cloned().zip(counts.iter().copied()));
+        kept.push((at.0, run));
+        if kept.len() > AS_OF_INDEXES {
+            kept.remove(0);
+        }
+        Ok(counts)
+    }
+
     /// The index of run `at` (of `repo_id`, at chain position `seq`): kept, or read.
     fn index(
         &self,
@@ -538,7 +599,7 @@ pub(crate) fn search_text_at(
         return Ok(Vec::new());
     }
     let mut ranked = match run_lexical_stats(&tx, at)? {
-        Some(stats) => scored_from_history(&tx, repo_id, seq, stats, text)?,
+        Some(stats) => scored_from_history(&tx, cache, (repo_id, at, seq), stats, text)?,
         None => {
             let index = cache.index(&tx, repo_id, at, seq)?;
             index
@@ -633,30 +694,16 @@ fn live_history_matches(columns: &str) -> String {
 /// [`LexicalQuery::score_count_limit`]) and each candidate scored from its text.
 fn scored_from_history(
     conn: &Connection,
-    repo_id: i64,
-    seq: i64,
+    cache: &AsOfLexicalCache,
+    run: (i64, SyncId, i64),
     stats: LexicalStats,
     text: &str,
 ) -> Result<Vec<Scored>, Error> {
     let what = "searching text as of a run";
+    let (repo_id, _, seq) = run;
     let query = LexicalQuery::new(text);
     let limit = LexicalQuery::score_count_limit(stats.documents);
-    let mut count = conn
-        .prepare_cached(&format!(
-            "SELECT count(*) FROM ({} LIMIT ?4)",
-            live_history_matches("1")
-        ))
-        .db(what)?;
-    let mut counts = Vec::with_capacity(query.terms().len());
-    for term in query.terms() {
-        let n: i64 = count
-            .query_row(
-                params![format!("\"{term}\""), repo_id, seq, int(limit)],
-                |r| r.get(0),
-            )
-            .db(what)?;
-        counts.push(u64::try_from(n).unwrap_or(0));
-    }
+    let counts = cache.counts(conn, run, query.terms(), limit)?;
     let query = query.with_document_counts(stats.documents, &counts);
     let scorer = LexicalScorer::new(&query, stats, &counts);
     // Every term is letters and digits only, so quoting makes it a plain FTS5 string.
@@ -675,11 +722,15 @@ fn scored_from_history(
     let mut scored = Vec::new();
     while let Some(row) = rows.next().db(what)? {
         let path = repo_path(row.get(1).db(what)?)?;
-        let content: String = row.get(3).db(what)?;
+        let content = row
+            .get_ref(3)
+            .db(what)?
+            .as_str()
+            .map_err(|e| Error::corrupt(format!("an entry's text is not text: {e}")))?;
         let symbol: Option<String> = row.get(4).db(what)?;
         // FTS5's tokenizer and `lexical_terms` split alike; a row they see differently
         // holds none of the terms by the scorer's count, and is no hit.
-        if let Some(score) = scorer.score(&content, &path, symbol.as_deref()) {
+        if let Some(score) = scorer.score(content, &path, symbol.as_deref()) {
             scored.push(Scored {
                 id: row.get(0).db(what)?,
                 path: path.as_bytes().into(),
