@@ -801,7 +801,11 @@ mod tests {
         let docs: Vec<String> = (0..3000)
             .map(|i| {
                 let mid = if i % 3 == 0 { " mid mid" } else { "" };
-                let wide = if i % 7 == 0 { " Ärger straße_Weg" } else { "" };
+                let wide = if i % 7 == 0 {
+                    " Ärger straße_Weg"
+                } else {
+                    ""
+                };
                 format!("common Word{} common{mid} rare{}{wide}", i % 50, i % 997)
             })
             .collect();

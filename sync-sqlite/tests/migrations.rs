@@ -411,20 +411,26 @@ fn lexical_instances(conn: &Connection, table: &str) -> Vec<(String, i64, String
     .unwrap()
 }
 
+/// Builds `temp.{table}`, an FTS5 index as the store's lexical indexes are (with `options`),
+/// of the entries `filter` selects.
+fn index_afresh(conn: &Connection, table: &str, options: &str, filter: &str) {
+    conn.execute_batch(&format!(
+        "DROP TABLE IF EXISTS temp.{table}; \
+         CREATE VIRTUAL TABLE temp.{table} USING fts5(content, path, content = '', {options} \
+             tokenize = 'unicode61 remove_diacritics 0'); \
+         INSERT INTO temp.{table} (rowid, content, path) \
+         SELECT id, content, CAST(path AS TEXT) || coalesce(' ' || symbol, '') \
+         FROM entries WHERE {filter};"
+    ))
+    .unwrap();
+}
+
 /// Checks that the lexical index holds exactly the active entries, each by its text and by
 /// its path and symbol path, by comparing it with an index built afresh from `entries`. A
 /// contentless FTS5 index forgets an entry only when told the exact values it indexed, so a
 /// superseded entry whose values did not match would leave its terms behind.
 fn assert_lexical_index_exact(conn: &Connection, when: &str) {
-    conn.execute_batch(
-        "DROP TABLE IF EXISTS temp.fresh; \
-         CREATE VIRTUAL TABLE temp.fresh USING fts5(content, path, content = '', \
-             tokenize = 'unicode61 remove_diacritics 0'); \
-         INSERT INTO temp.fresh (rowid, content, path) \
-         SELECT id, content, CAST(path AS TEXT) || coalesce(' ' || symbol, '') \
-         FROM entries WHERE status = 'active';",
-    )
-    .unwrap();
+    index_afresh(conn, "fresh", "", "status = 'active'");
     let fresh = lexical_instances(conn, "fresh");
     assert!(!fresh.is_empty());
     assert_eq!(
@@ -676,15 +682,12 @@ fn run_lexical_stats(conn: &Connection) -> Vec<(i64, Option<(i64, i64)>)> {
 /// `sync_core::lexical_length` counts, and each repository's counts are those of its active
 /// entries.
 fn assert_lexical_history_exact(conn: &Connection, when: &str) {
-    conn.execute_batch(
-        "DROP TABLE IF EXISTS temp.fresh_history; \
-         CREATE VIRTUAL TABLE temp.fresh_history USING fts5(content, path, content = '', \
-             detail = none, columnsize = 0, tokenize = 'unicode61 remove_diacritics 0'); \
-         INSERT INTO temp.fresh_history (rowid, content, path) \
-         SELECT id, content, CAST(path AS TEXT) || coalesce(' ' || symbol, '') \
-         FROM entries WHERE status <> 'staged';",
-    )
-    .unwrap();
+    index_afresh(
+        conn,
+        "fresh_history",
+        "detail = none, columnsize = 0,",
+        "status <> 'staged'",
+    );
     let terms = |schema: &str, table: &str| -> Vec<(String, i64)> {
         conn.execute_batch(&format!(
             "DROP TABLE IF EXISTS temp.{table}_rows; \
