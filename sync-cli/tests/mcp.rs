@@ -700,7 +700,13 @@ fn serve(fx: &Fixture, other: &TestRepo) -> Server {
         .arg("serve")
         .arg("--config")
         .arg(&config)
-        .args(["--listen", "127.0.0.1:0", "--embedder", EMBEDDER])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--embedder",
+            EMBEDDER,
+            "--allow-sync",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -719,7 +725,7 @@ fn serve(fx: &Fixture, other: &TestRepo) -> Server {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_mcp_needs_a_token_and_shows_its_tenants_projects_only() {
+async fn http_mcp_needs_a_token_and_shows_and_syncs_its_tenants_projects_only() {
     let fx = Fixture::new();
     let other = TestRepo::new();
     other.write("private.txt", "beta's secret plans\n");
@@ -755,7 +761,7 @@ async fn http_mcp_needs_a_token_and_shows_its_tenants_projects_only() {
     );
     let client = ().serve(transport).await.expect("the MCP handshake over HTTP");
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 6);
+    assert_eq!(tools.len(), 7, "the six, and start_sync (--allow-sync)");
     let read = call(&client, "read_file", json!({"path": "src/lib.rs"})).await;
     assert_eq!(read["project"], "web");
     assert_eq!(read["file"]["text"], LIB_V2);
@@ -775,6 +781,9 @@ async fn http_mcp_needs_a_token_and_shows_its_tenants_projects_only() {
     .await;
     assert_eq!(message, missing.replace("nosuch", "secret"));
     assert!(message.ends_with("the projects are `web`"), "{message}");
+    // Nor can acme's token sync beta's project.
+    let (kind, _) = call_err(&client, "start_sync", json!({"project": "secret"})).await;
+    assert_eq!(kind, "not_found");
     let uris: Vec<String> = client
         .list_all_resources()
         .await
@@ -817,5 +826,19 @@ async fn http_mcp_needs_a_token_and_shows_its_tenants_projects_only() {
         result.structured_content,
         Some(ref s) if s["project"] == "secret"
     ));
+    // A sync started over HTTP runs in the server, into beta's store.
+    other.write("plans/next.txt", "beta's next plans\n");
+    let head = other.commit("next").to_hex();
+    let started = call(&client, "start_sync", json!({})).await;
+    assert_eq!(started["started"]["status"], "running", "{started}");
+    let id = started["started"]["id"].clone();
+    let status = wait_for("the sync to complete", Duration::from_secs(60), || async {
+        let status = call(&client, "sync_status", json!({})).await;
+        (status["last_completed"]["id"] == id).then_some(status)
+    })
+    .await;
+    assert_eq!(status["last_completed"]["commit"], head.as_str());
+    let read = call(&client, "read_file", json!({"path": "plans/next.txt"})).await;
+    assert_eq!(read["file"]["text"], "beta's next plans\n");
     client.cancel().await.unwrap();
 }
