@@ -1,5 +1,6 @@
 //! The syntax-aware extractor: tree-sitter units, sized in the embedder's tokens.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -95,9 +96,8 @@ impl SyntaxChunker {
         let segs = if language == Language::Markdown {
             markdown::segments(&lines, &self.budget)
         } else {
-            let grammar = language.grammar()?;
-            let mut parser = Parser::new();
-            parser.set_language(&grammar).ok()?;
+            let mut parser = CachedParser::take(language)?;
+            let node_kinds = Rc::clone(&parser.kinds);
             let started = Instant::now();
             let limit = self.time_limit.unwrap_or_else(|| parse_limit(text.len()));
             // Tree-sitter reports progress every hundred parse operations, the same number
@@ -115,17 +115,20 @@ impl SyntaxChunker {
                 }
             };
             let bytes = text.as_bytes();
-            let tree = parser.parse_with_options(
+            let tree = parser.parser.parse_with_options(
                 &mut |at: usize, _: Point| bytes.get(at..).unwrap_or_default(),
                 None,
                 Some(ParseOptions::new().progress_callback(&mut progress)),
-            )?;
+            );
+            parser.give_back();
+            let tree = tree?;
             let root = tree.root_node();
             if root.has_error() && error_bytes(root) * MAX_ERROR_SHARE > text.len() {
                 return None;
             }
             let mut walker = Walker {
                 language,
+                node_kinds: &node_kinds,
                 lines: &lines,
                 src: bytes,
                 budget: &self.budget,
@@ -160,6 +163,98 @@ impl Extractor for SyntaxChunker {
             Ok(Some(chunks)) => chunks,
             Ok(None) | Err(_) => self.lines.chunk(text, Some(language.name())),
         }
+    }
+}
+
+thread_local! {
+    /// Parsers kept for the next file of their language on this thread: a parser's set-up
+    /// and its buffers are reused rather than made again for every file.
+    static PARSERS: RefCell<Vec<CachedParser>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A parser for one language, taken from this thread's [`PARSERS`] (or made) for one
+/// parse, with the language's [`NodeKinds`]. Given back only after a parse that returned:
+/// a parse that panicked drops it.
+struct CachedParser {
+    language: Language,
+    parser: Parser,
+    kinds: Rc<NodeKinds>,
+}
+
+/// What [`Language::unit`] and [`attaches_forward`] say of every node kind of a grammar,
+/// by kind id: a lookup per node instead of comparing its kind with every unit's name.
+#[derive(Debug)]
+struct NodeKinds {
+    language: Language,
+    unit: Vec<Option<(&'static str, &'static str)>>,
+    attach: Vec<bool>,
+}
+
+impl NodeKinds {
+    fn new(language: Language, grammar: &tree_sitter::Language) -> Self {
+        let names: Vec<Option<&'static str>> = (0..grammar.node_kind_count())
+            .map(|id| {
+                u16::try_from(id)
+                    .ok()
+                    .and_then(|id| grammar.node_kind_for_id(id))
+            })
+            .collect();
+        Self {
+            language,
+            unit: names
+                .iter()
+                .map(|name| name.and_then(|name| language.unit(name)))
+                .collect(),
+            attach: names
+                .iter()
+                .map(|name| name.is_some_and(attaches_forward))
+                .collect(),
+        }
+    }
+
+    /// [`Language::unit`] of the node's kind.
+    fn unit(&self, node: Node<'_>) -> Option<(&'static str, &'static str)> {
+        match self.unit.get(usize::from(node.kind_id())) {
+            Some(unit) => *unit,
+            // Not in the grammar's table (`ERROR`): by name.
+            None => self.language.unit(node.kind()),
+        }
+    }
+
+    /// [`attaches_forward`] of the node's kind.
+    fn attaches_forward(&self, node: Node<'_>) -> bool {
+        match self.attach.get(usize::from(node.kind_id())) {
+            Some(attach) => *attach,
+            None => attaches_forward(node.kind()),
+        }
+    }
+}
+
+impl CachedParser {
+    /// A parser of `language`; `None` when this build lacks the grammar.
+    fn take(language: Language) -> Option<Self> {
+        let kept = PARSERS.with_borrow_mut(|parsers| {
+            let at = parsers.iter().position(|p| p.language == language)?;
+            Some(parsers.swap_remove(at))
+        });
+        if kept.is_some() {
+            return kept;
+        }
+        let grammar = language.grammar()?;
+        let mut parser = Parser::new();
+        parser.set_language(&grammar).ok()?;
+        Some(Self {
+            language,
+            parser,
+            kinds: Rc::new(NodeKinds::new(language, &grammar)),
+        })
+    }
+
+    /// Back to this thread's parsers, reset: a parse stopped by its progress callback
+    /// would otherwise resume on the next file.
+    fn give_back(mut self) {
+        self.parser.reset();
+        PARSERS.with_borrow_mut(|parsers| parsers.push(self));
     }
 }
 
@@ -226,6 +321,7 @@ struct Item {
 
 struct Walker<'a, 'b> {
     language: Language,
+    node_kinds: &'b NodeKinds,
     lines: &'b Lines<'a>,
     src: &'a [u8],
     budget: &'b TokenBudget,
@@ -252,7 +348,7 @@ impl Walker<'_, '_> {
     /// Whether a node is a unit: inside a function's body only functions and types with
     /// members are (a local `let` or the `enum` of a C return type is not).
     fn unit(&self, node: Node<'_>, in_body: bool) -> Option<(&'static str, &'static str)> {
-        let unit = self.language.unit(node.kind())?;
+        let unit = self.node_kinds.unit(node)?;
         let local = matches!(
             unit.1,
             "variable" | "const" | "static" | "type" | "enum" | "struct" | "union" | "property"
@@ -316,7 +412,7 @@ impl Walker<'_, '_> {
                 path: path.clone(),
                 kind,
                 unit: false,
-                attach: attaches_forward(node.kind()),
+                attach: self.node_kinds.attaches_forward(node),
             });
         } else {
             self.walk(node, path, kind, in_body, depth);
@@ -482,6 +578,26 @@ mod tests {
             CdcLineChunker::new(budget).chunk(&text, Some("rust"))
         );
         assert!(timed_out.iter().all(|c| c.meta.kind.is_none()));
+    }
+
+    #[test]
+    fn a_parse_stopped_by_a_limit_leaves_nothing_behind_for_the_next_file() {
+        // Parsers are kept per thread: the next file must not resume the stopped parse.
+        let big = include_str!("../tests/data/samples/parser.rs").repeat(50);
+        let small: String = (0..40)
+            .map(|i| format!("/// Number {i}.\nfn number_{i}() -> u32 {{\n    {i}\n}}\n\n"))
+            .collect();
+        let budget = TokenBudget::new(64, Arc::new(ApproxTokens));
+        let mut chunker = SyntaxChunker::new(budget);
+        let path = RepoPath::new("numbers.rs").unwrap();
+        let expected = chunker.extract(&path, &small);
+        assert!(expected.len() > 1);
+        assert!(expected.iter().all(|c| c.meta.kind.is_some()));
+        chunker.time_limit = Some(Duration::ZERO);
+        let stopped = chunker.extract(&RepoPath::new("big.rs").unwrap(), &big);
+        assert!(stopped.iter().all(|c| c.meta.kind.is_none()));
+        chunker.time_limit = None;
+        assert_eq!(chunker.extract(&path, &small), expected);
     }
 
     #[test]
