@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sync_core::{Error, FileIndex, IndexedFile, RepoKey, SkipReason};
+use sync_core::{Error, FileIndex, IndexedFile, RepoKey, RepoPath, SkipReason};
 
 use crate::PgStore;
 use crate::error;
@@ -23,6 +23,41 @@ pub(crate) async fn file_index(store: &PgStore, repo: &RepoKey) -> Result<FileIn
     )
     .bind(repo.tenant())
     .bind(repo.source())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| error::map(&what, e))?;
+    tx::commit(tx, &what).await?;
+    FileIndex::new(
+        rows.into_iter()
+            .map(FileRow::into_file)
+            .collect::<Result<_, _>>()?,
+    )
+}
+
+/// The active versions of the given paths only, through the active-path index.
+pub(crate) async fn indexed_files(
+    store: &PgStore,
+    repo: &RepoKey,
+    paths: &[RepoPath],
+) -> Result<FileIndex, Error> {
+    let tenant = store.tenant(repo)?;
+    let what = format!(
+        "reading the file index of `{repo}` at {} paths",
+        paths.len()
+    );
+    let mut wanted: Vec<Vec<u8>> = paths.iter().map(path_bytes).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut tx = store.tx(tenant, &what).await?;
+    let rows: Vec<FileRow> = sqlx::query_as(
+        "SELECT f.path, f.blob_id, f.size, f.kind, f.skip FROM sync_files f \
+         WHERE f.removed_by IS NULL AND f.tenant = $1 AND f.path = ANY($3) \
+             AND f.repository_id = \
+                 (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2)",
+    )
+    .bind(repo.tenant())
+    .bind(repo.source())
+    .bind(wanted)
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| error::map(&what, e))?;
