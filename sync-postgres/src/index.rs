@@ -1,5 +1,6 @@
 //! The file index: the active file versions of a repository, and the statements that
-//! close, add and count them.
+//! close, add and count them. The repository row keeps the count of its active files
+//! (`active_files`), so that a commit counts what it changed, not the index.
 
 use std::collections::HashMap;
 
@@ -176,4 +177,45 @@ pub(crate) async fn index_counts(
     rows.into_iter()
         .map(|(skip, n)| Ok((skip_reason(skip)?, n.unsigned_abs())))
         .collect()
+}
+
+/// Adds `delta` to the repository's count of active files; returns the new count.
+pub(crate) async fn add_to_file_count(
+    tx: &mut Tx,
+    repo_id: i64,
+    delta: i64,
+    what: &str,
+) -> Result<u64, Error> {
+    let files: i64 = sqlx::query_scalar(
+        "UPDATE sync_repositories SET active_files = active_files + $2 WHERE id = $1 \
+         RETURNING active_files",
+    )
+    .bind(repo_id)
+    .bind(delta)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| error::map(what, e))?;
+    u64::try_from(files).map_err(|_| {
+        Error::corrupt(format!(
+            "the repository's count of active files is {files}; recount it with `UPDATE sync_repositories SET active_files = (SELECT count(*) FROM sync_files f WHERE f.repository_id = sync_repositories.id AND f.removed_by IS NULL)`"
+        ))
+    })
+}
+
+/// Sets the repository's count of active files (after a restore, which counts them).
+pub(crate) async fn set_file_count(
+    tx: &mut Tx,
+    repo_id: i64,
+    files: u64,
+    what: &str,
+) -> Result<(), Error> {
+    let files = i64::try_from(files).map_err(|_| {
+        Error::invalid_input(format!("{files} files are more than the store can count"))
+    })?;
+    sqlx::query("UPDATE sync_repositories SET active_files = $2 WHERE id = $1")
+        .bind(repo_id)
+        .bind(files)
+        .execute_in(tx, what)
+        .await?;
+    Ok(())
 }
