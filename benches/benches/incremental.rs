@@ -4,7 +4,8 @@
 //!
 //! * a one-commit sync (one file changed since the last synced commit),
 //! * a no-op re-sync (unchanged head),
-//! * the store's file index read, which every sync of a new head does,
+//! * the store's whole file index read (a first sync and a full scan read it; a sync of a
+//!   new head reads only the changed paths, as the last group, `indexed_files` of one path),
 //!
 //! beside `git ls-tree -r`, `git ls-tree -r -l` and `git diff-tree -r A B` on the same
 //! repository. At the end it prints the medians of its own timed runs and their ratios:
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use sync_core::{SyncStore, Syncer};
+use sync_core::{RepoPath, SyncStore, Syncer};
 use sync_git::GitSource;
 use sync_git::testkit::{TestRepo, synthetic_path, synthetic_repo};
 use sync_sqlite::SqliteStore;
@@ -145,6 +146,15 @@ fn incremental(c: &mut Criterion) {
             assert_eq!(index.len(), n);
         });
     });
+    let changed = [RepoPath::new(synthetic_path(n / 2)).unwrap()];
+    group.bench_function("SqliteStore::indexed_files (one path)", |b| {
+        b.iter(|| {
+            let files = rt
+                .block_on(store.indexed_files(synced.repo(), &changed))
+                .unwrap();
+            assert_eq!(files.len(), 1);
+        });
+    });
     group.finish();
 
     // Medians of plain timed runs, for the ratios.
@@ -181,6 +191,14 @@ fn incremental(c: &mut Criterion) {
             rt.block_on(store.file_index(synced.repo())).unwrap();
         },
     );
+    let one_path = median(
+        runs,
+        || {},
+        || {
+            rt.block_on(store.indexed_files(synced.repo(), &changed))
+                .unwrap();
+        },
+    );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     eprintln!("\nincremental/{n}: medians of {runs} runs");
@@ -191,6 +209,7 @@ fn incremental(c: &mut Criterion) {
         ("one-commit sync", one),
         ("no-op re-sync", noop),
         ("SqliteStore::file_index", index),
+        ("SqliteStore::indexed_files (1)", one_path),
     ] {
         eprintln!("  {what:<30} {:>9.2} ms", ms(d));
     }
@@ -207,7 +226,7 @@ fn incremental(c: &mut Criterion) {
         ratio(noop, ls)
     );
     eprintln!(
-        "  file index read / one-commit sync     = {:.2}",
+        "  whole index read / one-commit sync    = {:.2} (a new head reads only the changed paths)",
         ratio(index, one)
     );
 }

@@ -311,6 +311,26 @@ pub trait SyncStore: Send + Sync + Debug {
     /// The active file index.
     async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error>;
 
+    /// The active versions of the given paths only: what [`file_index`](Self::file_index)
+    /// holds for them, sorted by path. Paths without an active version are absent; a path
+    /// listed twice is answered once.
+    ///
+    /// A sync of a new head reads this for the paths the source says changed
+    /// ([`RepoSource::changes`](crate::RepoSource::changes)), so a store should answer it
+    /// with work proportional to `paths`, not to the index. The default reads the whole
+    /// index and keeps the wanted paths.
+    async fn indexed_files(&self, repo: &RepoKey, paths: &[RepoPath]) -> Result<FileIndex, Error> {
+        let wanted: std::collections::HashSet<&RepoPath> = paths.iter().collect();
+        let files = self
+            .file_index(repo)
+            .await?
+            .into_files()
+            .into_iter()
+            .filter(|f| wanted.contains(&f.entry.path))
+            .collect();
+        FileIndex::new(files)
+    }
+
     /// The stored embeddings of `model` for the given content hashes; hashes without one
     /// are absent from the map.
     async fn known_embeddings(
@@ -470,6 +490,13 @@ macro_rules! forward_store {
             }
             async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error> {
                 (**self).file_index(repo).await
+            }
+            async fn indexed_files(
+                &self,
+                repo: &RepoKey,
+                paths: &[RepoPath],
+            ) -> Result<FileIndex, Error> {
+                (**self).indexed_files(repo, paths).await
             }
             async fn known_embeddings(
                 &self,

@@ -81,13 +81,13 @@ pub(crate) async fn commit(
         }
     }
     let by = run.id.0;
-    index::close_files(&mut tx, repo_id, by, &close, &what).await?;
+    let closed = index::close_files(&mut tx, repo_id, by, &close, &what).await?;
     let superseded = supersede_paths(&mut tx, repo_id, by, &supersede, &what).await?;
     index::insert_files(&mut tx, tenant, repo_id, by, &files, &what).await?;
     let copied = copy_renamed(&mut tx, repo_id, by, &renames, &what).await?;
     let activated = activate_staged(&mut tx, by, &what).await?;
-    let counts = index::index_counts(&mut tx, repo_id, &what).await?;
-    stats.files = counts.iter().map(|(_, n)| n).sum();
+    let delta = files.len() as i64 - i64::try_from(closed).unwrap_or(i64::MAX);
+    stats.files = index::add_to_file_count(&mut tx, repo_id, delta, &what).await?;
     stats.entries_written = copied + activated;
     stats.entries_superseded = superseded;
     let record = complete_run(&mut tx, &run.repo, by, &stats, &what).await?;

@@ -1,9 +1,10 @@
 //! The file index: the active file versions of a repository, and the statements that
-//! close, add and count them.
+//! close, add and count them. The repository row keeps the count of its active files
+//! (`active_files`), so that a commit counts what it changed, not the index.
 
 use std::collections::HashMap;
 
-use sync_core::{Error, FileIndex, IndexedFile, RepoKey, SkipReason};
+use sync_core::{Error, FileIndex, IndexedFile, RepoKey, RepoPath, SkipReason};
 
 use crate::PgStore;
 use crate::error;
@@ -23,6 +24,41 @@ pub(crate) async fn file_index(store: &PgStore, repo: &RepoKey) -> Result<FileIn
     )
     .bind(repo.tenant())
     .bind(repo.source())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| error::map(&what, e))?;
+    tx::commit(tx, &what).await?;
+    FileIndex::new(
+        rows.into_iter()
+            .map(FileRow::into_file)
+            .collect::<Result<_, _>>()?,
+    )
+}
+
+/// The active versions of the given paths only, through the active-path index.
+pub(crate) async fn indexed_files(
+    store: &PgStore,
+    repo: &RepoKey,
+    paths: &[RepoPath],
+) -> Result<FileIndex, Error> {
+    let tenant = store.tenant(repo)?;
+    let what = format!(
+        "reading the file index of `{repo}` at {} paths",
+        paths.len()
+    );
+    let mut wanted: Vec<Vec<u8>> = paths.iter().map(path_bytes).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut tx = store.tx(tenant, &what).await?;
+    let rows: Vec<FileRow> = sqlx::query_as(
+        "SELECT f.path, f.blob_id, f.size, f.kind, f.skip FROM sync_files f \
+         WHERE f.removed_by IS NULL AND f.tenant = $1 AND f.path = ANY($3) \
+             AND f.repository_id = \
+                 (SELECT id FROM sync_repositories WHERE tenant = $1 AND source = $2)",
+    )
+    .bind(repo.tenant())
+    .bind(repo.source())
+    .bind(wanted)
     .fetch_all(&mut *tx)
     .await
     .map_err(|e| error::map(&what, e))?;
@@ -141,4 +177,45 @@ pub(crate) async fn index_counts(
     rows.into_iter()
         .map(|(skip, n)| Ok((skip_reason(skip)?, n.unsigned_abs())))
         .collect()
+}
+
+/// Adds `delta` to the repository's count of active files; returns the new count.
+pub(crate) async fn add_to_file_count(
+    tx: &mut Tx,
+    repo_id: i64,
+    delta: i64,
+    what: &str,
+) -> Result<u64, Error> {
+    let files: i64 = sqlx::query_scalar(
+        "UPDATE sync_repositories SET active_files = active_files + $2 WHERE id = $1 \
+         RETURNING active_files",
+    )
+    .bind(repo_id)
+    .bind(delta)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| error::map(what, e))?;
+    u64::try_from(files).map_err(|_| {
+        Error::corrupt(format!(
+            "the repository's count of active files is {files}; recount it with `UPDATE sync_repositories SET active_files = (SELECT count(*) FROM sync_files f WHERE f.repository_id = sync_repositories.id AND f.removed_by IS NULL)`"
+        ))
+    })
+}
+
+/// Sets the repository's count of active files (after a restore, which counts them).
+pub(crate) async fn set_file_count(
+    tx: &mut Tx,
+    repo_id: i64,
+    files: u64,
+    what: &str,
+) -> Result<(), Error> {
+    let files = i64::try_from(files).map_err(|_| {
+        Error::invalid_input(format!("{files} files are more than the store can count"))
+    })?;
+    sqlx::query("UPDATE sync_repositories SET active_files = $2 WHERE id = $1")
+        .bind(repo_id)
+        .bind(files)
+        .execute_in(tx, what)
+        .await?;
+    Ok(())
 }

@@ -89,6 +89,7 @@ pub(crate) async fn restore(
     for (skip, count) in index::index_counts(&mut tx, repo_id, &what).await? {
         stats.count_indexed(skip, count);
     }
+    index::set_file_count(&mut tx, repo_id, stats.files, &what).await?;
     let record = complete_run(&mut tx, repo, id, &stats, &what).await?;
     tx::commit(tx, &what).await?;
     Ok(record)

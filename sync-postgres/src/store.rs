@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPool;
 use sync_core::{
     Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, Error, FileIndex, MemoryEntry,
-    NewEmbedding, RepoKey, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun,
-    SyncStats, SyncStore,
+    NewEmbedding, RepoKey, RepoPath, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord,
+    SyncRun, SyncStats, SyncStore,
 };
 
 use crate::config::{PgStoreBuilder, StoreOptions};
@@ -194,6 +194,10 @@ impl SyncStore for PgStore {
 
     async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error> {
         index::file_index(self, repo).await
+    }
+
+    async fn indexed_files(&self, repo: &RepoKey, paths: &[RepoPath]) -> Result<FileIndex, Error> {
+        index::indexed_files(self, repo, paths).await
     }
 
     async fn known_embeddings(

@@ -1,7 +1,7 @@
 //! The file index: the active version of every indexed path.
 
-use rusqlite::{Connection, Row};
-use sync_core::{EntryKind, Error, FileIndex, IndexedFile, RepoKey, SyncId, TreeEntry};
+use rusqlite::{Connection, Row, params};
+use sync_core::{EntryKind, Error, FileIndex, IndexedFile, RepoKey, RepoPath, SyncId, TreeEntry};
 
 use crate::error::{DbResultExt, corrupt_value};
 use crate::runs::{readable_run, repo_id};
@@ -43,6 +43,39 @@ pub(crate) fn file_index(conn: &Connection, repo: &RepoKey) -> Result<FileIndex,
     while let Some(row) = rows.next().db(what)? {
         files.push(file_from_row(row)?);
     }
+    FileIndex::new(files)
+}
+
+/// The active versions of `paths` only, one indexed lookup each, read in one transaction
+/// so that they are of one state of the index.
+pub(crate) fn indexed_files(
+    conn: &Connection,
+    repo: &RepoKey,
+    paths: &[RepoPath],
+) -> Result<FileIndex, Error> {
+    let what = "reading the file index at the given paths";
+    let tx = conn.unchecked_transaction().db(what)?;
+    let Some(repo_id) = repo_id(&tx, repo)? else {
+        return Ok(FileIndex::default());
+    };
+    let mut paths: Vec<&RepoPath> = paths.iter().collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT path, blob_id, size, kind, skip FROM files \
+             WHERE repository_id = ?1 AND path = ?2 AND removed_by IS NULL",
+        )
+        .db(what)?;
+    let mut files = Vec::new();
+    for path in paths {
+        let mut rows = stmt.query(params![repo_id, path.as_bytes()]).db(what)?;
+        if let Some(row) = rows.next().db(what)? {
+            files.push(file_from_row(row)?);
+        }
+    }
+    drop(stmt);
+    tx.finish().db(what)?;
     FileIndex::new(files)
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sync_core::{
     Capabilities, ChangeSet, ContentHash, Embedding, EntryQuery, Error, FileIndex, MemoryEntry,
-    NewEmbedding, RepoKey, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun,
-    SyncStats, SyncStore,
+    NewEmbedding, RepoKey, RepoPath, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord,
+    SyncRun, SyncStats, SyncStore,
 };
 use tempfile::TempDir;
 
@@ -149,6 +149,13 @@ impl SyncStore for SqliteStore {
     async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error> {
         let repo = repo.clone();
         self.pool.read(move |c| index::file_index(c, &repo)).await
+    }
+
+    async fn indexed_files(&self, repo: &RepoKey, paths: &[RepoPath]) -> Result<FileIndex, Error> {
+        let (repo, paths) = (repo.clone(), paths.to_vec());
+        self.pool
+            .read(move |c| index::indexed_files(c, &repo, &paths))
+            .await
     }
 
     async fn known_embeddings(

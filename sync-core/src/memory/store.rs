@@ -340,6 +340,21 @@ impl SyncStore for MemoryStore {
         FileIndex::new(files)
     }
 
+    async fn indexed_files(&self, repo: &RepoKey, paths: &[RepoPath]) -> Result<FileIndex, Error> {
+        let state = self.lock();
+        let mut files: Vec<IndexedFile> = match state.repo(repo) {
+            Some(r) => paths
+                .iter()
+                .filter_map(|p| r.active_files.get(p))
+                .map(|&row| r.files[row].file.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        files.sort_unstable_by(|a, b| a.entry.path.cmp(&b.entry.path));
+        files.dedup_by(|a, b| a.entry.path == b.entry.path);
+        FileIndex::new(files)
+    }
+
     async fn file_index_at(&self, repo: &RepoKey, at: SyncId) -> Result<FileIndex, Error> {
         let state = self.lock();
         let seq = state.readable(repo, at)?;

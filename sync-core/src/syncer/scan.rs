@@ -52,8 +52,10 @@ impl SkipCounts {
 /// When the last completed run synced the same commit with the same settings, nothing is
 /// read from the source and the plan is empty. When it synced another commit with the same
 /// settings, the source lists the changes between the two commits
-/// ([`RepoSource::changes`](crate::RepoSource::changes)) and the new tree is the stored
-/// index with them applied. Otherwise — or when the source cannot list them — the tree is
+/// ([`RepoSource::changes`](crate::RepoSource::changes)), the store reads the indexed files
+/// at the changed paths only ([`SyncStore::indexed_files`](crate::SyncStore::indexed_files)),
+/// and the plan diffs those with the changes applied to them: the work follows the change,
+/// and the rest of the index is counted from the last run's stats. Otherwise — or when the source cannot list them — the tree is
 /// listed with [`RepoSource::filtered_tree`](crate::RepoSource::filtered_tree), so nothing
 /// of a path outside the policy is read, and [`SyncEvent::FullScan`] says why; every file
 /// is processed again when the settings changed.
@@ -101,8 +103,8 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun) -> Result<Plan, Error
             let reprocess = last
                 .as_ref()
                 .is_some_and(|l| l.fingerprint != run.fingerprint);
-            let (tree, index) = new_tree(phases, run, last.as_ref()).await?;
-            let plan = plan(s, &tree, &index, reprocess);
+            let sides = sides(phases, run, last.as_ref()).await?;
+            let plan = plan(s, &sides, reprocess);
             phases
                 .emit
                 .send(SyncEvent::Scanned {
@@ -123,28 +125,97 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun) -> Result<Plan, Error
     }
 }
 
-/// The commit's tree through the policy, and the stored index: from the changes since
-/// `last` when the source lists them, else by listing the whole tree (announced with
-/// [`SyncEvent::FullScan`]).
-async fn new_tree(
+/// What the plan diffs: the old side (stored files), the new side (a tree through the
+/// policy) and what lies outside both.
+struct Sides {
+    /// The new side: the whole tree, or only the changed paths.
+    tree: Tree,
+    /// The old side: the whole active index, or only its files at the changed paths.
+    index: FileIndex,
+    /// Indexed files outside both sides, unchanged by this run (0 for a full listing).
+    untouched: u64,
+    /// Skip counts of the whole active index before this run.
+    skips: SkipCounts,
+}
+
+impl Sides {
+    /// Both sides whole.
+    fn full(tree: Tree, index: FileIndex) -> Self {
+        let mut skips = SkipCounts::default();
+        for f in index.files() {
+            skips.add(f.skip, 1);
+        }
+        Self {
+            tree,
+            index,
+            untouched: 0,
+            skips,
+        }
+    }
+
+    /// Both sides at the changed paths only; the rest of the index is counted from the
+    /// `last` run's stats. Fails, saying why, when those counts cannot hold the files read.
+    fn changed(tree: Tree, index: FileIndex, last: &SyncStats) -> Result<Self, String> {
+        let mut read = SkipCounts::default();
+        for f in index.files() {
+            read.add(f.skip, 1);
+        }
+        let skips = SkipCounts {
+            too_large: last.skipped_too_large as i64,
+            binary: last.skipped_binary as i64,
+            symlink: last.symlinks as i64,
+        };
+        let fits = read.too_large <= skips.too_large
+            && read.binary <= skips.binary
+            && read.symlink <= skips.symlink;
+        let untouched = last.files.checked_sub(index.len() as u64);
+        match untouched {
+            Some(untouched) if fits => Ok(Self {
+                tree,
+                index,
+                untouched,
+                skips,
+            }),
+            _ => Err(format!(
+                "the last run counted {} files ({} too large, {} binary, {} symlinks), fewer than the index holds at the changed paths ({} files: {} too large, {} binary, {} symlinks)",
+                last.files,
+                last.skipped_too_large,
+                last.skipped_binary,
+                last.symlinks,
+                index.len(),
+                read.too_large,
+                read.binary,
+                read.symlink
+            )),
+        }
+    }
+}
+
+/// The sides to diff: from the changes since `last` when the source lists them (the stored
+/// files at the changed paths only), else the whole tree listed (announced with
+/// [`SyncEvent::FullScan`]) and the whole index.
+async fn sides(
     phases: Phases<'_>,
     run: &SyncRun,
     last: Option<&SyncRecord>,
-) -> Result<(Tree, FileIndex), Error> {
+) -> Result<Sides, Error> {
     let s = phases.syncer;
     let reason = match last {
         None => FullScanReason::FirstSync,
         Some(last) if last.fingerprint != run.fingerprint => FullScanReason::SettingsChanged,
         Some(last) => {
-            // The two reads are independent: overlap them.
-            let (changes, index) = tokio::try_join!(
-                s.source.changes(&last.commit, &run.commit, &s.policy),
-                s.store.file_index(&s.repo)
-            )?;
+            let changes = s
+                .source
+                .changes(&last.commit, &run.commit, &s.policy)
+                .await?;
             let reason = match changes {
                 TreeChanges::Listed(changes) => {
-                    match apply_changes(&index, changes, &s.policy, &last.stats) {
-                        Ok(tree) => return Ok((tree, index)),
+                    let paths: Vec<RepoPath> = changes.iter().map(|c| c.path.clone()).collect();
+                    let index = s.store.indexed_files(&s.repo, &paths).await?;
+                    let sides = apply_changes(&index, changes, &s.policy, &last.stats)
+                        .and_then(|tree| Sides::changed(tree, index, &last.stats));
+                    match sides {
+                        Ok(sides) => return Ok(sides),
                         Err(detail) => FullScanReason::IndexMismatch { detail },
                     }
                 }
@@ -153,11 +224,7 @@ async fn new_tree(
                 }
             };
             tracing::info!(repo = %s.repo, %reason, "listing the whole tree");
-            phases.emit.send(SyncEvent::FullScan { reason }).await?;
-            let tree = s.source.filtered_tree(&run.commit, &s.policy).await?;
-            // Filtered again, so that a source which ignored the policy still yields the
-            // exact mirror (for one that applied it, this drops nothing).
-            return Ok((tree.filter(&s.policy), index));
+            reason
         }
     };
     phases.emit.send(SyncEvent::FullScan { reason }).await?;
@@ -166,13 +233,16 @@ async fn new_tree(
         s.source.filtered_tree(&run.commit, &s.policy),
         s.store.file_index(&s.repo)
     )?;
-    Ok((tree.filter(&s.policy), index))
+    // Filtered again, so that a source which ignored the policy still yields the exact
+    // mirror (for one that applied it, this drops nothing).
+    Ok(Sides::full(tree.filter(&s.policy), index))
 }
 
 /// The new commit's tree through `policy`: the stored `index` (the last run's tree
-/// through the same policy) with the source's `changes` applied, the policy applied to
-/// each changed path exactly as a full listing applies it. Submodules and excluded paths
-/// are counted from the last run's `stats`.
+/// through the same policy, whole or only at the changed paths) with the source's `changes`
+/// applied, the policy applied to each changed path exactly as a full listing applies it.
+/// Submodules and excluded paths are counted from the last run's `stats`. Given only the
+/// index at the changed paths, it yields the new tree at those paths only.
 ///
 /// Fails, saying why, when the changes do not fit the index: a path listed twice, an old
 /// side the index does not hold, a new admitted blob without its size, counts below zero.
@@ -262,8 +332,16 @@ fn describe(item: Option<&TreeItem>) -> String {
     }
 }
 
-/// Diffs the tree with the stored index and decides what each changed path needs.
-fn plan(s: &super::Syncer, tree: &Tree, index: &FileIndex, reprocess: bool) -> Plan {
+/// Diffs the new side with the old and decides what each changed path needs. Renames pair
+/// a deleted and an added path, both of which are changed paths, so diffing only the changed
+/// paths finds exactly the changes of a diff of the whole trees.
+fn plan(s: &super::Syncer, sides: &Sides, reprocess: bool) -> Plan {
+    let Sides {
+        tree,
+        index,
+        untouched,
+        skips,
+    } = sides;
     let admitted = tree.entries();
     let d = if reprocess {
         diff_all(index.files(), admitted)
@@ -271,10 +349,6 @@ fn plan(s: &super::Syncer, tree: &Tree, index: &FileIndex, reprocess: bool) -> P
         diff(index.files(), admitted)
     };
 
-    let mut skips = SkipCounts::default();
-    for f in index.files() {
-        skips.add(f.skip, 1);
-    }
     let mut plan = Plan {
         changes: Vec::with_capacity(d.changes.len()),
         fetch: Vec::new(),
@@ -284,12 +358,12 @@ fn plan(s: &super::Syncer, tree: &Tree, index: &FileIndex, reprocess: bool) -> P
             modified: d.counts.modified,
             deleted: d.counts.deleted,
             renamed: d.counts.renamed,
-            unchanged: d.counts.unchanged,
+            unchanged: d.counts.unchanged + untouched,
             excluded: tree.excluded(),
             submodules: tree.submodules(),
             ..SyncStats::default()
         },
-        skips,
+        skips: *skips,
     };
     for change in d.changes {
         match change {
@@ -385,6 +459,7 @@ mod tests {
     use super::super::test_support::Bench;
     use super::*;
     use crate::{ChangeSet, EntryKind, MemoryFile, SyncStore, Syncer};
+    use std::sync::Arc;
 
     fn files(list: &[(&str, &str)]) -> Vec<MemoryFile> {
         list.iter()
@@ -636,6 +711,84 @@ mod tests {
             .map(|f| f.entry.path.to_string())
             .collect();
         assert_eq!(paths, ["c.txt"]);
+    }
+
+    /// A new head reads the stored index at the changed paths only, and counts the rest
+    /// from the last run.
+    #[tokio::test]
+    async fn a_new_head_reads_the_index_at_the_changed_paths_only() {
+        use crate::testkit::{FaultPlan, FaultyStore};
+        let bench = Bench::new();
+        let plan = FaultPlan::count_only();
+        let store = Arc::new(FaultyStore::new(bench.store.clone(), plan.clone()));
+        let source = bench.source.clone();
+        let bench = bench.with(|_| Syncer::new(source, store).unwrap());
+        let many: Vec<(String, String)> = (0..20)
+            .map(|i| (format!("f{i:02}.txt"), format!("{i}\n")))
+            .collect();
+        bench.source.commit("main", many.clone()).unwrap();
+        sync_events(&bench).await;
+        let first = plan.log();
+        assert!(
+            first.contains(&"file_index"),
+            "a first sync reads the index: {first:?}"
+        );
+
+        let mut edited = many;
+        edited[3].1 = "three\n".to_owned();
+        edited.remove(7);
+        edited.push(("g.txt".to_owned(), "g\n".to_owned()));
+        bench.source.commit("main", edited).unwrap();
+        let events = sync_events(&bench).await;
+        let second = &plan.log()[first.len()..];
+        assert!(
+            second.contains(&"indexed_files") && !second.contains(&"file_index"),
+            "{second:?}"
+        );
+        let Some(SyncEvent::Completed { record }) = events.last() else {
+            panic!("{events:?}");
+        };
+        let s = &record.stats;
+        assert_eq!(
+            (s.files, s.added, s.modified, s.deleted, s.unchanged),
+            (20, 1, 1, 1, 18)
+        );
+    }
+
+    #[test]
+    fn counts_that_cannot_hold_the_changed_files_are_refused() {
+        let index = FileIndex::new(vec![
+            indexed("a", "a", EntryKind::File),
+            indexed("l", "a", EntryKind::Symlink),
+        ])
+        .unwrap();
+        let mut with_link = index.files().to_vec();
+        with_link[1].skip = Some(SkipReason::Symlink);
+        let index = FileIndex::new(with_link).unwrap();
+        let tree = || Tree::new(Vec::new()).unwrap();
+        let last = SyncStats {
+            files: 5,
+            symlinks: 1,
+            ..SyncStats::default()
+        };
+        let sides = Sides::changed(tree(), index.clone(), &last).unwrap();
+        assert_eq!(sides.untouched, 3);
+        assert_eq!(sides.skips.symlink, 1);
+        let err = Sides::changed(
+            tree(),
+            index.clone(),
+            &SyncStats {
+                symlinks: 0,
+                ..last
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("0 symlinks"), "{err}");
+        let err = Sides::changed(tree(), index, &SyncStats { files: 1, ..last })
+            .err()
+            .unwrap();
+        assert!(err.contains("counted 1 files"), "{err}");
     }
 
     /// A source that cannot list changes: every sync lists the whole tree, and says so.

@@ -334,3 +334,131 @@ pub async fn incremental_equals_full(factory: &impl StoreFactory) {
     )
     .await;
 }
+
+/// [`SyncStore::indexed_files`], which an incremental sync reads instead of the whole
+/// index: for the paths asked, exactly what [`file_index`](SyncStore::file_index) holds
+/// (kinds and skip reasons included; a renamed file at its new path), sorted by path, a path
+/// asked twice answered once; paths never indexed, renamed away or of a directory are
+/// absent. Nothing of the same repository in another tenant is read, nor of a repository
+/// never synced.
+pub async fn indexed_files_reads_the_given_paths(factory: &impl StoreFactory) {
+    let store = factory.open().await;
+    let source = Arc::new(MemorySource::new("indexed-files"));
+    let policy = incremental_policy();
+    let big = vec![b'x'; INCREMENTAL_MAX_FILE_SIZE as usize + 1];
+    let files = |a: &[u8], moved_to: &str| {
+        vec![
+            f("a.rs", a),
+            f(moved_to, b"fn moved() {}\n"),
+            f("big.txt", &big),
+            k("link", b"a.rs", EntryKind::Symlink),
+            f("z/deep/file.rs", b"fn z() {}\n"),
+        ]
+    };
+    let first = source
+        .commit_files("main", files(b"fn a() {}\n", "old/name.rs"))
+        .expect("valid files");
+    let second = source
+        .commit_files("main", files(b"fn a() { 1 }\n", "new/name.rs"))
+        .expect("valid files");
+    sync_commit(source.clone(), store.clone(), &policy, first).await;
+    let (record, events) = sync_commit(source.clone(), store.clone(), &policy, second).await;
+    assert_eq!(full_scan_reason(&events), None, "the changes were listed");
+    assert_eq!((record.stats.renamed, record.stats.modified), (1, 1));
+
+    let repo = crate::RepoKey::new(source.identity()).expect("a valid identity");
+    let p = |s: &str| crate::RepoPath::new(s).expect("a valid path");
+    let asked = [
+        p("z/deep/file.rs"),
+        p("old/name.rs"),
+        p("new/name.rs"),
+        p("missing.rs"),
+        p("a.rs"),
+        p("big.txt"),
+        p("link"),
+        p("a.rs"),
+        p("z"),
+    ];
+    let wanted = |index: &crate::FileIndex| -> Vec<crate::IndexedFile> {
+        index
+            .files()
+            .iter()
+            .filter(|f| asked.contains(&f.entry.path))
+            .cloned()
+            .collect()
+    };
+    let index = store.file_index(&repo).await.expect("the index");
+    let got = store
+        .indexed_files(&repo, &asked)
+        .await
+        .expect("the files asked");
+    let names: Vec<String> = got
+        .files()
+        .iter()
+        .map(|f| f.entry.path.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["a.rs", "big.txt", "link", "new/name.rs", "z/deep/file.rs"],
+        "present paths once each, in path order; absent, renamed-away and directory paths left out"
+    );
+    assert_eq!(got.files(), wanted(&index), "as the file index holds them");
+    let skips: Vec<Option<crate::SkipReason>> = got.files().iter().map(|f| f.skip).collect();
+    assert_eq!(
+        skips,
+        [
+            None,
+            Some(crate::SkipReason::TooLarge),
+            Some(crate::SkipReason::Symlink),
+            None,
+            None
+        ]
+    );
+    assert!(
+        store
+            .indexed_files(&repo, &[])
+            .await
+            .expect("nothing asked")
+            .is_empty()
+    );
+
+    // The same repository in another tenant: first empty, then its own state only.
+    let other = repo
+        .clone()
+        .with_tenant("other-tenant")
+        .expect("a valid tenant");
+    let read = async |key: &crate::RepoKey| {
+        store
+            .indexed_files(key, &asked)
+            .await
+            .expect("the files asked")
+    };
+    assert!(read(&other).await.is_empty(), "another tenant sees nothing");
+    let pinned = Arc::new(AtCommit {
+        inner: source.clone(),
+        commit: first,
+    });
+    Syncer::new(pinned, store.clone())
+        .expect("a valid identity")
+        .with_tenant("other-tenant")
+        .expect("a valid tenant")
+        .with_policy(policy.clone())
+        .sync(Some("main"))
+        .await
+        .expect("the other tenant's sync");
+    let theirs = read(&other).await;
+    assert_eq!(
+        theirs.files(),
+        wanted(&store.file_index(&other).await.expect("their index")),
+    );
+    assert!(
+        theirs
+            .files()
+            .iter()
+            .any(|f| f.entry.path.as_bytes() == b"old/name.rs"),
+        "the other tenant has the first commit"
+    );
+    assert_eq!(read(&repo).await, got, "and the first tenant keeps its own");
+    let unknown = crate::RepoKey::new("never-synced").expect("a valid identity");
+    assert!(read(&unknown).await.is_empty(), "a repository never synced");
+}

@@ -21,7 +21,7 @@
 //! | test | invariant of the design |
 //! |---|---|
 //! | [`exact_mirror`] | 1. exact mirror |
-//! | [`incremental_equals_full`] | 9. incremental equals full |
+//! | [`incremental_equals_full`], [`indexed_files_reads_the_given_paths`] | 9. incremental equals full |
 //! | [`work_follows_change`], [`settings_change_reprocesses`] | 2. work follows change |
 //! | [`one_active_version`] | 3. one active version |
 //! | [`atomic_visibility`], [`fault_sweep_store`], [`fault_sweep_source`], [`cancellation_sweep`] | 4. atomic visibility |
@@ -71,7 +71,7 @@ pub use history::{BlockChunker, changes_between_runs, search_and_read_as_of_a_ru
 pub use incremental::{
     INCREMENTAL_MAX_FILE_SIZE, changes_match_full_scan, check_incremental_equals_full,
     full_scan_reason, incremental_equals_full, incremental_history, incremental_policy,
-    sync_commit,
+    indexed_files_reads_the_given_paths, sync_commit,
 };
 pub use source_suite::{
     BuiltSource, EXCLUDED_PATH, History, HistoryCommit, MemoryFixture, SourceFixture, UNUSUAL_PATH,
@@ -112,7 +112,8 @@ macro_rules! sync_store_conformance {
             lexical_search_finds_identifiers_and_paths, lexical_search_leaves_out_common_terms_only,
             hybrid_ranking_is_the_same_in_every_store,
             models_coexist_and_an_unknown_model_is_a_clear_error,
-            reembed_fills_in_missing_embeddings, chunk_meta_round_trips, incremental_equals_full);
+            reembed_fills_in_missing_embeddings, chunk_meta_round_trips, incremental_equals_full,
+            indexed_files_reads_the_given_paths);
         $crate::sync_store_conformance!(@each $factory;
             search_and_read_as_of_a_run, changes_between_runs);
         $crate::sync_store_conformance!(@sweep $factory;

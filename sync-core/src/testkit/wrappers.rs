@@ -10,9 +10,9 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::{
     Blob, Branch, Capabilities, ChangeSet, CommitId, ContentHash, Embedded, Embedder, Embedding,
-    EntryQuery, Error, FileIndex, FilePolicy, MemoryEntry, NewEmbedding, RepoKey, RepoSource,
-    RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats, SyncStore,
-    TokenCounter, Tree, TreeChanges, TreeEntry,
+    EntryQuery, Error, FileIndex, FilePolicy, MemoryEntry, NewEmbedding, RepoKey, RepoPath,
+    RepoSource, RunEnd, RunStart, SearchHit, StageBatch, SyncId, SyncRecord, SyncRun, SyncStats,
+    SyncStore, TokenCounter, Tree, TreeChanges, TreeEntry,
 };
 
 /// When an injected fault strikes relative to the wrapped call.
@@ -305,6 +305,12 @@ impl<S: SyncStore> SyncStore for FaultyStore<S> {
     async fn file_index(&self, repo: &RepoKey) -> Result<FileIndex, Error> {
         self.plan
             .guard("file_index", self.inner.file_index(repo))
+            .await
+    }
+
+    async fn indexed_files(&self, repo: &RepoKey, paths: &[RepoPath]) -> Result<FileIndex, Error> {
+        self.plan
+            .guard("indexed_files", self.inner.indexed_files(repo, paths))
             .await
     }
 

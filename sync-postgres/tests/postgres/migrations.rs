@@ -3,7 +3,8 @@
 //! upgrade to the latest. A database at the schema before chunk meta upgrades across it
 //! with every row and value, its entries read with empty meta and found through the new
 //! lexical index; one before the lexical column gets every entry's document filled, and
-//! kept filled by every writer.
+//! kept filled by every writer; one before the active file count gets every repository's
+//! files counted, and commits count on from there.
 
 use sqlx::AssertSqlSafe;
 use std::borrow::Cow;
@@ -857,5 +858,81 @@ async fn upgrade_to_job_events_keeps_every_row_and_job_and_isolates_the_events()
     tx.rollback().await.unwrap();
     app.close().await.unwrap();
     store.close().await;
+    db.drop().await;
+}
+
+/// The version of the migration that keeps each repository's count of active files.
+const ACTIVE_FILE_COUNT: i64 = 20261208130000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_to_the_active_file_count_counts_every_tenants_files_and_commits_keep_it() {
+    let Some(server) = common::server("upgrade_to_the_active_file_count") else {
+        return;
+    };
+    let db = server.database().await;
+    let mut app = PgConnection::connect_with(&db.app).await.unwrap();
+    filled_and_migrated_to_before(&mut app, ACTIVE_FILE_COUNT).await;
+    app.close().await.unwrap();
+
+    // Upgrade by connecting a store: each repository of both tenants holds ten active
+    // files (five first versions and five replaced at run 2).
+    let store = db.store().await;
+    let mut admin = db.admin().await;
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT tenant, source, active_files FROM sync_repositories ORDER BY tenant, source",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(counts.len(), 4, "{counts:?}");
+    assert!(counts.iter().all(|c| c.2 == 10), "{counts:?}");
+    admin.close().await.unwrap();
+
+    // A commit counts from there: one file added, one deleted, one replaced.
+    let repo = RepoKey::new("git:/repo/1")
+        .unwrap()
+        .with_tenant("alpha")
+        .unwrap();
+    let run = store
+        .begin(sync_core::testkit::run_start(
+            &repo,
+            std::time::Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    store
+        .stage(
+            &run,
+            sync_core::testkit::one_entry_batch("src/new.rs", "new"),
+        )
+        .await
+        .unwrap();
+    let file = |path: &str, text: &str| {
+        sync_core::IndexedFile::new(
+            sync_core::TreeEntry::new(
+                sync_core::RepoPath::new(path).unwrap(),
+                sync_core::BlobId::for_content(text.as_bytes()),
+                text.len() as u64,
+                sync_core::EntryKind::File,
+            ),
+            Some(sync_core::SkipReason::Binary),
+        )
+    };
+    let mut added = file("src/new.rs", "new");
+    added.skip = None;
+    let changes = sync_core::ChangeSet {
+        changes: vec![
+            sync_core::FileChange::Upsert(file("src/f1.rs", "replaced")),
+            sync_core::FileChange::Upsert(added),
+            sync_core::FileChange::Delete(sync_core::RepoPath::new("src/f7.rs").unwrap()),
+            sync_core::FileChange::Upsert(file("src/other.bin", "\0")),
+        ],
+    };
+    let record = store
+        .commit(&run, changes, sync_core::SyncStats::default())
+        .await
+        .unwrap();
+    assert_eq!(record.stats.files, 11);
+    assert_eq!(store.file_index(&repo).await.unwrap().len(), 11);
     db.drop().await;
 }
