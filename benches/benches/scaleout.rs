@@ -453,11 +453,16 @@ impl Bench {
         drop(github);
         drop_database(&self.admin, &db).await;
         eprintln!(
-            "scaleout: {}: {} syncs in {:.1} s = {:.1} syncs/min{}",
+            "scaleout: {}: {} syncs in {:.1} s = {:.1} syncs/min (a sync {:.0} ms, CPU {:.0}% \
+             busy, load {} → {}){}",
             outcome.label,
             outcome.jobs,
             outcome.span.as_secs_f64(),
             outcome.per_minute(),
+            outcome.mean_sync.as_secs_f64() * 1000.0,
+            outcome.machine_busy * 100.0,
+            outcome.load_before,
+            outcome.load_after,
             if outcome.problems.is_empty() {
                 ", checks passed".to_owned()
             } else {
