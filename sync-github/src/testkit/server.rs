@@ -137,12 +137,18 @@ struct Settings {
     delay: Option<Duration>,
 }
 
-struct Shared {
+/// One repository the fake serves.
+struct Served {
     repo_dir: PathBuf,
+    /// The private `HOME` git runs with (the fake's, shared by its repositories).
     home: PathBuf,
     owner: String,
     name: String,
     id: u64,
+}
+
+struct Shared {
+    repos: Vec<Served>,
     reset_at: i64,
     remaining: AtomicI64,
     settings: Mutex<Settings>,
@@ -208,10 +214,14 @@ impl fmt::Debug for FakeGitHub {
         f.debug_struct("FakeGitHub")
             .field("addr", &self.addr)
             .field(
-                "repo",
-                &format_args!("{}/{}", self.shared.owner, self.shared.name),
+                "repos",
+                &self
+                    .shared
+                    .repos
+                    .iter()
+                    .map(|r| (format!("{}/{}", r.owner, r.name), &r.repo_dir))
+                    .collect::<Vec<_>>(),
             )
-            .field("repo_dir", &self.shared.repo_dir)
             .finish_non_exhaustive()
     }
 }
@@ -240,15 +250,39 @@ impl FakeGitHub {
     /// and none of the caller's `GIT_DIR`-style variables. Use it to serve a repository
     /// some other test code built.
     pub async fn serve(repo_dir: &Path, owner: &str, name: &str) -> io::Result<Self> {
+        Self::serve_all([(repo_dir, owner, name)]).await
+    }
+
+    /// Serves several git repositories, each `(repo_dir, owner, name)` as
+    /// [`serve`](Self::serve) serves one, from one server on `127.0.0.1` at a free port:
+    /// one API URL for many projects, as GitHub's. The settings, faults and counts are the
+    /// server's, shared by its repositories; repository ids count from 4242 in the order
+    /// given. A name given twice is served from its first directory.
+    pub async fn serve_all<'a, I>(repos: I) -> io::Result<Self>
+    where
+        I: IntoIterator<Item = (&'a Path, &'a str, &'a str)>,
+    {
         let home = tempfile::Builder::new()
             .prefix("sync-github-home-")
             .tempdir()?;
+        let repos = (4_242..)
+            .zip(repos)
+            .map(|(id, (repo_dir, owner, name))| Served {
+                repo_dir: repo_dir.to_owned(),
+                home: home.path().to_owned(),
+                owner: owner.to_owned(),
+                name: name.to_owned(),
+                id,
+            })
+            .collect::<Vec<_>>();
+        if repos.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the fake GitHub needs at least one repository to serve",
+            ));
+        }
         let shared = Arc::new(Shared {
-            repo_dir: repo_dir.to_owned(),
-            home: home.path().to_owned(),
-            owner: owner.to_owned(),
-            name: name.to_owned(),
-            id: 4_242,
+            repos,
             reset_at: Utc::now().timestamp() + 3600,
             remaining: AtomicI64::new(5000),
             settings: Mutex::new(Settings {
@@ -412,7 +446,8 @@ struct Call {
     /// Decoded path parameters after owner and repo.
     param: String,
     query: BTreeMap<String, String>,
-    repo_matches: bool,
+    /// The index of the repository it names, if the fake serves it.
+    repo: Option<usize>,
 }
 
 fn parse_call(shared: &Shared, path: &str, query: Option<&str>) -> Call {
@@ -438,14 +473,18 @@ fn parse_call(shared: &Shared, path: &str, query: Option<&str>) -> Call {
         })
         .collect::<BTreeMap<_, _>>();
     let same = |o: &str, r: &str| {
-        o.eq_ignore_ascii_case(&shared.owner) && r.eq_ignore_ascii_case(&shared.name)
+        shared
+            .repos
+            .iter()
+            .position(|s| o.eq_ignore_ascii_case(&s.owner) && r.eq_ignore_ascii_case(&s.name))
     };
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let (route, param, repo_matches) = match s.as_slice() {
+    let (route, param, repo) = match s.as_slice() {
         ["repos", o, r] => (Route::Repo, String::new(), same(o, r)),
         ["repos", o, r, "branches"] => (Route::Branches, String::new(), same(o, r)),
         ["repositories", id, "branches"] => {
-            (Route::Branches, String::new(), *id == shared.id.to_string())
+            let at = shared.repos.iter().position(|s| *id == s.id.to_string());
+            (Route::Branches, String::new(), at)
         }
         ["repos", o, r, "git", "ref", "heads", branch @ ..] if !branch.is_empty() => {
             (Route::Ref, branch.join("/"), same(o, r))
@@ -466,14 +505,14 @@ fn parse_call(shared: &Shared, path: &str, query: Option<&str>) -> Call {
         ["_codeload", o, r, "legacy.tar.gz", sha] => {
             (Route::Codeload, (*sha).to_owned(), same(o, r))
         }
-        _ => (Route::Unknown, String::new(), false),
+        _ => (Route::Unknown, String::new(), None),
     };
     Call {
         route,
         prefix,
         param,
         query,
-        repo_matches,
+        repo,
     }
 }
 
@@ -532,12 +571,13 @@ async fn answer(
             _ => {}
         }
         if settings.blocked {
+            let repo = &shared.repos[call.repo.unwrap_or(0)];
             let body = json!({
                 "message": "Repository access blocked",
                 "block": {
                     "reason": "unavailable",
                     "created_at": "2024-01-01T00:00:00Z",
-                    "html_url": format!("https://github.com/{}/{}", shared.owner, shared.name),
+                    "html_url": format!("https://github.com/{}/{}", repo.owner, repo.name),
                 },
             });
             return json_response(shared, 451, &body, None);
@@ -724,8 +764,8 @@ fn is_hex_id(s: &str) -> bool {
 }
 
 /// Runs git in the served repository; `None` when it fails.
-async fn git(shared: &Shared, args: &[&str]) -> Option<Vec<u8>> {
-    let output = tokio::process::Command::from(git_command(&shared.repo_dir, &shared.home))
+async fn git(repo: &Served, args: &[&str]) -> Option<Vec<u8>> {
+    let output = tokio::process::Command::from(git_command(&repo.repo_dir, &repo.home))
         .args(args)
         .output()
         .await
@@ -733,25 +773,25 @@ async fn git(shared: &Shared, args: &[&str]) -> Option<Vec<u8>> {
     output.status.success().then_some(output.stdout)
 }
 
-async fn git_line(shared: &Shared, args: &[&str]) -> Option<String> {
-    let out = git(shared, args).await?;
+async fn git_line(repo: &Served, args: &[&str]) -> Option<String> {
+    let out = git(repo, args).await?;
     Some(String::from_utf8_lossy(&out).trim().to_owned())
 }
 
 /// The commit a ref name or commit id names, refusing anything git could read as an
 /// option or a revision expression.
-async fn resolve_commit(shared: &Shared, reference: &str) -> Option<String> {
+async fn resolve_commit(repo: &Served, reference: &str) -> Option<String> {
     if !is_hex_id(reference) {
         let full = format!("refs/heads/{reference}");
-        git(shared, &["check-ref-format", &full]).await?;
+        git(repo, &["check-ref-format", &full]).await?;
         return git_line(
-            shared,
+            repo,
             &["rev-parse", "--verify", "-q", &format!("{full}^{{commit}}")],
         )
         .await;
     }
     git_line(
-        shared,
+        repo,
         &[
             "rev-parse",
             "--verify",
@@ -762,8 +802,8 @@ async fn resolve_commit(shared: &Shared, reference: &str) -> Option<String> {
     .await
 }
 
-async fn is_empty(shared: &Shared) -> bool {
-    git(shared, &["for-each-ref", "--count=1", "refs/heads"])
+async fn is_empty(repo: &Served) -> bool {
+    git(repo, &["for-each-ref", "--count=1", "refs/heads"])
         .await
         .is_none_or(|o| o.is_empty())
 }
@@ -777,32 +817,32 @@ fn base(call: &Call, headers: &HeaderMap) -> String {
 }
 
 async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &HeaderMap) -> Response {
-    if call.route == Route::Unknown || !call.repo_matches {
+    let Some(repo) = call.repo.map(|i| &shared.repos[i]) else {
         return error(shared, 404, "Not Found");
-    }
+    };
     let base = base(call, headers);
-    let repo_url = format!("{base}/repos/{}/{}", shared.owner, shared.name);
+    let repo_url = format!("{base}/repos/{}/{}", repo.owner, repo.name);
     let empty = matches!(
         call.route,
         Route::Ref | Route::Tree | Route::TreeRecursive | Route::Blob | Route::Tarball
-    ) && is_empty(shared).await;
+    ) && is_empty(repo).await;
     if empty {
         return error(shared, 409, "Git Repository is empty.");
     }
     match call.route {
         Route::Repo => {
-            let default = git_line(shared, &["symbolic-ref", "--short", "HEAD"])
+            let default = git_line(repo, &["symbolic-ref", "--short", "HEAD"])
                 .await
                 .unwrap_or_else(|| "main".to_owned());
             let body = json!({
-                "id": shared.id,
+                "id": repo.id,
                 "node_id": "R_fake",
-                "name": shared.name,
-                "full_name": format!("{}/{}", shared.owner, shared.name),
+                "name": repo.name,
+                "full_name": format!("{}/{}", repo.owner, repo.name),
                 "private": settings.private,
                 "visibility": if settings.private { "private" } else { "public" },
-                "owner": {"login": shared.owner, "id": 1, "type": "User"},
-                "html_url": format!("https://github.com/{}/{}", shared.owner, shared.name),
+                "owner": {"login": repo.owner, "id": 1, "type": "User"},
+                "html_url": format!("https://github.com/{}/{}", repo.owner, repo.name),
                 "url": repo_url,
                 "default_branch": default,
                 "fork": false,
@@ -812,7 +852,7 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
         }
         Route::Branches => {
             let out = git(
-                shared,
+                repo,
                 &[
                     "for-each-ref",
                     "--format=%(refname)%00%(objectname)",
@@ -858,7 +898,7 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
             let link = |p: usize| {
                 format!(
                     "{base}/repositories/{}/branches?per_page={per_page}&page={p}",
-                    shared.id
+                    repo.id
                 )
             };
             let mut links = Vec::new();
@@ -879,9 +919,9 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
         }
         Route::Ref => {
             let full = format!("refs/heads/{}", call.param);
-            let valid = git(shared, &["check-ref-format", &full]).await.is_some();
+            let valid = git(repo, &["check-ref-format", &full]).await.is_some();
             let sha = if valid {
-                git_line(shared, &["rev-parse", "--verify", "-q", &full]).await
+                git_line(repo, &["rev-parse", "--verify", "-q", &full]).await
             } else {
                 None
             };
@@ -900,12 +940,12 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
             let recursive = call.route == Route::TreeRecursive;
             let spec = &call.param;
             let resolvable = is_hex_id(spec)
-                || git(shared, &["check-ref-format", &format!("refs/heads/{spec}")])
+                || git(repo, &["check-ref-format", &format!("refs/heads/{spec}")])
                     .await
                     .is_some();
             let tree = if resolvable && !spec.starts_with('-') {
                 git_line(
-                    shared,
+                    repo,
                     &["rev-parse", "--verify", "-q", &format!("{spec}^{{tree}}")],
                 )
                 .await
@@ -920,7 +960,7 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
                 args.extend(["-r", "-t"]);
             }
             args.push(&tree);
-            let Some(out) = git(shared, &args).await else {
+            let Some(out) = git(repo, &args).await else {
                 return error(shared, 500, "Server Error");
             };
             let mut items = Vec::new();
@@ -964,9 +1004,9 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
         Route::Blob => {
             let sha = &call.param;
             let is_blob = is_hex_id(sha)
-                && git_line(shared, &["cat-file", "-t", sha]).await.as_deref() == Some("blob");
+                && git_line(repo, &["cat-file", "-t", sha]).await.as_deref() == Some("blob");
             let data = if is_blob {
-                git(shared, &["cat-file", "blob", sha]).await
+                git(repo, &["cat-file", "blob", sha]).await
             } else {
                 None
             };
@@ -1004,18 +1044,18 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
         }
         Route::Tarball => {
             let reference = if call.param.is_empty() {
-                git_line(shared, &["symbolic-ref", "--short", "HEAD"])
+                git_line(repo, &["symbolic-ref", "--short", "HEAD"])
                     .await
                     .unwrap_or_default()
             } else {
                 call.param.clone()
             };
-            let Some(sha) = resolve_commit(shared, &reference).await else {
+            let Some(sha) = resolve_commit(repo, &reference).await else {
                 return error(shared, 404, "Not Found");
             };
             let location = format!(
                 "{base}/_codeload/{}/{}/legacy.tar.gz/{sha}?token={CODELOAD_TOKEN}",
-                shared.owner, shared.name
+                repo.owner, repo.name
             );
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::FOUND;
@@ -1034,9 +1074,8 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
                 *r.status_mut() = StatusCode::NOT_FOUND;
                 return r;
             }
-            let prefix = format!("--prefix={}-{}-{}/", shared.owner, shared.name, &sha[..7]);
-            let Some(data) = git(shared, &["archive", "--format=tar.gz", &prefix, sha]).await
-            else {
+            let prefix = format!("--prefix={}-{}-{}/", repo.owner, repo.name, &sha[..7]);
+            let Some(data) = git(repo, &["archive", "--format=tar.gz", &prefix, sha]).await else {
                 let mut r = Response::new(Body::from("404: Not Found"));
                 *r.status_mut() = StatusCode::NOT_FOUND;
                 return r;
@@ -1049,8 +1088,8 @@ async fn serve(shared: &Shared, settings: &Settings, call: &Call, headers: &Head
             );
             if let Ok(v) = HeaderValue::from_str(&format!(
                 "attachment; filename={}-{}-{}.tar.gz",
-                shared.owner,
-                shared.name,
+                repo.owner,
+                repo.name,
                 &sha[..7]
             )) {
                 h.insert(header::CONTENT_DISPOSITION, v);

@@ -39,6 +39,57 @@ async fn initial_sync_mirrors_the_commit_in_four_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_serves_several_repositories_each_its_own() {
+    let (small, small_head) = repo_with(3);
+    let (large, large_head) = repo_with(80);
+    let github = FakeGitHub::serve_all([
+        (small.path(), OWNER, NAME),
+        (large.path(), "other-owner", "large"),
+    ])
+    .await
+    .unwrap();
+
+    let (small_store, small_syncer) = syncer(source(&github));
+    let record = sync(&small_syncer, Some("main")).await.result.unwrap();
+    assert_eq!(record.commit, small_head);
+    assert_mirror(
+        &index(&small_store, small_syncer.repo()).await,
+        &small.expected_tree(&small_head),
+    );
+    let other = Arc::new(
+        sync_github::GitHubSource::builder("other-owner", "large")
+            .api_url(github.api_url())
+            .anonymous()
+            .build()
+            .unwrap(),
+    );
+    let (other_store, other_syncer) = syncer(other);
+    let record = sync(&other_syncer, None).await.result.unwrap();
+    assert_eq!(record.commit, large_head);
+    assert_mirror(
+        &index(&other_store, other_syncer.repo()).await,
+        &large.expected_tree(&large_head),
+    );
+    // The counts are the server's, of both syncs: the small repository's blobs came
+    // through the blob API, the large one's from its tarball.
+    assert!(github.count(Route::Blob) >= 3, "{:?}", github.counts());
+    assert_eq!(github.count(Route::Codeload), 1, "{:?}", github.counts());
+
+    // A repository the server does not hold is not found.
+    let missing = sync_github::GitHubSource::builder(OWNER, "missing")
+        .api_url(github.api_url())
+        .anonymous()
+        .build()
+        .unwrap();
+    let err = missing.head("main").await.unwrap_err();
+    assert_eq!(err.kind(), sync_core::ErrorKind::NotFound, "{err}");
+    assert!(
+        FakeGitHub::serve_all(std::iter::empty()).await.is_err(),
+        "a server of no repository is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_sync_costs_at_most_three_plus_k() {
     let (repo, _) = repo_with(200);
     let github = FakeGitHub::start(&repo, OWNER, NAME).await.unwrap();
