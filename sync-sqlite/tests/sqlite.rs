@@ -589,12 +589,25 @@ async fn lexical_search_as_of_a_run_scores_as_an_index_of_the_entries_live_then(
             format!("pub fn total_{i}() -> u32 {{ {v} }}\n// the ledger item {i}, version {v}\n"),
         )
     };
+    // Another repository's runs come between this one's, so its run ids have gaps.
+    let other = Arc::new(MemorySource::new("as-of-other"));
+    let other_syncer = Syncer::new(other.clone(), store.clone()).unwrap();
+    let mut other_version = 0;
+    let mut sync_other = async || {
+        other_version += 1;
+        other
+            .commit("main", [item(other_version, other_version as u32)])
+            .unwrap();
+        other_syncer.sync(None).await.unwrap();
+    };
     let mut runs = Vec::new();
     // 1: 50 items. 2: ten edited, five deleted, one renamed, 1,100 added (`the` and `ledger`
     // become common). 3: a restore of 1. 4: the items of 2 again, with more edits.
+    sync_other().await;
     let first: Vec<_> = (0..50).map(|i| item(i, 1)).collect();
     source.commit("main", first).unwrap();
     runs.push(syncer.sync(None).await.unwrap().id);
+    sync_other().await;
     let mut second: Vec<_> = (0..1150)
         .filter(|i| !(20..25).contains(i))
         .map(|i| item(i, if i < 10 { 2 } else { 1 }))
@@ -606,7 +619,9 @@ async fn lexical_search_as_of_a_run_scores_as_an_index_of_the_entries_live_then(
     second[renamed].0 = "moved/item_0030.rs".into();
     source.commit("main", second.clone()).unwrap();
     runs.push(syncer.sync(None).await.unwrap().id);
+    sync_other().await;
     runs.push(store.restore(&repo, runs[0]).await.unwrap().id);
+    sync_other().await;
     for (i, (_, text)) in second.iter_mut().enumerate().take(40).skip(30) {
         *text = format!("pub fn merged_{i}() {{}}\n// the ledger, merged\n");
     }
@@ -653,8 +668,8 @@ async fn lexical_search_as_of_a_run_scores_as_an_index_of_the_entries_live_then(
     let active = store.entries(&repo, &EntryQuery::active()).await.unwrap();
     let (n, len): (i64, i64) = raw
         .query_row(
-            "SELECT lexical_documents, lexical_length FROM repositories",
-            [],
+            "SELECT lexical_documents, lexical_length FROM repositories WHERE source = ?1",
+            [repo.source()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
