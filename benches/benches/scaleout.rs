@@ -41,7 +41,6 @@
 
 // Names and the role spliced into statements below are the benchmark's own constants.
 use sqlx::AssertSqlSafe;
-use std::fmt::Write as _;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -49,6 +48,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Executor};
+use sync_benches::{fast_import_commit, rust_function};
 use sync_core::{RepoKey, RepoSource, SyncStatus, SyncStore};
 use sync_git::testkit::{TestRepo, synthetic_path};
 use sync_github::testkit::FakeGitHub;
@@ -164,35 +164,18 @@ fn source_tree(r: usize, files: usize) -> Vec<u8> {
     const WORDS: [&str; 8] = [
         "parse", "render", "merge", "split", "encode", "decode", "index", "rank",
     ];
-    let mut out = String::new();
-    for i in 0..files {
+    fast_import_commit((0..files).map(|i| {
         let mut data = format!("//! Module {i} of repository {r}.\n\n");
         for j in 0..4 {
             let word = WORDS[(r + i * 3 + j) % WORDS.len()];
-            let _ = write!(
-                data,
-                "/// Computes the {word} total of item {i} in repository {r}, step {j}.\n\
-                 pub fn {word}_{r}_{i}_{j}(input: &[u32]) -> u64 {{\n\
-                 \x20   let mut total = 0u64;\n\
-                 \x20   for (k, v) in input.iter().enumerate() {{\n\
-                 \x20       total += u64::from(*v) * (k as u64 + {j});\n\
-                 \x20   }}\n\
-                 \x20   total\n\
-                 }}\n\n"
-            );
+            data.push_str(&rust_function(
+                &format!("{word} total of item {i} in repository {r}, step {j}"),
+                &format!("{word}_{r}_{i}_{j}"),
+                j,
+            ));
         }
-        let _ = write!(out, "blob\nmark :{}\ndata {}\n{data}\n", i + 1, data.len());
-    }
-    let _ = write!(
-        out,
-        "commit refs/heads/main\nmark :{}\ncommitter Sync Bench <bench@example.com> 1700000000 +0000\ndata 6\nsource\n",
-        files + 1
-    );
-    for i in 0..files {
-        let _ = writeln!(out, "M 100644 :{} {}", i + 1, synthetic_path(i));
-    }
-    out.push_str("\ndone\n");
-    out.into_bytes()
+        (synthetic_path(i), data)
+    }))
 }
 
 /// CPU time (user + system, with waited-for children) of a process, from `/proc`.

@@ -20,13 +20,13 @@
 
 #![allow(missing_docs, clippy::print_stderr)]
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
+use sync_benches::{fast_import_commit, rust_function};
 use sync_core::{Embedder, Extractor, HashEmbedder, LineChunker, Syncer, TokenBudget};
 use sync_extract::SyntaxChunker;
 use sync_git::GitSource;
@@ -61,36 +61,18 @@ fn function_name(i: usize, j: usize) -> String {
 /// A `git fast-import` stream of one commit of `files` Rust files, each of six documented
 /// functions (about 60 lines, 1.7 KiB: the size of a typical source file).
 fn source_tree(files: usize) -> Vec<u8> {
-    let mut out = String::new();
-    for i in 0..files {
+    fast_import_commit((0..files).map(|i| {
         let mut data = format!("//! Module {i}: generated source for the service benchmark.\n\n");
         for j in 0..6 {
-            let name = function_name(i, j);
             let word = WORDS[(i + j) % WORDS.len()];
-            let _ = write!(
-                data,
-                "/// Computes the {word} total of item {i}, step {j}.\n\
-                 pub fn {name}(input: &[u32]) -> u64 {{\n\
-                 \x20   let mut total = 0u64;\n\
-                 \x20   for (k, v) in input.iter().enumerate() {{\n\
-                 \x20       total += u64::from(*v) * (k as u64 + {j});\n\
-                 \x20   }}\n\
-                 \x20   total\n\
-                 }}\n\n"
-            );
+            data.push_str(&rust_function(
+                &format!("{word} total of item {i}, step {j}"),
+                &function_name(i, j),
+                j,
+            ));
         }
-        let _ = write!(out, "blob\nmark :{}\ndata {}\n{data}\n", i + 1, data.len());
-    }
-    let _ = write!(
-        out,
-        "commit refs/heads/main\nmark :{}\ncommitter Sync Bench <bench@example.com> 1700000000 +0000\ndata 6\nsource\n",
-        files + 1
-    );
-    for i in 0..files {
-        let _ = writeln!(out, "M 100644 :{} {}", i + 1, synthetic_path(i));
-    }
-    out.push_str("\ndone\n");
-    out.into_bytes()
+        (synthetic_path(i), data)
+    }))
 }
 
 /// The repository, the synced project searches go to, and one embedder for all.

@@ -110,6 +110,43 @@ pub fn edit(tree: &[TreeEntry], percent: f64, seed: u64) -> Vec<TreeEntry> {
     out
 }
 
+/// A documented Rust function of about ten lines, as the service benchmarks' generated files
+/// hold them: `/// Computes the {doc}.` over `pub fn {name}`, whose loop weighs by `step`.
+pub fn rust_function(doc: &str, name: &str, step: usize) -> String {
+    format!(
+        "/// Computes the {doc}.\n\
+         pub fn {name}(input: &[u32]) -> u64 {{\n\
+         \x20   let mut total = 0u64;\n\
+         \x20   for (k, v) in input.iter().enumerate() {{\n\
+         \x20       total += u64::from(*v) * (k as u64 + {step});\n\
+         \x20   }}\n\
+         \x20   total\n\
+         }}\n\n"
+    )
+}
+
+/// A `git fast-import` stream of one commit on `refs/heads/main` holding `files` (path,
+/// text), for `git fast-import` to write a large repository in one process.
+pub fn fast_import_commit(files: impl IntoIterator<Item = (String, String)>) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut paths = Vec::new();
+    for (i, (path, data)) in files.into_iter().enumerate() {
+        let _ = write!(out, "blob\nmark :{}\ndata {}\n{data}\n", i + 1, data.len());
+        paths.push(path);
+    }
+    let _ = write!(
+        out,
+        "commit refs/heads/main\nmark :{}\ncommitter Sync Bench <bench@example.com> 1700000000 +0000\ndata 6\nsource\n",
+        paths.len() + 1
+    );
+    for (i, path) in paths.iter().enumerate() {
+        let _ = writeln!(out, "M 100644 :{} {path}", i + 1);
+    }
+    out.push_str("\ndone\n");
+    out.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
