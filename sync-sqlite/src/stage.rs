@@ -77,27 +77,44 @@ fn insert_embeddings(
     Ok(())
 }
 
+/// Rows per `INSERT` statement of [`stage`] (14 parameters each).
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// The upsert of `rows` staged entries in one statement.
+fn upsert_sql(rows: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'staged', ?, ?)";
+    format!(
+        "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \
+         start_line, end_line, language, kind, symbol, model, status, created_by, \
+         lexical_length) VALUES {} \
+         ON CONFLICT (created_by, path, ordinal) WHERE status = 'staged' DO UPDATE SET \
+         blob_id = excluded.blob_id, content = excluded.content, \
+         content_hash = excluded.content_hash, start_line = excluded.start_line, \
+         end_line = excluded.end_line, language = excluded.language, \
+         kind = excluded.kind, symbol = excluded.symbol, model = excluded.model, \
+         lexical_length = excluded.lexical_length",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// Stages `batch`'s entries (and stores its embeddings) in one transaction.
+///
+/// Entries are written [`ROWS_PER_STATEMENT`] rows to a statement: on an initial import of
+/// many small files, one statement per row spent about a tenth of the import's time
+/// stepping statements.
 pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) -> Result<(), Error> {
     let what = "staging entries";
     let tx = immediate(conn, what)?;
     let repo_id = check_running(&tx, run)?;
     insert_embeddings(&tx, run.repo.tenant(), &batch.embeddings)?;
-    {
-        let mut upsert = tx
-            .prepare_cached(
-                "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \
-                 start_line, end_line, language, kind, symbol, model, status, created_by, \
-                 lexical_length) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'staged', ?13, ?14) \
-                 ON CONFLICT (created_by, path, ordinal) WHERE status = 'staged' DO UPDATE SET \
-                 blob_id = excluded.blob_id, content = excluded.content, \
-                 content_hash = excluded.content_hash, start_line = excluded.start_line, \
-                 end_line = excluded.end_line, language = excluded.language, \
-                 kind = excluded.kind, symbol = excluded.symbol, model = excluded.model, \
-                 lexical_length = excluded.lexical_length",
-            )
-            .db(what)?;
-        for e in &batch.entries {
+    for rows in batch.entries.chunks(ROWS_PER_STATEMENT) {
+        let mut upsert = tx.prepare_cached(&upsert_sql(rows.len())).db(what)?;
+        let mut i = 0;
+        let mut bind = |value: &dyn rusqlite::ToSql| -> Result<(), Error> {
+            i += 1;
+            upsert.raw_bind_parameter(i, value).db(what)
+        };
+        for e in rows {
             let NewEntry {
                 path,
                 blob,
@@ -109,25 +126,22 @@ pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) ->
                 meta,
                 model,
             } = e;
-            upsert
-                .execute(params![
-                    repo_id,
-                    path.as_bytes(),
-                    ordinal,
-                    blob.as_bytes().as_slice(),
-                    content,
-                    content_hash.as_bytes().as_slice(),
-                    start_line,
-                    end_line,
-                    meta.language,
-                    meta.kind,
-                    meta.symbol,
-                    model,
-                    run.id.0,
-                    lexical_length(content, path, meta.symbol.as_deref()),
-                ])
-                .db(what)?;
+            bind(&repo_id)?;
+            bind(&path.as_bytes())?;
+            bind(ordinal)?;
+            bind(&blob.as_bytes().as_slice())?;
+            bind(content)?;
+            bind(&content_hash.as_bytes().as_slice())?;
+            bind(start_line)?;
+            bind(end_line)?;
+            bind(&meta.language)?;
+            bind(&meta.kind)?;
+            bind(&meta.symbol)?;
+            bind(model)?;
+            bind(&run.id.0)?;
+            bind(&lexical_length(content, path, meta.symbol.as_deref()))?;
         }
+        upsert.raw_execute().db(what)?;
     }
     tx.commit().db(what)
 }

@@ -349,6 +349,77 @@ async fn an_aborted_run_leaves_no_staged_entries() {
     }
 }
 
+/// A batch larger than one of the store's insert statements is staged whole, and a path and
+/// ordinal staged twice keeps the later entry, whether the two share a statement, a batch
+/// or neither: the same entries the in-memory store keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_stage_every_entry_and_the_last_of_each_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn SyncStore> = Arc::new(
+        SqliteStore::open(dir.path().join("batches.db"))
+            .await
+            .unwrap(),
+    );
+    let memory: Arc<dyn SyncStore> = Arc::new(sync_core::MemoryStore::new());
+    let repo = RepoKey::new("git:/batches").unwrap();
+    let entry = |ordinal: u32, text: String| {
+        let mut batch = one_entry_batch("big.rs", &text);
+        batch.entries[0].ordinal = ordinal;
+        batch.entries.remove(0)
+    };
+    // 200 entries, then ordinal 70 again right after it (one statement), ordinal 5 again
+    // 150 rows later (another statement), and a second batch that replaces ordinal 199.
+    let mut first: Vec<_> = (0..200).map(|i| entry(i, format!("entry {i}"))).collect();
+    first.insert(71, entry(70, "entry 70, staged again".into()));
+    first.insert(155, entry(5, "entry 5, staged again".into()));
+    let second = vec![entry(199, "entry 199, from the next batch".into())];
+    let mut kept = Vec::new();
+    for store in [&sqlite, &memory] {
+        let run = store.begin(run_start(&repo, LEASE)).await.unwrap();
+        for entries in [first.clone(), second.clone()] {
+            let batch = sync_core::StageBatch {
+                entries,
+                embeddings: Vec::new(),
+            };
+            store.stage(&run, batch).await.unwrap();
+        }
+        let file = sync_core::IndexedFile::new(
+            sync_core::TreeEntry::new(
+                sync_core::RepoPath::new("big.rs").unwrap(),
+                first[0].blob,
+                1,
+                sync_core::EntryKind::File,
+            ),
+            None,
+        );
+        let changes = ChangeSet {
+            changes: vec![sync_core::FileChange::Upsert(file)],
+        };
+        let record = store
+            .commit(&run, changes, SyncStats::default())
+            .await
+            .unwrap();
+        assert_eq!(record.stats.entries_written, 200);
+        let active = store.entries(&repo, &EntryQuery::active()).await.unwrap();
+        kept.push(
+            active
+                .into_iter()
+                .map(|e| (e.ordinal, e.content))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        kept[0], kept[1],
+        "SQLite keeps what the in-memory store keeps"
+    );
+    let text = |ordinal: usize| kept[0][ordinal].1.as_str();
+    assert_eq!(kept[0].len(), 200);
+    assert_eq!(text(70), "entry 70, staged again");
+    assert_eq!(text(5), "entry 5, staged again");
+    assert_eq!(text(199), "entry 199, from the next batch");
+    assert_eq!(text(6), "entry 6");
+}
+
 /// A run is held by its store's lock: another store on the same file, even in the same
 /// process, is refused while the holder lives, and takes over at once when the holder is
 /// gone (dropped, as a killed process's stores are).
@@ -627,6 +698,19 @@ async fn lexical_search_as_of_a_run_scores_as_an_index_of_the_entries_live_then(
     }
     source.commit("main", second).unwrap();
     runs.push(syncer.sync(None).await.unwrap().id);
+    // A run in progress has staged entries with the query terms: no search as of a
+    // completed run counts or finds them.
+    let staging = store
+        .begin(run_start(&repo, Duration::from_secs(600)))
+        .await
+        .unwrap();
+    for i in 0..40 {
+        let text = format!("pub fn total_3() {{}}\n// the ledger item 7, staged {i}\n");
+        store
+            .stage(&staging, one_entry_batch(&format!("staged/s{i}.rs"), &text))
+            .await
+            .unwrap();
+    }
 
     let raw = Connection::open(store.path()).unwrap();
     for &run in &runs {
