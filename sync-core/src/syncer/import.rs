@@ -39,6 +39,7 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
         run,
         pending: Vec::new(),
         embedded: HashSet::new(),
+        staging: None,
     };
     // Extraction is CPU work: it runs on the blocking pool while the source reads on, in
     // groups of files (one task per file would spend more on waking threads than on small
@@ -94,6 +95,7 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
         )));
     }
     batch.flush(&mut plan.stats, &mut progress).await?;
+    batch.staged().await?;
     phases.emit.send(SyncEvent::Progress(progress)).await?;
     Ok(())
 }
@@ -204,17 +206,46 @@ impl Extraction {
     }
 }
 
-/// Entries waiting to be staged, and the texts embedded by this run so far.
+/// Entries waiting to be staged, the texts embedded by this run so far, and the batch the
+/// store is staging.
 struct Batch<'a> {
     phases: Phases<'a>,
     run: &'a SyncRun,
     pending: Vec<NewEntry>,
     embedded: HashSet<ContentHash>,
+    staging: Option<Staging>,
+}
+
+/// A batch of entries the store stages while the import reads and extracts the next one.
+/// Dropped unfinished (the import failed or was cancelled), it is left to finish alone: the
+/// store stages only for a running run and discards what a run staged when it ends, so
+/// whichever comes first, nothing it wrote outlives the run.
+struct Staging(tokio::task::JoinHandle<Result<(), Error>>);
+
+impl Staging {
+    async fn finish(self) -> Result<(), Error> {
+        self.0.await.map_err(|e| {
+            Error::backend(
+                "store",
+                "staging a batch of entries stopped unexpectedly (a bug in the store)",
+                e,
+            )
+        })?
+    }
 }
 
 impl Batch<'_> {
-    /// Embeds the texts of `pending` never embedded before, and stages the batch. Sends
-    /// progress after every call to the embedder (the slow part on a CPU).
+    /// Waits until the batch in the store's hands, if any, is staged.
+    async fn staged(&mut self) -> Result<(), Error> {
+        match self.staging.take() {
+            Some(staging) => staging.finish().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Embeds the texts of `pending` never embedded before, and hands the batch to the
+    /// store, which stages it while the import goes on (one batch at a time, in order).
+    /// Sends progress after every call to the embedder (the slow part on a CPU).
     async fn flush(&mut self, stats: &mut SyncStats, progress: &mut Progress) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
@@ -268,7 +299,12 @@ impl Batch<'_> {
             entries: std::mem::take(&mut self.pending),
             embeddings: Vec::new(),
         };
-        s.store.stage(self.run, batch).await
+        self.staged().await?;
+        let (store, run) = (Arc::clone(&s.store), self.run.clone());
+        self.staging = Some(Staging(tokio::spawn(async move {
+            store.stage(&run, batch).await
+        })));
+        Ok(())
     }
 }
 
