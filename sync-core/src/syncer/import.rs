@@ -47,7 +47,8 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
     let parallel = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut extracting = FuturesOrdered::new();
     let mut group = Group::default();
-    let mut contents = s.source.contents(&run.commit, plan.fetch.clone());
+    // The list goes to the source: nothing after this reads it.
+    let mut contents = s.source.contents(&run.commit, std::mem::take(&mut plan.fetch));
     let mut source_done = false;
     loop {
         while !source_done && extracting.len() < parallel {
