@@ -20,6 +20,9 @@ struct Apply<'t, 'c> {
     superseded: u64,
     /// Change in the number of active files.
     delta: i64,
+    /// Whether the repository had no active file when the commit began (an initial
+    /// import): an upserted path then has no version to close and no entries to supersede.
+    was_empty: bool,
 }
 
 impl Apply<'_, '_> {
@@ -138,7 +141,7 @@ impl Apply<'_, '_> {
         match change {
             FileChange::Upsert(file) => {
                 let path = &file.entry.path;
-                if self.close_file(path)? {
+                if !self.was_empty && self.close_file(path)? {
                     self.supersede(path)?;
                 }
                 self.add_file(file)?;
@@ -176,6 +179,11 @@ pub(crate) fn commit(
     let what = "committing the run";
     let tx = immediate(conn, what)?;
     let repo_id = check_running(&tx, run)?;
+    let active_files: i64 = tx
+        .prepare_cached("SELECT active_files FROM repositories WHERE id = ?1")
+        .db(what)?
+        .query_row([repo_id], |r| r.get(0))
+        .db(what)?;
     let mut apply = Apply {
         tx: &tx,
         repo_id,
@@ -183,6 +191,9 @@ pub(crate) fn commit(
         written: 0,
         superseded: 0,
         delta: 0,
+        // Were the count ever wrong, the unique index of active files would refuse the
+        // second version of a path: the commit fails, and changes nothing.
+        was_empty: active_files == 0,
     };
     // Check everything against the index as it was before the commit, then apply.
     let staged: Vec<Vec<u8>> = {

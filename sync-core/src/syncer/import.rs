@@ -48,7 +48,9 @@ pub(super) async fn run(phases: Phases<'_>, run: &SyncRun, plan: &mut Plan) -> R
     let mut extracting = FuturesOrdered::new();
     let mut group = Group::default();
     // The list goes to the source: nothing after this reads it.
-    let mut contents = s.source.contents(&run.commit, std::mem::take(&mut plan.fetch));
+    let mut contents = s
+        .source
+        .contents(&run.commit, std::mem::take(&mut plan.fetch));
     let mut source_done = false;
     loop {
         while !source_done && extracting.len() < parallel {
