@@ -14,7 +14,7 @@ use sync_core::{
 
 use crate::PgStore;
 use crate::error;
-use crate::rows::{ENTRY_COLUMNS, EntryRow, FileRow};
+use crate::rows::{ENTRY_COLUMNS, EntryRow, FileRow, index_of_rows};
 use crate::search::any_of;
 use crate::tx::{self, Tx};
 
@@ -78,11 +78,7 @@ pub(crate) async fn file_index_at(
     .await
     .map_err(|e| error::map(&what, e))?;
     tx::commit(tx, &what).await?;
-    FileIndex::new(
-        rows.into_iter()
-            .map(FileRow::into_file)
-            .collect::<Result<_, _>>()?,
-    )
+    index_of_rows(rows)
 }
 
 /// One search result row.

@@ -8,7 +8,7 @@ use sync_core::{Error, FileIndex, IndexedFile, RepoKey, RepoPath, SkipReason};
 
 use crate::PgStore;
 use crate::error;
-use crate::rows::{FileRow, skip_reason};
+use crate::rows::{FileRow, index_of_rows, skip_reason};
 use crate::tx::{self, ExecuteIn, Tx, path_bytes};
 
 /// The active file index of a repository.
@@ -28,11 +28,7 @@ pub(crate) async fn file_index(store: &PgStore, repo: &RepoKey) -> Result<FileIn
     .await
     .map_err(|e| error::map(&what, e))?;
     tx::commit(tx, &what).await?;
-    FileIndex::new(
-        rows.into_iter()
-            .map(FileRow::into_file)
-            .collect::<Result<_, _>>()?,
-    )
+    index_of_rows(rows)
 }
 
 /// The active versions of the given paths only, through the active-path index.
@@ -63,11 +59,7 @@ pub(crate) async fn indexed_files(
     .await
     .map_err(|e| error::map(&what, e))?;
     tx::commit(tx, &what).await?;
-    FileIndex::new(
-        rows.into_iter()
-            .map(FileRow::into_file)
-            .collect::<Result<_, _>>()?,
-    )
+    index_of_rows(rows)
 }
 
 /// Active blobs of the given paths, by path bytes.

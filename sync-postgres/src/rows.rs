@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use sync_core::{
-    BlobId, ChunkMeta, CommitId, ContentHash, Embedding, EntryKind, EntryStatus, Error,
+    BlobId, ChunkMeta, CommitId, ContentHash, Embedding, EntryKind, EntryStatus, Error, FileIndex,
     IndexedFile, MemoryEntry, RepoKey, RepoPath, SkipReason, SyncId, SyncRecord, SyncStats,
     TreeEntry,
 };
@@ -104,6 +104,15 @@ impl FileRow {
             skip_reason(self.skip)?,
         ))
     }
+}
+
+/// The file index of `rows`, the active versions of distinct paths.
+pub(crate) fn index_of_rows(rows: Vec<FileRow>) -> Result<FileIndex, Error> {
+    FileIndex::new(
+        rows.into_iter()
+            .map(FileRow::into_file)
+            .collect::<Result<_, _>>()?,
+    )
 }
 
 /// A stored skip reason.
