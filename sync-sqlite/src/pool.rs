@@ -69,7 +69,7 @@ impl Pool {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| map(e, &format!("opening `{}`", path.display())))?;
-        configure(&writer, config)?;
+        configure(&writer, config, WRITER_MMAP_BYTES)?;
         let deadline = Instant::now() + config.busy_timeout_value();
         let mode: String = retry_busy(deadline, || {
             writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
@@ -164,23 +164,28 @@ impl Pool {
     }
 }
 
-/// Settings every connection gets.
-fn configure(conn: &Connection, config: &SqliteConfig) -> Result<(), Error> {
+/// Settings every connection gets, with `mmap_bytes` of the file mapped into memory.
+fn configure(conn: &Connection, config: &SqliteConfig, mmap_bytes: i64) -> Result<(), Error> {
     conn.busy_timeout(config.busy_timeout_value())
         .db("setting the busy timeout")?;
     conn.set_prepared_statement_cache_capacity(config.statement_cache_capacity());
     conn.pragma_update(None, "cache_size", -CACHE_KIB)
         .db("setting the cache size")?;
-    // Reads of large scans (the file index, vector search) straight from the OS cache.
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+    conn.pragma_update(None, "mmap_size", mmap_bytes)
         .db("setting the memory map size")?;
     Ok(())
 }
 
 /// Page cache of each connection, in KiB.
 const CACHE_KIB: i64 = 16 * 1024;
-/// Bytes of the file each connection maps into memory.
+/// Bytes of the file each reader maps into memory: large scans (the file index, vector
+/// search) read straight from the OS cache.
 const MMAP_BYTES: i64 = 256 << 20;
+/// The writer maps none: a commit reads every row it activates, and mapped pages would
+/// count toward the process's memory, which would then grow with the database (an initial
+/// import of 11,110 real source files peaked at 270 MB, 114 MB without). Its reads go
+/// through its bounded page cache.
+const WRITER_MMAP_BYTES: i64 = 0;
 /// WAL pages after which a commit copies them back into the database. Each such checkpoint
 /// syncs the file, so a large import pays for fewer of them than with the default of 1000.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 8192;
@@ -193,7 +198,7 @@ fn open_reader(path: &Path, config: &SqliteConfig) -> Result<Connection, Error> 
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| map(e, &format!("opening a reader on `{}`", path.display())))?;
-    configure(&conn, config)?;
+    configure(&conn, config, MMAP_BYTES)?;
     conn.pragma_update(None, "query_only", "ON")
         .db("making a reader read-only")?;
     Ok(conn)
