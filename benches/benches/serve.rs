@@ -15,8 +15,14 @@
 //! timed too. Everything runs in this process on one multi-threaded runtime, so the server
 //! and its clients share the machine's cores. A sync's time is the run's own
 //! (`finished_at - started_at`); every loaded run checks that each client saw the run's
-//! `completed` event last. At the end the bench prints each load's median against the
-//! sync alone (goal: at most 1.2×) and the searches' p50 and p99 (goal: p99 under 200 ms).
+//! `completed` event last.
+//!
+//! The loaded syncs run in `SYNC_BENCH_ROUNDS` rounds (default 10, after one that warms
+//! up), each round one sync under every load in a new order, and each load is compared
+//! with the sync alone of its own round: the machine is shared and its speed drifts over
+//! minutes, which pairing cancels. At the end the bench prints each load's median time and
+//! median ratio to the sync alone (goal: at most 1.2×) and the searches' p50 and p99
+//! (goal: p99 under 200 ms).
 
 #![allow(missing_docs, clippy::print_stderr)]
 
@@ -39,6 +45,15 @@ use tokio::task::JoinSet;
 const TOKEN: &str = "bench-token";
 const CLIENTS: usize = 200;
 const SEARCHES_PER_SECOND: u64 = 50;
+
+/// Rounds of loaded syncs (`SYNC_BENCH_ROUNDS`, default 10), after one that warms up.
+fn rounds() -> usize {
+    std::env::var("SYNC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(10)
+}
 
 fn files() -> usize {
     std::env::var("SYNC_BENCH_FILES")
@@ -144,7 +159,9 @@ impl Bench {
             .unwrap()
             .with_project(Project::new("fresh", fresh).unwrap())
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = sync_server::listen("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = sync_server::router(state);
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -323,6 +340,11 @@ fn serve_load(c: &mut Criterion) {
                 .sum()
         });
     });
+    group.finish();
+
+    // The loaded syncs run in rounds, each round one sync under every load, the loads in
+    // a new order each round; each load's slowdown is taken against the sync alone of the
+    // same round, so that the machine's drift between rounds (it is shared) cancels out.
     let loads = [
         (
             "sync, no clients",
@@ -353,59 +375,69 @@ fn serve_load(c: &mut Criterion) {
             },
         ),
     ];
-    let mut runs: Vec<(&str, Vec<Duration>, Vec<Duration>)> = Vec::new();
-    for (name, load) in loads {
-        let (mut syncs, mut searches) = (Vec::new(), Vec::new());
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        let run = rt.block_on(bench.run(load));
-                        syncs.push(run.sync);
-                        searches.extend(run.searches);
-                        run.sync
-                    })
-                    .sum()
-            });
-        });
-        runs.push((name, syncs, searches));
+    let rounds = rounds();
+    let mut syncs = vec![Vec::new(); loads.len()];
+    let mut ratios = vec![Vec::new(); loads.len()];
+    let mut searches = vec![Vec::new(); loads.len()];
+    // Round 0 warms up and is not counted.
+    for round in 0..=rounds {
+        let mut times = vec![Duration::ZERO; loads.len()];
+        for turn in 0..loads.len() {
+            let at = (turn + round) % loads.len();
+            let run = rt.block_on(bench.run(loads[at].1));
+            times[at] = run.sync;
+            if round > 0 {
+                searches[at].extend(run.searches);
+            }
+        }
+        if round == 0 {
+            continue;
+        }
+        eprintln!(
+            "serve: round {round} of {rounds}: {}",
+            times
+                .iter()
+                .map(|t| format!("{:.0} ms", t.as_secs_f64() * 1000.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (at, time) in times.iter().enumerate() {
+            syncs[at].push(*time);
+            ratios[at].push(time.as_secs_f64() / times[0].as_secs_f64());
+        }
     }
-    group.finish();
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let pct = |sorted: &[Duration], p: f64| {
         sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
     };
     idle.sort();
-    eprintln!("\nserve/{n} files: medians of every timed run");
+    eprintln!("\nserve/{n} files: medians over {rounds} rounds");
     eprintln!(
         "  one search, idle server: p50 {:.1} ms, p99 {:.1} ms ({} requests)",
         ms(pct(&idle, 0.5)),
         ms(pct(&idle, 0.99)),
         idle.len()
     );
-    let mut alone = None;
-    for (name, mut syncs, mut searches) in runs {
-        if syncs.is_empty() {
-            continue; // left out by a filter
-        }
-        syncs.sort();
-        let median = pct(&syncs, 0.5);
-        let base = *alone.get_or_insert(median);
+    for (at, (name, _)) in loads.iter().enumerate() {
+        syncs[at].sort();
+        ratios[at].sort_by(f64::total_cmp);
+        let ratio = ratios[at][ratios[at].len() / 2];
         eprint!(
-            "  {name:<40} {:>8.1} ms ({} runs) = {:.2} × alone",
-            ms(median),
-            syncs.len(),
-            median.as_secs_f64() / base.as_secs_f64()
+            "  {name:<40} {:>8.1} ms = {ratio:.2} × alone (the round's; {:.2}–{:.2})",
+            ms(pct(&syncs[at], 0.5)),
+            ratios[at][0],
+            ratios[at][ratios[at].len() - 1],
         );
+        let searches = &mut searches[at];
         if searches.is_empty() {
             eprintln!();
         } else {
             searches.sort();
             eprintln!(
                 "; searches p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
-                ms(pct(&searches, 0.5)),
-                ms(pct(&searches, 0.99)),
+                ms(pct(searches, 0.5)),
+                ms(pct(searches, 0.99)),
                 ms(searches[searches.len() - 1]),
                 searches.len()
             );

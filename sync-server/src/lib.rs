@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 mod feed;
+mod listen;
 mod mcp;
 mod metrics;
 mod page;
@@ -19,6 +20,7 @@ mod webhook;
 pub use auth::Auth;
 pub use error::{ApiError, status_of};
 pub use feed::{EventFeed, FEED_POLL, FeedEvent, FeedKey, FeedPage};
+pub use listen::{LISTEN_BACKLOG, listen};
 pub use mcp::{McpServer, RESOURCE_SCHEME};
 pub use queue::{QueueStats, QueuedSync, SyncQueue};
 pub use routes::router;

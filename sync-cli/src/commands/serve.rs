@@ -202,7 +202,7 @@ pub(super) async fn exec(target: &Target, args: &ServeArgs) -> Result<Exit, Erro
     } = open_state(target, &args.projects, config, auth, args.allow_sync).await?;
     let webhook = state.has_webhook_secret() || state.projects().any(Project::has_webhook_secret);
 
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = sync_server::listen(listen)
         .await
         .map_err(|e| Error::backend("http", format!("listening on {listen}"), e))?;
     let bound = listener

@@ -447,3 +447,35 @@ async fn search_at_a_run_and_changes_between_runs() {
     let (status, body) = s.get(OTHER, "/api/v1/projects/alpha/changes").await;
     assert_eq!(status, 404, "another tenant's project: {body}");
 }
+
+/// `sync_server::listen` queues a crowd of connections until the server accepts them:
+/// 400 clients connect at once to a listener that accepts none, and every connection is
+/// made. With the 128 of `TcpListener::bind`, the kernel drops the first packet of the
+/// connections past the queue and each waits a second or more for TCP to send it again
+/// (here: until the three-second limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_queues_a_crowd_of_connections() {
+    let listener = sync_server::listen("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..400 {
+        clients.spawn(tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            tokio::net::TcpStream::connect(addr),
+        ));
+    }
+    let mut connected = Vec::new();
+    while let Some(client) = clients.join_next().await {
+        match client.unwrap() {
+            Ok(stream) => connected.push(stream.unwrap()),
+            Err(_) => panic!(
+                "a connection was not made within 3 s: the listen queue overflowed after {} connections",
+                connected.len()
+            ),
+        }
+    }
+    assert_eq!(connected.len(), 400);
+    drop(listener);
+}

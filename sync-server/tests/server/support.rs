@@ -166,7 +166,9 @@ impl Served {
             .unwrap()
             .with_project(beta_project)
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = sync_server::listen("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = sync_server::router(state.clone());
         tokio::spawn(async move {
