@@ -926,7 +926,15 @@ async fn a_polling_worker_syncs_a_branch_when_its_head_moves() {
     })
     .await;
 
-    let jobs = store.queue().jobs(None, None).await.unwrap();
+    // The worker ends a job once its run has committed: wait for that too.
+    let jobs = wait_for("the jobs to end", Duration::from_secs(120), || {
+        let store = store.clone();
+        async move {
+            let jobs = store.queue().jobs(None, None).await.unwrap();
+            jobs.iter().all(|j| j.status.is_final()).then_some(jobs)
+        }
+    })
+    .await;
     assert_eq!(jobs.len(), 2, "one job per head: {jobs:?}");
     assert!(
         jobs.iter()
