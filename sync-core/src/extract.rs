@@ -117,22 +117,64 @@ impl TokenCounter for ApproxTokens {
     }
 
     fn count(&self, text: &str) -> usize {
-        let mut tokens = 0;
-        let mut word = 0usize;
-        for c in text.chars() {
-            if c.is_alphanumeric() {
+        // Code is mostly ASCII: its bytes are classed by a table, other characters by
+        // `char::is_alphanumeric` and `char::is_whitespace`, which the table agrees with.
+        let bytes = text.as_bytes();
+        let (mut tokens, mut word, mut at) = (0usize, 0usize, 0usize);
+        while let Some(&b) = bytes.get(at) {
+            let class = if b.is_ascii() {
+                at += 1;
+                ASCII_CLASS[usize::from(b)]
+            } else {
+                let Some(c) = text[at..].chars().next() else {
+                    break;
+                };
+                at += c.len_utf8();
+                if c.is_alphanumeric() {
+                    WORD
+                } else if c.is_whitespace() {
+                    SPACE
+                } else {
+                    MARK
+                }
+            };
+            if class == WORD {
                 word += 1;
                 continue;
             }
             tokens += word.div_ceil(6);
             word = 0;
-            if !c.is_whitespace() {
+            if class == MARK {
                 tokens += 1;
             }
         }
         tokens + word.div_ceil(6)
     }
 }
+
+/// [`ApproxTokens`]' classes of characters: part of a word, free, one token of its own.
+const WORD: u8 = 0;
+const SPACE: u8 = 1;
+const MARK: u8 = 2;
+
+/// The class of every ASCII byte, as `char::is_alphanumeric` and `char::is_whitespace`
+/// class it.
+const ASCII_CLASS: [u8; 128] = {
+    let mut table = [MARK; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_alphanumeric() {
+            WORD
+        } else if matches!(c, b' ' | b'\t'..=b'\r') {
+            SPACE
+        } else {
+            MARK
+        };
+        b += 1;
+    }
+    table
+};
 
 /// How many tokens one chunk may hold, counted by the embedder's own tokenizer.
 ///
@@ -316,10 +358,49 @@ fn line_no(n: usize) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn path() -> RepoPath {
         RepoPath::new("f.txt").unwrap()
+    }
+
+    /// [`ApproxTokens`]' rule, character by character.
+    fn approx_by_chars(text: &str) -> usize {
+        let mut tokens = 0;
+        let mut word = 0usize;
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                word += 1;
+                continue;
+            }
+            tokens += word.div_ceil(6);
+            word = 0;
+            if !c.is_whitespace() {
+                tokens += 1;
+            }
+        }
+        tokens + word.div_ceil(6)
+    }
+
+    #[test]
+    fn approx_tokens_classes_every_ascii_character_as_char_does() {
+        for b in 0u8..128 {
+            let text = format!("ab{}cd", char::from(b));
+            assert_eq!(ApproxTokens.count(&text), approx_by_chars(&text), "{b:#x}");
+        }
+    }
+
+    proptest! {
+        /// The table-driven count equals the rule applied character by character, for any
+        /// text: ASCII, other scripts, whitespace of every kind, control characters.
+        #[test]
+        fn approx_tokens_counts_as_the_rule_says(
+            text in "(\\PC|[ \t\r\n\u{b}\u{c}\u{85}\u{a0}\u{3000}]|[a-zA-Z0-9_]{1,9}|[éß漢字\u{1F600}]){0,64}",
+        ) {
+            prop_assert_eq!(ApproxTokens.count(&text), approx_by_chars(&text));
+        }
     }
 
     #[test]
