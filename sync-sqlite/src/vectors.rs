@@ -107,11 +107,17 @@ impl Codes {
         let (scale, l1) = quantise(row, &mut self.codes);
         self.scales.push(scale);
         self.l1.push(l1);
-        self.inv_norms.push(if norm2 == 0.0 {
-            0.0
-        } else {
-            norm2.sqrt().recip()
-        });
+        self.inv_norms.push(inv_norm(norm2));
+    }
+}
+
+/// One over the norm of a vector whose [`dot`] with itself is `norm2`; 0 for a zero
+/// vector, whose bounds [`scan_bounds`] sets apart.
+fn inv_norm(norm2: f32) -> f32 {
+    if norm2 == 0.0 {
+        0.0
+    } else {
+        norm2.sqrt().recip()
     }
 }
 
@@ -144,7 +150,7 @@ struct QueryCodes {
     t: f32,
     /// The query's sum of magnitudes.
     l1: f32,
-    /// One over the query's norm.
+    /// One over the query's norm ([`inv_norm`]).
     inv_norm: f32,
 }
 
@@ -168,7 +174,7 @@ impl QueryCodes {
             blocks,
             t,
             l1: query.iter().map(|v| v.abs()).sum(),
-            inv_norm: query_norm2.sqrt().recip(),
+            inv_norm: inv_norm(query_norm2),
         }
     }
 }
@@ -675,7 +681,8 @@ mod tests {
     }
 
     /// `nearest` ranks exactly as sorting every row by [`Embedding::cosine`] (then path,
-    /// then ordinal) does, ties and zero vectors included, for every `k`.
+    /// then ordinal) does, ties and zero vectors (rows and the query) included, for every
+    /// `k`.
     #[test]
     fn nearest_is_the_exact_cosine_ranking() {
         let dims = 5;
@@ -702,6 +709,8 @@ mod tests {
         for query in [
             vec![1.0, 0.0, 0.0, 0.0, 0.0],
             vec![0.5, -0.25, 1.0, 0.0, 2.0],
+            // Every score 0: the ranking is by path and ordinal alone.
+            vec![0.0; dims],
         ] {
             let all = brute_force(&table, &vectors, &query);
             for k in [0, 1, 3, 10, 60, 100] {
