@@ -32,6 +32,10 @@ pub(crate) const MIGRATION_SQL: &[(&str, &str)] = &[
         "0005_lexical_history",
         include_str!("../migrations/0005_lexical_history.sql"),
     ),
+    (
+        "0006_history_when_superseded",
+        include_str!("../migrations/0006_history_when_superseded.sql"),
+    ),
 ];
 
 /// The version whose script is followed by [`fill_lexical_lengths`], in its transaction.

@@ -579,7 +579,8 @@ impl AsOfLexicalCache {
 /// common-terms rule) are those of the entries live then, ties by path and ordinal.
 ///
 /// A run completed since schema version 5 keeps the statistics of the entries active after
-/// it, and `entries_lexical_history` finds the entries of every version that hold a term:
+/// it, and the two lexical indexes find the entries of every version that hold a term
+/// (`entries_lexical` the active ones, `entries_lexical_history` the superseded ones):
 /// the search counts and scores only those live then, reading their text back
 /// ([`LexicalScorer`]). An older run has no statistics: its entries are indexed in memory
 /// ([`AsOfLexicalCache`]). Both give the scores a [`LexicalIndex`] over the entries live
@@ -675,16 +676,24 @@ fn run_lexical_stats(conn: &Connection, id: SyncId) -> Result<Option<LexicalStat
     })
 }
 
-/// The entries of the history index that match `expression` (an FTS5 query) and were live
-/// right after the run at chain position `?3` of repository `?2`, with `columns` of each.
-/// `CROSS JOIN` keeps the index the outer loop, as in [`search_text`].
+/// The entries that match `expression` (an FTS5 query) and were live right after the run
+/// at chain position `?3` of repository `?2`, with `columns` of each: the active ones in
+/// `entries_lexical` written by then, and the superseded ones in `entries_lexical_history`
+/// written by then and superseded after (a committed entry is in exactly one of the two;
+/// staged ones are in neither). `CROSS JOIN` keeps the index the outer loop, as in
+/// [`search_text`].
 fn live_history_matches(columns: &str) -> String {
     format!(
-        "SELECT {columns} FROM entries_lexical_history h \
-         CROSS JOIN entries e ON e.id = h.rowid \
-         JOIN runs c ON c.id = e.created_by LEFT JOIN runs s ON s.id = e.superseded_by \
-         WHERE entries_lexical_history MATCH ?1 AND e.repository_id = ?2 AND c.seq <= ?3 \
-         AND (e.superseded_by IS NULL OR s.seq > ?3)"
+        "SELECT {columns} FROM entries_lexical CROSS JOIN entries e ON e.id = entries_lexical.rowid \
+         JOIN runs c ON c.id = e.created_by \
+         WHERE entries_lexical MATCH ?1 AND e.repository_id = ?2 AND e.status = 'active' \
+         AND c.seq <= ?3 \
+         UNION ALL \
+         SELECT {columns} FROM entries_lexical_history \
+         CROSS JOIN entries e ON e.id = entries_lexical_history.rowid \
+         JOIN runs c ON c.id = e.created_by JOIN runs s ON s.id = e.superseded_by \
+         WHERE entries_lexical_history MATCH ?1 AND e.repository_id = ?2 \
+         AND e.status = 'superseded' AND c.seq <= ?3 AND s.seq > ?3"
     )
 }
 

@@ -3,8 +3,9 @@
 //! with every row and every embedding still there and usable, and syncing continues from it.
 //! A database at version 3 (the lexical index, before chunk meta) upgrades the same way, its
 //! entries read with empty meta and its lexical index kept exact; the upgrade to version 5
-//! fills the history index, every entry's length and the repositories' counts, and the
-//! runs completed before it are still searched as of.
+//! fills the history index, every entry's length and the repositories' counts (version 6
+//! keeps only the superseded entries in the history index), and the runs completed before
+//! it are still searched as of.
 
 use std::sync::Arc;
 
@@ -471,7 +472,7 @@ async fn a_version_3_database_upgrades_to_chunk_meta_without_losing_anything() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     assert_eq!(rows(&raw, &columns), before, "every row and value is kept");
     let with_meta: i64 = raw
         .query_row(
@@ -677,16 +678,17 @@ fn run_lexical_stats(conn: &Connection) -> Vec<(i64, Option<(i64, i64)>)> {
         .unwrap()
 }
 
-/// Checks what a search as of a run reads: the history index holds exactly the entries that
-/// are not staged (compared with one built afresh), every such entry's length is the one
-/// `sync_core::lexical_length` counts, and each repository's counts are those of its active
-/// entries.
+/// Checks what a search as of a run reads: the history index holds exactly the superseded
+/// entries (compared with one built afresh; the active ones are in the lexical index, which
+/// [`assert_lexical_index_exact`] checks), every entry's length that is not staged is the
+/// one `sync_core::lexical_length` counts, and each repository's counts are those of its
+/// active entries.
 fn assert_lexical_history_exact(conn: &Connection, when: &str) {
     index_afresh(
         conn,
         "fresh_history",
         "detail = none, columnsize = 0,",
-        "status <> 'staged'",
+        "status = 'superseded'",
     );
     let terms = |schema: &str, table: &str| -> Vec<(String, i64)> {
         conn.execute_batch(&format!(
@@ -708,7 +710,7 @@ fn assert_lexical_history_exact(conn: &Connection, when: &str) {
     assert_eq!(
         terms("main", "entries_lexical_history"),
         fresh,
-        "{when}: the history index holds exactly the entries that are not staged"
+        "{when}: the history index holds exactly the superseded entries"
     );
     let mut stmt = conn
         .prepare(
