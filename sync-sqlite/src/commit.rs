@@ -12,8 +12,11 @@ use crate::runs::{check_running, finish_run, run_record};
 use crate::values::{blob, blob_id, count, immediate, int, skip_str};
 
 /// Applies one change set inside the commit's transaction.
-struct Apply<'t, 'c> {
+struct Apply<'t, 'c, 'f> {
     tx: &'t Transaction<'c>,
+    /// File versions to add, written together by [`Apply::insert_files`] once every
+    /// change is applied (a change set touches each path once, so no change reads them).
+    added: Vec<&'f IndexedFile>,
     repo_id: i64,
     run_id: i64,
     written: u64,
@@ -25,7 +28,7 @@ struct Apply<'t, 'c> {
     was_empty: bool,
 }
 
-impl Apply<'_, '_> {
+impl<'f> Apply<'_, '_, 'f> {
     /// The blob of the active version of `path`, if any.
     fn active_blob(&self, path: &RepoPath) -> Result<Option<BlobId>, Error> {
         let what = "reading the active index";
@@ -61,26 +64,38 @@ impl Apply<'_, '_> {
         Ok(n > 0)
     }
 
-    fn add_file(&mut self, file: &IndexedFile) -> Result<(), Error> {
-        let what = "adding a file version";
-        let e = &file.entry;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO files (repository_id, path, blob_id, size, kind, skip, added_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .db(what)?
-            .execute(params![
-                self.repo_id,
-                e.path.as_bytes(),
-                e.blob.as_bytes().as_slice(),
-                int(e.size),
-                e.kind.as_str(),
-                skip_str(file.skip),
-                self.run_id,
-            ])
-            .db(what)?;
+    fn add_file(&mut self, file: &'f IndexedFile) {
+        self.added.push(file);
         self.delta += 1;
+    }
+
+    /// Inserts the file versions [`Apply::add_file`] collected, [`FILES_PER_STATEMENT`] rows
+    /// to a statement (an initial import adds every file of the tree).
+    fn insert_files(&mut self) -> Result<(), Error> {
+        let what = "adding a file version";
+        for rows in self.added.chunks(FILES_PER_STATEMENT) {
+            let mut insert = self
+                .tx
+                .prepare_cached(&insert_files_sql(rows.len()))
+                .db(what)?;
+            let mut i = 0;
+            let mut bind = |value: &dyn rusqlite::ToSql| -> Result<(), Error> {
+                i += 1;
+                insert.raw_bind_parameter(i, value).db(what)
+            };
+            for file in rows {
+                let e = &file.entry;
+                bind(&self.repo_id)?;
+                bind(&e.path.as_bytes())?;
+                bind(&e.blob.as_bytes().as_slice())?;
+                bind(&int(e.size))?;
+                bind(&e.kind.as_str())?;
+                bind(&skip_str(file.skip))?;
+                bind(&self.run_id)?;
+            }
+            insert.raw_execute().db(what)?;
+        }
+        self.added.clear();
         Ok(())
     }
 
@@ -132,7 +147,7 @@ impl Apply<'_, '_> {
 
     /// Applies one change. Entries are only ever active for an active file, so a path
     /// without an active version has no entries to supersede.
-    fn apply(&mut self, change: &FileChange) -> Result<(), Error> {
+    fn apply(&mut self, change: &'f FileChange) -> Result<(), Error> {
         let not_active = |p: &RepoPath| {
             Error::invalid_input(format!(
                 "the change set removes `{p}`, which is not in the active index"
@@ -144,7 +159,7 @@ impl Apply<'_, '_> {
                 if !self.was_empty && self.close_file(path)? {
                     self.supersede(path)?;
                 }
-                self.add_file(file)?;
+                self.add_file(file);
             }
             FileChange::Delete(path) => {
                 if !self.close_file(path)? {
@@ -158,15 +173,26 @@ impl Apply<'_, '_> {
                     return Err(not_active(from));
                 }
                 self.supersede(from)?;
-                self.add_file(to)?;
+                self.add_file(to);
             }
             FileChange::Retype(file) => {
                 self.close_file(&file.entry.path)?;
-                self.add_file(file)?;
+                self.add_file(file);
             }
         }
         Ok(())
     }
+}
+
+/// Rows per `INSERT` statement of [`Apply::insert_files`] (7 parameters each).
+const FILES_PER_STATEMENT: usize = 64;
+
+/// The insert of `rows` file versions in one statement.
+fn insert_files_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO files (repository_id, path, blob_id, size, kind, skip, added_by) VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ")
+    )
 }
 
 /// Commits `run`: applies `changes` and activates what it staged, all at once.
@@ -186,6 +212,7 @@ pub(crate) fn commit(
         .db(what)?;
     let mut apply = Apply {
         tx: &tx,
+        added: Vec::new(),
         repo_id,
         run_id: run.id.0,
         written: 0,
@@ -213,6 +240,7 @@ pub(crate) fn commit(
     for change in &changes.changes {
         apply.apply(change)?;
     }
+    apply.insert_files()?;
     // What was staged becomes active, all at once.
     apply.written += tx
         .prepare_cached(

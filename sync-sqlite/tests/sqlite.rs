@@ -420,6 +420,78 @@ async fn large_batches_stage_every_entry_and_the_last_of_each_place() {
     assert_eq!(text(6), "entry 6");
 }
 
+/// Change sets larger than one of the commit's insert statements add every file version:
+/// an initial import of 150 files, then 100 modified, 10 deleted, 10 renamed and 70 added
+/// in one commit. SQLite keeps the file index, the one as of the first run and the
+/// active-file count that the in-memory store keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_change_sets_add_every_file_version() {
+    use sync_core::{BlobId, EntryKind, FileChange, IndexedFile, RepoPath, TreeEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn SyncStore> = Arc::new(
+        SqliteStore::open(dir.path().join("files.db"))
+            .await
+            .unwrap(),
+    );
+    let memory: Arc<dyn SyncStore> = Arc::new(sync_core::MemoryStore::new());
+    let repo = RepoKey::new("git:/files").unwrap();
+    let file = |i: usize, version: &str| {
+        let text = format!("file {i}, {version}");
+        let kind = if i.is_multiple_of(7) {
+            EntryKind::Executable
+        } else {
+            EntryKind::File
+        };
+        IndexedFile::new(
+            TreeEntry::new(
+                RepoPath::new(format!("src/f{i:03}.rs")).unwrap(),
+                BlobId::for_content(text.as_bytes()),
+                text.len() as u64,
+                kind,
+            ),
+            None,
+        )
+    };
+    let first: Vec<FileChange> = (0..150)
+        .map(|i| FileChange::Upsert(file(i, "one")))
+        .collect();
+    let mut second: Vec<FileChange> = (0..100)
+        .map(|i| FileChange::Upsert(file(i, "two")))
+        .collect();
+    second.extend((100..110).map(|i| FileChange::Delete(file(i, "one").entry.path)));
+    second.extend((110..120).map(|i| FileChange::Rename {
+        from: file(i, "one").entry.path,
+        to: file(i + 100, "one"),
+    }));
+    second.extend((300..370).map(|i| FileChange::Upsert(file(i, "new"))));
+    let mut kept = Vec::new();
+    for store in [&sqlite, &memory] {
+        let mut runs = Vec::new();
+        for changes in [first.clone(), second.clone()] {
+            let run = store.begin(run_start(&repo, LEASE)).await.unwrap();
+            let record = store
+                .commit(&run, ChangeSet { changes }, SyncStats::default())
+                .await
+                .unwrap();
+            runs.push(record);
+        }
+        kept.push((
+            store.file_index(&repo).await.unwrap(),
+            store.file_index_at(&repo, runs[0].id).await.unwrap(),
+            runs[0].stats.files,
+            runs[1].stats.files,
+        ));
+    }
+    assert_eq!(
+        kept[0], kept[1],
+        "SQLite keeps what the in-memory store keeps"
+    );
+    let (active, at_first, files_first, files_second) = &kept[0];
+    assert_eq!((*files_first, *files_second), (150, 210));
+    assert_eq!(active.len(), 210);
+    assert_eq!(at_first.len(), 150);
+}
+
 /// A run is held by its store's lock: another store on the same file, even in the same
 /// process, is refused while the holder lives, and takes over at once when the holder is
 /// gone (dropped, as a killed process's stores are).
