@@ -9,7 +9,7 @@ use sync_core::{
 
 use crate::error::DbResultExt;
 use crate::runs::{check_running, finish_run, run_record};
-use crate::values::{blob, blob_id, count, immediate, int, skip_str};
+use crate::values::{blob, blob_id, count, immediate, int, skip_str, value_rows};
 
 /// Applies one change set inside the commit's transaction.
 struct Apply<'t, 'c, 'f> {
@@ -191,7 +191,7 @@ const FILES_PER_STATEMENT: usize = 64;
 fn insert_files_sql(rows: usize) -> String {
     format!(
         "INSERT INTO files (repository_id, path, blob_id, size, kind, skip, added_by) VALUES {}",
-        vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ")
+        value_rows("(?, ?, ?, ?, ?, ?, ?)", rows)
     )
 }
 

@@ -11,7 +11,7 @@ use sync_core::{
 
 use crate::error::DbResultExt;
 use crate::runs::check_running;
-use crate::values::{blob, immediate, int};
+use crate::values::{blob, immediate, int, value_rows};
 
 pub(crate) fn known_embeddings(
     conn: &Connection,
@@ -93,7 +93,7 @@ fn upsert_sql(rows: usize) -> String {
          end_line = excluded.end_line, language = excluded.language, \
          kind = excluded.kind, symbol = excluded.symbol, model = excluded.model, \
          lexical_length = excluded.lexical_length",
-        vec![row; rows].join(", ")
+        value_rows(row, rows)
     )
 }
 

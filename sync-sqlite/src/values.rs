@@ -80,3 +80,9 @@ pub(crate) fn skip_of(stored: Option<String>) -> Result<Option<SkipReason>, Erro
         .transpose()
         .map_err(|e| corrupt_value("skip reason", e))
 }
+
+/// `rows` copies of one `VALUES` row, comma-separated: the values of an `INSERT` that writes
+/// many rows in one statement (stepping one statement per row costs more than the row).
+pub(crate) fn value_rows(row: &str, rows: usize) -> String {
+    vec![row; rows].join(", ")
+}
