@@ -9,7 +9,7 @@ use sync_core::{
 
 use crate::error::DbResultExt;
 use crate::runs::{check_running, finish_run, run_record};
-use crate::values::{blob, blob_id, count, immediate, int, skip_str, value_rows};
+use crate::values::{blob, blob_id, count, immediate, insert_rows, int, skip_str};
 
 /// Applies one change set inside the commit's transaction.
 struct Apply<'t, 'c, 'f> {
@@ -69,34 +69,31 @@ impl<'f> Apply<'_, '_, 'f> {
         self.delta += 1;
     }
 
-    /// Inserts the file versions [`Apply::add_file`] collected, [`FILES_PER_STATEMENT`] rows
-    /// to a statement (an initial import adds every file of the tree).
-    fn insert_files(&mut self) -> Result<(), Error> {
-        let what = "adding a file version";
-        for rows in self.added.chunks(FILES_PER_STATEMENT) {
-            let mut insert = self
-                .tx
-                .prepare_cached(&insert_files_sql(rows.len()))
-                .db(what)?;
-            let mut i = 0;
-            let mut bind = |value: &dyn rusqlite::ToSql| -> Result<(), Error> {
-                i += 1;
-                insert.raw_bind_parameter(i, value).db(what)
-            };
-            for file in rows {
+    /// Inserts the file versions [`Apply::add_file`] collected, many rows to a statement
+    /// ([`insert_rows`]; an initial import adds every file of the tree).
+    fn insert_files(&self) -> Result<(), Error> {
+        insert_rows(
+            self.tx,
+            &self.added,
+            "(?, ?, ?, ?, ?, ?, ?)",
+            |values| {
+                format!(
+                    "INSERT INTO files (repository_id, path, blob_id, size, kind, skip, \
+                     added_by) VALUES {values}"
+                )
+            },
+            "adding a file version",
+            |row, file| {
                 let e = &file.entry;
-                bind(&self.repo_id)?;
-                bind(&e.path.as_bytes())?;
-                bind(&e.blob.as_bytes().as_slice())?;
-                bind(&int(e.size))?;
-                bind(&e.kind.as_str())?;
-                bind(&skip_str(file.skip))?;
-                bind(&self.run_id)?;
-            }
-            insert.raw_execute().db(what)?;
-        }
-        self.added.clear();
-        Ok(())
+                row.bind(&self.repo_id)?;
+                row.bind(&e.path.as_bytes())?;
+                row.bind(&e.blob.as_bytes().as_slice())?;
+                row.bind(&int(e.size))?;
+                row.bind(&e.kind.as_str())?;
+                row.bind(&skip_str(file.skip))?;
+                row.bind(&self.run_id)
+            },
+        )
     }
 
     /// Supersedes the active entries of `path`.
@@ -182,17 +179,6 @@ impl<'f> Apply<'_, '_, 'f> {
         }
         Ok(())
     }
-}
-
-/// Rows per `INSERT` statement of [`Apply::insert_files`] (7 parameters each).
-const FILES_PER_STATEMENT: usize = 64;
-
-/// The insert of `rows` file versions in one statement.
-fn insert_files_sql(rows: usize) -> String {
-    format!(
-        "INSERT INTO files (repository_id, path, blob_id, size, kind, skip, added_by) VALUES {}",
-        value_rows("(?, ?, ?, ?, ?, ?, ?)", rows)
-    )
 }
 
 /// Commits `run`: applies `changes` and activates what it staged, all at once.

@@ -11,7 +11,7 @@ use sync_core::{
 
 use crate::error::DbResultExt;
 use crate::runs::check_running;
-use crate::values::{blob, immediate, int, value_rows};
+use crate::values::{blob, immediate, insert_rows, int};
 
 pub(crate) fn known_embeddings(
     conn: &Connection,
@@ -77,71 +77,56 @@ fn insert_embeddings(
     Ok(())
 }
 
-/// Rows per `INSERT` statement of [`stage`] (14 parameters each).
-const ROWS_PER_STATEMENT: usize = 64;
-
-/// The upsert of `rows` staged entries in one statement.
-fn upsert_sql(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'staged', ?, ?)";
+/// The upsert of staged entries whose `VALUES` list is `values`.
+fn upsert_sql(values: &str) -> String {
     format!(
         "INSERT INTO entries (repository_id, path, ordinal, blob_id, content, content_hash, \
          start_line, end_line, language, kind, symbol, model, status, created_by, \
-         lexical_length) VALUES {} \
+         lexical_length) VALUES {values} \
          ON CONFLICT (created_by, path, ordinal) WHERE status = 'staged' DO UPDATE SET \
          blob_id = excluded.blob_id, content = excluded.content, \
          content_hash = excluded.content_hash, start_line = excluded.start_line, \
          end_line = excluded.end_line, language = excluded.language, \
          kind = excluded.kind, symbol = excluded.symbol, model = excluded.model, \
-         lexical_length = excluded.lexical_length",
-        value_rows(row, rows)
+         lexical_length = excluded.lexical_length"
     )
 }
 
 /// Stages `batch`'s entries (and stores its embeddings) in one transaction.
 ///
-/// Entries are written [`ROWS_PER_STATEMENT`] rows to a statement: on an initial import of
-/// many small files, one statement per row spent about a tenth of the import's time
-/// stepping statements.
+/// Entries are written many rows to a statement ([`insert_rows`]).
 pub(crate) fn stage(conn: &mut Connection, run: &SyncRun, batch: &StageBatch) -> Result<(), Error> {
     let what = "staging entries";
     let tx = immediate(conn, what)?;
     let repo_id = check_running(&tx, run)?;
     insert_embeddings(&tx, run.repo.tenant(), &batch.embeddings)?;
-    for rows in batch.entries.chunks(ROWS_PER_STATEMENT) {
-        let mut upsert = tx.prepare_cached(&upsert_sql(rows.len())).db(what)?;
-        let mut i = 0;
-        let mut bind = |value: &dyn rusqlite::ToSql| -> Result<(), Error> {
-            i += 1;
-            upsert.raw_bind_parameter(i, value).db(what)
-        };
-        for e in rows {
-            let NewEntry {
-                path,
-                blob,
-                ordinal,
-                content,
-                content_hash,
-                start_line,
-                end_line,
-                meta,
-                model,
-            } = e;
-            bind(&repo_id)?;
-            bind(&path.as_bytes())?;
-            bind(ordinal)?;
-            bind(&blob.as_bytes().as_slice())?;
-            bind(content)?;
-            bind(&content_hash.as_bytes().as_slice())?;
-            bind(start_line)?;
-            bind(end_line)?;
-            bind(&meta.language)?;
-            bind(&meta.kind)?;
-            bind(&meta.symbol)?;
-            bind(model)?;
-            bind(&run.id.0)?;
-            bind(&lexical_length(content, path, meta.symbol.as_deref()))?;
-        }
-        upsert.raw_execute().db(what)?;
-    }
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'staged', ?, ?)";
+    insert_rows(&tx, &batch.entries, row, upsert_sql, what, |row, e| {
+        let NewEntry {
+            path,
+            blob,
+            ordinal,
+            content,
+            content_hash,
+            start_line,
+            end_line,
+            meta,
+            model,
+        } = e;
+        row.bind(&repo_id)?;
+        row.bind(&path.as_bytes())?;
+        row.bind(ordinal)?;
+        row.bind(&blob.as_bytes().as_slice())?;
+        row.bind(content)?;
+        row.bind(&content_hash.as_bytes().as_slice())?;
+        row.bind(start_line)?;
+        row.bind(end_line)?;
+        row.bind(&meta.language)?;
+        row.bind(&meta.kind)?;
+        row.bind(&meta.symbol)?;
+        row.bind(model)?;
+        row.bind(&run.id.0)?;
+        row.bind(&lexical_length(content, path, meta.symbol.as_deref()))
+    })?;
     tx.commit().db(what)
 }
