@@ -96,6 +96,14 @@ pub trait TokenCounter: Send + Sync + Debug {
 
     /// The number of tokens the model reads for `text`, without special tokens.
     fn count(&self, text: &str) -> usize;
+
+    /// Whether the count of any text is the sum of the counts of its lines, each with its
+    /// `\n` (so no token spans a line break). An extractor that sums the counts of the
+    /// lines it packs can then trust the sum, rather than count each packed chunk again.
+    /// `false` unless the counter promises it.
+    fn sums_lines(&self) -> bool {
+        false
+    }
 }
 
 /// An estimate of a subword tokenizer's count for code and prose, for embedders that lend
@@ -149,6 +157,11 @@ impl TokenCounter for ApproxTokens {
             }
         }
         tokens + word.div_ceil(6)
+    }
+
+    /// A line break ends a word and is free, so lines count apart.
+    fn sums_lines(&self) -> bool {
+        true
     }
 }
 
@@ -223,6 +236,11 @@ impl TokenBudget {
     /// The tokens of `text`.
     pub fn count(&self, text: &str) -> usize {
         self.counter.count(text)
+    }
+
+    /// Whether the counter's counts add up over lines ([`TokenCounter::sums_lines`]).
+    pub fn sums_lines(&self) -> bool {
+        self.counter.sums_lines()
     }
 
     /// The counter's id and the limit, e.g. `wordpiece:all-MiniLM-L6-v2:256`.
@@ -400,6 +418,23 @@ mod tests {
             text in "(\\PC|[ \t\r\n\u{b}\u{c}\u{85}\u{a0}\u{3000}]|[a-zA-Z0-9_]{1,9}|[éß漢字\u{1F600}]){0,64}",
         ) {
             prop_assert_eq!(ApproxTokens.count(&text), approx_by_chars(&text));
+        }
+
+        /// What `sums_lines` promises: a text counts as its lines do, a header line
+        /// included.
+        #[test]
+        fn approx_tokens_sum_over_lines(
+            text in "(\\PC|[ \t\r\n\u{85}\u{2028}]|[a-zA-Z0-9_]{1,9}|\n|[é漢\u{1F600}]){0,64}",
+            header in "[a-z]{1,6}(: [a-zA-Z_ >]{1,20})?",
+        ) {
+            prop_assert!(ApproxTokens.sums_lines());
+            let lines: usize = text.split_inclusive('\n').map(|l| ApproxTokens.count(l)).sum();
+            prop_assert_eq!(ApproxTokens.count(&text), lines);
+            let meta = ChunkMeta { language: Some(header), kind: None, symbol: None };
+            prop_assert_eq!(
+                ApproxTokens.count(&embedding_text(&meta, &text)),
+                ApproxTokens.count(&embedding_text(&meta, "")) + lines
+            );
         }
     }
 

@@ -116,10 +116,11 @@ hex_id!(
 impl BlobId {
     /// Hashes content the way git does for a blob: SHA-1 over `blob <len>\0` and the bytes.
     pub fn for_content(data: &[u8]) -> Self {
-        let mut hasher = sha1_smol::Sha1::new();
+        use sha1::Digest as _;
+        let mut hasher = sha1::Sha1::new();
         hasher.update(format!("blob {}\0", data.len()).as_bytes());
         hasher.update(data);
-        Self(hasher.digest().bytes())
+        Self(hasher.finalize().into())
     }
 }
 

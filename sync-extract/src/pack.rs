@@ -232,7 +232,10 @@ impl<'a, 'b> Packer<'a, 'b> {
             if header + content_tokens <= self.max() {
                 let (a, b) = (segs[0].start, segs[segs.len() - 1].end);
                 let content = self.lines.slice(a, b);
-                if self.budget.count(&embedding_text(&meta, content)) <= self.max() {
+                // The sum is the count when the counter says so; else the text is counted.
+                if self.budget.sums_lines()
+                    || self.budget.count(&embedding_text(&meta, content)) <= self.max()
+                {
                     self.chunks.push(Chunk {
                         content: content.to_owned(),
                         start_line: line_no(a + 1),

@@ -161,15 +161,16 @@ impl MemorySource {
 
         let mut inner = self.write();
         inner.made += 1;
-        let mut hasher = sha1_smol::Sha1::new();
+        use sha1::Digest as _;
+        let mut hasher = sha1::Sha1::new();
         hasher
             .update(format!("memory commit {} {} {}\n", self.name, inner.made, branch).as_bytes());
         for e in tree.entries() {
             hasher.update(e.path.as_bytes());
             hasher.update(e.blob.as_bytes());
-            hasher.update(&[e.kind as u8]);
+            hasher.update([e.kind as u8]);
         }
-        let id = CommitId::from_bytes(hasher.digest().bytes());
+        let id = CommitId::from_bytes(hasher.finalize().into());
         inner.blobs.extend(blobs);
         inner.commits.insert(id, (tree, files));
         inner.branches.insert(branch.to_owned(), id);
