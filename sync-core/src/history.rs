@@ -306,8 +306,8 @@ pub fn lexical_length(content: &str, path: &RepoPath, symbol: Option<&str>) -> u
 
 /// The number of words [`for_each_word`] finds in `text`: the letters and digits that
 /// follow anything else or start the text. A store computes this for every entry it
-/// stages, on the path of the import, so ASCII text is counted without decoding and without
-/// branching on the bytes, 32 at a time.
+/// stages, on the path of the import, so ASCII text is counted without decoding or
+/// branching, 32 byte pairs at a time.
 fn count_words(text: &str) -> u64 {
     fn alnum(b: u8) -> bool {
         let lower = b | 0x20;
@@ -324,13 +324,26 @@ fn count_words(text: &str) -> u64 {
         return n;
     }
     let bytes = text.as_bytes();
-    let first = bytes.first().is_some_and(|&b| alnum(b));
-    // A word starts at every letter or digit after a byte that is neither.
-    let starts = bytes
-        .windows(2)
-        .map(|w| u64::from(alnum(w[1]) & !alnum(w[0])))
-        .sum::<u64>();
-    u64::from(first) + starts
+    let Some((&first, next)) = bytes.split_first() else {
+        return 0;
+    };
+    // A word starts at every letter or digit after a byte that is neither: byte `i + 1`
+    // against byte `i`. A block's count fits a byte, which lets the loop vectorize.
+    let previous = &bytes[..next.len()];
+    let mut n = u64::from(alnum(first));
+    let (blocks, before) = (next.chunks_exact(32), previous.chunks_exact(32));
+    let (tail, tail_before) = (blocks.remainder(), before.remainder());
+    for (block, before) in blocks.zip(before) {
+        let mut starts = 0u8;
+        for (&b, &a) in block.iter().zip(before) {
+            starts += u8::from(alnum(b) & !alnum(a));
+        }
+        n += u64::from(starts);
+    }
+    for (&b, &a) in tail.iter().zip(tail_before) {
+        n += u64::from(alnum(b) & !alnum(a));
+    }
+    n
 }
 
 /// The collection statistics of BM25: how many documents, and their total
