@@ -410,6 +410,38 @@ fn chunks_are_sized_by_the_lent_counter() {
     );
 }
 
+/// A counter whose counts do not add up over lines: one token per two bytes, rounded down,
+/// so that a text of several lines counts more than its lines do.
+#[derive(Debug)]
+struct BytePairsDown;
+
+impl TokenCounter for BytePairsDown {
+    fn id(&self) -> String {
+        "byte-pairs-down".to_owned()
+    }
+    fn count(&self, text: &str) -> usize {
+        text.len() / 2
+    }
+}
+
+#[test]
+fn a_counter_that_does_not_sum_over_lines_counts_every_chunk() {
+    let b = TokenBudget::new(64, Arc::new(BytePairsDown));
+    assert!(!b.sums_lines());
+    for name in SAMPLES {
+        check(
+            &SyntaxChunker::new(b.clone()).extract(&path(name), sample(name)),
+            sample(name),
+            &b,
+        );
+        check(
+            &CdcLineChunker::new(b.clone()).extract(&path(name), sample(name)),
+            sample(name),
+            &b,
+        );
+    }
+}
+
 #[test]
 fn ids_name_the_budget_and_the_grammars() {
     let a = SyntaxChunker::new(budget(256)).id();
